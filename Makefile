@@ -1,0 +1,53 @@
+# caffegen: two commands on a fresh Debian 12 machine.
+#   make sweep   set everything up (Debian packages, .venv, the Caffe build) and run the default sweep
+#   make test    set everything up and run the tests
+# The Caffe build is cached in ~/.cache/caffegen/caffe/<key> (CAFFEGEN_CACHE overrides), keyed by
+# source + fix-set + flags; later runs reuse it. CAFFE_ROOT=/path/to/caffe skips the build.
+
+PYTHON    ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+CAFFE_GPU ?=
+SPEC      ?= default
+JOBS      ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup venv caffe sweep test clean clean-cache help
+
+help:
+	@echo "make sweep   set up and run the default sweep on the demo data (writes runs/default/report.html)"
+	@echo "make test    set up and run the tests"
+	@echo "make setup   only set up: Debian packages, $(VENV), Caffe build (CAFFE_GPU=1 for CUDA)"
+	@echo "make caffe   only (re)use or build Caffe into the cache"
+	@echo "make clean   remove $(VENV), runs/ and build litter (the Caffe cache stays)"
+
+setup: venv caffe
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+caffe: venv
+ifdef CAFFE_ROOT
+	@echo "[setup] CAFFE_ROOT=$(CAFFE_ROOT): using that Caffe, not building one"
+	$(BIN)/caffegen doctor
+else
+	CAFFE_GPU=$(CAFFE_GPU) $(BIN)/python -m caffegen.toolchain.build
+endif
+
+sweep: setup
+	$(BIN)/caffegen sweep $(SPEC) $(if $(JOBS),--jobs $(JOBS))
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache *.egg-info build
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-cache:
+	rm -rf $${CAFFEGEN_CACHE:-$${XDG_CACHE_HOME:-$$HOME/.cache}/caffegen}/caffe

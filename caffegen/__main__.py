@@ -1,0 +1,3 @@
+from caffegen.cli import main
+
+main()

@@ -1,0 +1,348 @@
+"""Fetch, fix and build Caffe into a cache outside the checkout.
+
+The source is the PyPI sdist ``brocolli-caffe==9.0.2`` (a complete Caffe 1.0 tree); its setup.py needs
+conda, so it is downloaded as a plain archive, patched by :mod:`caffegen.toolchain.fixes`, given
+caffegen's own CMakeLists.txt and built with CMake. The result lives in
+``<cache>/caffe/<key>/`` where the key hashes the source, the fix-set, the CMake file and the flags, so
+an unchanged set-up reuses it and any change builds a fresh entry beside the old one.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import fixes as _fixes
+
+SOURCE_PACKAGE = "brocolli-caffe"
+SOURCE_VERSION = "9.0.2"
+SOURCE_SHA256 = "c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a"
+CMAKE_FILE = Path(__file__).with_name("cmake") / "CMakeLists.txt"
+
+# Debian 12 packages the CPU build needs (headers + libraries); ~665 MB with --no-install-recommends.
+APT_PACKAGES: tuple[str, ...] = (
+    "cmake", "build-essential", "libboost-system-dev", "libboost-thread-dev", "libboost-filesystem-dev",
+    "libboost-regex-dev", "libboost-python-dev", "libprotobuf-dev", "protobuf-compiler",
+    "libgoogle-glog-dev", "libgflags-dev", "libhdf5-dev", "libopenblas-dev", "liblmdb-dev",
+    "libopencv-core-dev", "libopencv-imgproc-dev", "libopencv-imgcodecs-dev", "libopencv-highgui-dev",
+    "libopencv-videoio-dev",
+)
+
+
+class BuildError(RuntimeError):
+    """A set-up step failed; the message is one line that says what and where."""
+
+
+def cache_root() -> Path:
+    """``$CAFFEGEN_CACHE``, else ``$XDG_CACHE_HOME/caffegen``, else ``~/.cache/caffegen``."""
+    if os.environ.get("CAFFEGEN_CACHE"):
+        return Path(os.environ["CAFFEGEN_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "caffegen"
+
+
+@dataclass(frozen=True)
+class BuildFlags:
+    """What changes the binary. Part of the cache key."""
+
+    gpu: bool = False
+    cuda_arch: str = "90"
+    python: str = f"{sys.version_info.major}.{sys.version_info.minor}"
+    opencv: bool = True
+    lmdb: bool = True
+    build_type: str = "Release"
+
+    def cmake_args(self) -> list[str]:
+        args = [
+            f"-DCMAKE_BUILD_TYPE={self.build_type}",
+            f"-DCPU_ONLY={'OFF' if self.gpu else 'ON'}",
+            f"-DUSE_OPENCV={'ON' if self.opencv else 'OFF'}",
+            f"-DUSE_LMDB={'ON' if self.lmdb else 'OFF'}",
+            "-DBUILD_python=ON",
+        ]
+        if self.gpu:
+            args.append(f"-DCUDA_ARCH={self.cuda_arch}")
+        return args
+
+    def as_dict(self) -> dict:
+        return {"gpu": self.gpu, "cuda_arch": self.cuda_arch if self.gpu else None, "python": self.python,
+                "opencv": self.opencv, "lmdb": self.lmdb, "build_type": self.build_type,
+                "machine": platform.machine()}
+
+
+def build_key(flags: BuildFlags) -> str:
+    """Hash of source version + fix-set + CMake file + flags: the cache entry's name."""
+    h = hashlib.sha256()
+    h.update(f"{SOURCE_PACKAGE}=={SOURCE_VERSION}:{SOURCE_SHA256}".encode())
+    h.update(Path(_fixes.__file__).read_bytes())
+    h.update(CMAKE_FILE.read_bytes())
+    h.update(json.dumps(flags.as_dict(), sort_keys=True).encode())
+    kind = "cuda" if flags.gpu else "cpu"
+    return f"{SOURCE_VERSION}-{kind}-{h.hexdigest()[:12]}"
+
+
+@dataclass
+class BuildEntry:
+    """One cache entry: where the binary, libcaffe and pycaffe are."""
+
+    root: Path
+
+    @property
+    def binary(self) -> Path:
+        return self.root / "build" / "tools" / "caffe"
+
+    @property
+    def tools(self) -> Path:
+        return self.root / "build" / "tools"
+
+    @property
+    def python_path(self) -> Path:
+        return self.root / "build" / "python"
+
+    @property
+    def source(self) -> Path:
+        return self.root / "src"
+
+    @property
+    def marker(self) -> Path:
+        return self.root / "BUILD_OK.json"
+
+    def complete(self) -> bool:
+        return (self.marker.exists() and self.binary.exists()
+                and (self.python_path / "caffe" / "_caffe.so").exists()
+                and (self.python_path / "caffe" / "proto" / "caffe_pb2.py").exists())
+
+    def info(self) -> dict:
+        try:
+            return json.loads(self.marker.read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+def entry_for(flags: BuildFlags, cache: Path | None = None) -> BuildEntry:
+    return BuildEntry((cache or cache_root()) / "caffe" / build_key(flags))
+
+
+# ---------------------------------------------------------------- apt
+
+
+def missing_apt_packages(packages: tuple[str, ...] = APT_PACKAGES) -> list[str]:
+    """Packages of ``packages`` that dpkg does not report as installed (all of them where dpkg is absent)."""
+    if not shutil.which("dpkg-query"):
+        return list(packages)
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *packages],
+                         capture_output=True, text=True)
+    installed = {line.split()[0] for line in out.stdout.splitlines() if line.endswith(" installed")}
+    return [p for p in packages if p not in installed]
+
+
+def ensure_apt(packages: tuple[str, ...] = APT_PACKAGES, log: Callable[[str], None] = print) -> None:
+    """Install the missing Debian packages (as root, or through passwordless sudo)."""
+    missing = missing_apt_packages(packages)
+    if not missing:
+        return
+    if not shutil.which("apt-get"):
+        raise BuildError("apt-get not found: install the equivalents of " + " ".join(missing)
+                         + " or point CAFFE_ROOT at an existing Caffe build")
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+            prefix = ["sudo", "-n"]
+        else:
+            raise BuildError("missing Debian packages and not root: run  sudo apt-get install -y "
+                             "--no-install-recommends " + " ".join(missing))
+    log(f"[setup] apt-get install {len(missing)} packages: {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+        proc = subprocess.run(prefix + cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise BuildError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}): {tail}")
+
+
+# ---------------------------------------------------------------- source
+
+
+def fetch_source(cache: Path, log: Callable[[str], None] = print) -> Path:
+    """The verified sdist archive, downloaded once into ``<cache>/downloads``."""
+    dl = cache / "downloads"
+    dl.mkdir(parents=True, exist_ok=True)
+    archive = dl / f"{SOURCE_PACKAGE}-{SOURCE_VERSION}.tar.gz"
+    if not archive.exists() or _sha256(archive) != SOURCE_SHA256:
+        log(f"[setup] downloading {SOURCE_PACKAGE}=={SOURCE_VERSION} (Caffe 1.0 source, sdist from PyPI)")
+        with tempfile.TemporaryDirectory(dir=dl) as tmp:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                 "--disable-pip-version-check", "-q", "-d", tmp,
+                 f"{SOURCE_PACKAGE}=={SOURCE_VERSION}"], capture_output=True, text=True)
+            got = Path(tmp) / archive.name
+            if not got.exists():
+                tail = (proc.stderr.strip().splitlines() or ["no archive written"])[-1]
+                raise BuildError(f"pip download {SOURCE_PACKAGE}=={SOURCE_VERSION} failed: {tail}")
+            os.replace(got, archive)
+    digest = _sha256(archive)
+    if digest != SOURCE_SHA256:
+        raise BuildError(f"{archive}: sha256 {digest} does not match the pinned {SOURCE_SHA256}")
+    return archive
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def prepare_source(archive: Path, dest: Path, flags: BuildFlags) -> list[str]:
+    """Unpack ``archive`` into ``dest``, apply the fix-set and install caffegen's CMakeLists.txt."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        (top,) = [p for p in Path(tmp).iterdir() if p.is_dir()]
+        done = _fixes.apply(top, _fixes.fixes_for(gpu=flags.gpu))
+        shutil.copyfile(CMAKE_FILE, top / "CMakeLists.txt")
+        os.replace(top, dest)
+    return done
+
+
+# ---------------------------------------------------------------- build
+
+
+def build(flags: BuildFlags = BuildFlags(), jobs: int | None = None, force: bool = False,
+          cache: Path | None = None, log: Callable[[str], None] = print,
+          extra_cmake_args: tuple[str, ...] = ()) -> BuildEntry:
+    """Build Caffe for ``flags`` unless the cache already holds it; return the entry."""
+    cache = cache or cache_root()
+    entry = entry_for(flags, cache)
+    if entry.complete() and not force:
+        log(f"[setup] Caffe build cached: {entry.root}")
+        return entry
+    entry.root.mkdir(parents=True, exist_ok=True)
+    with open(entry.root.parent / f"{entry.root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second `make setup` waits for the first, then reuses it
+        if entry.complete() and not force:
+            log(f"[setup] Caffe build cached: {entry.root}")
+            return entry
+        entry.marker.unlink(missing_ok=True)
+        start = time.time()
+        archive = fetch_source(cache, log)
+        log(f"[setup] unpacking and fixing the source into {entry.source}")
+        prepare_source(archive, entry.source, flags)
+        build_dir = entry.root / "build"
+        shutil.rmtree(build_dir, ignore_errors=True)
+        build_dir.mkdir()
+        jobs = jobs or os.cpu_count() or 2
+        logfile = entry.root / "build.log"
+        with open(logfile, "w") as out:
+            configure = ["cmake", "-S", str(entry.source), "-B", str(build_dir),
+                         f"-DPython3_EXECUTABLE={sys.executable}", *flags.cmake_args(), *extra_cmake_args]
+            log(f"[setup] configuring ({'CUDA sm_' + flags.cuda_arch if flags.gpu else 'CPU only'}); "
+                f"log: {logfile}")
+            _run_logged(configure, out, logfile, log)
+            log(f"[setup] compiling libcaffe, tools and pycaffe with {jobs} jobs "
+                "(about 5 min on 2 cores; once per cache key)")
+            _run_logged(["cmake", "--build", str(build_dir), "-j", str(jobs)], out, logfile, log, progress=True)
+        if not (entry.binary.exists() and (entry.python_path / "caffe" / "_caffe.so").exists()):
+            raise BuildError(f"build finished without tools/caffe or _caffe.so; see {logfile}")
+        info = {"key": entry.root.name, "source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION}",
+                "sha256": SOURCE_SHA256, "flags": flags.as_dict(), "python_executable": sys.executable,
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(time.time() - start, 1)}
+        entry.marker.write_text(json.dumps(info, indent=2) + "\n")
+        log(f"[setup] Caffe built in {info['build_seconds']:.0f} s: {entry.root}")
+        return entry
+
+
+def _run_logged(cmd: list[str], out, logfile: Path, log: Callable[[str], None], progress: bool = False) -> None:
+    """Run ``cmd`` with its output in ``out``; report build progress every 10 %; one-line error on failure."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    last_shown = -10
+    first_error = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.write(line)
+        if first_error is None and (" error:" in line or "Error " in line or "CMake Error" in line):
+            first_error = line.strip()
+        if progress and line.startswith("[") and "%]" in line[:7]:
+            try:
+                pct = int(line[1:4])
+            except ValueError:
+                continue
+            if pct >= last_shown + 10:
+                last_shown = pct
+                log(f"[setup]   {pct:3d}%")
+    if proc.wait() != 0:
+        raise BuildError(f"{cmd[0]} {cmd[1]} failed (exit {proc.returncode}): "
+                         f"{first_error or 'see log'}; full log: {logfile}")
+
+
+# ---------------------------------------------------------------- venv hook
+
+
+def link_into_environment(entry: BuildEntry) -> Path | None:
+    """Make ``import caffe`` work in the running virtualenv through a .pth file; return its path."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    pth = site / "caffegen_pycaffe.pth"
+    pth.write_text(str(entry.python_path) + "\n")
+    return pth
+
+
+def gpu_requested() -> bool:
+    """CAFFE_GPU=1 forces a CUDA build, 0 forbids it; otherwise build CUDA when nvcc and a GPU are both here."""
+    env = os.environ.get("CAFFE_GPU", "").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    return bool(shutil.which("nvcc")) and _gpu_visible()
+
+
+def _gpu_visible() -> bool:
+    if not shutil.which("nvidia-smi"):
+        return False
+    proc = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return proc.returncode == 0 and "GPU" in proc.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m caffegen.toolchain.build``: what ``make caffe`` runs (also ``caffegen build-caffe``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--force", action="store_true", help="rebuild even when the cache entry exists")
+    ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--no-apt", action="store_true", help="do not install Debian packages")
+    args = ap.parse_args(argv)
+    try:
+        if not args.no_apt:
+            ensure_apt()
+        entry = build(BuildFlags(gpu=gpu_requested()), jobs=args.jobs, force=args.force)
+    except BuildError as exc:
+        print(f"caffegen: error: {exc}", file=sys.stderr)
+        return 1
+    pth = link_into_environment(entry)
+    if pth:
+        print(f"[setup] pycaffe linked into {sys.prefix} ({pth.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
