@@ -1,0 +1,57 @@
+"""Shared fixtures: the real Caffe (never a fake) and tiny generated image sets for it to train on."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from caffegen.errors import CaffeNotFound
+
+
+@pytest.fixture(scope="session")
+def caffe_install():
+    """The real Caffe caffegen would use. Missing Caffe fails the test: run `make caffe` first."""
+    from caffegen.toolchain import locate
+
+    try:
+        return locate()
+    except CaffeNotFound as exc:
+        pytest.fail(f"real Caffe required: {exc}")
+
+
+def make_imageset(root: Path, classes: int = 3, per_class: int = 8, size: tuple[int, int] = (40, 30),
+                  seed: int = 0) -> list[tuple[Path, int]]:
+    """Write ``classes`` folders of small JPEGs whose colour depends on the class; return (path, label)."""
+    from PIL import Image
+
+    rng = random.Random(seed)
+    items = []
+    for label in range(classes):
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = [(60 + 90 * label) % 256, (200 - 70 * label) % 256, (30 * label + 40) % 256]
+            colour = tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in base)
+            img = Image.new("RGB", size, colour)
+            path = folder / f"img_{i:03d}.jpg"
+            img.save(path, quality=90)
+            items.append((path, label))
+    return items
+
+
+def write_list(path: Path, items: list[tuple[Path, int]], root: Path | None = None) -> Path:
+    """An ImageData list file: ``relative/or/absolute/path label`` per line."""
+    lines = [f"{p.relative_to(root) if root else p} {label}" for p, label in items]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_imageset(tmp_path_factory):
+    """3 classes x 8 JPEGs of 40x30 plus train/val list files with absolute paths."""
+    root = tmp_path_factory.mktemp("tinyset")
+    items = make_imageset(root)
+    train = write_list(root / "train.txt", items)
+    val = write_list(root / "val.txt", items[::4])
+    return {"root": root, "train": train, "val": val, "classes": 3, "items": items}
