@@ -1,0 +1,701 @@
+"""Caffe training logs -> curves: one streaming parser with two front ends.
+
+:func:`parse_log` reads a whole log (file or lines) into a :class:`Curves` with a ``train`` and a ``test``
+:class:`Table` in the column layout of Caffe's own ``tools/extra/parse_log.py``
+(``NumIters, Seconds, LearningRate, <each net output>``). :class:`LogFollower` takes one line at a time,
+for the sweep driver's live monitoring. Both feed the same :class:`_Builder`, through the same two text
+handlers (``_head`` for the text after ``Iteration `` and ``_tail`` for every other line), so they cannot
+drift apart.
+
+Why the text is split on ``"Iteration "``: in every Caffe dialect the lines that matter follow an
+``Iteration N, ...`` line (train outputs after ``loss =``, test outputs after ``Testing net``), and
+``str.split`` runs at C speed, so the hot loop works per logged iteration, not per line or per byte.
+That is what makes it many times faster than ``parse_log.py`` (see ``docs/benchmarks/parse.md``).
+
+Dialects read: BVLC ``Iteration N (x iter/s, ys/N iters), loss = X``; this project's Caffe
+``Iteration N, loss = X`` / ``Iteration N, lr = X``; NVCaffe ``Iteration N (x iter/s, ...), 1.2/9ep,
+loss = X`` and ``Iteration N, lr = X, m = M, wd = W, gs = G``; old ``Test score #k: X``; glog prefixes
+with (``I20261122 ...``, glog >= 0.6) and without (``I1122 ...``) the year. Nothing here raises on
+odd content: unreadable numbers become missing cells, odd lines are skipped.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = ["Curves", "Table", "LogFollower", "parse_log", "write_outputs", "is_loss_metric", "BASE_COLUMNS"]
+
+BASE_COLUMNS = ("NumIters", "Seconds", "LearningRate")
+NAN = float("nan")
+CHUNK = 1 << 20  # characters read per step: memory stays O(CHUNK + rows)
+
+_OUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = (\S+)")
+_SCORE = re.compile(r"Test score #(\d+): (\S+)")
+_TESTLOSS = re.compile(r"Test loss: (\S+)")
+_NET = re.compile(r"Testing net \(#(\d+)\)")
+_LEADNUM = re.compile(r"\d+")
+# Lines that end a run badly: a glog FATAL line (F + date), glog's failure handler, the shell.
+_FATAL_MARKS = ("Check failed", "*** Aborted", "*** SIG", "*** Check failure", "Segmentation fault",
+                "terminate called", "Aborted (core dumped)", "core dumped")
+
+
+def _num(text: str) -> float | None:
+    """A number as Caffe printed it; nan/-nan/inf (also MSVC's ``-nan(ind)``, ``1.#INF``) kept, junk -> None."""
+    try:
+        return float(text)
+    except ValueError:
+        low = text.strip().lower()
+        if "nan" in low:
+            return NAN
+        if "inf" in low:
+            return -math.inf if low.startswith("-") else math.inf
+        return None
+
+
+def is_loss_metric(name: str) -> bool:
+    """Lower is better for losses and errors; higher is better for everything else (accuracy, top-k, mAP)."""
+    low = name.lower()
+    return "loss" in low or "error" in low or low.endswith("err")
+
+
+# --------------------------------------------------------------------------------------------- tables
+class Table:
+    """Rows of one phase (train or test): ``columns`` in first-seen order, ``rows`` as dicts.
+
+    A cell is a float (``nan``/``inf`` kept as such), or ``None`` where the log had no value for it.
+    """
+
+    def __init__(self, columns: list[str] | None = None, rows: list[dict] | None = None):
+        self.columns: list[str] = list(columns) if columns else list(BASE_COLUMNS)
+        self.rows: list[dict] = rows if rows is not None else []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"Table(columns={self.columns!r}, rows={len(self.rows)})"
+
+    def column(self, name: str) -> list:
+        """One column as a list (``None`` where missing)."""
+        return [r.get(name) for r in self.rows]
+
+    def metrics(self) -> list[str]:
+        """The net-output columns (everything after NumIters/Seconds/LearningRate, minus Segment)."""
+        return [c for c in self.columns if c not in BASE_COLUMNS and c != "Segment"]
+
+    def series(self, name: str) -> list[tuple[int, float]]:
+        """(iteration, value) pairs of one column, rows lacking it skipped; nan/inf kept."""
+        return [(r["NumIters"], r[name]) for r in self.rows if r.get(name) is not None]
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write like ``parse_log.py``: header then one line per row; missing cells empty, nan as ``nan``."""
+        path = Path(path)
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(self.columns)
+            for row in self.rows:
+                writer.writerow(["" if row.get(c) is None else row[c] for c in self.columns])
+        return path
+
+    def to_json(self) -> dict:
+        """Strict JSON: nonfinite numbers as the strings ``"nan"``, ``"inf"``, ``"-inf"``; missing as null."""
+        return {"columns": list(self.columns),
+                "rows": [[_json_num(r.get(c)) for c in self.columns] for r in self.rows]}
+
+
+def _json_num(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if v != v else ("inf" if v > 0 else "-inf")
+    return v
+
+
+@dataclass
+class Curves:
+    """What a log says: the two tables plus what the run looked like as a whole.
+
+    ``segments`` counts the runs in the log (a resumed run adds one; rows then carry a ``Segment`` column);
+    ``fatal_line`` is the first line that says Caffe died; ``truncated_tail`` the unterminated last line of a
+    file, which is not parsed (glog ends every line with a newline, so it was cut mid-write).
+    """
+
+    train: Table = field(default_factory=Table)
+    test: Table = field(default_factory=Table)
+    segments: int = 1
+    fatal_line: str | None = None
+    truncated_tail: str | None = None
+    max_iter_seen: int | None = None
+    seconds: float | None = None
+    first_loss: float | None = None
+    last_loss: float | None = None
+    nonfinite: bool = False
+    loss_log: list[tuple[int, float]] = field(default_factory=list)
+
+    def train_loss(self) -> str | None:
+        """The train column that holds the loss: ``loss`` if present, else the first column named like a loss."""
+        return _pick_loss(self.train)
+
+    def test_loss(self) -> str | None:
+        return _pick_loss(self.test)
+
+    def resolved(self) -> "Curves":
+        """Curves with one row per iteration, sorted: for a resumed run the later row of an iteration wins."""
+        out = Curves(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        out.train, out.test = _resolve(self.train), _resolve(self.test)
+        return out
+
+    def summary(self) -> dict:
+        """Counts, last iteration, final and best test metrics: what ``caffegen parse`` prints."""
+        final: dict[str, float] = {}
+        best: dict[str, tuple[float, int]] = {}
+        for name in self.test.metrics():
+            ser = self.test.series(name)
+            if ser:
+                final[name] = ser[-1][1]
+            b = _best(ser, name)
+            if b is not None:
+                best[name] = b
+        return {"train_rows": len(self.train), "test_rows": len(self.test),
+                "last_iteration": self.max_iter_seen, "segments": self.segments,
+                "final_test": final, "best_test": best, "first_loss": self.first_loss,
+                "last_loss": self.last_loss, "nonfinite": self.nonfinite, "fatal_line": self.fatal_line,
+                "seconds": self.seconds}
+
+    def to_json(self) -> dict:
+        s = self.summary()
+        s["final_test"] = {k: _json_num(v) for k, v in s["final_test"].items()}
+        s["best_test"] = {k: [_json_num(v), it] for k, (v, it) in s["best_test"].items()}
+        s["first_loss"], s["last_loss"] = _json_num(s["first_loss"]), _json_num(s["last_loss"])
+        return {"summary": s, "truncated_tail": self.truncated_tail,
+                "train": self.train.to_json(), "test": self.test.to_json()}
+
+
+def _pick_loss(table: Table) -> str | None:
+    metrics = table.metrics()
+    if "loss" in metrics:
+        return "loss"
+    return next((m for m in metrics if "loss" in m.lower()), None)
+
+
+def _resolve(table: Table) -> Table:
+    if "Segment" not in table.columns and all(
+            a["NumIters"] < b["NumIters"] for a, b in zip(table.rows, table.rows[1:])):
+        return table
+    by_iter: dict[int, dict] = {}
+    for row in table.rows:
+        by_iter[row["NumIters"]] = {k: v for k, v in row.items() if k != "Segment"}
+    cols = [c for c in table.columns if c != "Segment"]
+    return Table(cols, [by_iter[k] for k in sorted(by_iter)])
+
+
+def _best(series: list[tuple[int, float]], name: str) -> tuple[float, int] | None:
+    """Best finite value and the first iteration it was reached (min for losses, max otherwise)."""
+    finite = [(v, it) for it, v in series if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    if is_loss_metric(name):
+        return min(finite, key=lambda p: p[0])
+    best_v = max(v for v, _ in finite)
+    return next((v, it) for v, it in finite if v == best_v)
+
+
+# ------------------------------------------------------------------------------------- timestamps
+class _Clock:
+    """glog line prefixes -> seconds since the start, like parse_log.py: a year-less prefix takes the
+    year of the log file, and the year goes up by one when the month goes down (Dec 31 -> Jan 1)."""
+
+    def __init__(self, year: int):
+        self.year = year
+        self.last_month = 0
+        self.start_us: int | None = None
+        self.last_us: int | None = None  # set by the front ends from the last timestamped line
+        self._minute: dict[str, int] = {}  # "I1122 09:34" -> microseconds at that minute: parse once per minute
+
+    def micros(self, prefix: str) -> int | None:
+        """Microseconds (absolute) of a line that starts with a glog prefix; None for any other line."""
+        try:
+            sp = prefix.index(" ", 1)
+            base = self._minute.get(prefix[:sp + 6])
+            if base is None:
+                if prefix[0] not in "IWEF":
+                    return None
+                base = self._new_minute(prefix, sp)
+                if base is None:
+                    return None
+            if prefix[sp + 6] != ":" or prefix[sp + 9] != ".":
+                return None
+            digits = prefix[sp + 7:sp + 9] + prefix[sp + 10:sp + 16]
+            if len(digits) != 8 or not (digits.isdecimal() and digits.isascii()):
+                return None
+            return base + int(digits)  # SS then 6 fraction digits: SSffffff is already microseconds
+        except (ValueError, IndexError, OverflowError):
+            return None
+
+    def _new_minute(self, prefix: str, sp: int) -> int | None:
+        date, hhmm = prefix[1:sp], prefix[sp + 1:sp + 6]
+        if not (date.isdecimal() and date.isascii() and len(date) in (4, 8)):
+            return None
+        if len(hhmm) != 5 or hhmm[2] != ":" or not (hhmm[:2] + hhmm[3:]).isdecimal():
+            return None
+        if len(date) == 8:
+            year, month, day = int(date[:4]), int(date[4:6]), int(date[6:])
+        else:
+            month, day = int(date[:2]), int(date[2:])
+            if month < self.last_month:  # year roll-over, as parse_log.py does it
+                self.year += 1
+                self._minute.clear()
+            year = self.year
+        try:
+            when = _dt.datetime(year, month, day, int(hhmm[:2]), int(hhmm[3:]))
+        except ValueError:
+            return None
+        if len(date) == 4:
+            self.last_month = month
+        base = (when.toordinal() * 86400 + when.hour * 3600 + when.minute * 60) * 1_000_000
+        self._minute[prefix[:sp + 6]] = base
+        return base
+
+    def seconds(self, prefix: str) -> float:
+        us = self.micros(prefix)
+        if us is None:
+            return NAN
+        if self.start_us is None:
+            self.start_us = us
+        return (us - self.start_us) / 1e6
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.start_us is None or self.last_us is None:
+            return None
+        return (self.last_us - self.start_us) / 1e6
+
+
+# ---------------------------------------------------------------------------------------- builder
+class _Builder:
+    """Turns what the two handlers find into rows and run state. Row rules follow ``parse_log.py``:
+
+    * nothing counts before the first ``Iteration N`` line;
+    * a train (test) row is opened by the first ``Train (Test) net output`` of an iteration; its Seconds come
+      from that line's timestamp and its LearningRate is the last ``lr =`` printed before it;
+    * outputs of test net ``#k`` (k > 0) get the column name ``NAME@netk``; old ``Test score #k`` lines the
+      name ``score_k``; a ``Test loss: X`` line the name ``test_loss``;
+    * the first row's unknown LearningRate is taken from the second row.
+    """
+
+    def __init__(self, year: int):
+        self.clock = _Clock(year)
+        self.iteration = -1
+        self.max_iter = -1
+        self.lr = NAN
+        self.test_net = 0
+        self.segment = 0
+        self.started = False
+        self.train_cols: dict[str, None] = dict.fromkeys(BASE_COLUMNS)
+        self.test_cols: dict[str, None] = dict.fromkeys(BASE_COLUMNS)
+        self.train_rows: list[dict] = []
+        self.test_rows: list[dict] = []
+        self.train_row: dict | None = None
+        self.test_row: dict | None = None
+        self.first_loss: float | None = None
+        self.last_loss: float | None = None
+        self.nonfinite = False
+        self.fatal_line: str | None = None
+        self.loss_log: list[tuple[int, float]] = []
+        self.loss_meta: list[tuple[str, float]] = []  # (prefix, lr) per loss_log entry, for old logs only
+
+    # -- the head of an Iteration line: "N, loss = X" / "N (..), loss = X" / "N, lr = X" / "N, Testing net (#k)"
+    def head(self, text: str, prefix: str) -> None:
+        comma = text.find(",")
+        num = text[:comma]
+        if not (num.isdecimal() and num.isascii()):
+            m = _LEADNUM.match(text)
+            if m is None:
+                return
+            num = m.group()
+        if len(num) > 18:  # not an iteration count (and int() would refuse 4300+ digits)
+            return
+        it = int(num)
+        if it < self.iteration:  # iterations went back: a resumed run appended without its header
+            self._next_segment()
+        self.iteration = it
+        self.started = True
+        if it > self.max_iter:
+            self.max_iter = it
+        if "loss = " in text:
+            v = _num(text.rpartition("loss = ")[2].strip())
+            if v is not None:
+                if self.first_loss is None:
+                    self.first_loss = v
+                self.last_loss = v
+                if v != v or v in (math.inf, -math.inf):
+                    self.nonfinite = True
+                self.loss_log.append((it, v))
+                self.loss_meta.append((prefix, self.lr))
+        elif "lr = " in text:
+            v = _num(text.partition("lr = ")[2].partition(",")[0].strip())
+            if v is not None:
+                self.lr = v
+        elif "Testing net" in text:
+            m = _NET.search(text)
+            self.test_net = int(m.group(1)) if m else 0
+
+    # -- one run of other lines (each line preceded by "\n"); ``rare`` when it may hold scores/fatal/Solving
+    def tail(self, text: str, rare: bool) -> None:
+        if rare:
+            for line in text.split("\n"):
+                if line:
+                    self._rare_line(line)
+            return
+        if " net output #" in text and self.started:
+            self._outputs(text)
+
+    def _outputs(self, text: str) -> None:
+        found = _OUT.findall(text)
+        if not found:
+            return
+        pos = text.find(" net output #")
+        prefix = text[text.rfind("\n", 0, pos) + 1:pos]
+        it = self.iteration
+        for kind, name, val in found:
+            v = _num(val)
+            if kind == "Train":
+                row = self.train_row
+                if row is None or row["NumIters"] != it or row.get("Segment", 0) != self.segment:
+                    row = self._open("train", prefix)
+                if v is not None and v != v or v in (math.inf, -math.inf):
+                    self.nonfinite = True
+                if name not in self.train_cols:
+                    self.train_cols[name] = None
+            else:
+                row = self.test_row
+                if row is None or row["NumIters"] != it or row.get("Segment", 0) != self.segment:
+                    row = self._open("test", prefix)
+                if self.test_net:
+                    name = f"{name}@net{self.test_net}"
+                if name not in self.test_cols:
+                    self.test_cols[name] = None
+            row[name] = v
+            prefix = ""  # later outputs of the same block share the row opened by the first
+
+    def _next_segment(self) -> None:
+        if self.train_rows or self.test_rows or self.train_row or self.test_row:
+            self.segment += 1
+        self.iteration = -1
+
+    def _open(self, which: str, prefix: str) -> dict:
+        row = {"NumIters": self.iteration, "Seconds": self.clock.seconds(prefix) if prefix else NAN,
+               "LearningRate": self.lr}
+        if self.segment:
+            row["Segment"] = self.segment
+        if which == "train":
+            if self.train_row is not None:
+                self.train_rows.append(self.train_row)
+            self.train_row = row
+        else:
+            if self.test_row is not None:
+                self.test_rows.append(self.test_row)
+            self.test_row = row
+        return row
+
+    def _rare_line(self, line: str) -> None:
+        """The slow path for one line: outputs, old test scores, Test loss, Solving, fatal lines."""
+        if self.fatal_line is None and (line[0] == "F" and line[1:5].isdecimal() or
+                                        any(mark in line for mark in _FATAL_MARKS)):
+            self.fatal_line = line.strip()[:500]
+        if "Solving " in line:
+            us = self.clock.micros(line)
+            if self.clock.start_us is None and us is not None:
+                self.clock.start_us = us
+            self._next_segment()
+        if not self.started:
+            return
+        if " net output #" in line:
+            self._outputs("\n" + line)
+        elif "Test score #" in line:
+            m = _SCORE.search(line)
+            if m:
+                self._test_value(f"score_{m.group(1)}", m.group(2), line[:line.find("Test score #")])
+        elif "Test loss: " in line:
+            m = _TESTLOSS.search(line)
+            if m:
+                self._test_value("test_loss", m.group(1), line[:line.find("Test loss: ")])
+
+    def _test_value(self, name: str, val: str, prefix: str) -> None:
+        row = self.test_row
+        if row is None or row["NumIters"] != self.iteration or row.get("Segment", 0) != self.segment:
+            row = self._open("test", prefix)
+        if self.test_net:
+            name = f"{name}@net{self.test_net}"
+        if name not in self.test_cols:
+            self.test_cols[name] = None
+        row[name] = _num(val)
+
+    # -- results
+    def curves(self, truncated_tail: str | None = None) -> Curves:
+        train_rows = self.train_rows + ([self.train_row] if self.train_row else [])
+        test_rows = self.test_rows + ([self.test_row] if self.test_row else [])
+        train_cols, test_cols = list(self.train_cols), list(self.test_cols)
+        if not train_rows and self.loss_log:  # very old Caffe: no "Train net output", only "loss =" lines
+            train_cols.append("loss")
+            train_rows = [{"NumIters": it, "Seconds": self.clock.seconds(pre) if pre else NAN,
+                           "LearningRate": lr, "loss": v}
+                          for (it, v), (pre, lr) in zip(self.loss_log, self.loss_meta)]
+        for rows in (train_rows, test_rows):
+            if len(rows) > 1 and rows[0]["LearningRate"] != rows[0]["LearningRate"]:
+                rows[0]["LearningRate"] = rows[1]["LearningRate"]
+        if self.segment:
+            train_cols.append("Segment")
+            test_cols.append("Segment")
+            for row in train_rows + test_rows:
+                row.setdefault("Segment", 0)
+        return Curves(train=Table(train_cols, train_rows), test=Table(test_cols, test_rows),
+                      segments=self.segment + 1, fatal_line=self.fatal_line, truncated_tail=truncated_tail,
+                      max_iter_seen=self.max_iter if self.max_iter >= 0 else None, seconds=self.clock.elapsed,
+                      first_loss=self.first_loss, last_loss=self.last_loss, nonfinite=self.nonfinite,
+                      loss_log=list(self.loss_log))
+
+
+_RARE = ("Solving ", "Test score #", "Test loss: ", "\nF", "Check failed", "***", "fault", "terminate called",
+         "core dumped")
+
+
+def _has_rare(text: str) -> bool:
+    return any(mark in text for mark in _RARE)
+
+
+# ----------------------------------------------------------------------------------- front end 1
+def _chunks_from_file(path: Path) -> Iterator[str]:
+    with path.open("r", encoding="utf-8", errors="replace") as fh:
+        while True:
+            chunk = fh.read(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+
+def _chunks_from_lines(lines: Iterable) -> Iterator[str]:
+    batch: list[str] = []
+    size = 0
+    for item in lines:
+        if isinstance(item, (bytes, bytearray)):
+            item = bytes(item).decode("utf-8", "replace")
+        elif not isinstance(item, str):
+            item = str(item)
+        if not item.endswith("\n"):
+            item += "\n"  # an item is a whole line
+        batch.append(item)
+        size += len(item)
+        if size >= CHUNK:
+            yield "".join(batch)
+            batch, size = [], 0
+    if batch:
+        yield "".join(batch)
+
+
+def _run(builder: _Builder, chunks: Iterable[str]) -> str | None:
+    """Feed chunks of log text to ``builder`` segment by segment; return an unterminated last line."""
+    pending = ""  # text of the segment in progress; starts after "Iteration " (or at the start of the log)
+    in_head = False  # does ``pending`` start with an unprocessed Iteration head?
+    prev_prefix = ""  # start of the line holding the next "Iteration " (its glog prefix)
+    end_text = ""  # the last few KB seen: their last timestamp ends the run's wall time
+    for chunk in chunks:
+        buf = pending + chunk
+        end_text = buf[-4096:]
+        rare = _has_rare(buf)
+        parts = buf.split("Iteration ")
+        last = len(parts) - 1
+        for i, seg in enumerate(parts):
+            if i == last:
+                break
+            prev_prefix = _segment(builder, seg, in_head, rare, prev_prefix)
+            in_head = True
+        seg = parts[last]
+        nl = seg.rfind("\n")
+        if len(seg) > 2 * CHUNK and nl >= 0:  # a long stretch without "Iteration ": flush its whole lines
+            _segment(builder, seg[:nl + 1], in_head, rare, prev_prefix)
+            seg, in_head = seg[nl + 1:], False
+            if len(seg) > 2 * CHUNK:  # one absurdly long line: not a Caffe line, drop it
+                seg = ""
+        pending = seg
+    truncated = None
+    if pending:
+        nl = pending.rfind("\n")
+        complete, rest = pending[:nl + 1], pending[nl + 1:]
+        if complete:
+            _segment(builder, complete, in_head, _has_rare(complete), prev_prefix)
+        elif in_head:
+            rest = "Iteration " + rest
+        truncated = rest or None
+    for line in reversed(end_text.split("\n")[1:-1]):  # whole lines only
+        us = builder.clock.micros(line)
+        if us is not None:
+            builder.clock.last_us = us
+            break
+    return truncated
+
+
+def _segment(builder: _Builder, seg: str, in_head: bool, rare: bool, prefix: str) -> str:
+    """One segment: an Iteration head line (if ``in_head``) then other lines; returns its last partial line."""
+    if in_head:
+        nl = seg.find("\n")
+        if nl < 0:  # "Iteration " twice on one line
+            builder.head(seg, prefix)
+            return prefix + "Iteration " + seg
+        builder.head(seg[:nl], prefix)
+        tail = seg[nl:]
+    else:
+        tail = "\n" + seg
+    if len(tail) > 1:
+        builder.tail(tail, rare)
+    return tail[tail.rfind("\n") + 1:]
+
+
+def _default_year(path: Path | None) -> int:
+    """The year for year-less glog prefixes: the log file's, as parse_log.py takes it; else this year."""
+    try:
+        if path is not None:
+            return _dt.datetime.fromtimestamp(os.path.getctime(path)).year
+    except OSError:
+        pass
+    return _dt.date.today().year
+
+
+def parse_log(source: str | Path | Iterable[str], *, year: int | None = None) -> Curves:
+    """Parse a Caffe log (a path, or an iterable of lines) into :class:`Curves`. Streams: constant memory
+    besides the rows. ``year`` is used for glog prefixes without one (default: the file's ctime year)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"no such log file: {path}")
+        builder = _Builder(year or _default_year(path))
+        try:
+            truncated = _run(builder, _chunks_from_file(path))
+        except OSError as exc:
+            raise InputError(f"cannot read log {path}: {exc.strerror or exc}") from None
+    else:
+        builder = _Builder(year or _default_year(None))
+        truncated = _run(builder, _chunks_from_lines(source))
+    return builder.curves(truncated)
+
+
+def write_outputs(curves: Curves, log_path: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write ``LOG.train``, ``LOG.test`` (CSV, parse_log.py naming) and ``LOG.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = Path(log_path).name
+    written = [curves.train.to_csv(out / f"{base}.train"), curves.test.to_csv(out / f"{base}.test")]
+    js = out / f"{base}.json"
+    js.write_text(json.dumps(curves.to_json(), indent=1, allow_nan=False) + "\n")
+    written.append(js)
+    return written
+
+
+# ----------------------------------------------------------------------------------- front end 2
+class LogFollower:
+    """Follow a log as it is written, one line at a time (the sweep driver's live view of a run).
+
+    Same handlers as :func:`parse_log`; :meth:`curves` gives the rows so far.
+    """
+
+    def __init__(self, year: int | None = None):
+        self._b = _Builder(year or _dt.date.today().year)
+        self._last_stamp = ""
+
+    def feed(self, line: str) -> None:
+        """Take one line (with or without its newline). Never raises on odd text."""
+        if isinstance(line, (bytes, bytearray)):
+            line = bytes(line).decode("utf-8", "replace")
+        for piece in line.split("\n"):
+            self._feed_one(piece)
+
+    def _feed_one(self, line: str) -> None:
+        if not line:
+            return
+        b = self._b
+        if line[0] in "IWEF" and line[1:5].isdecimal():
+            self._last_stamp = line[:40]
+        parts = line.split("Iteration ")
+        text = "\n" + parts[0]
+        prefix = parts[0]
+        if len(text) > 1:
+            b.tail(text, _has_rare(text))
+        for seg in parts[1:]:
+            b.head(seg, prefix)
+            prefix = prefix + "Iteration " + seg
+
+    def curves(self) -> Curves:
+        """The rows parsed so far (the row being filled included)."""
+        return self._b.curves()
+
+    @property
+    def iteration(self) -> int | None:
+        """The last ``Iteration N`` seen."""
+        return self._b.iteration if self._b.iteration >= 0 else None
+
+    @property
+    def max_iter_seen(self) -> int | None:
+        return self._b.max_iter if self._b.max_iter >= 0 else None
+
+    @property
+    def first_loss(self) -> float | None:
+        """The first ``Iteration N, loss = X`` value (Caffe's smoothed loss)."""
+        return self._b.first_loss
+
+    @property
+    def last_loss(self) -> float | None:
+        return self._b.last_loss
+
+    @property
+    def last_lr(self) -> float | None:
+        lr = self._b.lr
+        return None if lr != lr else lr
+
+    @property
+    def last_test(self) -> dict[str, float]:
+        """Metrics of the latest test pass (the one in progress included)."""
+        b = self._b
+        row = b.test_row or (b.test_rows[-1] if b.test_rows else None)
+        if row is None:
+            return {}
+        return {k: v for k, v in row.items() if k not in BASE_COLUMNS and k != "Segment" and v is not None}
+
+    def test_history(self, metric: str) -> list[tuple[int, float]]:
+        """(iteration, value) of one test metric, in log order."""
+        b = self._b
+        rows = b.test_rows + ([b.test_row] if b.test_row else [])
+        return [(r["NumIters"], r[metric]) for r in rows if r.get(metric) is not None]
+
+    def best_test(self, metric: str) -> tuple[float, int] | None:
+        """(best value, iteration): max for accuracy-like metrics, min for losses; None before any finite value."""
+        return _best(self.test_history(metric), metric)
+
+    @property
+    def nonfinite(self) -> bool:
+        """True once the train loss (or any train output) was nan or inf: the run diverged."""
+        return self._b.nonfinite
+
+    @property
+    def fatal_line(self) -> str | None:
+        """The first line that says Caffe died (glog ``F...``, ``Check failed``, ``*** Aborted``, segfault)."""
+        return self._b.fatal_line
+
+    @property
+    def seconds(self) -> float | None:
+        """Seconds from the ``Solving`` line (or the first timestamp) to the last timestamped line."""
+        if self._last_stamp:
+            clock = self._b.clock
+            us = clock.micros(self._last_stamp)
+            if us is not None:
+                clock.last_us = us
+                if clock.start_us is None:
+                    clock.start_us = us
+        return self._b.clock.elapsed
+

@@ -1,0 +1,249 @@
+"""The log parser: every dialect, nan kept, parse_log.py's rows reproduced, never a crash."""
+from __future__ import annotations
+
+import csv
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from caffegen.parse import LogFollower, parse_log, write_outputs
+
+LOGS = Path(__file__).parent / "fixtures" / "logs"
+HANDMADE = LOGS / "handmade"
+REAL = sorted(LOGS.glob("*.log"))
+
+
+def same(a, b) -> bool:
+    """Equal floats, nan equal to nan."""
+    if a is None or b is None:
+        return a is b
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def strip_year(src: Path, dst: Path) -> Path:
+    """The glog < 0.6 form of a real log: ``I20261123 ...`` -> ``I1123 ...``."""
+    dst.write_text(re.sub(r"^([IWEF])\d{4}(\d{4} )", r"\1\2", src.read_text(), flags=re.M))
+    return dst
+
+
+def caffe_parse_log(log: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
+    """Run Caffe's own tools/extra/parse_log.py on ``log``.
+
+    It is Python 2 code: one ``print 'Wrote %s'`` statement fails under Python 3, so a copy with that
+    single line turned into a function call runs from a temp dir; the cache is left untouched.
+    """
+    from caffegen.toolchain.build import BuildFlags, entry_for
+
+    extra = entry_for(BuildFlags()).source / "tools" / "extra"
+    work = tmp / "caffe_tools"
+    work.mkdir(exist_ok=True)
+    (work / "extract_seconds.py").write_text((extra / "extract_seconds.py").read_text())
+    code = (extra / "parse_log.py").read_text().replace("print 'Wrote %s' % output_filename",
+                                                         "print('Wrote %s' % output_filename)")
+    (work / "parse_log.py").write_text(code)
+    out = tmp / "caffe_out"
+    out.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, str(work / "parse_log.py"), str(log), str(out)], check=True,
+                   capture_output=True, text=True)
+    tables = []
+    for suffix in ("train", "test"):
+        with open(out / f"{log.name}.{suffix}") as fh:
+            tables.append([{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)])
+    return tables[0], tables[1]
+
+
+@pytest.mark.parametrize("name", ["still_improving", "late_jump", "overfitting", "stalled"])
+def test_rows_equal_caffe_parse_log_py(name, tmp_path):
+    log = strip_year(LOGS / f"{name}.log", tmp_path / f"{name}.log")
+    ours = parse_log(log)
+    train, test = caffe_parse_log(log, tmp_path)
+    assert len(train) > 5 and len(test) > 3
+    for mine, theirs in ((ours.train, train), (ours.test, test)):
+        assert len(mine.rows) == len(theirs)
+        assert mine.columns == list(theirs[0])
+        for a, b in zip(mine.rows, theirs):
+            assert all(same(float(a[k]), b[k]) for k in b), (a, b)
+
+
+def test_year_prefix_and_yearless_prefix_give_the_same_rows(tmp_path):
+    with_year = parse_log(LOGS / "late_jump.log")
+    without = parse_log(strip_year(LOGS / "late_jump.log", tmp_path / "x.log"), year=2026)
+    assert with_year.train.rows == without.train.rows
+    assert with_year.test.rows == without.test.rows
+
+
+def test_diverged_run_keeps_its_nan_rows(tmp_path):
+    curves = parse_log(LOGS / "diverged.log")
+    losses = curves.train.column("loss")
+    assert curves.nonfinite
+    assert any(math.isnan(v) for v in losses) and math.isfinite(losses[0])
+    assert [r["NumIters"] for r in curves.train.rows] == list(range(0, 60, 5))
+    train_csv, test_csv, js = write_outputs(curves, LOGS / "diverged.log", tmp_path)
+    assert (train_csv.name, test_csv.name, js.name) == ("diverged.log.train", "diverged.log.test",
+                                                         "diverged.log.json")
+    assert ",nan" in train_csv.read_text()
+
+
+def test_two_test_nets_get_their_own_columns():
+    curves = parse_log(LOGS / "two_test_nets.log")
+    assert curves.test.columns == ["NumIters", "Seconds", "LearningRate", "accuracy_at_1", "accuracy_at_5",
+                                   "loss", "accuracy_at_1@net1", "accuracy_at_5@net1", "loss@net1"]
+    # both nets test the same val set: same numbers, one row per test pass
+    for row in curves.test.rows:
+        assert row["loss"] == row["loss@net1"]
+    assert [r["NumIters"] for r in curves.test.rows] == [0, 10, 20, 30]
+
+
+def test_resumed_run_keeps_both_segments_and_resolves_later_rows():
+    curves = parse_log(LOGS / "resumed.log")
+    assert curves.segments == 2
+    assert curves.train.columns[-1] == "Segment"
+    iters = [(r["NumIters"], r["Segment"]) for r in curves.train.rows]
+    assert iters[:6] == [(0, 0), (2, 0), (4, 0), (6, 0), (8, 0), (10, 0)]
+    assert (10, 1) in iters  # the resumed run logs iteration 10 again
+    resolved = curves.resolved()
+    its = [r["NumIters"] for r in resolved.train.rows]
+    assert its == sorted(set(its))
+    later = [r for r in curves.train.rows if r["NumIters"] == 12][-1]
+    assert resolved.train.rows[its.index(12)]["loss"] == later["loss"]
+
+
+def test_fatal_line_is_reported():
+    curves = parse_log(LOGS / "fatal.log")
+    assert curves.fatal_line.startswith("F") and "Unknown bottom blob 'ip3'" in curves.fatal_line
+    assert len(curves.train) == 0
+
+
+def test_bvlc_master_dialect_with_year_rollover_stray_line_and_truncated_tail():
+    curves = parse_log(HANDMADE / "bvlc_master.log", year=2025)
+    assert [r["NumIters"] for r in curves.train.rows] == [0, 100, 200]
+    assert curves.max_iter_seen == 300 and curves.last_loss == 0.1
+    assert curves.train.rows[2]["loss"] == -math.inf
+    assert curves.test.rows[1]["accuracy"] == math.inf
+    # Dec 31 23:59:58.1 -> Jan 1 00:00:01.4: 3.3 s, not minus a year
+    assert curves.train.rows[1]["Seconds"] == pytest.approx(3.3001)
+    assert curves.truncated_tail.endswith("loss = 0.09")  # the cut line is not read as a row
+
+
+def test_nvcaffe_dialect():
+    curves = parse_log(HANDMADE / "nvcaffe.log")
+    assert [(r["NumIters"], r["loss"], r["LearningRate"]) for r in curves.train.rows] == [(0, 6.95, 0.1),
+                                                                                          (100, 6.4, 0.1)]
+    assert curves.test.metrics() == ["accuracy/top-1", "accuracy/top-5", "loss"]
+    assert curves.last_loss == 6.5 and curves.seconds == pytest.approx(123.1)
+
+
+def test_old_test_score_dialect_uses_the_loss_lines():
+    curves = parse_log(HANDMADE / "old_test_score.log")
+    assert curves.test.metrics() == ["score_0", "score_1"]
+    assert math.isnan(curves.test.rows[1]["score_1"])
+    assert curves.train.columns[-1] == "loss" and math.isnan(curves.train.rows[-1]["loss"])
+
+
+@pytest.mark.parametrize("log", REAL + sorted(HANDMADE.glob("*.log")), ids=lambda p: p.name)
+def test_log_follower_sees_what_parse_log_sees(log):
+    follower = LogFollower(year=2025)
+    with open(log) as fh:
+        for line in fh:
+            follower.feed(line)
+    whole = parse_log(log, year=2025)
+    live = follower.curves()
+    if whole.truncated_tail:  # the follower was handed the cut line too
+        live.train.rows = live.train.rows[:len(whole.train.rows)]
+    assert live.test.rows == whole.test.rows or _nan_equal(live.test.rows, whole.test.rows)
+    assert _nan_equal(live.train.rows[:len(whole.train.rows)], whole.train.rows)
+    assert follower.max_iter_seen == whole.max_iter_seen
+    assert follower.fatal_line == whole.fatal_line
+
+
+def _nan_equal(a: list[dict], b: list[dict]) -> bool:
+    return len(a) == len(b) and all(x.keys() == y.keys() and all(same(x[k], y[k]) for k in x) for x, y in zip(a, b))
+
+
+def test_log_follower_live_properties():
+    follower = LogFollower()
+    for line in (LOGS / "late_jump.log").read_text().splitlines():
+        follower.feed(line)
+    assert follower.iteration == 240 and follower.max_iter_seen == 240
+    assert follower.first_loss == pytest.approx(2.0129)
+    assert follower.last_lr == pytest.approx(0.01)
+    hist = follower.test_history("accuracy_at_1")
+    assert hist[0][0] == 0 and hist[-1][0] == 240 and len(hist) == 17
+    best, at = follower.best_test("accuracy_at_1")
+    assert best == max(v for _, v in hist) and at == next(i for i, v in hist if v == best)
+    assert follower.best_test("loss")[0] == min(v for _, v in follower.test_history("loss"))
+    assert set(follower.last_test) == {"accuracy_at_1", "accuracy_at_5", "loss"}
+    assert follower.seconds > 0 and not follower.nonfinite and follower.fatal_line is None
+
+    diverging = LogFollower()
+    for line in (LOGS / "diverged.log").read_text().splitlines():
+        diverging.feed(line)
+    assert diverging.nonfinite and math.isnan(diverging.last_loss)
+
+
+def test_a_log_cut_anywhere_gives_a_prefix_of_the_rows():
+    text = (LOGS / "still_improving.log").read_text()
+    full = parse_log(text.splitlines(keepends=True))
+    for cut in range(len(text) - 3000, len(text), 37):
+        part = parse_log(text[:cut].splitlines(keepends=True)[:-1])  # the cut line dropped, as for a file
+        n = len(part.train.rows)
+        assert part.train.rows[:n - 1] == full.train.rows[:n - 1]
+
+
+def test_missing_file_is_a_one_line_input_error(tmp_path):
+    from caffegen.errors import InputError
+
+    with pytest.raises(InputError, match="no such log file"):
+        parse_log(tmp_path / "nope.log")
+
+
+LINES = [line for log in REAL for line in log.read_text().splitlines()[:80]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=120), st.binary(max_size=80).map(lambda b: b.decode("latin-1")),
+                          st.sampled_from(LINES)), max_size=40))
+def test_never_raises_on_arbitrary_lines(lines):
+    curves = parse_log(lines)
+    follower = LogFollower()
+    for line in lines:
+        follower.feed(line)
+    assert len(curves.train) == len(follower.curves().train)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(LINES), st.integers(0, 200), st.text(max_size=8)), min_size=1,
+                max_size=30))
+def test_never_raises_on_mutated_real_lines(edits):
+    lines = [line[:pos] + junk + line[pos + len(junk):] for line, pos, junk in edits]
+    parse_log(lines)
+    follower = LogFollower()
+    for line in lines:
+        follower.feed(line)
+    follower.seconds, follower.last_test, follower.best_test("loss")
+
+
+def test_cli_parse_writes_csvs_and_prints_a_summary(tmp_path):
+    from click.testing import CliRunner
+
+    from caffegen.cli import cli
+
+    result = CliRunner().invoke(cli, ["parse", str(LOGS / "still_improving.log"), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "accuracy_at_1: final" in result.output and "best" in result.output
+    with open(tmp_path / "still_improving.log.test") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:3] == ["NumIters", "Seconds", "LearningRate"] and len(rows) == 7
+
+
+def test_cli_parse_missing_log_exits_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "caffegen", "parse", str(tmp_path / "none.log")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("caffegen: error: no log at")
