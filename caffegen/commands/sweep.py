@@ -1,0 +1,116 @@
+"""``caffegen sweep`` and ``caffegen status``."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+
+
+def _gpus(ctx, param, value: str | None):  # noqa: ARG001
+    if value is None:
+        return None
+    try:
+        return tuple(int(g) for g in value.split(",") if g.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of GPU ids, e.g. 0,1") from None
+
+
+@click.command()
+@click.argument("spec", default="default", metavar="SPEC")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Sweep folder [default: runs/<spec name>]. Re-running into it resumes.")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None,
+              help="Parallel CPU runs; cores are split between them [default: spec's, else min(2, cores)].")
+@click.option("--gpus", callback=_gpus, default=None, metavar="0,1",
+              help="Train on these GPUs, one run per GPU (needs a CUDA build of Caffe).")
+@click.option("--per-gpu", type=click.IntRange(1), default=None, help="Runs packed on each GPU [default: 1].")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per run; then it is stopped (snapshot kept) and marked timeout.")
+@click.option("--early-stop", type=click.IntRange(0), default=None, metavar="PATIENCE",
+              help="Stop a run whose test top-1 has not improved for PATIENCE evaluations [default: off].")
+@click.option("--diverge-factor", type=click.FloatRange(min=1, min_open=True), default=None,
+              help="A loss above this x the run's first loss counts as diverged [default: 10]. "
+                   "nan/inf always does.")
+@click.option("--dry-run", is_flag=True, help="Check the spec and list the variants; run nothing.")
+@click.option("--report/--no-report", default=True, help="Write the report when the sweep ends [default: on].")
+def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_stop, diverge_factor,
+          dry_run: bool, report: bool) -> int:
+    """Run `caffe train` for every variant of a sweep spec.
+
+    \b
+    SPEC is a TOML file, or `default` (the seed's question: 7 lr_policies x
+    3 base_lr on the embedded demo data, ~10 min on 2 cores) or `smoke`
+    (2 tiny runs). See caffegen/specs/default.toml for a commented example.
+
+    \b
+    Each run gets runs/NAME/<variant>/ with train_val.prototxt,
+    solver.prototxt, train.log, snapshots/ and manifest.json; runs/NAME/
+    sweep.db holds one row per run. A run whose loss turns nan/inf or
+    explodes is killed at once and marked diverged. A crashed run is marked
+    failed with its first fatal line; the others go on.
+
+    \b
+    Re-running the same command resumes: finished runs are skipped,
+    interrupted or failed runs continue from their newest snapshot.
+    Ctrl-C asks every running caffe to snapshot, then exits (130).
+    Exit 0 when every run reached an outcome (done, diverged,
+    early-stopped, timeout), 1 when a run failed, 2 on a bad spec.
+
+    \b
+    Examples:
+      caffegen sweep                       # the default sweep (make sweep)
+      caffegen sweep my.toml -j 2 --early-stop 3
+      caffegen sweep my.toml --gpus 0,1 --per-gpu 2
+    """
+    from ..sweep.spec import check_run_settings, expand, load_spec
+
+    s = load_spec(spec)
+    overrides = {k: v for k, v in dict(jobs=jobs, gpus=gpus, per_gpu=per_gpu, timeout=timeout,
+                                        early_stop=early_stop, diverge_factor=diverge_factor).items() if v is not None}
+    run = dataclasses.replace(s.run, **overrides)
+    check_run_settings(run, "command line")
+    out = out_dir or Path("runs") / s.name
+    variants = expand(s)
+    if dry_run:
+        click.echo(f"{s.source}: {len(variants)} variants -> {out}")
+        for v in variants:
+            click.echo(f"  {v.name:<28} " + " ".join(f"{k}={val}" for k, val in v.axes.items()))
+        return 0
+    from ..sweep.driver import run_sweep
+    from ..sweep.progress import make_display
+
+    display = make_display(f"sweep {s.name} -> {out}")
+    result = run_sweep(s, out, run, display=display, log=display.log)
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()))
+    click.echo(f"[sweep] {out}: {summary}", err=True)
+    for variant, reason in result.failed:
+        click.echo(f"caffegen: error: run {variant} failed: {reason}", err=True)
+    if report and not result.interrupted:
+        from ..report import write_report
+
+        paths = write_report(out)
+        click.echo(f"[sweep] report: {paths['html']}")
+    return result.exit_code
+
+
+@click.command()
+@click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path), default=None, required=False)
+def status(sweep_dir: Path | None) -> int:
+    """Show every run of a sweep: status, iteration, loss, top-1, ETA.
+
+    Works at any time, also while the sweep runs (it reads sweep.db and
+    the running logs). SWEEP_DIR defaults to runs/default.
+    """
+    from rich.console import Console
+
+    from ..sweep.progress import collect_views, status_table
+
+    d = sweep_dir or Path("runs") / "default"
+    if not d.exists():
+        raise InputError(f"{d}: no such sweep folder")
+    views, total, name = collect_views(d)
+    Console().print(status_table(views, total, f"sweep {name} ({d})"))
+    return 0

@@ -1,0 +1,81 @@
+"""Watching one run's log as it is written, and deciding when to stop it.
+
+:class:`LogTail` reads the bytes a run appended since the last look and feeds whole lines to a
+:class:`caffegen.parse.LogFollower`; :func:`decide` is the pure policy on top: diverged (nan/inf or an
+explosion over the first loss), early-stopped (no gain in the ranking metric for ``patience``
+evaluations), timeout. Caffe itself never stops on NaN, so without this a diverged run would burn
+its whole budget printing ``loss = -nan``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..parse import LogFollower
+
+
+class LogTail:
+    """Incremental reader of a growing log file (keeps a partial last line until it is complete)."""
+
+    def __init__(self, path: Path, follower: LogFollower | None = None) -> None:
+        self.path = Path(path)
+        self.follower = follower or LogFollower()
+        self.offset = 0
+        self._partial = b""
+
+    def read(self) -> int:
+        """Feed what is new; return the number of complete lines fed."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return 0
+        if not data:
+            return 0
+        self.offset += len(data)
+        data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for raw in lines:
+            self.follower.feed(raw.decode("utf-8", errors="replace"))
+        return len(lines)
+
+    def flush(self) -> None:
+        """Feed the unterminated last line too (the run has ended)."""
+        self.read()
+        if self._partial:
+            self.follower.feed(self._partial.decode("utf-8", errors="replace"))
+            self._partial = b""
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: str      # "diverged" | "early-stopped" | "timeout"
+    reason: str
+    kill: bool       # True: stop at once (nothing worth saving); False: SIGINT, caffe snapshots first
+
+
+def decide(f: LogFollower, *, elapsed: float, diverge_factor: float, patience: int, metric: str,
+           timeout: float | None) -> Decision | None:
+    """What to do with a running job now, from what its log says so far; ``None`` = let it run."""
+    if f.nonfinite:
+        return Decision("diverged", f"loss became {f.last_loss} at iteration {f.iteration}", kill=True)
+    first, last = f.first_loss, f.last_loss
+    if first is not None and last is not None and math.isfinite(last) and first > 0 \
+            and last > diverge_factor * first:
+        return Decision("diverged", f"loss {last:.4g} > {diverge_factor:g} x first loss {first:.4g} "
+                        f"at iteration {f.iteration}", kill=True)
+    if patience > 0:
+        history = f.test_history(metric)
+        if len(history) > patience:
+            score = [v if math.isfinite(v) else -math.inf for _, v in history]
+            best_index = max(range(len(score)), key=lambda i: (score[i], -i))
+            if len(history) - 1 - best_index >= patience:
+                best_iter, best = history[best_index]
+                return Decision("early-stopped", f"{metric} has not improved on {best:.4g} (iteration {best_iter}) "
+                                f"for {patience} evaluations", kill=False)
+    if timeout is not None and elapsed > timeout:
+        return Decision("timeout", f"still running after {timeout:g} s (iteration {f.iteration})", kill=False)
+    return None

@@ -1,0 +1,254 @@
+"""Sweep specs: one TOML file -> a list of variants (one ``caffe train`` each).
+
+A spec has five tables (see ``caffegen/specs/default.toml`` for a commented example):
+
+- ``[data]``   where images come from: ``demo = {...}`` (the embedded synthetic set), ``root`` (a
+  folder per class, or a CSV), or ready ``train_list``/``val_list`` files;
+- ``[net]``    :class:`caffegen.render.NetOptions` fields shared by every variant;
+- ``[solver]`` :class:`caffegen.render.SolverOptions` fields shared by every variant;
+- ``[grid]``   the axes: each key is a solver field (``base_lr``, ``lr_policy``, ``weight_decay``...)
+  or ``net.<field>`` (``net.dropout``, ``net.train_batch``...), each value a list (``lr_policy``
+  also takes ``"all"``); the sweep is their cross product;
+- ``[run]``    how to run: ``jobs``, ``gpus``, ``per_gpu``, ``timeout``, ``early_stop``,
+  ``diverge_factor``.
+
+Everything here is pure: parsing and expansion have no side effects, so a spec can be checked
+(``caffegen sweep --dry-run``) before anything is written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+SHIPPED = ("default", "smoke")  # specs shipped in caffegen/specs/, usable by name
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How the driver runs the variants (not part of any variant's identity)."""
+
+    jobs: int | None = None          # parallel CPU runs [default: min(2, cores)]
+    gpus: tuple[int, ...] = ()       # GPU ids; one run per GPU (x per_gpu)
+    per_gpu: int = 1
+    timeout: float | None = None     # seconds per run; then it is stopped (snapshot kept) as `timeout`
+    early_stop: int = 0              # patience in test evaluations without a top-1 gain; 0 = off
+    diverge_factor: float = 10.0     # a loss above factor x the first loss is an explosion
+    metric: str = "accuracy_at_1"    # what ranks runs and drives early stop
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    demo: dict[str, Any] | None = None
+    root: str | None = None
+    train_list: str | None = None
+    val_list: str | None = None
+    root_folder: str = ""
+    val_fraction: float = 0.1
+    seed: int = 0
+    classes: Any = None
+    per_class: int | None = None
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    data: DataSpec
+    net: dict[str, Any]
+    solver: dict[str, Any]
+    grid: dict[str, list[Any]]
+    run: RunSettings
+    source: str = "<memory>"
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"data": dataclasses.asdict(self.data), "net": self.net, "solver": self.solver,
+                           "grid": self.grid}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One run: a stable readable name and the parameters that differ from the shared ones."""
+
+    name: str
+    axes: dict[str, Any]                   # grid values of this variant, e.g. {"base_lr": 0.01, "lr_policy": "step"}
+    net: dict[str, Any] = field(default_factory=dict)      # NetOptions overrides (shared + grid)
+    solver: dict[str, Any] = field(default_factory=dict)   # SolverOptions overrides (shared + grid)
+
+    def params(self) -> dict[str, Any]:
+        """Everything that defines the run; a resumed directory must match it exactly."""
+        return {"net": self.net, "solver": self.solver}
+
+
+def _shipped_path(name: str) -> Path:
+    return Path(str(resources.files("caffegen") / "specs" / f"{name}.toml"))
+
+
+def resolve_spec_path(arg: str) -> Path:
+    """A spec file path, or the name of a shipped spec (``default``, ``smoke``)."""
+    path = Path(arg).expanduser()
+    if path.exists():
+        return path
+    if arg in SHIPPED:
+        return _shipped_path(arg)
+    raise InputError(f"sweep spec not found: {arg} (give a .toml file or one of: {', '.join(SHIPPED)})")
+
+
+def load_spec(arg: str | Path) -> SweepSpec:
+    path = resolve_spec_path(str(arg))
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_spec(raw, source=str(path), default_name=path.stem)
+
+
+_TOP = {"name", "data", "net", "solver", "grid", "run"}
+
+
+def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str = "sweep") -> SweepSpec:
+    """Check a spec's structure and values; one-line :class:`InputError` naming the key on any problem."""
+    from ..render import NetOptions, SolverOptions
+
+    unknown = set(raw) - _TOP
+    if unknown:
+        raise InputError(f"{source}: unknown top-level key {sorted(unknown)[0]!r} (expected: {', '.join(sorted(_TOP))})")
+    name = str(raw.get("name", default_name))
+    if not name or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise InputError(f"{source}: name {name!r} must be a plain folder name")
+    data_raw = dict(raw.get("data", {}))
+    data_fields = {f.name for f in dataclasses.fields(DataSpec)}
+    bad = set(data_raw) - data_fields
+    if bad:
+        raise InputError(f"{source}: [data] unknown key {sorted(bad)[0]!r} (expected: {', '.join(sorted(data_fields))})")
+    data = DataSpec(**data_raw)
+    if sum(x is not None for x in (data.demo, data.root, data.train_list)) != 1:
+        raise InputError(f"{source}: [data] needs exactly one of demo = {{...}}, root = DIR, train_list = FILE")
+    if data.train_list and not data.val_list:
+        raise InputError(f"{source}: [data] train_list needs val_list too")
+
+    net_fields = {f.name for f in dataclasses.fields(NetOptions)}
+    solver_fields = {f.name for f in dataclasses.fields(SolverOptions)}
+    net = dict(raw.get("net", {}))
+    solver = dict(raw.get("solver", {}))
+    for key in net:
+        if key not in net_fields:
+            raise InputError(f"{source}: [net] unknown option {key!r}{_nearest(key, net_fields)}")
+    for key in solver:
+        if key not in solver_fields:
+            raise InputError(f"{source}: [solver] unknown option {key!r}{_nearest(key, solver_fields)}")
+
+    grid: dict[str, list[Any]] = {}
+    for key, values in dict(raw.get("grid", {})).items():
+        if key == "lr_policy":
+            from ..schedule import parse_policies
+
+            values = parse_policies(values if isinstance(values, str) else ",".join(map(str, values)))
+        elif not isinstance(values, list) or not values:
+            raise InputError(f"{source}: [grid] {key} must be a non-empty list")
+        target = key[4:] if key.startswith("net.") else key
+        fields = net_fields if key.startswith("net.") else solver_fields
+        if target not in fields:
+            raise InputError(f"{source}: [grid] unknown axis {key!r}{_nearest(target, fields)}"
+                             " (net options take a net. prefix)")
+        if len(set(map(repr, values))) != len(values):
+            raise InputError(f"{source}: [grid] {key} lists a value twice")
+        grid[key] = list(values)
+    if not grid:
+        raise InputError(f"{source}: [grid] is empty: give at least base_lr = [...]")
+
+    run_raw = dict(raw.get("run", {}))
+    run_fields = {f.name for f in dataclasses.fields(RunSettings)}
+    bad = set(run_raw) - run_fields
+    if bad:
+        raise InputError(f"{source}: [run] unknown key {sorted(bad)[0]!r} (expected: {', '.join(sorted(run_fields))})")
+    if "gpus" in run_raw:
+        run_raw["gpus"] = tuple(int(g) for g in run_raw["gpus"])
+    run = RunSettings(**run_raw)
+    check_run_settings(run, source)
+    spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source)
+    expand(spec)  # renders nothing, but checks every combination's options now
+    return spec
+
+
+def check_run_settings(run: RunSettings, where: str) -> None:
+    if run.jobs is not None and run.jobs < 1:
+        raise InputError(f"{where}: jobs must be >= 1, got {run.jobs}")
+    if run.per_gpu < 1:
+        raise InputError(f"{where}: per_gpu must be >= 1, got {run.per_gpu}")
+    if run.timeout is not None and run.timeout <= 0:
+        raise InputError(f"{where}: timeout must be > 0 seconds, got {run.timeout}")
+    if run.early_stop < 0:
+        raise InputError(f"{where}: early_stop must be >= 0, got {run.early_stop}")
+    if run.diverge_factor <= 1:
+        raise InputError(f"{where}: diverge_factor must be > 1, got {run.diverge_factor}")
+
+
+def _nearest(word: str, choices: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_SHORT = {"base_lr": "lr", "lr_policy": "", "weight_decay": "wd", "momentum": "m", "type": "",
+          "net.dropout": "drop", "net.train_batch": "bs", "max_iter": "it", "iter_size": "is"}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def variant_name(axes: dict[str, Any]) -> str:
+    """Stable readable name: ``lr0.01_step``, ``lr0.01_step_wd0.005``, ``lr0.1_exp_drop0.5``."""
+    parts = []
+    for key, value in axes.items():
+        prefix = _SHORT.get(key, key.replace("net.", "").replace("_", ""))
+        parts.append(f"{prefix}{_fmt(value)}")
+    name = "_".join(parts)
+    safe = "".join(c if c.isalnum() or c in "._-+" else "-" for c in name)
+    return safe
+
+
+def expand(spec: SweepSpec) -> list[Variant]:
+    """The cross product of the grid, base_lr first, then lr_policy, then the other axes in spec order."""
+    from ..render import NetOptions, SolverOptions
+
+    order = [k for k in ("base_lr", "lr_policy") if k in spec.grid] + \
+            [k for k in spec.grid if k not in ("base_lr", "lr_policy")]
+    variants = []
+    seen: set[str] = set()
+    for combo in itertools.product(*(spec.grid[k] for k in order)):
+        axes = dict(zip(order, combo))
+        net = dict(spec.net)
+        solver = dict(spec.solver)
+        for key, value in axes.items():
+            if key.startswith("net."):
+                net[key[4:]] = value
+            else:
+                solver[key] = value
+        try:
+            NetOptions(**net)
+            SolverOptions(**solver)
+        except InputError as exc:
+            raise InputError(f"{spec.source}: variant {variant_name(axes)}: {exc}") from None
+        except TypeError as exc:
+            raise InputError(f"{spec.source}: variant {variant_name(axes)}: {exc}") from None
+        name = variant_name(axes)
+        if name in seen:
+            raise InputError(f"{spec.source}: two variants would share the folder {name}")
+        seen.add(name)
+        variants.append(Variant(name=name, axes=axes, net=net, solver=solver))
+    return variants

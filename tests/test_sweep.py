@@ -1,0 +1,313 @@
+"""`caffegen sweep` on the real caffe: tiny nets on a tiny demo set, so each run takes seconds."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from caffegen.errors import InputError
+from caffegen.parse import LogFollower
+from caffegen.sweep import expand, parse_spec
+from caffegen.sweep.monitor import decide
+
+CAFFEGEN = [sys.executable, "-m", "caffegen"]
+
+TINY = """
+name = "{name}"
+[data]
+demo = {{ classes = 3, per_class = 10, seed = 0 }}
+[net]
+num_classes = 3
+resize = 36
+test_resize = 32
+crop = 32
+conv_widths = [8, 8, 16, 16, 16]
+train_batch = 8
+test_batch = 8
+batchnorm = true
+[solver]
+max_iter = {max_iter}
+test_interval = {test_interval}
+display = {display}
+random_seed = 0
+[grid]
+base_lr = {lrs}
+lr_policy = {policies}
+[run]
+jobs = {jobs}
+"""
+
+
+def write_spec(tmp_path: Path, name="t", max_iter=20, test_interval=10, display=5, lrs="[0.01]",
+               policies='["fixed"]', jobs=1, extra="") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TINY.format(name=name, max_iter=max_iter, test_interval=test_interval, display=display,
+                                lrs=lrs, policies=policies, jobs=jobs) + extra)
+    return path
+
+
+def sweep(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(CAFFEGEN + ["sweep", *args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+
+def rows(sweep_dir: Path) -> dict[str, dict]:
+    con = sqlite3.connect(sweep_dir / "sweep.db")
+    con.row_factory = sqlite3.Row
+    try:
+        return {r["variant"]: dict(r) for r in con.execute("SELECT * FROM runs")}
+    finally:
+        con.close()
+
+
+def wait_for(pred, timeout: float = 120, every: float = 0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def test_grid_expands_to_named_variants():
+    spec = parse_spec({"data": {"demo": {}}, "grid": {"base_lr": [0.1, 0.01], "lr_policy": "all",
+                                                       "net.dropout": [0.0, 0.5]}})
+    variants = expand(spec)
+    assert len(variants) == 2 * 7 * 2
+    names = [v.name for v in variants]
+    assert names[0] == "lr0.1_fixed_drop0" and "lr0.01_sigmoid_drop0.5" in names
+    assert len(set(names)) == len(names)
+    v = next(v for v in variants if v.name == "lr0.01_step_drop0.5")
+    assert v.solver["base_lr"] == 0.01 and v.solver["lr_policy"] == "step" and v.net["dropout"] == 0.5
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"data": {"demo": {}}, "grid": {"base_lr": [0.1], "lr_policy": "stepp"}}, "step"),
+    ({"data": {"demo": {}}, "grid": {"base_lr": [-1.0]}}, "base_lr"),
+    ({"data": {"demo": {}}, "grid": {"base_lr": [0.1]}, "solver": {"max_iters": 10}}, "max_iter"),
+    ({"data": {"demo": {}}, "grid": {"learning_rate": [0.1]}}, "learning_rate"),
+    ({"grid": {"base_lr": [0.1]}}, "[data]"),
+    ({"data": {"demo": {}}, "grid": {"base_lr": [0.1]}, "run": {"jobs": 0}}, "jobs"),
+])
+def test_bad_specs_name_the_problem(raw, message):
+    with pytest.raises(InputError) as exc:
+        parse_spec(raw, source="my.toml")
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def _follower(lines: list[str]) -> LogFollower:
+    f = LogFollower()
+    for line in lines:
+        f.feed(line)
+    return f
+
+
+def test_stop_policy_on_log_lines():
+    pre = "I20261123 10:00:0{} 1 solver.cpp:231] "
+    healthy = _follower([pre.format(0) + "Iteration 0, loss = 3.0", pre.format(1) + "Iteration 10, loss = 2.5"])
+    assert decide(healthy, elapsed=1, diverge_factor=10, patience=0, metric="accuracy_at_1", timeout=None) is None
+    nan = _follower([pre.format(0) + "Iteration 0, loss = 3.0", pre.format(1) + "Iteration 10, loss = -nan"])
+    d = decide(nan, elapsed=1, diverge_factor=10, patience=0, metric="accuracy_at_1", timeout=None)
+    assert d.status == "diverged" and d.kill and "iteration 10" in d.reason
+    boom = _follower([pre.format(0) + "Iteration 0, loss = 3.0", pre.format(1) + "Iteration 10, loss = 87.3365"])
+    assert decide(boom, elapsed=1, diverge_factor=10, patience=0, metric="accuracy_at_1", timeout=None).status == "diverged"
+    slow = decide(healthy, elapsed=100, diverge_factor=10, patience=0, metric="accuracy_at_1", timeout=50)
+    assert slow.status == "timeout" and not slow.kill
+
+
+# ----------------------------------------------------------------------------- real caffe
+
+
+@pytest.mark.caffe
+def test_sweep_runs_every_variant_and_records_it(tmp_path, caffe_install):
+    spec = write_spec(tmp_path, lrs="[0.01]", policies='["fixed", "step"]', jobs=2)
+    proc = sweep(tmp_path, str(spec), "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "runs" / "t"
+    table = rows(out)
+    assert set(table) == {"lr0.01_fixed", "lr0.01_step"}
+    for name, row in table.items():
+        assert row["status"] == "done" and row["last_iter"] == 20
+        assert 0.0 <= row["best_top1"] <= 1.0
+        assert row["best_top5"] is None  # 3 classes: the top-5 layer is left out (it would always be 1)
+        run = out / name
+        for f in ("train_val.prototxt", "solver.prototxt", "deploy.prototxt", "train.log", "manifest.json"):
+            assert (run / f).exists(), f
+        m = json.loads((run / "manifest.json").read_text())
+        assert m["status"] == "done" and m["exit_status"] == 0 and m["caffe"]["version"] == "1.0.0"
+        assert m["params"]["solver"]["lr_policy"] == name.split("_")[1]
+        assert m["files"]["solver.prototxt"]["sha256"] and m["wall_s"] > 0 and m["host"]
+        assert m["random_seed"] == 0
+        assert list((run / "snapshots").glob("*_iter_20.solverstate"))
+        assert "GLOG" not in (run / "train.log").read_text()[:200]  # the log is caffe's own output
+
+    again = sweep(tmp_path, str(spec), "--no-report")
+    assert again.returncode == 0
+    assert "2 of 2 runs already finished" in again.stderr
+    assert rows(out)["lr0.01_fixed"]["attempts"] == 1
+
+
+@pytest.mark.caffe
+def test_a_diverging_run_is_killed_within_a_few_display_intervals(tmp_path, caffe_install):
+    spec = write_spec(tmp_path, name="div", max_iter=400, display=5, lrs="[10.0]")
+    spec.write_text(spec.read_text().replace("batchnorm = true", "batchnorm = false"))
+    start = time.time()
+    proc = sweep(tmp_path, str(spec), "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    row = rows(tmp_path / "runs" / "div")["lr10_fixed"]
+    assert row["status"] == "diverged", row
+    assert row["last_iter"] <= 3 * 5, row          # caught within its first three display intervals
+    assert "loss" in row["reason"]
+    assert time.time() - start < 120
+
+
+@pytest.mark.caffe
+def test_kill_9_of_one_run_leaves_the_other_and_rerun_completes_it(tmp_path, caffe_install):
+    spec = write_spec(tmp_path, name="k9", max_iter=1500, test_interval=500, display=50,
+                      lrs="[0.01]", policies='["fixed", "step"]', jobs=2)
+    out = tmp_path / "runs" / "k9"
+    driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def running_pids():
+            if not (out / "sweep.db").exists():
+                return None
+            r = rows(out)
+            pids = {k: v["pid"] for k, v in r.items() if v["status"] == "running" and v["pid"]}
+            return pids if len(pids) == 2 else None
+
+        pids = wait_for(running_pids)
+        victim = "lr0.01_step"
+        wait_for(lambda: "Iteration 50" in (out / victim / "train.log").read_text(errors="replace"))
+        os.kill(pids[victim], signal.SIGKILL)
+        stdout, stderr = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 1, stderr
+    table = rows(out)
+    assert table["lr0.01_fixed"]["status"] == "done"
+    assert table[victim]["status"] == "failed" and "SIGKILL" in table[victim]["reason"]
+    assert f"run {victim} failed" in stderr
+    done_log = (out / "lr0.01_fixed" / "train.log").stat().st_mtime
+
+    again = sweep(tmp_path, str(spec), "--no-report")
+    assert again.returncode == 0, again.stderr
+    table = rows(out)
+    assert table[victim]["status"] == "done" and table[victim]["attempts"] == 2
+    assert table["lr0.01_fixed"]["attempts"] == 1
+    assert (out / "lr0.01_fixed" / "train.log").stat().st_mtime == done_log   # not re-run
+    assert "1 of 2 runs already finished" in again.stderr
+
+
+@pytest.mark.caffe
+def test_ctrl_c_snapshots_and_a_rerun_resumes(tmp_path, caffe_install):
+    spec = write_spec(tmp_path, name="cc", max_iter=3000, test_interval=1000, display=50)
+    out = tmp_path / "runs" / "cc"
+    driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (out / "lr0.01_fixed" / "train.log").exists()
+                 and "Iteration 100," in (out / "lr0.01_fixed" / "train.log").read_text(errors="replace"))
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, stderr
+    row = rows(out)["lr0.01_fixed"]
+    assert row["status"] == "interrupted" and "snapshot kept" in row["reason"]
+    states = list((out / "lr0.01_fixed" / "snapshots").glob("*.solverstate"))
+    assert len(states) == 1
+    stopped_at = int(states[0].stem.rsplit("_", 1)[1])
+    assert 100 <= stopped_at < 3000
+
+    again = sweep(tmp_path, str(spec), "--no-report")
+    assert again.returncode == 0, again.stderr
+    assert f"resumed from snap_iter_{stopped_at}.solverstate" in again.stderr
+    row = rows(out)["lr0.01_fixed"]
+    assert row["status"] == "done" and row["last_iter"] == 3000
+    log = (out / "lr0.01_fixed" / "train.log").read_text()
+    assert log.count("Iteration 0, loss") == 1      # the resumed run continued, it did not start over
+
+
+@pytest.mark.caffe
+def test_second_sweep_on_the_same_folder_refuses_and_changed_spec_is_refused(tmp_path, caffe_install):
+    spec = write_spec(tmp_path, name="lk", max_iter=2000, test_interval=1000, display=100)
+    out = tmp_path / "runs" / "lk"
+    first = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (out / "sweep.db").exists() and rows(out).get("lr0.01_fixed", {}).get("status") == "running")
+        second = sweep(tmp_path, str(spec), "--no-report", timeout=60)
+        assert second.returncode == 1
+        errors = [ln for ln in second.stderr.splitlines() if ln.startswith("caffegen: error:")]
+        assert len(errors) == 1 and "another sweep is running" in errors[0]
+        status = subprocess.run(CAFFEGEN + ["status", str(out)], cwd=tmp_path, capture_output=True, text=True)
+        assert status.returncode == 0 and "lr0.01_fixed" in status.stdout and "running" in status.stdout
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    changed = write_spec(tmp_path, name="lk", max_iter=999, test_interval=1000, display=100)
+    proc = sweep(tmp_path, str(changed), "--no-report")
+    assert proc.returncode == 2
+    assert proc.stderr.count("caffegen: error:") == 1 and "different parameters" in proc.stderr
+    assert "max_iter" in proc.stderr
+
+
+@pytest.mark.caffe
+def test_early_stop_and_timeout_keep_a_snapshot(tmp_path, caffe_install):
+    spec = write_spec(tmp_path, name="es", max_iter=5000, test_interval=20, display=20, lrs="[1e-12]")
+    proc = sweep(tmp_path, str(spec), "--no-report", "--early-stop", "2")
+    assert proc.returncode == 0, proc.stderr
+    row = rows(tmp_path / "runs" / "es")["lr1e-12_fixed"]
+    assert row["status"] == "early-stopped" and "has not improved" in row["reason"]
+    assert row["last_iter"] < 5000
+    assert list((tmp_path / "runs" / "es" / "lr1e-12_fixed" / "snapshots").glob("*.solverstate"))
+
+    spec = write_spec(tmp_path, name="to", max_iter=100000, test_interval=50000, display=100)
+    proc = sweep(tmp_path, str(spec), "--no-report", "--timeout", "3")
+    assert proc.returncode == 0, proc.stderr
+    row = rows(tmp_path / "runs" / "to")["lr0.01_fixed"]
+    assert row["status"] == "timeout"
+    assert list((tmp_path / "runs" / "to" / "lr0.01_fixed" / "snapshots").glob("*.solverstate"))
+
+
+@pytest.mark.caffe
+def test_a_crashing_run_is_failed_with_its_fatal_line_and_the_others_finish(tmp_path, caffe_install):
+    spec = write_spec(tmp_path, name="cr", lrs="[0.01]", policies='["fixed", "step"]', jobs=1)
+    out = tmp_path / "runs" / "cr"
+    # Prepare the data, then corrupt one image: the ImageData layer aborts on it (Check failed / cv error).
+    assert sweep(tmp_path, str(spec), "--dry-run").returncode == 0
+    proc = sweep(tmp_path, str(spec), "--no-report")
+    assert proc.returncode == 0
+    victim = out / "lr0.01_step"
+    (victim / "train_val.prototxt").unlink()
+    import shutil
+
+    shutil.rmtree(victim / "snapshots")
+    con = sqlite3.connect(out / "sweep.db")
+    with con:
+        con.execute("UPDATE runs SET status='pending' WHERE variant='lr0.01_step'")
+    con.close()
+    lists = out / "lists" / "list_train_shuffle.txt"
+    lines = lists.read_text().splitlines()
+    lists.write_text("\n".join([f"/nonexistent/missing.jpg {lines[0].rsplit(' ', 1)[1]}"] + lines) + "\n")
+    proc = sweep(tmp_path, str(spec), "--no-report")
+    assert proc.returncode == 1
+    row = rows(out)["lr0.01_step"]
+    assert row["status"] == "failed"
+    assert "missing.jpg" in row["reason"] or "Check failed" in row["reason"], row["reason"]
+    assert rows(out)["lr0.01_fixed"]["status"] == "done"
