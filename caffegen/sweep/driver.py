@@ -370,7 +370,7 @@ class Driver:
         if rc is None and time.time() - a.pruned_at > 10:
             prune_snapshots(a.tail.path.parent, keep=2)  # the newest may still be being written
             a.pruned_at = time.time()
-        a.overhead_s += time.perf_counter() - t0 if rc is not None else 0.0
+        a.overhead_s += time.perf_counter() - t0   # log parsing + policy: orchestration, not caffe
         if rc is None:
             return False
         t1 = time.perf_counter()
