@@ -115,9 +115,7 @@ def prepare_data(spec: SweepSpec, out_dir: Path, log: Callable[[str], None]) -> 
         for path, reason in listset.skipped:
             log(f"warning: skipped {path}: {reason}")
         L.write_lists(listset, lists_dir)
-    labels = [ln.strip() for ln in labels_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    labels = [ln.split(maxsplit=1)[-1] if ln.split(maxsplit=1)[0].isdigit() and len(ln.split(maxsplit=1)) > 1 else ln
-              for ln in labels]
+    labels = [ln for ln in labels_path.read_text(encoding="utf-8").splitlines() if ln.strip()]  # line i: label i
     return PreparedData(train_path.resolve(), val_path.resolve(), "", len(labels), labels)
 
 

@@ -32,6 +32,7 @@ def _eta(s: float | None) -> str:
 def status_table(views: Iterable[Any], total: int, title: str = "") -> Any:
     """A rich Table: overall done/total, then one row per run (iteration, loss, top-1, ETA, status)."""
     from rich.table import Table
+    from rich.text import Text
 
     views = list(views)
     finished = sum(v.status in FINAL or v.status == "failed" for v in views)
@@ -43,9 +44,10 @@ def status_table(views: Iterable[Any], total: int, title: str = "") -> Any:
     for v in views:
         it = f"{v.iteration}/{v.max_iter}" if v.max_iter else str(v.iteration)
         style = _STYLE.get(v.status, "")
-        table.add_row(v.variant, f"[{style}]{v.status}[/]" if style else v.status, it, _num(v.loss),
+        # Text objects, not markup strings: rich.live re-renders this table inside console.print(markup=False).
+        table.add_row(Text(v.variant), Text(v.status, style=style), it, _num(v.loss),
                       _num(v.top1, "{:.3f}"), _eta(v.eta_s) if v.status == "running" else "",
-                      (v.reason or "")[:70])
+                      Text((v.reason or "")[:70]))
     return table
 
 
