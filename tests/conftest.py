@@ -55,3 +55,38 @@ def tiny_imageset(tmp_path_factory):
     train = write_list(root / "train.txt", items)
     val = write_list(root / "val.txt", items[::4])
     return {"root": root, "train": train, "val": val, "classes": 3, "items": items}
+
+
+# A sweep spec over a tiny demo set and a narrow net: each caffe run takes a second or two.
+TINY = """
+name = "{name}"
+[data]
+demo = {{ classes = 3, per_class = 10, seed = 0 }}
+[net]
+num_classes = 3
+resize = 36
+test_resize = 32
+crop = 32
+conv_widths = [8, 8, 16, 16, 16]
+train_batch = 8
+test_batch = 8
+batchnorm = true
+[solver]
+max_iter = {max_iter}
+test_interval = {test_interval}
+display = {display}
+random_seed = 0
+[grid]
+base_lr = {lrs}
+lr_policy = {policies}
+[run]
+jobs = {jobs}
+"""
+
+
+def write_spec(tmp_path: Path, name="t", max_iter=20, test_interval=10, display=5, lrs="[0.01]",
+               policies='["fixed"]', jobs=1) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TINY.format(name=name, max_iter=max_iter, test_interval=test_interval, display=display,
+                                lrs=lrs, policies=policies, jobs=jobs))
+    return path

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from caffegen.report import RunReport, rank, winner_sentence
+from conftest import write_spec
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 
@@ -36,31 +37,7 @@ def test_ties_and_empty_sweeps_are_said_plainly():
 
 @pytest.mark.caffe
 def test_report_of_a_real_sweep(tmp_path, caffe_install):
-    spec = tmp_path / "r.toml"
-    spec.write_text("""
-name = "r"
-[data]
-demo = { classes = 3, per_class = 10, seed = 0 }
-[net]
-num_classes = 3
-resize = 36
-test_resize = 32
-crop = 32
-conv_widths = [8, 8, 16, 16, 16]
-train_batch = 8
-test_batch = 8
-batchnorm = true
-[solver]
-max_iter = 40
-test_interval = 10
-display = 5
-random_seed = 0
-[grid]
-base_lr = [0.01, 1000.0]
-lr_policy = ["fixed", "step"]
-[run]
-jobs = 2
-""")
+    spec = write_spec(tmp_path, name="r", max_iter=40, lrs="[0.01, 1000.0]", policies='["fixed", "step"]', jobs=2)
     proc = subprocess.run(CAFFEGEN + ["sweep", str(spec)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "runs" / "r"

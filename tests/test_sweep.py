@@ -16,42 +16,9 @@ from caffegen.errors import InputError
 from caffegen.parse import LogFollower
 from caffegen.sweep import expand, parse_spec
 from caffegen.sweep.monitor import decide
+from conftest import write_spec
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
-
-TINY = """
-name = "{name}"
-[data]
-demo = {{ classes = 3, per_class = 10, seed = 0 }}
-[net]
-num_classes = 3
-resize = 36
-test_resize = 32
-crop = 32
-conv_widths = [8, 8, 16, 16, 16]
-train_batch = 8
-test_batch = 8
-batchnorm = true
-[solver]
-max_iter = {max_iter}
-test_interval = {test_interval}
-display = {display}
-random_seed = 0
-[grid]
-base_lr = {lrs}
-lr_policy = {policies}
-[run]
-jobs = {jobs}
-"""
-
-
-def write_spec(tmp_path: Path, name="t", max_iter=20, test_interval=10, display=5, lrs="[0.01]",
-               policies='["fixed"]', jobs=1, extra="") -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(TINY.format(name=name, max_iter=max_iter, test_interval=test_interval, display=display,
-                                lrs=lrs, policies=policies, jobs=jobs) + extra)
-    return path
-
 
 def sweep(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(CAFFEGEN + ["sweep", *args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
