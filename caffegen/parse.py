@@ -9,8 +9,13 @@ drift apart.
 
 Why the text is split on ``"Iteration "``: in every Caffe dialect the lines that matter follow an
 ``Iteration N, ...`` line (train outputs after ``loss =``, test outputs after ``Testing net``), and
-``str.split`` runs at C speed, so the hot loop works per logged iteration, not per line or per byte.
-That is what makes it many times faster than ``parse_log.py`` (see ``docs/benchmarks/parse.md``).
+``str.split`` runs at C speed, so the slow path works per logged iteration, not per line or per byte.
+
+The fast path (:meth:`_Builder.fast`): a 1 MB buffer without any rare marker (``Solving``, fatal lines,
+old ``Test score``) is cut by one compiled ``re.findall`` into train blocks, lr heads and test blocks; a
+loop per match then does what the handlers would have done. It is taken only when every ``Iteration ``
+and every `` net output #`` of the buffer lies in a match (checked before anything changes), so it gives
+the same rows; otherwise the buffer takes the slow path. Measured speed: ``docs/benchmarks/parse.md``.
 
 Dialects read: BVLC ``Iteration N (x iter/s, ys/N iters), loss = X``; this project's Caffe
 ``Iteration N, loss = X`` / ``Iteration N, lr = X``; NVCaffe ``Iteration N (x iter/s, ...), 1.2/9ep,
@@ -22,8 +27,10 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import gc
 import json
 import math
+import operator
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -42,6 +49,23 @@ _OUT = re.compile(r"(Train|Test) net output #\d+: (\S+) = (\S+)")
 _SCORE = re.compile(r"Test score #(\d+): (\S+)")
 _TESTLOSS = re.compile(r"Test loss: (\S+)")
 _NET = re.compile(r"Testing net \(#(\d+)\)")
+_NO = " net output #"
+# The fast path (see _Builder.fast). Each match starts at "Iteration " and is one of
+#   a train block: "N, loss = X" [its first "Train net output" line (timestamp, name, value), further output
+#                  lines]  (BVLC's "N (..), loss = X" too)
+#   an lr head:    "N, lr = Y"
+#   a test block:  "N, Testing net (#k)" and the glog lines after it that do not start an Iteration message.
+# Text that no match needs is skipped by re's literal-prefix scan for "Iteration ", which is several times
+# cheaper per character than consuming it with pattern steps: hence the lr line is its own match.
+_FAST = re.compile(
+    r"Iteration ([0-9]{1,18})(?: \([^)=\n]*\))?, (?:"
+    r"loss = (\S+)\n"
+    r"(?:([IWEF][0-9]{4}(?:[0-9]{4})? [0-9]{2}:[0-9]{2}:[0-9]{2})\.([0-9]{6}) [^\]\n]*\] +"
+    r"Train net output #[0-9]+: (\S+) = (\S+)[^\n]*\n"
+    r"((?:[^\]\n]*\] +Train net output #[^\n]*\n)*))?"
+    r"|lr = ([^\s,]+)\n"
+    r"|Testing net \(#([0-9]{1,9})\)\n((?:[^\]\n]*\] +(?!Iteration )[^\n]*\n)*))")
+_LOSS, _SEC, _MORE, _BODY = (operator.itemgetter(i) for i in (1, 2, 6, 9))  # columns of a _FAST match
 _LEADNUM = re.compile(r"\d+")
 # Lines that end a run badly: a glog FATAL line (F + date), glog's failure handler, the shell.
 _FATAL_MARKS = ("Check failed", "*** Aborted", "*** SIG", "*** Check failure", "Segmentation fault",
@@ -218,6 +242,7 @@ class _Clock:
         self.start_us: int | None = None
         self.last_us: int | None = None  # set by the front ends from the last timestamped line
         self._minute: dict[str, int] = {}  # "I1122 09:34" -> microseconds at that minute: parse once per minute
+        self._second: dict[str, int] = {}  # "I1122 09:34:16" -> microseconds at that second (fast path)
 
     def micros(self, prefix: str) -> int | None:
         """Microseconds (absolute) of a line that starts with a glog prefix; None for any other line."""
@@ -252,6 +277,7 @@ class _Clock:
             if month < self.last_month:  # year roll-over, as parse_log.py does it
                 self.year += 1
                 self._minute.clear()
+                self._second.clear()
             year = self.year
         try:
             when = _dt.datetime(year, month, day, int(hhmm[:2]), int(hhmm[3:]))
@@ -262,6 +288,13 @@ class _Clock:
         base = (when.toordinal() * 86400 + when.hour * 3600 + when.minute * 60) * 1_000_000
         self._minute[prefix[:sp + 6]] = base
         return base
+
+    def second(self, key: str) -> int | None:
+        """Microseconds at the start of a validated ``I1122 09:34:16`` key; cached, so each second is parsed once."""
+        us = self.micros(key + ".000000")
+        if us is not None:
+            self._second[key] = us
+        return us
 
     def seconds(self, prefix: str) -> float:
         us = self.micros(prefix)
@@ -362,7 +395,9 @@ class _Builder:
         if not found:
             return
         pos = text.find(" net output #")
-        prefix = text[text.rfind("\n", 0, pos) + 1:pos]
+        self._apply_outputs(found, text[text.rfind("\n", 0, pos) + 1:pos])
+
+    def _apply_outputs(self, found: list[tuple[str, str, str]], prefix: str) -> None:
         it = self.iteration
         for kind, name, val in found:
             v = _num(val)
@@ -438,6 +473,155 @@ class _Builder:
             self.test_cols[name] = None
         row[name] = _num(val)
 
+    # -- the fast path: a whole run of regular lines at once
+    def fast(self, text: str) -> bool:
+        """Apply ``text`` (whole lines, the first holding an ``Iteration`` head, no rare marker) in one go.
+
+        One ``_FAST.findall`` (C speed) cuts it into train blocks (loss head and its outputs), lr heads and
+        test blocks; ``_apply`` then does per match what ``head`` and ``_outputs`` would have done per line. Used only when every ``Iteration `` and every
+        `` net output #`` of ``text`` lies inside a match (checked first, nothing changed before): then the
+        lines between matches carry nothing the slow path reads, and the result is the same. Returns
+        False (having changed nothing) when ``text`` is not that regular; the caller then takes the slow path.
+        """
+        found = _FAST.findall(text)
+        if not found:
+            return False
+        if len(found) != text.count("Iteration "):
+            return False
+        secs = list(map(_SEC, found))
+        opened = len(found) - secs.count("")  # train blocks: the first output of each is in the pattern
+        outs = opened + "".join(map(_MORE, found)).count(_NO) + "".join(map(_BODY, found)).count(_NO)
+        if outs != text.count(_NO):
+            return False
+        if self.train_row is None:  # loss lines before any train output keep their prefix (old logs): slow path
+            for loss, sec in zip(map(_LOSS, found), secs):
+                if sec:
+                    break
+                if loss:
+                    return False
+            else:
+                return False
+        self._apply(found)
+        return True
+
+    def _test_block(self, net: int, body: str) -> None:
+        """The lines after ``Iteration N, Testing net (#net)``: ``_outputs`` inlined for test-only outputs."""
+        self.test_net = net
+        outs = _OUT.findall(body)
+        if not outs or "Train net output #" in body:
+            self._outputs("\n" + body)
+            return
+        row = self.test_row
+        if row is None or row["NumIters"] != self.iteration or row.get("Segment", 0) != self.segment:
+            pos = body.find(_NO)
+            row = self._open("test", body[body.rfind("\n", 0, pos) + 1:pos])
+        test_cols = self.test_cols
+        for _kind, name, val in outs:
+            try:
+                v = float(val)
+            except ValueError:
+                v = _num(val)
+            if net:
+                name = f"{name}@net{net}"
+            if name not in test_cols:
+                test_cols[name] = None
+            row[name] = v
+
+    def _apply(self, found: list[tuple[str, ...]]) -> None:
+        clock = self.clock
+        seconds_at = clock._second
+        train_cols, test_cols = self.train_cols, self.test_cols
+        train_rows, test_rows = self.train_rows, self.test_rows
+        loss_log = self.loss_log
+        inf, ninf = math.inf, -math.inf
+        iteration, max_iter, lr, segment = self.iteration, self.max_iter, self.lr, self.segment
+        first_loss, last_loss, nonfinite = self.first_loss, self.last_loss, self.nonfinite
+        train_row = self.train_row
+        row_it = train_row["NumIters"] if train_row is not None else None
+        row_seg = train_row.get("Segment", 0) if train_row is not None else None
+        lr_text = it_text = None
+        it = iteration
+        for it_s, loss, sec, frac, name, val, more, lr1, net, body in found:
+            if it_s != it_text:  # "Iteration N" repeats on consecutive lines (loss, lr, Testing): parse it once
+                it = int(it_s)
+                it_text = it_s
+                if it < iteration and (train_rows or test_rows or train_row is not None or
+                                       self.test_row is not None):
+                    segment += 1
+                iteration = it
+                if it > max_iter:
+                    max_iter = it
+            if loss:
+                try:
+                    v = float(loss)
+                except ValueError:
+                    v = _num(loss)
+                if v is not None:
+                    if first_loss is None:
+                        first_loss = v
+                    last_loss = v
+                    if v != v or v == inf or v == ninf:
+                        nonfinite = True
+                    loss_log.append((it, v))
+                if not sec:
+                    continue
+                if it != row_it or segment != row_seg:  # open a train row, as _outputs does
+                    us = seconds_at.get(sec)
+                    if us is None:
+                        us = clock.second(sec)
+                    if us is None:
+                        s = NAN
+                    else:
+                        us += int(frac)
+                        if clock.start_us is None:
+                            clock.start_us = us
+                        s = (us - clock.start_us) / 1e6
+                    if train_row is not None:
+                        train_rows.append(train_row)
+                    if segment:
+                        train_row = {"NumIters": it, "Seconds": s, "LearningRate": lr, "Segment": segment}
+                    else:
+                        train_row = {"NumIters": it, "Seconds": s, "LearningRate": lr}
+                    row_it, row_seg = it, segment
+                if val != loss:  # Caffe prints the loss twice ("loss = X", "output #0: loss = X"): parse once
+                    try:
+                        v = float(val)
+                    except ValueError:
+                        v = _num(val)
+                if v is not None and v != v or v == inf or v == ninf:
+                    nonfinite = True
+                if name not in train_cols:
+                    train_cols[name] = None
+                train_row[name] = v
+                if more:  # further outputs of the block: the general code, state handed over and back
+                    self.iteration, self.segment, self.lr, self.train_row = iteration, segment, lr, train_row
+                    self.nonfinite = nonfinite
+                    self._apply_outputs(_OUT.findall(more), "")
+                    train_row, nonfinite = self.train_row, self.nonfinite
+            elif lr1:
+                if lr1 != lr_text:  # the same lr line after line: parse it when it changes
+                    try:
+                        lr = float(lr1)
+                        lr_text = lr1
+                    except ValueError:
+                        v = _num(lr1)
+                        if v is not None:
+                            lr = v
+            else:  # "Iteration N, Testing net (#k)" and the lines up to the next Iteration line
+                if _NO not in body:
+                    self.test_net = int(net)
+                    continue
+                self.iteration, self.segment, self.lr, self.train_row = iteration, segment, lr, train_row
+                self.nonfinite = nonfinite
+                self._test_block(int(net), body)
+                train_row, nonfinite = self.train_row, self.nonfinite
+                if train_row is not None:
+                    row_it, row_seg = train_row["NumIters"], train_row.get("Segment", 0)
+        self.iteration, self.max_iter, self.lr, self.segment = iteration, max_iter, lr, segment
+        self.first_loss, self.last_loss, self.nonfinite = first_loss, last_loss, nonfinite
+        self.train_row = train_row
+        self.started = True
+
     # -- results
     def curves(self, truncated_tail: str | None = None) -> Curves:
         train_rows = self.train_rows + ([self.train_row] if self.train_row else [])
@@ -506,10 +690,20 @@ def _run(builder: _Builder, chunks: Iterable[str]) -> str | None:
     in_head = False  # does ``pending`` start with an unprocessed Iteration head?
     prev_prefix = ""  # start of the line holding the next "Iteration " (its glog prefix)
     end_text = ""  # the last few KB seen: their last timestamp ends the run's wall time
-    for chunk in chunks:
+    misses = 0  # fast-path refusals in a row
+    for n_chunk, chunk in enumerate(chunks):
         buf = pending + chunk
         end_text = buf[-4096:]
         rare = _has_rare(buf)
+        if in_head and not rare and (misses < 3 or n_chunk % 16 == 0):  # (a dialect it never fits: try less)
+            p = buf.rfind("Iteration ")
+            whole = prev_prefix + "Iteration " + buf[:p] if p >= 0 else ""
+            nl = whole.rfind("\n")
+            last = whole[nl + 1:]  # the last head's prefix: the slow path reads it as a tail, so keep it plain
+            if nl >= 0 and "Iteration " not in last and _NO not in last and builder.fast(whole[:nl + 1]):
+                prev_prefix, pending, misses = last, buf[p + 10:], 0
+                continue
+            misses += 1
         parts = buf.split("Iteration ")
         last = len(parts) - 1
         for i, seg in enumerate(parts):
@@ -577,13 +771,26 @@ def parse_log(source: str | Path | Iterable[str], *, year: int | None = None) ->
             raise InputError(f"no such log file: {path}")
         builder = _Builder(year or _default_year(path))
         try:
-            truncated = _run(builder, _chunks_from_file(path))
+            truncated = _run_quiet(builder, _chunks_from_file(path))
         except OSError as exc:
             raise InputError(f"cannot read log {path}: {exc.strerror or exc}") from None
     else:
         builder = _Builder(year or _default_year(None))
-        truncated = _run(builder, _chunks_from_lines(source))
+        truncated = _run_quiet(builder, _chunks_from_lines(source))
     return builder.curves(truncated)
+
+
+def _run_quiet(builder: _Builder, chunks: Iterable[str]) -> str | None:
+    """``_run`` with the cyclic garbage collector paused: the parse allocates millions of small acyclic objects
+    (rows, match tuples) that survive, so CPython would otherwise rescan the growing heap over and over
+    (about a fifth of the run time on a 1M-line log). Restored afterwards, also on error."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(builder, chunks)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def write_outputs(curves: Curves, log_path: str | Path, out_dir: str | Path) -> list[Path]:

@@ -247,3 +247,82 @@ def test_cli_parse_missing_log_exits_2(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("caffegen: error: no log at")
+
+
+# ------------------------------------------------------------------ the fast path changes nothing
+def _rows_without_fast_path(source, **kw):
+    """parse_log with the per-chunk fast path switched off: every line through the per-line handlers."""
+    import caffegen.parse as parse_mod
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parse_mod._Builder, "fast", lambda self, text: False)
+        return parse_log(source, **kw)
+
+
+def _same_curves(a, b) -> bool:
+    return (a.train.columns == b.train.columns and a.test.columns == b.test.columns
+            and _nan_equal(a.train.rows, b.train.rows) and _nan_equal(a.test.rows, b.test.rows)
+            and a.segments == b.segments and a.max_iter_seen == b.max_iter_seen
+            and a.fatal_line == b.fatal_line and a.truncated_tail == b.truncated_tail
+            and same(a.last_loss, b.last_loss) and same(a.first_loss, b.first_loss)
+            and a.nonfinite == b.nonfinite and same(a.seconds, b.seconds) and len(a.loss_log) == len(b.loss_log))
+
+
+def test_fast_path_reads_a_big_real_log_like_the_per_line_path(tmp_path, monkeypatch):
+    """A 3 MB log (the real two-test-net log's training part repeated, as bench/parse does): the fast path is
+    taken for most of it and gives the rows, columns and summary of the per-line path."""
+    import caffegen.parse as parse_mod
+
+    text = (LOGS / "two_test_nets.log").read_text()
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "Solving " in line) + 1
+    body = "".join(line for line in lines[start:] if "Optimization Done" not in line)
+    parts = ["".join(lines[:start])]
+    for k in range(250):
+        parts.append(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", body))
+    log = tmp_path / "big.log"
+    log.write_text("".join(parts))
+
+    taken = []
+    real_fast = parse_mod._Builder.fast
+    monkeypatch.setattr(parse_mod._Builder, "fast", lambda self, t: taken.append(real_fast(self, t)) or taken[-1])
+    fast = parse_log(log)
+    monkeypatch.undo()
+    assert sum(taken) >= 2  # the fast path did the work (the first MB holds "Solving": per-line path)
+    slow = _rows_without_fast_path(log)
+    assert len(fast.train) == 250 * 30 and _same_curves(fast, slow)
+    assert fast.test.columns[-1] == "loss@net1" and fast.test.rows[-1]["NumIters"] == 249 * 31 + 30
+
+
+@pytest.mark.parametrize("log", REAL + sorted(HANDMADE.glob("*.log")), ids=lambda p: p.name)
+def test_fast_path_on_small_chunks_of_every_fixture(log, monkeypatch):
+    import caffegen.parse as parse_mod
+
+    monkeypatch.setattr(parse_mod, "CHUNK", 700)  # many chunks: the fast path gets its chance on each
+    assert _same_curves(parse_log(log, year=2025), _rows_without_fast_path(log, year=2025))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(LINES), st.integers(0, 200), st.text(max_size=8)), min_size=1,
+                max_size=60), st.sampled_from([64, 300, 2000]))
+def test_fast_path_agrees_on_mutated_real_lines(edits, chunk):
+    import caffegen.parse as parse_mod
+
+    lines = [line[:pos] + junk + line[pos + len(junk):] for line, pos, junk in edits]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parse_mod, "CHUNK", chunk)
+        assert _same_curves(parse_log(lines, year=2025), _rows_without_fast_path(lines, year=2025))
+
+
+def test_fast_path_agrees_when_odd_text_sits_before_an_iteration_at_a_chunk_edge():
+    """An output, or a second "Iteration ", in front of an Iteration message belongs to the lines before it:
+    wherever the chunk boundary falls, the fast path must hand that text to the per-line path."""
+    import caffegen.parse as parse_mod
+
+    lines = (LOGS / "two_test_nets.log").read_text().splitlines(keepends=True)
+    for odd in ("Train net output #0: a = 7 ", "Test net output #3: b = -inf ", "Iteration 3 "):
+        edited = [line.replace("] Iteration 12, lr", f"] {odd}Iteration 12, lr") for line in lines]
+        with pytest.MonkeyPatch.context() as mp:
+            for chunk in range(300, 3000, 53):
+                mp.setattr(parse_mod, "CHUNK", chunk)
+                assert _same_curves(parse_log(edited), _rows_without_fast_path(edited)), (odd, chunk)
