@@ -58,7 +58,7 @@ def cli() -> None:
     The pipeline, one command per stage:
       caffegen render --lr 0.01            baseline train_val/solver/deploy prototxt
       caffegen solvers --lr 0.1,0.01 --policy all
-      caffegen sweep sweeps/default.toml   run every variant (parallel, resumable)
+      caffegen sweep default               run every variant (parallel, resumable)
       caffegen report runs/default         ranked, diagnosed HTML report
     \b
     Exit codes: 0 success, 1 a run-time failure (caffe crashed, no Caffe found),
@@ -76,8 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("caffegen: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # bad option or value: one line, as for every other bad input
+        where = f"{exc.ctx.command_path}: " if exc.ctx else ""
+        click.echo(f"caffegen: error: {where}{exc.format_message()} (see --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"caffegen: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
