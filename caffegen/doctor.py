@@ -85,8 +85,17 @@ def run_checks() -> list[Check]:
                         fix="reinstall caffegen's dependencies (`make setup`) or rebuild Caffe (`make caffe`)"))
     gpus = _gpus()
     gpu_build = inst.gpu_build
-    checks.append(Check("GPU mode", True, ("CUDA build" if gpu_build else "CPU-only build")
-                        + (f"; GPUs seen: {'; '.join(gpus)}" if gpus else "; no GPU seen"), required=False))
+    if gpu_build and not gpus:
+        mode = "CUDA build; no GPU seen: CPU mode only here (never call caffe.set_mode_gpu() or " \
+               "`caffe train -gpu` without a GPU: it aborts the process)"
+    else:
+        mode = ("CUDA build" if gpu_build else "CPU-only build") + (f"; GPUs seen: {'; '.join(gpus)}" if gpus
+                                                                    else "; no GPU seen")
+    checks.append(Check("GPU mode", True, mode, required=False))
+    cuda_entry = _build.entry_for(_build.BuildFlags(gpu=True, cuda_arch=_build.gpu_arch()))
+    if not gpu_build and not gpus and cuda_entry.complete():
+        checks.append(Check("CUDA build", True, f"{cuda_entry.root} (not used: no GPU visible; "
+                            f"CAFFE_ROOT={cuda_entry.root} selects it)", required=False))
     if gpu_build and gpus:
         proc = subprocess.run([str(inst.binary), "device_query", "-gpu", "0"], capture_output=True, text=True,
                               env=inst.env(), timeout=120)

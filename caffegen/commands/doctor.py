@@ -41,7 +41,8 @@ def build_caffe(force: bool, jobs: int | None, no_apt: bool, gpu: bool | None) -
     The source is the PyPI sdist brocolli-caffe==9.0.2 (Caffe 1.0), checked
     against a pinned sha256, patched by caffegen's fix-set and built with
     caffegen's CMakeLists.txt. The key hashes source + fixes + flags, so a
-    second run reuses the build (seconds). About 5 minutes on 2 cores.
+    second run reuses the build (seconds). About 5-8 minutes on 2 cores
+    for the CPU build, about 11 (idle cores) to 23 (busy) for --gpu.
     Also links pycaffe into the running virtualenv (a .pth file).
     """
     import os

@@ -24,11 +24,14 @@ from pathlib import Path
 from typing import Callable
 
 from . import fixes as _fixes
+from . import fixes_cuda as _fixes_cuda
 
 SOURCE_PACKAGE = "brocolli-caffe"
 SOURCE_VERSION = "9.0.2"
 SOURCE_SHA256 = "c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a"
 CMAKE_FILE = Path(__file__).with_name("cmake") / "CMakeLists.txt"
+# GPU builds only: read after project() through CMAKE_PROJECT_Caffe_INCLUDE; hashed into GPU keys only.
+CUDA_CMAKE_FILE = Path(__file__).with_name("cmake") / "cuda.cmake"
 
 # Debian 12 packages the CPU build needs (headers + libraries); ~665 MB with --no-install-recommends.
 APT_PACKAGES: tuple[str, ...] = (
@@ -72,7 +75,9 @@ class BuildFlags:
             "-DBUILD_python=ON",
         ]
         if self.gpu:
-            args.append(f"-DCUDA_ARCH={self.cuda_arch}")
+            args += [f"-DCUDA_ARCH={self.cuda_arch}",
+                     "-DCMAKE_PROJECT_Caffe_INCLUDE=<source>/caffegen_cuda.cmake",
+                     "-DCUDA_EXTRA_ROOT=<cuda-libs>"]
         return args
 
     def as_dict(self) -> dict:
@@ -88,6 +93,11 @@ def build_key(flags: BuildFlags) -> str:
     h.update(Path(_fixes.__file__).read_bytes())
     h.update(CMAKE_FILE.read_bytes())
     h.update(json.dumps(flags.as_dict(), sort_keys=True).encode())
+    if flags.gpu:  # CUDA-only inputs: never part of the CPU key, so changing them leaves CPU builds alone
+        h.update(Path(_fixes_cuda.__file__).read_bytes())
+        h.update(CUDA_CMAKE_FILE.read_bytes())
+        h.update(" ".join(CUDA_LIB_WHEELS).encode())
+        h.update(" ".join(flags.cmake_args()).encode())
     kind = "cuda" if flags.gpu else "cpu"
     return f"{SOURCE_VERSION}-{kind}-{h.hexdigest()[:12]}"
 
@@ -214,10 +224,59 @@ def prepare_source(archive: Path, dest: Path, flags: BuildFlags) -> list[str]:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         (top,) = [p for p in Path(tmp).iterdir() if p.is_dir()]
-        done = _fixes.apply(top, _fixes.fixes_for(gpu=flags.gpu))
+        fix_set = _fixes.fixes_for(gpu=flags.gpu)
+        if flags.gpu:
+            fix_set += _fixes_cuda.CUDA_FIXES
+        done = _fixes.apply(top, fix_set)
         shutil.copyfile(CMAKE_FILE, top / "CMakeLists.txt")
+        if flags.gpu:
+            shutil.copyfile(CUDA_CMAKE_FILE, top / "caffegen_cuda.cmake")
         os.replace(top, dest)
     return done
+
+
+# ---------------------------------------------------------------- CUDA libraries (GPU builds only)
+
+# cuBLAS and cuRAND are not part of the nvcc-only CUDA install on the build machine; the nvidia-* PyPI
+# wheels carry headers and libraries (``nvidia/cu13/{include,lib}``, versioned .so names only).
+# cuBLAS 13.1.0.3 was measured to build and link against cudart 13.0; cuRAND 10.4.0 is CUDA 13.0's.
+CUDA_LIB_WHEELS: tuple[str, ...] = ("nvidia-cublas==13.1.0.3", "nvidia-curand==10.4.0.35")
+CUDA_LIBS_TAG = "cu13-" + hashlib.sha256(" ".join(CUDA_LIB_WHEELS).encode()).hexdigest()[:8]
+
+
+def cuda_libs_root(cache: Path | None = None) -> Path:
+    """Where :func:`fetch_cuda_libs` installs the wheels: ``<cache>/cuda-libs/<tag>``."""
+    return (cache or cache_root()) / "cuda-libs" / CUDA_LIBS_TAG
+
+
+def fetch_cuda_libs(cache: Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """Install cuBLAS + cuRAND from PyPI once (~480 MB download, ~700 MB on disk); return their root.
+
+    The root holds ``include/`` and ``lib/`` (what CMake's ``CUDA_EXTRA_ROOT`` expects).
+    """
+    target = cuda_libs_root(cache)
+    root = target / "nvidia" / "cu13"
+    marker = target / "INSTALL_OK"
+    if marker.exists() and (root / "include" / "cublas_v2.h").exists():
+        return root
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log(f"[setup] downloading {' '.join(CUDA_LIB_WHEELS)} from PyPI (~480 MB, once) into {target}")
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".partial-"))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-q",
+             "--target", str(tmp), *CUDA_LIB_WHEELS], capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise BuildError(f"pip install {' '.join(CUDA_LIB_WHEELS)} failed: {tail}")
+        if not (tmp / "nvidia" / "cu13" / "include" / "cublas_v2.h").exists():
+            raise BuildError(f"{' '.join(CUDA_LIB_WHEELS)} installed no nvidia/cu13/include/cublas_v2.h")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)  # all or nothing: a killed download leaves only a .partial-* folder
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    marker.write_text(" ".join(CUDA_LIB_WHEELS) + "\n")
+    return root
 
 
 # ---------------------------------------------------------------- build
@@ -243,25 +302,30 @@ def build(flags: BuildFlags = BuildFlags(), jobs: int | None = None, force: bool
         archive = fetch_source(cache, log)
         log(f"[setup] unpacking and fixing the source into {entry.source}")
         prepare_source(archive, entry.source, flags)
+        cuda_root = fetch_cuda_libs(cache, log) if flags.gpu else None
         build_dir = entry.root / "build"
         shutil.rmtree(build_dir, ignore_errors=True)
         build_dir.mkdir()
         jobs = jobs or os.cpu_count() or 2
         logfile = entry.root / "build.log"
         with open(logfile, "w") as out:
+            cmake_args = [a.replace("<source>", str(entry.source)).replace("<cuda-libs>", str(cuda_root))
+                          for a in flags.cmake_args()]
             configure = ["cmake", "-S", str(entry.source), "-B", str(build_dir),
-                         f"-DPython3_EXECUTABLE={sys.executable}", *flags.cmake_args(), *extra_cmake_args]
+                         f"-DPython3_EXECUTABLE={sys.executable}", *cmake_args, *extra_cmake_args]
             log(f"[setup] configuring ({'CUDA sm_' + flags.cuda_arch if flags.gpu else 'CPU only'}); "
                 f"log: {logfile}")
             _run_logged(configure, out, logfile, log)
-            log(f"[setup] compiling libcaffe, tools and pycaffe with {jobs} jobs "
-                "(about 5 min on 2 cores; once per cache key)")
+            log(f"[setup] compiling libcaffe, tools and pycaffe with {jobs} jobs ("
+                + ("about 11 min for CUDA" if flags.gpu else "about 5 min") + " on 2 cores; once per cache key)")
             _run_logged(["cmake", "--build", str(build_dir), "-j", str(jobs)], out, logfile, log, progress=True)
         if not (entry.binary.exists() and (entry.python_path / "caffe" / "_caffe.so").exists()):
             raise BuildError(f"build finished without tools/caffe or _caffe.so; see {logfile}")
         info = {"key": entry.root.name, "source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION}",
                 "sha256": SOURCE_SHA256, "flags": flags.as_dict(), "python_executable": sys.executable,
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(time.time() - start, 1)}
+        if flags.gpu:
+            info["cuda_libs"] = {"wheels": list(CUDA_LIB_WHEELS), "root": str(cuda_root)}
         entry.marker.write_text(json.dumps(info, indent=2) + "\n")
         log(f"[setup] Caffe built in {info['build_seconds']:.0f} s: {entry.root}")
         return entry
@@ -315,6 +379,23 @@ def gpu_requested() -> bool:
     return bool(shutil.which("nvcc")) and _gpu_visible()
 
 
+def gpu_arch(default: str = "90") -> str:
+    """``$CAFFE_CUDA_ARCH``, else the compute capability of GPU 0 (``9.0`` -> ``90``), else ``default``.
+
+    A GPU-less build machine gets ``default`` (sm_90: H100/H200); CUDA 13 builds sm_75 and newer only.
+    """
+    env = os.environ.get("CAFFE_CUDA_ARCH", "").strip()
+    if env:
+        return env
+    if shutil.which("nvidia-smi"):
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader", "-i", "0"],
+                              capture_output=True, text=True)
+        cap = proc.stdout.strip().replace(".", "")
+        if proc.returncode == 0 and cap.isdigit():
+            return cap
+    return default
+
+
 def _gpu_visible() -> bool:
     if not shutil.which("nvidia-smi"):
         return False
@@ -334,10 +415,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.no_apt:
             ensure_apt()
-        entry = build(BuildFlags(gpu=gpu_requested()), jobs=args.jobs, force=args.force)
+        gpu = gpu_requested()
+        entry = build(BuildFlags(gpu=gpu, cuda_arch=gpu_arch()) if gpu else BuildFlags(),
+                      jobs=args.jobs, force=args.force)
     except BuildError as exc:
         print(f"caffegen: error: {exc}", file=sys.stderr)
         return 1
+    if gpu and not _gpu_visible():
+        # A CUDA pycaffe imports without a GPU, but the CPU build serves this machine better (and
+        # `locate()` picks it here too): keep `import caffe` in the virtualenv pointing at that one.
+        print(f"[setup] no GPU visible: pycaffe in {sys.prefix} left as it was (CUDA build: {entry.python_path})")
+        return 0
     pth = link_into_environment(entry)
     if pth:
         print(f"[setup] pycaffe linked into {sys.prefix} ({pth.name})")

@@ -125,7 +125,7 @@ def _from_root(root: Path) -> CaffeInstall | None:
 def _from_cache() -> CaffeInstall | None:
     flags = [_build.BuildFlags(gpu=False)]
     if _build._gpu_visible():
-        flags.insert(0, _build.BuildFlags(gpu=True))
+        flags.insert(0, _build.BuildFlags(gpu=True, cuda_arch=_build.gpu_arch()))
     for f in flags:
         entry = _build.entry_for(f)
         if entry.complete():
