@@ -65,6 +65,9 @@ def test_grid_expands_to_named_variants():
     ({"data": {"demo": {}}, "grid": {"learning_rate": [0.1]}}, "learning_rate"),
     ({"grid": {"base_lr": [0.1]}}, "[data]"),
     ({"data": {"demo": {}}, "grid": {"base_lr": [0.1]}, "run": {"jobs": 0}}, "jobs"),
+    ({"data": {"demo": {}}, "grid": {"base_lr": [0.1]}, "run": {"jobs": "two"}}, "jobs = 'two' is not an int"),
+    ({"data": {"demo": {"clases": 3}}, "grid": {"base_lr": [0.1]}}, "demo must be a table of classes"),
+    ({"data": {"demo": {}, "sed": 1}, "grid": {"base_lr": [0.1]}}, "did you mean 'seed'"),
 ])
 def test_bad_specs_name_the_problem(raw, message):
     with pytest.raises(InputError) as exc:

@@ -126,14 +126,17 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     name = str(raw.get("name", default_name))
     if not name or any(c in name for c in "/\\\0") or name.startswith("."):
         raise InputError(f"{source}: name {name!r} must be a plain folder name")
-    data_raw = dict(raw.get("data", {}))
-    data_fields = {f.name for f in dataclasses.fields(DataSpec)}
-    bad = set(data_raw) - data_fields
-    if bad:
-        raise InputError(f"{source}: [data] unknown key {sorted(bad)[0]!r} (expected: {', '.join(sorted(data_fields))})")
-    data = DataSpec(**data_raw)
+    data = _section(raw, "data", DataSpec, source)
     if sum(x is not None for x in (data.demo, data.root, data.train_list)) != 1:
         raise InputError(f"{source}: [data] needs exactly one of demo = {{...}}, root = DIR, train_list = FILE")
+    if data.demo is not None:
+        import inspect
+
+        from ..data.demo import generate
+
+        allowed = [k for k in inspect.signature(generate).parameters if k != "out_dir"]
+        if not isinstance(data.demo, dict) or set(data.demo) - set(allowed):
+            raise InputError(f"{source}: [data] demo must be a table of {', '.join(allowed)}, got {data.demo!r}")
     if data.train_list and not data.val_list:
         raise InputError(f"{source}: [data] train_list needs val_list too")
 
@@ -167,18 +170,36 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     if not grid:
         raise InputError(f"{source}: [grid] is empty: give at least base_lr = [...]")
 
-    run_raw = dict(raw.get("run", {}))
-    run_fields = {f.name for f in dataclasses.fields(RunSettings)}
-    bad = set(run_raw) - run_fields
-    if bad:
-        raise InputError(f"{source}: [run] unknown key {sorted(bad)[0]!r} (expected: {', '.join(sorted(run_fields))})")
-    if "gpus" in run_raw:
-        run_raw["gpus"] = tuple(int(g) for g in run_raw["gpus"])
-    run = RunSettings(**run_raw)
+    run = _section(raw, "run", RunSettings, source)
     check_run_settings(run, source)
     spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source)
     expand(spec)  # renders nothing, but checks every combination's options now
     return spec
+
+
+_SCALARS = {"int": int, "float": float, "str": str}
+
+
+def _section(raw: dict[str, Any], table: str, cls: type, source: str) -> Any:
+    """``[table]`` of the spec as ``cls``: unknown keys and values of the wrong type are one-line errors."""
+    values = dict(raw.get(table, {}))
+    fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if key not in fields:
+            raise InputError(f"{source}: [{table}] unknown key {key!r}{_nearest(key, set(fields))} "
+                             f"(expected: {', '.join(sorted(fields))})")
+        kind = fields[key].split(" | ")[0]
+        try:
+            if kind.startswith("tuple"):
+                values[key] = tuple(int(v) for v in (value if isinstance(value, list) else [value]))
+            elif kind in _SCALARS and value is not None:
+                if kind == "int" and (isinstance(value, bool) or float(value) != int(value)):
+                    raise ValueError
+                values[key] = _SCALARS[kind](value)
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: [{table}] {key} = {value!r} is not {'an' if kind == 'int' else 'a'} "
+                             f"{kind.replace('tuple[int, ...]', 'list of integers')}") from None
+    return cls(**values)
 
 
 def check_run_settings(run: RunSettings, where: str) -> None:
