@@ -80,6 +80,58 @@ def winner_sentence(ranked: list[RunReport]) -> str:
     return head + f", {margin:.3f} ahead of the runner-up {r.variant} ({r.best_top1:.3f})."
 
 
+def axis_summary(runs: list[RunReport]) -> list[str]:
+    """Per grid axis, which value did best and worst on average (mean best top-1 over the other axes)."""
+    lines = []
+    axes = list(dict.fromkeys(k for r in runs for k in r.axes))
+    for axis in axes:
+        by: dict[Any, list[float]] = {}
+        for r in runs:
+            if axis in r.axes:
+                by.setdefault(r.axes[axis], []).append(r.best_top1 if r.best_top1 is not None else 0.0)
+        if len(by) < 2:
+            continue
+        means = sorted(((sum(v) / len(v), k) for k, v in by.items()), key=lambda t: -t[0])
+        parts = ", ".join(f"{_axis_value(k)} {m:.3f}" for m, k in means)
+        lines.append(f"{axis}: mean best top-1 {parts} (best {_axis_value(means[0][1])}, "
+                     f"worst {_axis_value(means[-1][1])}).")
+    return lines
+
+
+def _axis_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+PEAK_DROP = 0.03  # a final top-1 this far below the run's best counts as "fell back"
+
+
+def why_lost(r: RunReport, winner: RunReport) -> str:
+    """One line: how far behind the winner a run finished, and the visible reason."""
+    if r is winner:
+        return "winner"
+    if r.status in ("diverged", "failed"):
+        return f"{r.status}: {r.reason}" if r.reason else r.status
+    best, top = r.best_top1, winner.best_top1
+    if best is None or top is None:
+        return "no test result"
+    bits = [f"{top - best:.3f} behind the winner" if top > best else "tied with the winner on top-1"]
+    final, best_iter, last = r.values.get("final_top1"), r.values.get("best_iter"), r.values.get("last_iter")
+    if final is not None and best - final >= PEAK_DROP and best_iter is not None and last and best_iter < last:
+        bits.append(f"peaked at iteration {best_iter} ({best:.3f}) and fell back to {final:.3f}: "
+                    "the lr stayed too high late in the run (lower base_lr, or a policy that decays more)")
+    wl, rl = winner.values.get("final_loss"), r.values.get("final_loss")
+    if wl is not None and rl is not None and rl > 1.25 * wl:
+        bits.append(f"final train loss {rl:.3g} vs the winner's {wl:.3g}: it fit the data more slowly")
+    codes = {f.code for f in r.findings}
+    if "still-improving" in codes:
+        bits.append("still improving when it stopped")
+    if "overfitting" in codes:
+        bits.append("overfitting")
+    if "stalled" in codes:
+        bits.append("stalled")
+    return "; ".join(bits)
+
+
 def load_runs(sweep_dir: Path) -> tuple[list[RunReport], dict]:
     from .diagnose import diagnose
     from .parse import parse_log
@@ -225,9 +277,6 @@ def run_figure(r: RunReport, out_png: Path) -> bytes | None:
 
 # --------------------------------------------------------------------------- writers
 
-COLUMNS = ("rank", "variant", "status", "best_top1", "best_top5", "best_iter", "final_top1", "final_top5",
-           "final_loss", "wall_s", "diagnosis", "reason")
-
 
 def _diagnosis_text(r: RunReport) -> str:
     return "; ".join(f.title for f in r.findings) or "-"
@@ -235,13 +284,14 @@ def _diagnosis_text(r: RunReport) -> str:
 
 def table_rows(ranked: list[RunReport]) -> list[dict[str, Any]]:
     rows = []
+    winner = ranked[0] if ranked else None
     for i, r in enumerate(ranked, 1):
         v = r.values
         rows.append({"rank": i, "variant": r.variant, **{k: r.axes[k] for k in r.axes}, "status": r.status,
                      "best_top1": v.get("best_top1"), "best_top5": v.get("best_top5"), "best_iter": v.get("best_iter"),
                      "final_top1": v.get("final_top1"), "final_top5": v.get("final_top5"),
                      "final_loss": v.get("final_loss"), "wall_s": v.get("wall_s"),
-                     "diagnosis": _diagnosis_text(r), "reason": r.reason})
+                     "diagnosis": _diagnosis_text(r), "why": why_lost(r, winner), "reason": r.reason})
     return rows
 
 
@@ -267,10 +317,12 @@ details{margin:.4em 0}summary{cursor:pointer}.adv{color:#555}"""
 
 
 def render_html(title: str, sentence: str, ranked: list[RunReport], figs: dict[str, bytes | None],
-                run_figs: dict[str, bytes | None]) -> str:
+                run_figs: dict[str, bytes | None], axes: list[str] | None = None) -> str:
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_CSS}</style>"
            f"</head><body><h1>{e(title)}</h1><p class='win'>{e(sentence)}</p>"]
+    if axes:
+        out.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in axes) + "</ul>")
     if figs.get("overlay"):
         out.append(f"<h2>Curves</h2><img alt='test top-1 and train loss of every run' src='{_b64(figs['overlay'])}'>")
     if figs.get("heatmap"):
@@ -290,7 +342,8 @@ def render_html(title: str, sentence: str, ranked: list[RunReport], figs: dict[s
     for i, r in enumerate(ranked, 1):
         out.append(f"<details{' open' if i <= 3 else ''}><summary><b>{i}. {e(r.variant)}</b> "
                    f"&mdash; <span class='{e(r.status)}'>{e(r.status)}</span>"
-                   f"{(': ' + e(r.reason)) if r.reason else ''}</summary><ul>")
+                   f"{(': ' + e(r.reason)) if r.reason else ''}</summary><ul>"
+                   + (f"<li><b>Why it lost</b>: {e(why_lost(r, ranked[0]))}</li>" if i > 1 else ""))
         for f in r.findings:
             out.append(f"<li><b>{e(f.title)}</b>: {e(f.detail)} <span class='adv'>&rarr; {e(f.advice)}</span></li>")
         if not r.findings:
@@ -303,8 +356,11 @@ def render_html(title: str, sentence: str, ranked: list[RunReport], figs: dict[s
     return "".join(out)
 
 
-def render_markdown(title: str, sentence: str, ranked: list[RunReport], fig_files: dict[str, str]) -> str:
+def render_markdown(title: str, sentence: str, ranked: list[RunReport], fig_files: dict[str, str],
+                    axes: list[str] | None = None) -> str:
     lines = [f"# {title}", "", f"**{sentence}**", ""]
+    if axes:
+        lines += [f"- {line}" for line in axes] + [""]
     for key, alt in (("overlay", "test top-1 and train loss of every run"), ("heatmap", "best top-1 heatmap")):
         if key in fig_files:
             lines += [f"![{alt}]({fig_files[key]})", ""]
@@ -318,6 +374,8 @@ def render_markdown(title: str, sentence: str, ranked: list[RunReport], fig_file
     lines += ["", "## Diagnosis per run", ""]
     for i, r in enumerate(ranked, 1):
         lines.append(f"### {i}. {r.variant} ({r.status})" + (f": {r.reason}" if r.reason else ""))
+        if i > 1:
+            lines.append(f"- **Why it lost**: {why_lost(r, ranked[0])}")
         for f in r.findings:
             lines.append(f"- **{f.title}**: {f.detail} → {f.advice}")
         if not r.findings:
@@ -334,6 +392,9 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
         raise InputError(f"{sweep_dir}: the sweep has no runs yet")
     ranked = rank(runs)
     sentence = winner_sentence(ranked)
+    axes = axis_summary(runs)
+    for r in ranked[1:]:  # "healthy, nothing to change" would contradict "why it lost"
+        r.findings = [f for f in r.findings if f.code != "healthy"]
     title = f"caffegen sweep report: {meta.get('name', sweep_dir.name)}"
     figs = {"overlay": overlay_figure(runs), "heatmap": heatmap_figure(runs)}
     run_figs = {r.variant: run_figure(r, sweep_dir / r.variant / "curves.png") for r in runs}
@@ -345,7 +406,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
             (fig_dir / f"{key}.png").write_bytes(png)
             fig_files[key] = f"report/{key}.png"
     paths = {"html": sweep_dir / "report.html", "md": sweep_dir / "report.md", "csv": sweep_dir / "summary.csv"}
-    paths["html"].write_text(render_html(title, sentence, ranked, figs, run_figs), encoding="utf-8")
-    paths["md"].write_text(render_markdown(title, sentence, ranked, fig_files), encoding="utf-8")
+    paths["html"].write_text(render_html(title, sentence, ranked, figs, run_figs, axes), encoding="utf-8")
+    paths["md"].write_text(render_markdown(title, sentence, ranked, fig_files, axes), encoding="utf-8")
     write_csv(table_rows(ranked), paths["csv"])
     return paths

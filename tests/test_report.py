@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from caffegen.report import RunReport, rank, winner_sentence
+from caffegen.report import RunReport, axis_summary, rank, why_lost, winner_sentence
 from conftest import write_spec
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -27,6 +27,20 @@ def test_ranking_puts_the_best_top1_first_and_states_the_margin():
     sentence = winner_sentence(ranked)
     assert sentence.startswith("lr0.01_step (base_lr=0.01) won with best test top-1 0.550 at iteration 100")
     assert "0.050 ahead of the runner-up lr0.01_exp (0.500)" in sentence
+
+
+def test_why_a_run_lost_names_the_gap_and_an_early_peak():
+    win = _run("lr0.001_poly", 0.42, loss=1.58, it=400)
+    lost = RunReport("lr0.1_exp", {}, "done", "", {"best_top1": 0.152, "final_top1": 0.089, "best_iter": 150,
+                                                     "last_iter": 400, "final_loss": 2.69})
+    text = why_lost(lost, win)
+    assert text.startswith("0.268 behind the winner")
+    assert "peaked at iteration 150 (0.152) and fell back to 0.089" in text
+    assert "final train loss 2.69 vs the winner's 1.58" in text
+    assert why_lost(win, win) == "winner"
+    lines = axis_summary([_run("a", 0.2, base_lr=0.1, lr_policy="exp"), _run("b", 0.5, base_lr=0.01, lr_policy="exp"),
+                          _run("c", 0.3, base_lr=0.01, lr_policy="exp")])
+    assert lines == ["base_lr: mean best top-1 0.01 0.400, 0.1 0.200 (best 0.01, worst 0.1)."]  # one policy: no line
 
 
 def test_ties_and_empty_sweeps_are_said_plainly():
@@ -52,6 +66,8 @@ def test_report_of_a_real_sweep(tmp_path, caffe_install):
     for variant in ("lr0.01_fixed", "lr0.01_step", "lr1000_fixed", "lr1000_step"):
         assert variant in html
     assert html.count("<details") == 4               # a diagnosis block per run
+    assert html.count("Why it lost") == 3            # every run but the winner
+    assert "base_lr: mean best top-1" in html and "lr_policy: mean best top-1" in html
     assert ("Diverged" in html or "Loss exploded" in html) and "lower base_lr by 10x" in html
 
     with open(out / "summary.csv", newline="") as f:
