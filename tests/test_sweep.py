@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -25,10 +26,15 @@ def sweep(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.Comple
 
 
 def rows(sweep_dir: Path) -> dict[str, dict]:
+    """The sweep store's rows by variant; empty while the store is still being created."""
     con = sqlite3.connect(sweep_dir / "sweep.db")
     con.row_factory = sqlite3.Row
     try:
         return {r["variant"]: dict(r) for r in con.execute("SELECT * FROM runs")}
+    except sqlite3.OperationalError as exc:   # the file exists but the driver has not created the table yet
+        if "no such table" in str(exc):
+            return {}
+        raise
     finally:
         con.close()
 
@@ -91,6 +97,13 @@ def test_stop_policy_on_log_lines():
     assert d.status == "diverged" and d.kill and "iteration 10" in d.reason
     boom = _follower([pre.format(0) + "Iteration 0, loss = 3.0", pre.format(1) + "Iteration 10, loss = 87.3365"])
     assert decide(boom, elapsed=1, diverge_factor=10, patience=0, metric="accuracy_at_1", timeout=None).status == "diverged"
+    # read late, in one go: the divergence is still dated to the first line that showed it
+    late = _follower([pre.format(0) + "Iteration 0, loss = 1.09861", pre.format(1) + "Iteration 5, loss = 65.5024",
+                      pre.format(2) + "Iteration 10, loss = -nan", pre.format(3) + "Iteration 15, loss = -nan"])
+    d = decide(late, elapsed=1, diverge_factor=10, patience=0, metric="accuracy_at_1", timeout=None)
+    assert d.status == "diverged" and d.reason.endswith("at iteration 5") and "65.5" in d.reason
+    d = decide(late, elapsed=1, diverge_factor=100, patience=0, metric="accuracy_at_1", timeout=None)
+    assert d.reason == "loss became nan at iteration 10"
     slow = decide(healthy, elapsed=100, diverge_factor=10, patience=0, metric="accuracy_at_1", timeout=50)
     assert slow.status == "timeout" and not slow.kill
 
@@ -136,8 +149,10 @@ def test_a_diverging_run_is_killed_within_a_few_display_intervals(tmp_path, caff
     assert proc.returncode == 0, proc.stderr
     row = rows(tmp_path / "runs" / "div")["lr10_fixed"]
     assert row["status"] == "diverged", row
-    assert row["last_iter"] <= 3 * 5, row          # caught within its first three display intervals
+    caught_at = int(re.search(r"at iteration (\d+)", row["reason"]).group(1))
+    assert caught_at <= 3 * 5, row                 # caught within its first three display intervals
     assert "loss" in row["reason"]
+    assert row["last_iter"] < 400                  # and stopped: caffe would print nan to the end
     assert time.time() - start < 120
 
 

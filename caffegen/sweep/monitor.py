@@ -57,16 +57,34 @@ class Decision:
     kill: bool       # True: stop at once (nothing worth saving); False: SIGINT, caffe snapshots first
 
 
+def first_divergence(history: list[tuple[int, float]], factor: float) -> tuple[int, float] | None:
+    """The first (iteration, loss) of a loss history that is nan/inf or above ``factor`` x the first loss."""
+    if not history:
+        return None
+    first = history[0][1]
+    limit = factor * first if math.isfinite(first) and first > 0 else math.inf
+    for it, loss in history:
+        if not math.isfinite(loss) or loss > limit:
+            return it, loss
+    return None
+
+
 def decide(f: LogFollower, *, elapsed: float, diverge_factor: float, patience: int, metric: str,
            timeout: float | None) -> Decision | None:
-    """What to do with a running job now, from what its log says so far; ``None`` = let it run."""
-    if f.nonfinite:
-        return Decision("diverged", f"loss became {f.last_loss} at iteration {f.iteration}", kill=True)
-    first, last = f.first_loss, f.last_loss
-    if first is not None and last is not None and math.isfinite(last) and first > 0 \
-            and last > diverge_factor * first:
-        return Decision("diverged", f"loss {last:.4g} > {diverge_factor:g} x first loss {first:.4g} "
-                        f"at iteration {f.iteration}", kill=True)
+    """What to do with a running job now, from what its log says so far; ``None`` = let it run.
+
+    A divergence is reported at the first loss line that shows it, however many lines were read at once."""
+    first, peak = f.first_loss, f.peak_loss
+    exploded = first is not None and peak is not None and first > 0 and peak > diverge_factor * first
+    if f.nonfinite or exploded:
+        hit = first_divergence(f.loss_history, diverge_factor)
+        if hit is None:  # a nan train output while the smoothed loss still reads finite
+            return Decision("diverged", f"a train output became nan/inf at iteration {f.iteration}", kill=True)
+        it, loss = hit
+        if not math.isfinite(loss):
+            return Decision("diverged", f"loss became {loss} at iteration {it}", kill=True)
+        return Decision("diverged", f"loss {loss:.4g} > {diverge_factor:g} x first loss {first:.4g} "
+                        f"at iteration {it}", kill=True)
     if patience > 0:
         history = f.test_history(metric)
         if len(history) > patience:
