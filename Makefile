@@ -36,7 +36,7 @@ ifdef CAFFE_ROOT
 	@echo "[setup] CAFFE_ROOT=$(CAFFE_ROOT): using that Caffe, not building one"
 	$(BIN)/caffegen doctor
 else
-	CAFFE_GPU=$(CAFFE_GPU) $(BIN)/python -m caffegen.toolchain.build
+	CAFFE_GPU=$(CAFFE_GPU) $(BIN)/python -m caffegen.toolchain
 endif
 
 sweep: setup

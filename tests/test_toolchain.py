@@ -74,7 +74,7 @@ def test_every_fix_still_matches_the_pinned_source(tmp_path):
 @pytest.mark.caffe
 def test_make_caffe_is_a_cache_hit(caffe_install):
     """A second `make caffe` reuses the build: same entry, seconds not minutes."""
-    proc = subprocess.run([sys.executable, "-m", "caffegen.toolchain.build", "--no-apt"],
+    proc = subprocess.run([sys.executable, "-m", "caffegen.toolchain", "--no-apt"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "Caffe build cached" in proc.stdout

@@ -404,7 +404,7 @@ def _gpu_visible() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m caffegen.toolchain.build``: what ``make caffe`` runs (also ``caffegen build-caffe``)."""
+    """``python -m caffegen.toolchain``: what ``make caffe`` runs (also ``caffegen build-caffe``)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
