@@ -15,7 +15,14 @@ The fast path (:meth:`_Builder.fast`): a 1 MB buffer without any rare marker (``
 old ``Test score``) is cut by one compiled ``re.findall`` into train blocks, lr heads and test blocks; a
 loop per match then does what the handlers would have done. It is taken only when every ``Iteration ``
 and every `` net output #`` of the buffer lies in a match (checked before anything changes), so it gives
-the same rows; otherwise the buffer takes the slow path. Measured speed: ``docs/benchmarks/parse.md``.
+the same rows; otherwise the buffer takes the slow path.
+
+The columnar path (:func:`_columnar`): a log file of ``COLUMNAR_MIN`` to ``COLUMNAR_MAX`` bytes is first read
+whole with polars (compiled string kernels: one column of lines, literal finds/slices/casts) and numpy (the state machine
+as ``cumsum``/``searchsorted``), and its tables stay columnar, so writing them costs no Python object per
+cell. It declines (returns None, and the per-line machinery above reads the file) whenever the log holds
+anything it cannot prove it reads exactly as the handlers do. polars is imported only when needed (it takes a
+moment to import). Measured speed: ``docs/benchmarks/parse.md``.
 
 Dialects read: BVLC ``Iteration N (x iter/s, ys/N iters), loss = X``; this project's Caffe
 ``Iteration N, loss = X`` / ``Iteration N, lr = X``; NVCaffe ``Iteration N (x iter/s, ...), 1.2/9ep,
@@ -33,7 +40,7 @@ import math
 import operator
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,21 +103,46 @@ class Table:
     """Rows of one phase (train or test): ``columns`` in first-seen order, ``rows`` as dicts.
 
     A cell is a float (``nan``/``inf`` kept as such), or ``None`` where the log had no value for it.
+    The columnar parser (:func:`_columnar`) hands over columns instead of rows: then ``rows`` is built on first
+    access (and from then on is what the table holds, so that edits to it count), while ``column``, ``series``,
+    ``to_csv`` and ``to_json`` read the columns directly, which is what makes a 1M-line log cheap to write out.
     """
 
     def __init__(self, columns: list[str] | None = None, rows: list[dict] | None = None):
         self.columns: list[str] = list(columns) if columns else list(BASE_COLUMNS)
-        self.rows: list[dict] = rows if rows is not None else []
+        self._rows: list[dict] | None = rows if rows is not None else []
+        self._frame = None  # a polars DataFrame (one column per name, null = no value) when built columnar
+
+    @classmethod
+    def _from_frame(cls, columns: list[str], frame) -> "Table":
+        table = cls(columns)
+        table._rows, table._frame = None, frame
+        return table
+
+    @property
+    def rows(self) -> list[dict]:
+        if self._rows is None:  # columnar: rows on demand, keys only for cells the log had
+            frame, self._frame = self._frame, None
+            names = [c for c in self.columns if c in frame.columns]
+            cols = [frame[c].to_list() for c in names]
+            self._rows = [{k: v for k, v in zip(names, vals) if v is not None} for vals in zip(*cols)]
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[dict]) -> None:
+        self._rows, self._frame = rows, None
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self._frame.height if self._rows is None else len(self._rows)
 
     def __repr__(self) -> str:
-        return f"Table(columns={self.columns!r}, rows={len(self.rows)})"
+        return f"Table(columns={self.columns!r}, rows={len(self)})"
 
     def column(self, name: str) -> list:
         """One column as a list (``None`` where missing)."""
-        return [r.get(name) for r in self.rows]
+        if self._rows is None:
+            return self._frame[name].to_list() if name in self._frame.columns else [None] * len(self)
+        return [r.get(name) for r in self._rows]
 
     def metrics(self) -> list[str]:
         """The net-output columns (everything after NumIters/Seconds/LearningRate, minus Segment)."""
@@ -118,22 +150,94 @@ class Table:
 
     def series(self, name: str) -> list[tuple[int, float]]:
         """(iteration, value) pairs of one column, rows lacking it skipped; nan/inf kept."""
-        return [(r["NumIters"], r[name]) for r in self.rows if r.get(name) is not None]
+        if self._rows is None:
+            if name not in self._frame.columns:
+                return []
+            part = self._frame.select("NumIters", name).drop_nulls(name)
+            return list(zip(part["NumIters"].to_list(), part[name].to_list()))
+        return [(r["NumIters"], r[name]) for r in self._rows if r.get(name) is not None]
+
+    def _final_best(self, name: str) -> tuple[float | None, tuple[float, int] | None]:
+        """The last value of a column and its best (:func:`_best`), from the columns when there are any."""
+        if self._rows is not None or name not in self._frame.columns:
+            ser = self.series(name)
+            return (ser[-1][1] if ser else None), _best(ser, name)
+        import polars as pl
+
+        part = self._frame.select("NumIters", name).drop_nulls(name)
+        if not part.height:
+            return None, None
+        last = part[name][-1]
+        finite = part.filter(pl.col(name).is_finite())
+        if not finite.height:
+            return last, None
+        target = finite[name].min() if is_loss_metric(name) else finite[name].max()
+        at = finite.filter(pl.col(name) == target).row(0)  # the first row reaching it, as _best takes it
+        return last, (at[1], at[0])
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write like ``parse_log.py``: header then one line per row; missing cells empty, nan as ``nan``."""
+        """Write like ``parse_log.py``: header then one line per row; missing cells empty, nan as ``nan``.
+
+        Numbers are written by polars (shortest text that reads back as the same float; ``0.00001`` where
+        Python would write ``1e-05``); a table holding anything but numbers goes through the csv module."""
         path = Path(path)
-        with path.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(self.columns)
-            for row in self.rows:
-                writer.writerow(["" if row.get(c) is None else row[c] for c in self.columns])
+        frame = self._number_frame()
+        if frame is None:
+            with path.open("w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(self.columns)
+                for row in self.rows:
+                    writer.writerow(["" if row.get(c) is None else row[c] for c in self.columns])
+            return path
+        with path.open("w", newline="") as fh:  # the header as csv.writer writes it (quoted where needed)
+            csv.writer(fh).writerow(self.columns)
+            if frame.height:  # numbers only below the header: "NaN" can only be a nan cell
+                fh.write(frame.write_csv(include_header=False, line_terminator="\r\n", null_value="")
+                         .replace("NaN", "nan"))
         return path
 
     def to_json(self) -> dict:
         """Strict JSON: nonfinite numbers as the strings ``"nan"``, ``"inf"``, ``"-inf"``; missing as null."""
+        if self._rows is None:
+            cols = [self.column(c) for c in self.columns]
+            return {"columns": list(self.columns), "rows": [[_json_num(v) for v in vals] for vals in zip(*cols)]}
         return {"columns": list(self.columns),
-                "rows": [[_json_num(r.get(c)) for c in self.columns] for r in self.rows]}
+                "rows": [[_json_num(r.get(c)) for c in self.columns] for r in self._rows]}
+
+    def _json_rows(self) -> str:
+        """The ``rows`` of :meth:`to_json` as JSON text, one row a line (what ``write_outputs`` writes)."""
+        frame = self._number_frame()
+        if frame is None:
+            return ",\n".join(json.dumps(r, allow_nan=False) for r in self.to_json()["rows"])
+        if not frame.height:
+            return ""
+        text = frame.write_csv(include_header=False, line_terminator="],\n[", null_value="null")
+        # numbers only: nonfinite cells as the strings to_json() uses ("-inf" first, then the plain "inf")
+        text = text.replace("NaN", '"nan"').replace("-inf", "\0").replace("inf", '"inf"').replace("\0", '"-inf"')
+        return "[" + text[:-3]  # without the last "],\n[" but its "]"
+
+    def _number_frame(self):
+        """The table as a polars DataFrame in ``columns`` order (absent columns all null), or None when a cell
+        is not a number (a Table built by hand can hold anything)."""
+        import polars as pl
+
+        if self._rows is None:
+            frame = self._frame
+            return frame.select([pl.col(c) if c in frame.columns else pl.lit(None, pl.Float64).alias(c)
+                                 for c in self.columns])
+        series = []
+        for c in self.columns:
+            vals = [r.get(c) for r in self._rows]
+            kinds = {type(v) for v in vals} - {type(None)}
+            if kinds <= {int} and c in ("NumIters", "Segment"):
+                series.append(pl.Series(c, vals, dtype=pl.Int64))
+            elif kinds <= {float, int} and not any(type(v) is int and abs(v) > 2 ** 53 for v in vals):
+                if int in kinds:  # an int cell would be written as float text: keep the csv module's text
+                    return None
+                series.append(pl.Series(c, vals, dtype=pl.Float64))
+            else:
+                return None
+        return pl.DataFrame(series) if series else None
 
 
 def _json_num(v):
@@ -161,7 +265,7 @@ class Curves:
     first_loss: float | None = None
     last_loss: float | None = None
     nonfinite: bool = False
-    loss_log: list[tuple[int, float]] = field(default_factory=list)
+    loss_log: Sequence[tuple[int, float]] = field(default_factory=list)  # a list, or a lazy sequence
 
     def train_loss(self) -> str | None:
         """The train column that holds the loss: ``loss`` if present, else the first column named like a loss."""
@@ -181,10 +285,9 @@ class Curves:
         final: dict[str, float] = {}
         best: dict[str, tuple[float, int]] = {}
         for name in self.test.metrics():
-            ser = self.test.series(name)
-            if ser:
-                final[name] = ser[-1][1]
-            b = _best(ser, name)
+            last, b = self.test._final_best(name)
+            if last is not None:
+                final[name] = last
             if b is not None:
                 best[name] = b
         return {"train_rows": len(self.train), "test_rows": len(self.test),
@@ -194,12 +297,14 @@ class Curves:
                 "seconds": self.seconds}
 
     def to_json(self) -> dict:
+        return {**self._json_head(), "train": self.train.to_json(), "test": self.test.to_json()}
+
+    def _json_head(self) -> dict:
         s = self.summary()
         s["final_test"] = {k: _json_num(v) for k, v in s["final_test"].items()}
         s["best_test"] = {k: [_json_num(v), it] for k, (v, it) in s["best_test"].items()}
         s["first_loss"], s["last_loss"] = _json_num(s["first_loss"]), _json_num(s["last_loss"])
-        return {"summary": s, "truncated_tail": self.truncated_tail,
-                "train": self.train.to_json(), "test": self.test.to_json()}
+        return {"summary": s, "truncated_tail": self.truncated_tail}
 
 
 def _pick_loss(table: Table) -> str | None:
@@ -689,11 +794,13 @@ def _run(builder: _Builder, chunks: Iterable[str]) -> str | None:
     pending = ""  # text of the segment in progress; starts after "Iteration " (or at the start of the log)
     in_head = False  # does ``pending`` start with an unprocessed Iteration head?
     prev_prefix = ""  # start of the line holding the next "Iteration " (its glog prefix)
-    end_text = ""  # the last few KB seen: their last timestamp ends the run's wall time
+    end_text = ""  # the last 4 KB of the text: their last timestamp ends the run's wall time
+    total = 0  # characters read
     misses = 0  # fast-path refusals in a row
     for n_chunk, chunk in enumerate(chunks):
         buf = pending + chunk
-        end_text = buf[-4096:]
+        end_text = (end_text + chunk)[-4096:]
+        total += len(chunk)
         rare = _has_rare(buf)
         if in_head and not rare and (misses < 3 or n_chunk % 16 == 0):  # (a dialect it never fits: try less)
             p = buf.rfind("Iteration ")
@@ -728,12 +835,19 @@ def _run(builder: _Builder, chunks: Iterable[str]) -> str | None:
         elif in_head:
             rest = "Iteration " + rest
         truncated = rest or None
-    for line in reversed(end_text.split("\n")[1:-1]):  # whole lines only
-        us = builder.clock.micros(line)
-        if us is not None:
-            builder.clock.last_us = us
-            break
+    builder.clock.last_us = _end_micros(builder.clock, end_text, total <= 4096)
     return truncated
+
+
+def _end_micros(clock: _Clock, end_text: str, whole: bool) -> int | None:
+    """The time of the last whole timestamped line in ``end_text`` (the text's last 4 KB; ``whole`` when that is
+    all of it, so that its first line is whole too): where the run's wall time ends. Independent of chunking."""
+    lines = end_text.split("\n")[:-1]  # the piece after the last newline is no whole line
+    for line in reversed(lines if whole else lines[1:]):
+        us = clock.micros(line)
+        if us is not None:
+            return us
+    return None
 
 
 def _segment(builder: _Builder, seg: str, in_head: bool, rare: bool, prefix: str) -> str:
@@ -763,14 +877,18 @@ def _default_year(path: Path | None) -> int:
 
 
 def parse_log(source: str | Path | Iterable[str], *, year: int | None = None) -> Curves:
-    """Parse a Caffe log (a path, or an iterable of lines) into :class:`Curves`. Streams: constant memory
-    besides the rows. ``year`` is used for glog prefixes without one (default: the file's ctime year)."""
+    """Parse a Caffe log (a path, or an iterable of lines) into :class:`Curves`. Streams (constant memory
+    besides the rows), except that a file of 4-256 MB is read whole by the faster columnar scanner. ``year`` is used for glog prefixes without one (default: the file's ctime year)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise InputError(f"no such log file: {path}")
         builder = _Builder(year or _default_year(path))
         try:
+            if COLUMNAR_MIN <= path.stat().st_size <= COLUMNAR_MAX:  # big: read at once, columnar scanner first
+                curves = _columnar(path.read_bytes(), builder.clock.year)
+                if curves is not None:
+                    return curves
             truncated = _run_quiet(builder, _chunks_from_file(path))
         except OSError as exc:
             raise InputError(f"cannot read log {path}: {exc.strerror or exc}") from None
@@ -798,11 +916,291 @@ def write_outputs(curves: Curves, log_path: str | Path, out_dir: str | Path) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = Path(log_path).name
-    written = [curves.train.to_csv(out / f"{base}.train"), curves.test.to_csv(out / f"{base}.test")]
     js = out / f"{base}.json"
-    js.write_text(json.dumps(curves.to_json(), indent=1, allow_nan=False) + "\n")
-    written.append(js)
-    return written
+    written = [curves.train.to_csv(out / f"{base}.train"), curves.test.to_csv(out / f"{base}.test")]
+    js.write_text(_json_text(curves))
+    return written + [js]
+
+
+# ------------------------------------------------------------------------------- the columnar path
+COLUMNAR_MIN = 4 << 20  # bytes: a log file this big is first offered to the columnar scanner (a fixed cost)
+COLUMNAR_MAX = 256 << 20  # bytes: a bigger one is streamed (the scanner holds the file and its columns in memory)
+_ODD_BYTES = (b"\r", b"\x01")  # universal newlines would split the line; the line reader's field separator
+_RARE_LINE = ["Solving ", "Test score #", "Test loss: ", "Check failed", "***", "fault", "terminate called",
+              "core dumped"]
+_DIGITS = "0123456789"
+# a rare line: a rare marker, a glog FATAL line (F...), or whitespace that Python's \s and .strip() treat
+# differently from the scanner (three separate scans: a literal-only regex keeps its fast multi-literal search)
+_RARE_RX = "|".join(re.escape(m) for m in _RARE_LINE)
+_ODD_WS = r"[\t\x0b\x0c\x1c-\x1f]"
+
+
+class _Irregular(Exception):
+    """The log is not regular enough for the columnar scanner: the per-line path reads it."""
+
+
+def _need(ok) -> None:
+    if not ok:
+        raise _Irregular
+
+
+def _columnar(raw: bytes, year: int) -> Curves | None:
+    """The whole log at once, in polars' compiled string kernels: the curves, or None (the caller then takes
+    the per-line path) when the log holds anything the scanner does not model exactly.
+
+    What it models is what the per-line handlers do on regular lines; every assumption is checked first
+    (ASCII text, one marker per line, numbers that polars and Python read alike, no year roll-over, no rare
+    line but ``Solving``), and a failed check means None, never a guess. ``tests/test_parse.py`` compares the
+    two paths on every fixture and on mutated logs."""
+    try:
+        return _scan_columns(raw, year)
+    except _Irregular:
+        return None
+
+
+def _scan_columns(raw: bytes, year: int) -> Curves:
+    import numpy as np
+    import polars as pl
+
+    _need(raw.isascii() and not any(b in raw for b in _ODD_BYTES))
+    nl = raw.rfind(b"\n")
+    _need(nl >= 0)
+    partial = raw[nl + 1:].decode()
+    _need(not partial.startswith("F") and _NO not in partial and not any(m in partial for m in _RARE_LINE))
+    lines = pl.read_csv(raw[:nl + 1], has_header=False, separator="\x01", quote_char=None,
+                        schema={"l": pl.String}, raise_if_empty=False)
+    l = pl.col("l")
+    rel = (lines.lazy().with_row_index("i")
+           .with_columns(pit=l.str.find("Iteration ", literal=True), pout=l.str.find(_NO, literal=True),
+                         rare=(l.str.contains(_RARE_RX) | l.str.starts_with("F") | l.str.contains(_ODD_WS))
+                         .fill_null(False), longest=l.str.len_bytes().max())
+           .collect())
+    # no line as long as a chunk (the per-line path drops such a line, and cuts the text around it)
+    _need(rel.height and (rel["longest"][0] or 0) < CHUNK and len(partial) < CHUNK)
+
+    solving: list[tuple[int, str]] = []
+    rare = rel.select("i", "l", "pit", "pout", "rare").filter(pl.col("rare")).head(10001).drop("rare")
+    for i, text, pit, pout in rare.iter_rows():
+        _need(pit is None and pout is None and "Test score #" not in text and "Test loss: " not in text)
+        _need("Solving " not in text or not any(c in text for c in "\t\x0b\x0c\x1c\x1d\x1e\x1f"))
+        _need(not (text[0] == "F" and text[1:5].isdecimal() or any(m in text for m in _FATAL_MARKS)))
+        if "Solving " in text:
+            solving.append((i, text))
+    _need(rel["rare"].sum() <= 10000)
+
+    # -- Iteration heads: N, then loss = X | lr = X | Testing net (#k) | anything else
+    ht = pl.col("ht")
+    heads = (rel.lazy().filter(pl.col("pit").is_not_null())
+             .select("i", "pout", ht=l.str.slice(pl.col("pit") + 10))
+             .with_columns(n=ht.str.len_bytes(), rest=ht.str.strip_chars_start(_DIGITS).str.len_bytes(),
+                           again=ht.str.contains("Iteration ", literal=True),
+                           ploss=ht.str.find("loss = ", literal=True), plr=ht.str.find("lr = ", literal=True),
+                           ptn=ht.str.find("Testing net", literal=True))
+             .with_columns(nd=pl.col("n") - pl.col("rest"),
+                           vt=ht.str.slice(pl.when(pl.col("ploss").is_not_null()).then(pl.col("ploss") + 7)
+                                           .otherwise(pl.col("plr") + 5)))
+             .with_columns(it=ht.str.slice(0, pl.col("nd")).cast(pl.Int64, strict=False),
+                           val=pl.col("vt").cast(pl.Float64, strict=False)))
+    # -- outputs: "(Train|Test) net output #k: NAME = VALUE", one a line (those before the first head are dropped)
+    r = pl.col("r")
+    outs = (rel.lazy().filter(pl.col("pout").is_not_null())
+            .select("i", "l", "pout", k5=l.str.slice(pl.col("pout") - 5, 5), r=l.str.slice(pl.col("pout") + 13))
+            .with_columns(again=r.str.contains(_NO, literal=True), f=r.str.split_exact(" ", 3))
+            .unnest("f")
+            .with_columns(f0=pl.col("field_0").str.strip_chars_start(_DIGITS) == ":",
+                          n0=pl.col("field_0").str.len_bytes(), val=pl.col("field_3").cast(pl.Float64, strict=False),
+                          train=pl.col("k5") == "Train", test=pl.col("k5").str.ends_with("Test")))
+    heads, outs = pl.collect_all([heads, outs])  # two independent scans: polars runs them side by side
+    is_loss = heads["ploss"].is_not_null()
+    is_lr = ~is_loss & heads["plr"].is_not_null()
+    is_tn = ~is_loss & ~is_lr & heads["ptn"].is_not_null()
+    # (a head of digits only is read by the per-line path without its last digit: no comma to stop at)
+    _need(heads.height > 0 and heads["pout"].null_count() == heads.height and not heads["again"].any())
+    _need(heads["nd"].min() >= 1 and heads["nd"].max() <= 18 and (heads["rest"] > 0).all())
+    odd = (is_loss | is_lr) & heads["val"].is_null()
+    if odd.any():  # "lr = X, m = ..." (NVCaffe), spaces around a number: the exact rule on these few heads
+        fix = (heads.lazy().filter(odd).select("i", vt=pl.col("vt"))
+               .with_columns(vc=pl.col("vt").str.find(",", literal=True))
+               .with_columns(val=pl.when(pl.col("vc").is_null()).then(pl.col("vt"))
+                             .otherwise(pl.col("vt").str.slice(0, pl.col("vc")))
+                             .str.strip_chars(" ").cast(pl.Float64, strict=False))
+               .collect())
+        _need(fix["val"].null_count() == 0 and not (is_loss.filter(odd) & fix["vc"].is_not_null()).any())
+        heads = heads.with_columns(val=heads["val"].scatter(odd.arg_true(), fix["val"]))
+    tn = (heads.lazy().filter(is_tn).select("i", tt=ht.str.slice(pl.col("ptn")))
+          .with_columns(ok=pl.col("tt").str.starts_with("Testing net (#"), r=pl.col("tt").str.slice(14))
+          .with_columns(nd=pl.col("r").str.len_bytes() - pl.col("r").str.strip_chars_start(_DIGITS).str.len_bytes())
+          .with_columns(close=pl.col("r").str.slice(pl.col("nd"), 1), net=pl.col("r").str.slice(0, pl.col("nd"))
+                        .cast(pl.Int64, strict=False))
+          .collect())
+    if tn.height:
+        _need(tn["ok"].all() and tn["nd"].min() >= 1 and tn["nd"].max() <= 9 and (tn["close"] == ")").all())
+    h_i, h_it = heads["i"].to_numpy(), heads["it"].to_numpy()
+    loss_h = heads.select("it", "val").filter(is_loss)
+    loss_it, loss_v = loss_h["it"].to_numpy(), loss_h["val"].to_numpy()
+    lr_h = heads.select("i", "val").filter(is_lr)
+    lr_i, lr_v = lr_h["i"].to_numpy(), lr_h["val"].to_numpy()
+    tn_i, tn_net = tn["i"].to_numpy(), tn["net"].to_numpy()
+
+    if outs.height and outs["i"][0] < h_i[0]:
+        outs = outs.filter(pl.col("i") > int(h_i[0]))
+    if outs.height:
+        _need(outs["pout"].min() >= 5 and not outs["again"].any() and outs["f0"].all() and outs["n0"].min() >= 2)
+        _need((outs["field_2"] == "=").all() and outs["field_1"].null_count() == 0 and (outs["field_1"] != "").all())
+        _need(outs["val"].null_count() == 0 and (outs["train"] | outs["test"]).all())
+    o_i = outs["i"].to_numpy()
+    o_train = outs["train"].to_numpy()
+    o_val = outs["val"].to_numpy()
+
+    # -- the state machine, vectorised: iteration, segment, lr and test net in force at each output line
+    s_i = np.array([i for i, _ in solving], dtype=np.int64)
+    ev_i = np.concatenate([h_i.astype(np.int64), s_i])
+    ev_it = np.concatenate([h_it, np.full(len(s_i), -1, dtype=np.int64)])
+    ev_head = np.concatenate([np.ones(len(h_i), bool), np.zeros(len(s_i), bool)])
+    order = np.argsort(ev_i, kind="stable")
+    ev_i, ev_it, ev_head = ev_i[order], ev_it[order], ev_head[order]
+    first_out = o_i[0] if len(o_i) else np.iinfo(np.int64).max
+    prev = np.concatenate([[-1], ev_it[:-1]])
+    rows_before = ev_i > first_out  # a row exists once the first output was applied
+    ev_seg = np.cumsum(np.where(ev_head, (ev_it < prev) & rows_before, rows_before))
+    segment = int(ev_seg[-1]) if len(ev_seg) else 0
+    k = np.searchsorted(ev_i, o_i) - 1
+    o_it, o_seg = ev_it[k], ev_seg[k]
+    j = np.searchsorted(lr_i, o_i) - 1
+    o_lr = np.where(j >= 0, lr_v[np.maximum(j, 0)] if len(lr_v) else NAN, NAN)
+    j = np.searchsorted(tn_i, o_i) - 1
+    o_net = np.where(j >= 0, tn_net[np.maximum(j, 0)] if len(tn_net) else 0, 0)
+    tail = np.searchsorted(ev_i, o_i)  # outputs between the same two heads (or Solving lines): one "tail"
+    first = np.concatenate([[True], tail[1:] != tail[:-1]]) if len(tail) else np.zeros(0, bool)
+    _need(not (~first & (o_train != np.concatenate([[False], o_train[:-1]]))).any())  # one kind per tail
+    opener = np.zeros(len(o_i), bool)
+    for kind in (True, False):
+        sel = np.flatnonzero(first & (o_train == kind))
+        key_it, key_seg = o_it[sel], o_seg[sel]
+        opener[sel] = np.concatenate([[True], (key_it[1:] != key_it[:-1]) | (key_seg[1:] != key_seg[:-1])])[:len(sel)]
+
+    # -- Seconds of the opening lines: one minute key per line, each distinct key parsed by the real _Clock
+    clock = _Clock(year)
+    op = outs.select("i", "l", "pout").filter(pl.Series(opener))
+    seconds = np.zeros(0)
+    if op.height:
+        first_line = op["l"][0]
+        sp = first_line.find(" ", 1)
+        _need(sp in (5, 9))
+        frac = pl.col("frac")  # ":SS.ffffff": only these characters, ":" and "." in place, and a number
+        stamp = (op.lazy().select("i", "l", "pout", key=l.str.slice(0, sp + 6), frac=l.str.slice(sp + 6, 10))
+                 .with_columns(ok=(frac.str.strip_chars(":.0123456789") == "") & (frac.str.slice(0, 1) == ":")
+                               & (frac.str.slice(3, 1) == "."),
+                               sec=frac.str.slice(1).cast(pl.Float64, strict=False))
+                 .collect())
+        _need(stamp["ok"].all() and stamp["sec"].null_count() == 0 and stamp["pout"].min() >= sp + 16)
+        firsts = (stamp.unique(subset="key", keep="first", maintain_order=True)
+                  .select("i", "key", pre=l.str.slice(0, pl.col("pout"))).rows())
+        _need(len(firsts) <= 200_000)
+        events = sorted([(i, 0, text) for i, text in solving] + [(i, 1, pre) for i, _, pre in firsts])
+        for _i, is_row, text in events:
+            if is_row:
+                _need(text.find(" ", 1) == sp)
+                _need(not math.isnan(clock.seconds(text)))
+            else:
+                us = clock.micros(text)
+                if clock.start_us is None and us is not None:
+                    clock.start_us = us
+        _need(clock.year == year)  # a year roll-over re-parses minutes: the per-line path's business
+        keys = [key for _, key, _ in firsts]
+        base = stamp["key"].replace_strict(keys, [clock._minute[key] for key in keys], return_dtype=pl.Int64)
+        us = base.to_numpy() + np.round(stamp["sec"].to_numpy() * 1e6).astype(np.int64)
+        seconds = (us - clock.start_us) / 1e6
+    else:
+        for _i, text in solving:
+            us = clock.micros(text)
+            if clock.start_us is None and us is not None:
+                clock.start_us = us
+    _need(o_train.any() or not len(loss_v))  # loss lines without train outputs (very old Caffe): per-line path
+
+    # -- the tables: one row per opening line, cells from every output line of that row (the last one wins)
+    names = outs["field_1"]
+    uniq = names.unique(maintain_order=True)
+    code = names.replace_strict(uniq, np.arange(len(uniq)), return_dtype=pl.Int64).to_numpy()
+    uniq = uniq.to_list()
+    nonfinite = bool((~np.isfinite(loss_v)).any() or (~np.isfinite(o_val[o_train])).any())
+    sec_full = np.full(len(o_i), NAN)
+    sec_full[opener] = seconds
+    tables = []
+    for kind in (True, False):
+        sel = np.flatnonzero(o_train == kind)
+        opens = opener[sel]
+        row = np.cumsum(opens) - 1
+        n = int(opens.sum())
+        at = sel[opens]
+        lr = o_lr[at].astype(np.float64)
+        if n > 1 and lr[0] != lr[0]:
+            lr[0] = lr[1]
+        cols = {"NumIters": pl.Series(o_it[at], dtype=pl.Int64),
+                "Seconds": pl.Series(sec_full[at], dtype=pl.Float64),
+                "LearningRate": pl.Series(lr, dtype=pl.Float64)}
+        net = o_net[sel] if not kind else np.zeros(len(sel), np.int64)
+        key = code[sel] * (1 << 31) + net
+        _, first_at = np.unique(key, return_index=True)
+        for f in np.sort(first_at):
+            kk = key[f]
+            name = uniq[int(code[sel][f])] + (f"@net{int(net[f])}" if net[f] else "")
+            m = np.flatnonzero(key == kk)
+            rows, vals = row[m], o_val[sel][m]
+            last = np.concatenate([rows[1:] != rows[:-1], [True]])
+            values, present = np.zeros(n), np.zeros(n, bool)
+            values[rows[last]], present[rows[last]] = vals[last], True
+            cols[name] = pl.select(pl.when(pl.Series(present)).then(pl.Series(values))).to_series()
+        if segment:
+            cols["Segment"] = pl.Series(o_seg[at], dtype=pl.Int64)
+        frame = pl.DataFrame([s.alias(c) for c, s in cols.items()])
+        tables.append(Table._from_frame(list(cols), frame))
+
+    clock.last_us = _end_micros(clock, raw[-4096:].decode(), len(raw) <= 4096)
+    after = partial.rpartition("Iteration ")
+    truncated = (("Iteration " + after[2]) if after[2] else None) if after[1] else (partial or None)
+    return Curves(train=tables[0], test=tables[1], segments=segment + 1, fatal_line=None, truncated_tail=truncated,
+                  max_iter_seen=int(h_it.max()), seconds=clock.elapsed,
+                  first_loss=float(loss_v[0]) if len(loss_v) else None,
+                  last_loss=float(loss_v[-1]) if len(loss_v) else None, nonfinite=nonfinite,
+                  loss_log=_Pairs(loss_it, loss_v))
+
+
+class _Pairs(Sequence):
+    """``Curves.loss_log`` of the columnar path: (iteration, loss) tuples made on access from two arrays (a
+    1M-line log has a quarter million of them, and most callers never look)."""
+
+    def __init__(self, its, vals):
+        self._its, self._vals = its, vals
+
+    def __len__(self) -> int:
+        return len(self._its)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return list(zip(self._its[k].tolist(), self._vals[k].tolist()))
+        return int(self._its[k]), float(self._vals[k])
+
+    def __iter__(self):
+        return zip(self._its.tolist(), self._vals.tolist())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+def _json_text(curves: Curves) -> str:
+    """``curves.to_json()`` as JSON text, each table row on one line: the same document, written by polars
+    column-wise instead of by ``json.dumps`` cell by cell (seconds for a 1M-line log)."""
+    head = json.dumps(curves._json_head(), indent=1, allow_nan=False)
+    parts = [head[:-2]]  # without the closing "\n}"
+    for name, table in (("train", curves.train), ("test", curves.test)):
+        rows = table._json_rows()
+        parts.append(f',\n "{name}": {{\n  "columns": {json.dumps(table.columns)},\n  "rows": [\n'
+                     + rows + ("\n" if rows else "") + "  ]\n }")
+    return "".join(parts) + "\n}\n"
 
 
 # ----------------------------------------------------------------------------------- front end 2
@@ -815,6 +1213,9 @@ class LogFollower:
     def __init__(self, year: int | None = None):
         self._b = _Builder(year or _dt.date.today().year)
         self._last_stamp = ""
+        self._seen_loss: float | None = None
+        self.loss_history: list[tuple[int, float]] = []  # (N, X) of every ``Iteration N, loss = X`` line
+        self.peak_loss: float | None = None              # the largest finite X so far (a cheap divergence gate)
 
     def feed(self, line: str) -> None:
         """Take one line (with or without its newline). Never raises on odd text."""
@@ -837,6 +1238,11 @@ class LogFollower:
         for seg in parts[1:]:
             b.head(seg, prefix)
             prefix = prefix + "Iteration " + seg
+            if b.last_loss is not self._seen_loss:   # a new loss line (each value is a new float object)
+                loss = self._seen_loss = b.last_loss
+                self.loss_history.append((b.iteration, loss))
+                if math.isfinite(loss) and (self.peak_loss is None or loss > self.peak_loss):
+                    self.peak_loss = loss
 
     def curves(self) -> Curves:
         """The rows parsed so far (the row being filled included)."""

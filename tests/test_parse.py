@@ -326,3 +326,142 @@ def test_fast_path_agrees_when_odd_text_sits_before_an_iteration_at_a_chunk_edge
             for chunk in range(300, 3000, 53):
                 mp.setattr(parse_mod, "CHUNK", chunk)
                 assert _same_curves(parse_log(edited), _rows_without_fast_path(edited)), (odd, chunk)
+
+
+# --------------------------------------------- the columnar scanner (polars) changes nothing either
+def _per_line(source, **kw):
+    """parse_log through the per-line handlers only: no columnar scanner, no per-chunk fast path."""
+    import caffegen.parse as parse_mod
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62)
+        mp.setattr(parse_mod._Builder, "fast", lambda self, text: False)
+        return parse_log(source, **kw)
+
+
+def _columnar_taken(log, monkeypatch, **kw):
+    """parse_log(log) with the columnar scanner offered every file; also says whether it took the file."""
+    import caffegen.parse as parse_mod
+
+    taken = []
+    real = parse_mod._columnar
+    monkeypatch.setattr(parse_mod, "COLUMNAR_MIN", 0)
+    monkeypatch.setattr(parse_mod, "_columnar", lambda raw, year: taken.append(real(raw, year)) or taken[-1])
+    curves = parse_log(log, **kw)
+    monkeypatch.undo()
+    return curves, taken[-1] is not None
+
+
+@pytest.mark.parametrize("log", REAL + sorted(HANDMADE.glob("*.log")), ids=lambda p: p.name)
+def test_columnar_scanner_reads_every_fixture_like_the_per_line_path(log, monkeypatch):
+    curves, taken = _columnar_taken(log, monkeypatch, year=2025)
+    assert _same_curves(curves, _per_line(log, year=2025))
+    assert curves.train.columns == _per_line(log, year=2025).train.columns
+    # it takes every regular log; fatal, year roll-over and "Test score" logs go to the per-line path
+    assert taken == (log.name not in {"fatal.log", "bvlc_master.log", "old_test_score.log"})
+
+
+def test_columnar_scanner_reads_a_big_resumed_two_net_log_like_the_per_line_path(tmp_path, monkeypatch):
+    """The real two-test-net log repeated (as bench/parse does), a second run appended that goes back in
+    iterations, and a cut last line: rows, Segment column, Seconds, lr and truncated tail all as per line."""
+    text = (LOGS / "two_test_nets.log").read_text()
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "Solving " in line) + 1
+    body = "".join(line for line in lines[start:] if "Optimization Done" not in line)
+    parts = ["".join(lines[:start])]
+    for k in range(60):
+        parts.append(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", body))
+    parts.append((LOGS / "resumed.log").read_text())  # glog year prefix, its own Solving line
+    parts.append("I20261123 18:47:01.000001 10132 solver.cpp:231] Iteration 9, loss = 0.5")
+    log = tmp_path / "big.log"
+    log.write_text("".join(parts))
+    curves, taken = _columnar_taken(log, monkeypatch)
+    slow = _per_line(log)
+    assert taken and _same_curves(curves, slow)
+    assert curves.segments == slow.segments >= 2 and curves.train.columns[-1] == "Segment"
+    assert curves.truncated_tail == "Iteration 9, loss = 0.5"
+
+
+@pytest.mark.parametrize("edit", [
+    lambda t: t.replace("loss = 1.72949", "loss = 1.7_2949"),  # Python reads 1_7: the scanner does not guess
+    lambda t: t.replace("Iteration 3, loss", "Iteration +3, loss"),
+    lambda t: t.replace("I20261123 18:46:12.209020", "I20261123 18:46:12.2090x0"),
+    lambda t: t.replace("accuracy_at_5 = 1\n", "accuracy_at_5 = 1\tx\n", 1),
+    lambda t: t.replace("Iteration 7, lr = 0.01", "Iteration 7, lr = 0.01, m = 0.9"),
+    lambda t: t.replace("Iteration 5, loss = 2.13985", "Iteration 5, loss = -nan"),
+    lambda t: t.replace("Iteration 12, lr", "Iteration 12 Iteration 3, lr"),
+    lambda t: t + "F20261123 18:46:13.000000 10132 solver.cpp:1] Check failed: x\n",
+    lambda t: t.replace("Testing net (#1)", "Testing net (#x)"),
+    lambda t: t.replace("\n", "\r\n"),
+    lambda t: t.replace("Iteration 10, Testing net (#1)\n",
+                        "Iteration 10, Testing net (#1)\nI20261123 18:46:12.2 1 solver.cpp:282] Solving again\n"),
+    lambda t: re.sub(r"\n[^\n]*Train net output[^\n]*\n", "\n", t),  # loss lines only: the old layout
+], ids=range(12))
+def test_columnar_scanner_declines_or_agrees_on_odd_text(edit, tmp_path, monkeypatch):
+    log = tmp_path / "odd.log"
+    log.write_text(edit((LOGS / "two_test_nets.log").read_text()))
+    curves, _taken = _columnar_taken(log, monkeypatch, year=2025)
+    assert _same_curves(curves, _per_line(log, year=2025))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(LINES), st.integers(0, 200), st.text(max_size=8)), min_size=1,
+                max_size=60))
+def test_columnar_scanner_agrees_on_mutated_real_lines(edits):
+    import tempfile
+
+    import caffegen.parse as parse_mod
+
+    lines = [line[:pos] + junk + line[pos + len(junk):] for line, pos, junk in edits]
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        log = Path(tmp) / "m.log"
+        log.write_text("\n".join(lines) + "\n", errors="surrogatepass")
+        mp.setattr(parse_mod, "COLUMNAR_MIN", 0)
+        fast = parse_log(log, year=2025)
+        mp.undo()
+        assert _same_curves(fast, _per_line(log, year=2025))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789.eE+-_naifNIty ", max_size=12))
+def test_polars_reads_a_number_as_python_does_or_not_at_all(text):
+    """The scanner's premise: where polars' cast gives a float, Python's float() gives the same one."""
+    import polars as pl
+
+    got = pl.Series([text]).cast(pl.Float64, strict=False)[0]
+    if got is not None:
+        assert same(got, float(text))
+
+
+def test_columnar_table_keeps_the_table_api(tmp_path, monkeypatch):
+    log = LOGS / "two_test_nets.log"
+    curves, taken = _columnar_taken(log, monkeypatch)
+    rows_curves = _per_line(log)
+    assert taken and curves.train._rows is None  # columns only, until someone asks for rows
+    assert len(curves.test) == len(rows_curves.test) == 4
+    assert curves.test.column("loss@net1") == rows_curves.test.column("loss@net1")
+    assert curves.test.series("accuracy_at_1") == rows_curves.test.series("accuracy_at_1")
+    assert curves.test.metrics() == rows_curves.test.metrics() and curves.summary() == rows_curves.summary()
+    assert curves.train.to_json() == rows_curves.train.to_json()
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_outputs(curves, log, a)
+    write_outputs(rows_curves, log, b)
+    for suffix in ("train", "test", "json"):  # the same files from columns as from rows
+        assert (a / f"two_test_nets.log.{suffix}").read_text() == (b / f"two_test_nets.log.{suffix}").read_text()
+    assert curves.train.rows == rows_curves.train.rows  # built on first access...
+    curves.train.rows[0]["loss"] = 99.0  # ...and from then on the rows are the table
+    assert curves.train.column("loss")[0] == 99.0
+
+
+def test_written_json_is_to_json_and_csv_keeps_nan_and_empty_cells(tmp_path):
+    import json
+
+    curves = parse_log(LOGS / "diverged.log")
+    _train, test_csv, js = write_outputs(curves, LOGS / "diverged.log", tmp_path)
+    assert json.loads(js.read_text()) == curves.to_json()
+    curves.test.rows[0]["extra"] = 1.0
+    curves.test.columns.append("extra")
+    curves.test.to_csv(test_csv)
+    with open(test_csv) as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["extra"] == "1.0" and rows[1]["extra"] == ""
