@@ -878,7 +878,7 @@ def _default_year(path: Path | None) -> int:
 
 def parse_log(source: str | Path | Iterable[str], *, year: int | None = None) -> Curves:
     """Parse a Caffe log (a path, or an iterable of lines) into :class:`Curves`. Streams (constant memory
-    besides the rows), except that a file of 4-256 MB is read whole by the faster columnar scanner. ``year`` is used for glog prefixes without one (default: the file's ctime year)."""
+    besides the rows), except that a file of 4-128 MB is read whole by the faster columnar scanner. ``year`` is used for glog prefixes without one (default: the file's ctime year)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
@@ -924,7 +924,7 @@ def write_outputs(curves: Curves, log_path: str | Path, out_dir: str | Path) -> 
 
 # ------------------------------------------------------------------------------- the columnar path
 COLUMNAR_MIN = 4 << 20  # bytes: a log file this big is first offered to the columnar scanner (a fixed cost)
-COLUMNAR_MAX = 256 << 20  # bytes: a bigger one is streamed (the scanner holds the file and its columns in memory)
+COLUMNAR_MAX = 128 << 20  # bytes: bigger is streamed (the scanner peaks at ~8x the file size in memory)
 _ODD_BYTES = (b"\r", b"\x01")  # universal newlines would split the line; the line reader's field separator
 _RARE_LINE = ["Solving ", "Test score #", "Test loss: ", "Check failed", "***", "fault", "terminate called",
               "core dumped"]

@@ -88,13 +88,15 @@ def import_seconds(module: str) -> float:
 
 def peak_rss_mb(log: Path, out: Path, columnar: bool) -> float:
     """Peak resident memory (MB) of a fresh interpreter doing what ``caffegen parse LOG`` does, with the columnar
-    scanner or with the streaming per-line parser only: what the 4-256 MB columnar window costs in memory."""
+    scanner or with the streaming per-line parser only: what the 4-128 MB columnar window costs in memory."""
     import subprocess
 
-    code = ("import resource, sys; import caffegen.parse as p\n"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report this big parent's
+    code = ("import sys; import caffegen.parse as p\n"
             f"p.COLUMNAR_MAX = p.COLUMNAR_MAX if {columnar} else -1\n"
             "p.write_outputs(p.parse_log(sys.argv[1]), sys.argv[1], sys.argv[2])\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')][0]\n"
+            "print(int(hwm.split()[1]) / 1024)")
     return round(float(subprocess.run([sys.executable, "-c", code, str(log), str(out)], capture_output=True,
                                       text=True, check=True).stdout), 1)
 
