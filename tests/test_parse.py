@@ -588,6 +588,62 @@ def test_native_outputs_read_back_as_the_per_line_outputs(edit, tmp_path, monkey
     assert ours_js == theirs_js and ours_js == json.loads(json.dumps(curves.to_json()))
 
 
+def _big_two_net_log(tmp_path: Path, repeats: int, extra: str = "") -> Path:
+    """The real two-test-net log's training part repeated ``repeats`` times (as bench/parse does), ``extra`` in the
+    middle."""
+    lines = (LOGS / "two_test_nets.log").read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "Solving " in line) + 1
+    body = "".join(line for line in lines[start:] if "Optimization Done" not in line)
+    parts = ["".join(lines[:start])]
+    for k in range(repeats):
+        parts.append(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", body))
+        if k == repeats // 2:
+            parts.append(extra)
+    log = tmp_path / "big.log"
+    log.write_text("".join(parts))
+    return log
+
+
+@pytest.mark.parametrize("simd", [0, 1], ids=["16-byte", "32-byte"])
+def test_native_block_scans_read_alike(simd, tmp_path, monkeypatch):
+    """Both block scans (SSE2 16 bytes, AVX2 32 bytes where the CPU has it) on every fixture, the odd text and a
+    log with a line longer than the read block (it grows) and lines across block edges: as per line."""
+    lib = _native_lib()
+    before = lib.ls_simd(-1)
+    try:
+        if lib.ls_simd(simd) != simd:
+            pytest.skip("this CPU has no AVX2")
+        for log in REAL + sorted(HANDMADE.glob("*.log")):
+            curves, taken = _scanner_taken("native", log, monkeypatch, year=2025)
+            assert _same_curves(curves, _per_line(log, year=2025)), log.name
+            assert taken == (log.name not in {"fatal.log", "bvlc_master.log", "old_test_score.log"})
+        for k, edit in enumerate(ODD_EDITS + ODD_EDITS_MORE):
+            log = tmp_path / f"odd{k}.log"
+            log.write_text(edit((LOGS / "two_test_nets.log").read_text()))
+            assert _same_curves(_scanner_taken("native", log, monkeypatch, year=2025)[0], _per_line(log, year=2025))
+        long_line = "I1123 18:46:12.000000 1 x.cpp:1] " + "x = 1 " * 60_000 + "\n"  # 360 KB, no marker
+        log = _big_two_net_log(tmp_path, 40, long_line)
+        curves, taken = _scanner_taken("native", log, monkeypatch)
+        assert taken and _same_curves(curves, _per_line(log))
+        monkeypatch.setattr("caffegen.parse.CHUNK", 300_000)  # now that line is as long as a chunk: declined
+        curves, taken = _scanner_taken("native", log, monkeypatch)
+        assert not taken and _same_curves(curves, _per_line(log))
+    finally:
+        lib.ls_simd(before)
+
+
+def test_native_tables_copy_and_pickle_as_rows(monkeypatch):
+    import copy
+    import pickle
+
+    curves, taken = _scanner_taken("native", LOGS / "two_test_nets.log", monkeypatch)
+    assert taken
+    want = _per_line(LOGS / "two_test_nets.log")
+    for other in (copy.deepcopy(curves), pickle.loads(pickle.dumps(curves))):
+        assert other.train.rows == want.train.rows and other.test.rows == want.test.rows
+    assert curves.train.rows == want.train.rows  # the original reads on as before
+
+
 def test_native_build_is_cached_and_reused(tmp_path, monkeypatch):
     from caffegen import native
 

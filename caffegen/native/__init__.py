@@ -79,7 +79,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
             ("ls_fetch_float", None, [vp, i64, i64, pd, pu8]),
             ("ls_final_best", None, [vp, i64, i64, i64, p64, pd, p64]),
             ("ls_write", ctypes.c_int, [vp, i64, i64, ctypes.c_char_p]),
-            ("ls_parse_num", ctypes.c_int, [ctypes.c_char_p, i64, pd])):
+            ("ls_parse_num", ctypes.c_int, [ctypes.c_char_p, i64, pd]),
+            ("ls_simd", ctypes.c_int, [i64])):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
     return lib

@@ -394,6 +394,11 @@ static const char *strip(const char *s, const char *e, const char **end) {
     return s;
 }
 
+static int all_digits(const char *s, const char *e) {
+    for (; s < e; s++) if (!isdig(*s)) return 0;
+    return 1;
+}
+
 static int head(ctx_t *c, const char *h, const char *le, int64_t lineno) {
     const char *q = h;
     while (q < le && isdig(*q)) q++;
@@ -409,7 +414,7 @@ static int head(ctx_t *c, const char *h, const char *le, int64_t lineno) {
     } else if (rest > 7 && !memcmp(q, ", lr = ", 7) && !memchr(q + 7, ',', rest - 7) && !memchr(q + 7, 'l', rest - 7)) {
         lr = q + 2;
         lr_end = le;
-    } else if (rest > 16 && !memcmp(q, ", Testing net (#", 16) && le[-1] == ')') {
+    } else if (rest > 17 && !memcmp(q, ", Testing net (#", 16) && le[-1] == ')' && all_digits(q + 16, le - 1)) {
         tn = q + 2;
     } else {
         for (const char *p = q; p < le; p++) {
@@ -691,6 +696,19 @@ __attribute__((target("avx2"))) static int scan32(ctx_t *c, const char *buf, con
 #endif
 
 static int use_avx2 = -1;
+
+/* Which block scan runs: mode 0 the 16-byte one, 1 the 32-byte AVX2 one where the CPU has it, -1 leave it; the
+ * answer is the one in use (tests run both). */
+int ls_simd(int64_t mode) {
+#ifdef HAVE_AVX2_PATH
+    if (mode >= 0) use_avx2 = mode == 1 && __builtin_cpu_supports("avx2");
+    else if (use_avx2 < 0) use_avx2 = __builtin_cpu_supports("avx2");
+    return use_avx2;
+#else
+    (void)mode;
+    return 0;
+#endif
+}
 
 /* Scan the whole lines buf[0:end) (end just past a newline), continuing the line count in *lineno: the same
  * hits 16 or (where the CPU has AVX2) 32 bytes at a time. */
