@@ -632,6 +632,72 @@ def test_native_block_scans_read_alike(simd, tmp_path, monkeypatch):
         lib.ls_simd(before)
 
 
+ASCII_JUNK = st.lists(st.sampled_from(["Iteration ", " net output #", "loss = ", "lr = ", ", ", " = ", "Testing net (#",
+                                       ")", "Train", "Test", "Solving ", "#", ":", " ", "0", "7", "12", ".", "e-", "nan",
+                                       "-inf", "x", "\t", "F", "fault", "I1123 ", "12:59", "\n"]), max_size=4).map("".join)
+
+
+LOG_LINES = [log.read_text().splitlines() for log in REAL + sorted(HANDMADE.glob("*.log"))]
+_EDIT = st.tuples(st.integers(0, 10 ** 6), st.integers(0, 120), ASCII_JUNK)
+# real lines in any order, or a stretch of a real log as it was written; then a few ASCII edits
+_REAL_TEXT = st.one_of(
+    st.lists(st.sampled_from(LINES), min_size=1, max_size=80),
+    st.tuples(st.sampled_from(LOG_LINES), st.integers(0, 10 ** 6), st.integers(1, 400))
+    .map(lambda t: t[0][t[1] % len(t[0]):][:t[2]]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_REAL_TEXT, st.lists(_EDIT, max_size=3), st.booleans())
+def test_native_scanner_agrees_on_real_lines_in_any_order_with_ascii_edits(lines, edits, yearless):
+    """Real lines in any order (iterations going back, outputs before heads, Solving anywhere, timestamps
+    jumping) or stretches of real logs, with ASCII edits made of the very tokens the scanner looks for: it
+    declines or agrees."""
+    import tempfile
+
+    import caffegen.parse as parse_mod
+    from hypothesis import event
+
+    _native_lib()
+    lines = list(lines)
+    for at, pos, junk in edits:
+        line = lines[at % len(lines)]
+        lines[at % len(lines)] = line[:pos] + junk + line[pos + len(junk):]
+    text = "\n".join(lines) + "\n"
+    if yearless:
+        text = re.sub(r"^([IWEF])\d{4}(\d{4} )", r"\1\2", text, flags=re.M)
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        log = Path(tmp) / "m.log"
+        log.write_text(text)
+        taken = parse_mod._native_scan(log, 2025) is not None
+        event(f"native scanner took it: {taken}")
+        mp.setattr(parse_mod, "NATIVE_MIN", 0)
+        mp.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62)
+        fast = parse_log(log, year=2025)
+        mp.undo()
+        assert _same_curves(fast, _per_line(log, year=2025))
+
+
+@pytest.mark.parametrize("log", REAL, ids=lambda p: p.name)
+def test_native_scanner_reads_year_less_logs_and_declines_a_year_roll_over(log, tmp_path, monkeypatch):
+    yearless = strip_year(log, tmp_path / log.name)
+    curves, taken = _scanner_taken("native", yearless, monkeypatch, year=2025)
+    assert _same_curves(curves, _per_line(yearless, year=2025))
+    assert taken == (log.name != "fatal.log")
+    text = yearless.read_text()
+    first = re.search(r"^I(\d{4}) ", text, flags=re.M).group(1)
+    for new_date, kind in (("1231", "same year"), ("0131", "month 1 then 11: a roll-over")):
+        cut = len(text) // 2  # the second half a month later, or in December: a year roll-over
+        edited = text[:cut] + re.sub(rf"^I{first} ", f"I{new_date} ", text[cut:], flags=re.M)
+        if kind == "same year":
+            edited = re.sub(rf"^I{first} ", "I1130 ", text[:cut], flags=re.M) + edited[cut:]
+        odd = tmp_path / f"odd_{new_date}.log"
+        odd.write_text(edited)
+        curves, taken = _scanner_taken("native", odd, monkeypatch, year=2025)
+        assert _same_curves(curves, _per_line(odd, year=2025)), kind
+        if kind != "same year" and log.name != "fatal.log":
+            assert not taken  # Nov -> Jan: the per-line path rolls the year over; the scanner leaves it that
+
+
 def test_native_tables_copy_and_pickle_as_rows(monkeypatch):
     import copy
     import pickle
