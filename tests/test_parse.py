@@ -710,6 +710,19 @@ def test_native_tables_copy_and_pickle_as_rows(monkeypatch):
     assert curves.train.rows == want.train.rows  # the original reads on as before
 
 
+def test_native_outputs_after_edits_are_the_edited_tables(tmp_path, monkeypatch):
+    """Rows edited (or columns added) by a caller are what gets written, not the scanner's cells."""
+    curves, taken = _scanner_taken("native", LOGS / "two_test_nets.log", monkeypatch)
+    assert taken
+    curves.test.rows[0]["loss"] = 42.0
+    curves.train.columns.append("extra")
+    _train_csv, test_csv, js = write_outputs(curves, LOGS / "two_test_nets.log", tmp_path)
+    assert json.loads(js.read_text()) == curves.to_json()
+    assert json.loads(js.read_text())["train"]["columns"][-1] == "extra"
+    with open(test_csv) as fh:
+        assert float(next(csv.DictReader(fh))["loss"]) == 42.0
+
+
 def test_native_build_is_cached_and_reused(tmp_path, monkeypatch):
     from caffegen import native
 

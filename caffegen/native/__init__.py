@@ -69,7 +69,6 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     for name, res, args in (
             ("ls_new", vp, []),
             ("ls_free", None, [vp]),
-            ("ls_scan", ctypes.c_int, [vp, ctypes.c_char_p, i64, i64, i64]),
             ("ls_scan_file", ctypes.c_int, [vp, ctypes.c_char_p, i64, i64, p64]),
             ("ls_decline_line", i64, [vp]),
             ("ls_info", None, [vp, p64, pd]),

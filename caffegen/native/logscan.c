@@ -5,8 +5,8 @@
  *
  * Loaded through ctypes by caffegen/native/__init__.py; no Python C-API. It walks the bytes of a log once and
  * builds the train and test tables exactly as caffegen.parse._Builder's per-line handlers do, for the regular
- * subset of logs it models. Anything outside that subset makes ls_scan() return a nonzero DECLINE code, and the
- * caller reads the log another way: this code never guesses. What it declines (see ls_scan):
+ * subset of logs it models. Anything outside that subset makes ls_scan_file() return a nonzero DECLINE code, and the
+ * caller reads the log another way: this code never guesses. What it declines (see scan_lines, line_done, head, output):
  *   non-ASCII bytes, \r, NUL; a line as long as max_line; a line starting with 'F'; fatal or old-layout markers
  *   ("Check failed", "***", "terminate called", "core dumped", "Segmentation fault", "Test score #",
  *   "Test loss: "); two "Iteration " or two " net output #" on a line, or both; "Solving ", "fault" or odd
@@ -96,9 +96,8 @@ typedef struct {
 
 static locale_t c_locale;
 
-static double c_strtod(const char *s) {
+static double c_strtod(const char *s) {  /* Python's float() reads '.' whatever the process locale says */
 #ifdef __GLIBC__
-    if (!c_locale) c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
     if (c_locale) return strtod_l(s, NULL, c_locale);
 #endif
     return strtod(s, NULL);
@@ -697,13 +696,26 @@ __attribute__((target("avx2"))) static int scan32(ctx_t *c, const char *buf, con
 
 static int use_avx2 = -1;
 
+/* Tables and CPU features once, when the library is loaded (not racing in threads that scan at once). */
+__attribute__((constructor)) static void ls_init(void) {
+    init_cls();
+#ifdef HAVE_AVX2_PATH
+    const char *env = getenv("CAFFEGEN_LOGSCAN_NO_AVX2");
+    use_avx2 = __builtin_cpu_supports("avx2") && !(env && *env);
+#else
+    use_avx2 = 0;
+#endif
+#ifdef __GLIBC__
+    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+#endif
+}
+
 /* Which block scan runs: mode 0 the 16-byte one, 1 the 32-byte AVX2 one where the CPU has it, -1 leave it; the
  * answer is the one in use (tests run both). */
 int ls_simd(int64_t mode) {
 #ifdef HAVE_AVX2_PATH
     if (mode >= 0) use_avx2 = mode == 1 && __builtin_cpu_supports("avx2");
-    else if (use_avx2 < 0) use_avx2 = __builtin_cpu_supports("avx2");
-    return use_avx2;
+    return use_avx2 > 0;
 #else
     (void)mode;
     return 0;
@@ -714,11 +726,7 @@ int ls_simd(int64_t mode) {
  * hits 16 or (where the CPU has AVX2) 32 bytes at a time. */
 static int scan_lines(ctx_t *c, const char *buf, const char *end, int64_t *lineno, int64_t max_line) {
 #ifdef HAVE_AVX2_PATH
-    if (use_avx2 < 0) {
-        const char *env = getenv("CAFFEGEN_LOGSCAN_NO_AVX2");
-        use_avx2 = __builtin_cpu_supports("avx2") && !(env && *env);
-    }
-    if (use_avx2) return scan32(c, buf, end, lineno, max_line);
+    if (use_avx2 > 0) return scan32(c, buf, end, lineno, max_line);
 #endif
     return scan16(c, buf, end, lineno, max_line);
 }
@@ -736,20 +744,9 @@ static int finish(ctx_t *c) {
 }
 
 static void start(ctx_t *c, int64_t year) {
-    if (!cls['\n']) init_cls();
     c->year = year;
     c->iteration = c->max_iter = -1;
     c->lr = NAN;
-}
-
-/* Scan buf[0:len) (whole lines: len is just past the last newline). 0: the tables are built; else declined. */
-int ls_scan(void *vc, const char *buf, int64_t len, int64_t year, int64_t max_line) {
-    ctx_t *c = vc;
-    start(c, year);
-    if (len <= 0 || buf[len - 1] != '\n') DECLINE(0);
-    int64_t lineno = 0;
-    int r = scan_lines(c, buf, buf + len, &lineno, max_line);
-    return r ? r : finish(c);
 }
 
 /* Read the file at path to its end in blocks (memory: one block, not the file) and scan its whole lines.
@@ -907,11 +904,13 @@ static char *put_text(char *o, const char *s, size_t n, int json) {
 int ls_write(void *vc, int64_t t, int64_t json, const char *path) {
     ctx_t *c = vc;
     table_t *tb = &c->t[t];
-    int seg = c->segment > 0;
+    int seg = c->segment > 0, bad = 0;
+    FILE *fh = fopen(path, "ab");
+    if (!fh) return 3;
     obuf o = {0};
     size_t per_row = 80 + 3 + (size_t)tb->ncols * 260;
-    for (int64_t i = 0; i < tb->n; i++) {
-        if (!ob_reserve(&o, per_row)) { free(o.p); return LS_NOMEM; }
+    for (int64_t i = 0; i < tb->n && !bad; i++) {
+        if (!ob_reserve(&o, per_row)) { bad = LS_NOMEM; break; }
         char *w = o.p + o.n;
         if (json) *w++ = '[';
         w = put_int(w, tb->it[i]);
@@ -930,13 +929,15 @@ int ls_write(void *vc, int64_t t, int64_t json, const char *path) {
         if (json) { *w++ = ']'; if (i + 1 < tb->n) *w++ = ','; *w++ = '\n'; }
         else { *w++ = '\r'; *w++ = '\n'; }
         o.n = (size_t)(w - o.p);
+        if (o.n >= (1u << 20)) {  /* write in 1 MB pieces: memory stays small */
+            if (fwrite(o.p, 1, o.n, fh) != o.n) bad = 3;
+            o.n = 0;
+        }
     }
-    FILE *fh = fopen(path, "ab");
-    if (!fh) { free(o.p); return 3; }
-    size_t put = o.n ? fwrite(o.p, 1, o.n, fh) : 0;
-    int bad = fclose(fh) != 0 || put != o.n;
+    if (!bad && o.n && fwrite(o.p, 1, o.n, fh) != o.n) bad = 3;
+    if (fclose(fh) != 0 && !bad) bad = 3;
     free(o.p);
-    return bad ? 3 : LS_OK;
+    return bad;
 }
 
 /* The number reader on its own (tests compare it with Python's float()): 1 and *v, or 0 outside the grammar. */
