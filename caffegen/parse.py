@@ -994,8 +994,8 @@ def _native_scan(path: Path, year: int) -> Curves | None:
         return None
     partial = tail[whole_end - start:].decode()
     if (partial.startswith("F") or _NO in partial or any(m in partial for m in _RARE_LINE)
-            or any(b in partial for b in _PARTIAL_BAD)):
-        return None
+            or any(b in partial for b in _PARTIAL_BAD) or partial.count("Iteration ") > 1):
+        return None  # (the per-line path reads every head of a cut line but its last)
     info, dinfo = (ctypes.c_int64 * 11)(), (ctypes.c_double * 2)()
     lib.ls_info(scan.ctx, info, dinfo)
     n_train, n_test, nc_train, nc_test, segment, max_iter, has_start, start_us, max_month, nonfinite, nloss = info
@@ -1120,6 +1120,7 @@ def _scan_columns(raw: bytes, year: int) -> Curves:
     _need(nl >= 0)
     partial = raw[nl + 1:].decode()
     _need(not partial.startswith("F") and _NO not in partial and not any(m in partial for m in _RARE_LINE))
+    _need(partial.count("Iteration ") <= 1)  # the per-line path reads every head of a cut line but its last
     lines = pl.read_csv(raw[:nl + 1], has_header=False, separator="\x01", quote_char=None,
                         schema={"l": pl.String}, raise_if_empty=False)
     l = pl.col("l")

@@ -451,6 +451,9 @@ ODD_EDITS_MORE = [
     lambda t: t.replace("Test net output #1: accuracy_at_5", "Train net output #1: accuracy_at_5", 1),
     lambda t: t + "I20261123 18:46:13.000000 10132 solver.cpp:1] Iteration 99, lr = 0.5",  # cut last line
     lambda t: t.replace("\n", "\n\n"),
+    lambda t: t.replace("Iteration 5, loss = 2.13985", "Iteration 5, loss = "),  # no value: no loss
+    # a cut last line with two heads: the per-line path reads the first one
+    lambda t: t + "I20261123 18:46:13.000000 10132 solver.cpp:231] Iteration 50, loss = 1 Iteration 51, lr",
 ]
 
 
@@ -647,11 +650,11 @@ _REAL_TEXT = st.one_of(
 
 
 @settings(max_examples=500, deadline=None)
-@given(_REAL_TEXT, st.lists(_EDIT, max_size=3), st.booleans())
-def test_native_scanner_agrees_on_real_lines_in_any_order_with_ascii_edits(lines, edits, yearless):
+@given(_REAL_TEXT, st.lists(_EDIT, max_size=3), st.booleans(), st.booleans())
+def test_native_scanner_agrees_on_real_lines_in_any_order_with_ascii_edits(lines, edits, yearless, cut):
     """Real lines in any order (iterations going back, outputs before heads, Solving anywhere, timestamps
-    jumping) or stretches of real logs, with ASCII edits made of the very tokens the scanner looks for: it
-    declines or agrees."""
+    jumping) or stretches of real logs, with ASCII edits made of the very tokens the scanner looks for, the
+    last line cut or not: it declines or agrees."""
     import tempfile
 
     import caffegen.parse as parse_mod
@@ -662,7 +665,7 @@ def test_native_scanner_agrees_on_real_lines_in_any_order_with_ascii_edits(lines
     for at, pos, junk in edits:
         line = lines[at % len(lines)]
         lines[at % len(lines)] = line[:pos] + junk + line[pos + len(junk):]
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + ("" if cut else "\n")
     if yearless:
         text = re.sub(r"^([IWEF])\d{4}(\d{4} )", r"\1\2", text, flags=re.M)
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:

@@ -216,7 +216,7 @@ static int store_text(ctx_t *c, const char *s, size_t n, double v, int flags, ui
 /* A number at s[0:n): 1 and *v (and where its written text is, when off is given), 0 when outside the
  * grammar, -1 out of memory. The same text as last time in this cache is neither read nor stored again. */
 static int number(ctx_t *c, numcache_t *k, const char *s, size_t n, double *v, uint32_t *off, uint8_t *len) {
-    if (k->n != n || memcmp(k->text, s, n)) {
+    if (n == 0 || k->n != n || memcmp(k->text, s, n)) {  /* (an empty text is never a number) */
         if (!parse_num(s, n, &k->v, &k->flags)) return 0;
         memcpy(k->text, s, n);
         k->n = n;
