@@ -17,7 +17,13 @@ loop per match then does what the handlers would have done. It is taken only whe
 and every `` net output #`` of the buffer lies in a match (checked before anything changes), so it gives
 the same rows; otherwise the buffer takes the slow path.
 
-The columnar path (:func:`_columnar`): a log file of ``COLUMNAR_MIN`` to ``COLUMNAR_MAX`` bytes is first read
+The native path (:func:`_native_scan`): a log file of ``NATIVE_MIN`` bytes or more is first offered to a small C
+scanner of our own (``caffegen/native/logscan.c``, built into the cache with the system compiler, loaded through
+ctypes), which runs the same per-line state machine over the bytes in one pass and keeps its tables in C memory
+(rows on demand; ``write_outputs`` has C write them). It declines (None) whatever it does not model exactly,
+and without a compiler it is simply not there; then the paths below read the file.
+
+The columnar path (:func:`_columnar`): a log file of ``COLUMNAR_MIN`` to ``COLUMNAR_MAX`` bytes is then read
 whole with polars (compiled string kernels: one column of lines, literal finds/slices/casts) and numpy (the state machine
 as ``cumsum``/``searchsorted``), and its tables stay columnar, so writing them costs no Python object per
 cell. It declines (returns None, and the per-line machinery above reads the file) whenever the log holds
@@ -973,7 +979,7 @@ _PARTIAL_BAD = ("\r", "\0")
 def _native_scan(path: Path, year: int) -> Curves | None:
     """The whole log in one pass of ``caffegen/native/logscan.c``: the curves, or None when the library cannot
     be had or the scanner declines (anything it does not model exactly; see the comment atop logscan.c). C
-    reads the file in 8 MB blocks (memory: one block plus the cells, not the file). The tables stay in C
+    reads the file in 256 KB blocks (memory: one block plus the cells, not the file). The tables stay in C
     memory: ``Table`` reads columns from them on demand and ``write_outputs`` has C write the rows, from each
     number's own text in the log."""
     from . import native
