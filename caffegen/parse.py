@@ -17,7 +17,13 @@ loop per match then does what the handlers would have done. It is taken only whe
 and every `` net output #`` of the buffer lies in a match (checked before anything changes), so it gives
 the same rows; otherwise the buffer takes the slow path.
 
-The columnar path (:func:`_columnar`): a log file of ``COLUMNAR_MIN`` to ``COLUMNAR_MAX`` bytes is first read
+The native path (:func:`_native_scan`): a log file of ``NATIVE_MIN`` bytes or more is first offered to a small C
+scanner of our own (``caffegen/native/logscan.c``, built into the cache with the system compiler, loaded through
+ctypes), which runs the same per-line state machine over the bytes in one pass and keeps its tables in C memory
+(rows on demand; ``write_outputs`` has C write them). It declines (None) whatever it does not model exactly,
+and without a compiler it is simply not there; then the paths below read the file.
+
+The columnar path (:func:`_columnar`): a log file of ``COLUMNAR_MIN`` to ``COLUMNAR_MAX`` bytes is then read
 whole with polars (compiled string kernels: one column of lines, literal finds/slices/casts) and numpy (the state machine
 as ``cumsum``/``searchsorted``), and its tables stay columnar, so writing them costs no Python object per
 cell. It declines (returns None, and the per-line machinery above reads the file) whenever the log holds
@@ -33,6 +39,7 @@ odd content: unreadable numbers become missing cells, odd lines are skipped.
 from __future__ import annotations
 
 import csv
+import ctypes
 import datetime as _dt
 import gc
 import json
@@ -40,6 +47,7 @@ import math
 import operator
 import os
 import re
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +120,7 @@ class Table:
         self.columns: list[str] = list(columns) if columns else list(BASE_COLUMNS)
         self._rows: list[dict] | None = rows if rows is not None else []
         self._frame = None  # a polars DataFrame (one column per name, null = no value) when built columnar
+        self._native: _NativeTable | None = None  # the native scanner's columns (see _native_scan)
 
     @classmethod
     def _from_frame(cls, columns: list[str], frame) -> "Table":
@@ -119,8 +128,24 @@ class Table:
         table._rows, table._frame = None, frame
         return table
 
+    @classmethod
+    def _from_native(cls, native: "_NativeTable") -> "Table":
+        table = cls(native.columns)
+        table._rows, table._native = None, native
+        return table
+
+    def __getstate__(self) -> dict:  # a pickled/deep-copied table holds rows, not the scanner's C memory
+        if self._native is not None:
+            self.rows  # noqa: B018 (materialise)
+        return self.__dict__.copy()
+
     @property
     def rows(self) -> list[dict]:
+        if self._rows is None and self._native is not None:  # native: rows on demand, as below
+            native, self._native = self._native, None
+            names = [c for c in self.columns if c in native.index]
+            cols = [native.column(c) for c in names]
+            self._rows = [{k: v for k, v in zip(names, vals) if v is not None} for vals in zip(*cols)]
         if self._rows is None:  # columnar: rows on demand, keys only for cells the log had
             frame, self._frame = self._frame, None
             names = [c for c in self.columns if c in frame.columns]
@@ -130,16 +155,20 @@ class Table:
 
     @rows.setter
     def rows(self, rows: list[dict]) -> None:
-        self._rows, self._frame = rows, None
+        self._rows, self._frame, self._native = rows, None, None
 
     def __len__(self) -> int:
-        return self._frame.height if self._rows is None else len(self._rows)
+        if self._rows is None:
+            return self._native.n if self._native is not None else self._frame.height
+        return len(self._rows)
 
     def __repr__(self) -> str:
         return f"Table(columns={self.columns!r}, rows={len(self)})"
 
     def column(self, name: str) -> list:
         """One column as a list (``None`` where missing)."""
+        if self._native is not None:
+            return self._native.column(name) if name in self._native.index else [None] * len(self)
         if self._rows is None:
             return self._frame[name].to_list() if name in self._frame.columns else [None] * len(self)
         return [r.get(name) for r in self._rows]
@@ -150,6 +179,11 @@ class Table:
 
     def series(self, name: str) -> list[tuple[int, float]]:
         """(iteration, value) pairs of one column, rows lacking it skipped; nan/inf kept."""
+        if self._native is not None:
+            if name not in self._native.index:
+                return []
+            return [(it, v) for it, v in zip(self._native.column("NumIters"), self._native.column(name))
+                    if v is not None]
         if self._rows is None:
             if name not in self._frame.columns:
                 return []
@@ -159,7 +193,9 @@ class Table:
 
     def _final_best(self, name: str) -> tuple[float | None, tuple[float, int] | None]:
         """The last value of a column and its best (:func:`_best`), from the columns when there are any."""
-        if self._rows is not None or name not in self._frame.columns:
+        if self._native is not None and self._native.index.get(name, (0, -1)) >= (1, 0):  # a net-output column
+            return self._native.final_best(name, is_loss_metric(name))
+        if self._rows is not None or self._native is not None or name not in self._frame.columns:
             ser = self.series(name)
             return (ser[-1][1] if ser else None), _best(ser, name)
         import polars as pl
@@ -181,6 +217,11 @@ class Table:
         Numbers are written by polars (shortest text that reads back as the same float; ``0.00001`` where
         Python would write ``1e-05``); a table holding anything but numbers goes through the csv module."""
         path = Path(path)
+        if self._native is not None and self.columns == self._native.columns:  # the C writer, from the log's text
+            with path.open("w", newline="") as fh:
+                csv.writer(fh).writerow(self.columns)
+            self._native.write(path, json=False)
+            return path
         frame = self._number_frame()
         if frame is None:
             with path.open("w", newline="") as fh:
@@ -198,7 +239,7 @@ class Table:
 
     def to_json(self) -> dict:
         """Strict JSON: nonfinite numbers as the strings ``"nan"``, ``"inf"``, ``"-inf"``; missing as null."""
-        if self._rows is None:
+        if self._rows is None or self._native is not None:
             cols = [self.column(c) for c in self.columns]
             return {"columns": list(self.columns), "rows": [[_json_num(v) for v in vals] for vals in zip(*cols)]}
         return {"columns": list(self.columns),
@@ -221,6 +262,8 @@ class Table:
         is not a number (a Table built by hand can hold anything)."""
         import polars as pl
 
+        if self._native is not None:
+            self.rows  # noqa: B018 (columns edited by hand: the rows are the table from here on)
         if self._rows is None:
             frame = self._frame
             return frame.select([pl.col(c) if c in frame.columns else pl.lit(None, pl.Float64).alias(c)
@@ -878,14 +921,20 @@ def _default_year(path: Path | None) -> int:
 
 def parse_log(source: str | Path | Iterable[str], *, year: int | None = None) -> Curves:
     """Parse a Caffe log (a path, or an iterable of lines) into :class:`Curves`. Streams (constant memory
-    besides the rows), except that a file of 4-128 MB is read whole by the faster columnar scanner. ``year`` is used for glog prefixes without one (default: the file's ctime year)."""
+    besides the rows); a file of 1 MB or more is first offered to the native scanner (which streams it too), and
+    one of 4-128 MB, if that declines, is read whole by the columnar scanner. ``year`` is used for glog prefixes without one (default: the file's ctime year)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise InputError(f"no such log file: {path}")
         builder = _Builder(year or _default_year(path))
         try:
-            if COLUMNAR_MIN <= path.stat().st_size <= COLUMNAR_MAX:  # big: read at once, columnar scanner first
+            size = path.stat().st_size
+            if size >= NATIVE_MIN:  # big: the native scanner first (it streams the file)
+                curves = _native_scan(path, builder.clock.year)
+                if curves is not None:
+                    return curves
+            if COLUMNAR_MIN <= size <= COLUMNAR_MAX:  # then the columnar scanner (reads the file whole)
                 curves = _columnar(path.read_bytes(), builder.clock.year)
                 if curves is not None:
                     return curves
@@ -918,8 +967,118 @@ def write_outputs(curves: Curves, log_path: str | Path, out_dir: str | Path) -> 
     base = Path(log_path).name
     js = out / f"{base}.json"
     written = [curves.train.to_csv(out / f"{base}.train"), curves.test.to_csv(out / f"{base}.test")]
-    js.write_text(_json_text(curves))
+    _write_json(curves, js)
     return written + [js]
+
+
+# --------------------------------------------------------------------------------- the native path
+NATIVE_MIN = 1 << 20  # bytes: a log file this big is first offered to the native scanner (caffegen/native)
+_PARTIAL_BAD = ("\r", "\0")
+
+
+def _native_scan(path: Path, year: int) -> Curves | None:
+    """The whole log in one pass of ``caffegen/native/logscan.c``: the curves, or None when the library cannot
+    be had or the scanner declines (anything it does not model exactly; see the comment atop logscan.c). C
+    reads the file in 256 KB blocks (memory: one block plus the cells, not the file). The tables stay in C
+    memory: ``Table`` reads columns from them on demand and ``write_outputs`` has C write the rows, from each
+    number's own text in the log."""
+    from . import native
+
+    lib = native.load()
+    if lib is None:
+        return None
+    scan = _Scan(lib)
+    pos = (ctypes.c_int64 * 2)()
+    if lib.ls_scan_file(scan.ctx, os.fsencode(path), year, CHUNK, pos) != 0:
+        return None
+    total, whole_end = pos
+    start = max(0, min(whole_end, total - 4096))
+    with path.open("rb") as fh:  # the unterminated last line and the last 4 KB, as the scan read them
+        fh.seek(start)
+        tail = fh.read(total - start)
+    if len(tail) != total - start or not tail.isascii():
+        return None
+    partial = tail[whole_end - start:].decode()
+    if (partial.startswith("F") or _NO in partial or any(m in partial for m in _RARE_LINE)
+            or any(b in partial for b in _PARTIAL_BAD) or partial.count("Iteration ") > 1):
+        return None  # (the per-line path reads every head of a cut line but its last)
+    info, dinfo = (ctypes.c_int64 * 11)(), (ctypes.c_double * 2)()
+    lib.ls_info(scan.ctx, info, dinfo)
+    n_train, n_test, nc_train, nc_test, segment, max_iter, has_start, start_us, max_month, nonfinite, nloss = info
+    clock = _Clock(year)
+    clock.last_month = max_month
+    clock.start_us = start_us if has_start else None
+    clock.last_us = _end_micros(clock, tail[-4096:].decode(), total <= 4096)
+    if clock.year != year:  # the last lines went back a month: a year roll-over is the per-line path's business
+        return None
+    its, vals = array("q", bytes(8 * nloss)), array("d", bytes(8 * nloss))
+    if nloss:
+        lib.ls_loss(scan.ctx, (ctypes.c_int64 * nloss).from_buffer(its), (ctypes.c_double * nloss).from_buffer(vals))
+    tables = []
+    for t, (n, ncols) in enumerate(((n_train, nc_train), (n_test, nc_test))):
+        outs = [lib.ls_colname(scan.ctx, t, k).decode() for k in range(ncols)]
+        tables.append(Table._from_native(_NativeTable(scan, t, n, outs, segment > 0)))
+    after = partial.rpartition("Iteration ")
+    truncated = (("Iteration " + after[2]) if after[2] else None) if after[1] else (partial or None)
+    return Curves(train=tables[0], test=tables[1], segments=segment + 1, fatal_line=None, truncated_tail=truncated,
+                  max_iter_seen=max_iter, seconds=clock.elapsed,
+                  first_loss=dinfo[0] if nloss else None, last_loss=dinfo[1] if nloss else None,
+                  nonfinite=bool(nonfinite), loss_log=_Pairs(its, vals))
+
+
+class _Scan:
+    """One native scan's C memory (freed with the last table that reads it)."""
+
+    def __init__(self, lib):
+        self.lib, self.ctx = lib, lib.ls_new()
+        if not self.ctx:
+            raise MemoryError("native log scanner")
+
+    def __del__(self):
+        ctx, self.ctx = getattr(self, "ctx", None), None
+        if ctx:
+            self.lib.ls_free(ctx)
+
+
+class _NativeTable:
+    """One table of a :class:`_Scan`: its column names, and each column read out of C on demand."""
+
+    def __init__(self, scan: _Scan, t: int, n: int, outs: list[str], segment: bool):
+        self.scan, self.t, self.n = scan, t, n
+        self.columns = list(BASE_COLUMNS) + outs + (["Segment"] if segment else [])
+        # name -> (0 int / 1 float, index for ls_fetch_*): NumIters 0, Segment 1; Seconds -2, LearningRate -1
+        self.index = {"NumIters": (0, 0), "Seconds": (1, -2), "LearningRate": (1, -1),
+                      **{name: (1, k) for k, name in enumerate(outs)}}
+        if segment:
+            self.index["Segment"] = (0, 1)
+
+    def column(self, name: str) -> list:
+        kind, k = self.index[name]
+        n, lib, ctx = self.n, self.scan.lib, self.scan.ctx
+        if not n:
+            return []
+        if kind == 0:
+            out = array("q", bytes(8 * n))
+            lib.ls_fetch_int(ctx, self.t, k, (ctypes.c_int64 * n).from_buffer(out))
+            return out.tolist()
+        vals, present = array("d", bytes(8 * n)), bytearray(n)
+        lib.ls_fetch_float(ctx, self.t, k, (ctypes.c_double * n).from_buffer(vals),
+                           (ctypes.c_uint8 * n).from_buffer(present))
+        if present.count(0) == 0:
+            return vals.tolist()
+        return [v if p else None for v, p in zip(vals.tolist(), present)]
+
+    def final_best(self, name: str, lower: bool) -> tuple[float | None, tuple[float, int] | None]:
+        flags, vals, at = (ctypes.c_int64 * 2)(), (ctypes.c_double * 2)(), ctypes.c_int64()
+        self.scan.lib.ls_final_best(self.scan.ctx, self.t, self.index[name][1], int(lower), flags, vals,
+                                    ctypes.byref(at))
+        return (vals[0] if flags[0] else None), ((vals[1], at.value) if flags[1] else None)
+
+    def write(self, path: Path, json: bool) -> None:
+        """Append the rows to ``path``: CSV lines, or JSON arrays one a line."""
+        rc = self.scan.lib.ls_write(self.scan.ctx, self.t, int(json), os.fsencode(path))
+        if rc:
+            raise OSError(f"cannot write {path} (native writer: {rc})")
 
 
 # ------------------------------------------------------------------------------- the columnar path
@@ -967,6 +1126,7 @@ def _scan_columns(raw: bytes, year: int) -> Curves:
     _need(nl >= 0)
     partial = raw[nl + 1:].decode()
     _need(not partial.startswith("F") and _NO not in partial and not any(m in partial for m in _RARE_LINE))
+    _need(partial.count("Iteration ") <= 1)  # the per-line path reads every head of a cut line but its last
     lines = pl.read_csv(raw[:nl + 1], has_header=False, separator="\x01", quote_char=None,
                         schema={"l": pl.String}, raise_if_empty=False)
     l = pl.col("l")
@@ -1201,6 +1361,28 @@ def _json_text(curves: Curves) -> str:
         parts.append(f',\n "{name}": {{\n  "columns": {json.dumps(table.columns)},\n  "rows": [\n'
                      + rows + ("\n" if rows else "") + "  ]\n }")
     return "".join(parts) + "\n}\n"
+
+
+def _write_json(curves: Curves, path: Path) -> None:
+    """Write :func:`_json_text` to ``path``; the rows of native tables are appended by the C writer."""
+    if not any(t._native is not None and t.columns == t._native.columns for t in (curves.train, curves.test)):
+        path.write_text(_json_text(curves))
+        return
+    head = json.dumps(curves._json_head(), indent=1, allow_nan=False)
+    pending, mode = head[:-2], "w"  # without the closing "\n}"
+    for name, table in (("train", curves.train), ("test", curves.test)):
+        pending += f',\n "{name}": {{\n  "columns": {json.dumps(table.columns)},\n  "rows": [\n'
+        if table._native is not None and table.columns == table._native.columns:
+            with path.open(mode) as fh:
+                fh.write(pending)
+            mode = "a"
+            table._native.write(path, json=True)  # one row a line, the last with its newline
+            pending = "  ]\n }"
+        else:
+            rows = table._json_rows()
+            pending += rows + ("\n" if rows else "") + "  ]\n }"
+    with path.open(mode) as fh:
+        fh.write(pending + "\n}\n")
 
 
 # ----------------------------------------------------------------------------------- front end 2

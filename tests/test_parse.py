@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -255,6 +258,7 @@ def _rows_without_fast_path(source, **kw):
     import caffegen.parse as parse_mod
 
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parse_mod, "NATIVE_MIN", 1 << 62)
         mp.setattr(parse_mod._Builder, "fast", lambda self, text: False)
         return parse_log(source, **kw)
 
@@ -285,6 +289,7 @@ def test_fast_path_reads_a_big_real_log_like_the_per_line_path(tmp_path, monkeyp
 
     taken = []
     real_fast = parse_mod._Builder.fast
+    monkeypatch.setattr(parse_mod, "NATIVE_MIN", 1 << 62)  # the per-chunk fast path reads this 3 MB file
     monkeypatch.setattr(parse_mod._Builder, "fast", lambda self, t: taken.append(real_fast(self, t)) or taken[-1])
     fast = parse_log(log)
     monkeypatch.undo()
@@ -334,34 +339,65 @@ def _per_line(source, **kw):
     import caffegen.parse as parse_mod
 
     with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(parse_mod, "NATIVE_MIN", 1 << 62)
         mp.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62)
         mp.setattr(parse_mod._Builder, "fast", lambda self, text: False)
         return parse_log(source, **kw)
 
 
-def _columnar_taken(log, monkeypatch, **kw):
-    """parse_log(log) with the columnar scanner offered every file; also says whether it took the file."""
+def _native_lib():
+    """The native scanner library, or a skip (with the reason) where this machine cannot build it."""
+    from caffegen import native
+
+    if shutil.which((os.environ.get("CC") or "cc").split()[0]) is None:
+        pytest.skip("no C compiler (cc / $CC): the native scanner cannot be built here")
+    lib = native.load()
+    assert lib is not None, native.last_error  # a compiler exists: the build must work
+    return lib
+
+
+SCANNERS = ["columnar", "native"]
+
+
+def _scanner_taken(scanner, log, monkeypatch, **kw):
+    """parse_log(log) with ``scanner`` (the columnar one or the native one) offered every file and the other one
+    never; also says whether the scanner took the file."""
     import caffegen.parse as parse_mod
 
     taken = []
-    real = parse_mod._columnar
-    monkeypatch.setattr(parse_mod, "COLUMNAR_MIN", 0)
-    monkeypatch.setattr(parse_mod, "_columnar", lambda raw, year: taken.append(real(raw, year)) or taken[-1])
+    if scanner == "native":
+        _native_lib()
+        real = parse_mod._native_scan
+        monkeypatch.setattr(parse_mod, "NATIVE_MIN", 0)
+        monkeypatch.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62)
+        monkeypatch.setattr(parse_mod, "_native_scan", lambda path, year: taken.append(real(path, year)) or taken[-1])
+    else:
+        real = parse_mod._columnar
+        monkeypatch.setattr(parse_mod, "NATIVE_MIN", 1 << 62)
+        monkeypatch.setattr(parse_mod, "COLUMNAR_MIN", 0)
+        monkeypatch.setattr(parse_mod, "_columnar", lambda raw, year: taken.append(real(raw, year)) or taken[-1])
     curves = parse_log(log, **kw)
     monkeypatch.undo()
     return curves, taken[-1] is not None
 
 
+def _columnar_taken(log, monkeypatch, **kw):
+    """parse_log(log) with the columnar scanner offered every file; also says whether it took the file."""
+    return _scanner_taken("columnar", log, monkeypatch, **kw)
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
 @pytest.mark.parametrize("log", REAL + sorted(HANDMADE.glob("*.log")), ids=lambda p: p.name)
-def test_columnar_scanner_reads_every_fixture_like_the_per_line_path(log, monkeypatch):
-    curves, taken = _columnar_taken(log, monkeypatch, year=2025)
+def test_columnar_scanner_reads_every_fixture_like_the_per_line_path(log, scanner, monkeypatch):
+    curves, taken = _scanner_taken(scanner, log, monkeypatch, year=2025)
     assert _same_curves(curves, _per_line(log, year=2025))
     assert curves.train.columns == _per_line(log, year=2025).train.columns
     # it takes every regular log; fatal, year roll-over and "Test score" logs go to the per-line path
     assert taken == (log.name not in {"fatal.log", "bvlc_master.log", "old_test_score.log"})
 
 
-def test_columnar_scanner_reads_a_big_resumed_two_net_log_like_the_per_line_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_columnar_scanner_reads_a_big_resumed_two_net_log_like_the_per_line_path(scanner, tmp_path, monkeypatch):
     """The real two-test-net log repeated (as bench/parse does), a second run appended that goes back in
     iterations, and a cut last line: rows, Segment column, Seconds, lr and truncated tail all as per line."""
     text = (LOGS / "two_test_nets.log").read_text()
@@ -375,14 +411,14 @@ def test_columnar_scanner_reads_a_big_resumed_two_net_log_like_the_per_line_path
     parts.append("I20261123 18:47:01.000001 10132 solver.cpp:231] Iteration 9, loss = 0.5")
     log = tmp_path / "big.log"
     log.write_text("".join(parts))
-    curves, taken = _columnar_taken(log, monkeypatch)
+    curves, taken = _scanner_taken(scanner, log, monkeypatch)
     slow = _per_line(log)
     assert taken and _same_curves(curves, slow)
     assert curves.segments == slow.segments >= 2 and curves.train.columns[-1] == "Segment"
     assert curves.truncated_tail == "Iteration 9, loss = 0.5"
 
 
-@pytest.mark.parametrize("edit", [
+ODD_EDITS = [
     lambda t: t.replace("loss = 1.72949", "loss = 1.7_2949"),  # Python reads 1_7: the scanner does not guess
     lambda t: t.replace("Iteration 3, loss", "Iteration +3, loss"),
     lambda t: t.replace("I20261123 18:46:12.209020", "I20261123 18:46:12.2090x0"),
@@ -396,27 +432,58 @@ def test_columnar_scanner_reads_a_big_resumed_two_net_log_like_the_per_line_path
     lambda t: t.replace("Iteration 10, Testing net (#1)\n",
                         "Iteration 10, Testing net (#1)\nI20261123 18:46:12.2 1 solver.cpp:282] Solving again\n"),
     lambda t: re.sub(r"\n[^\n]*Train net output[^\n]*\n", "\n", t),  # loss lines only: the old layout
-], ids=range(12))
-def test_columnar_scanner_declines_or_agrees_on_odd_text(edit, tmp_path, monkeypatch):
+]
+# more odd text, for the native scanner's own rules (the columnar one is run on them too)
+ODD_EDITS_MORE = [
+    lambda t: t.replace("loss = 1.72949", "loss = 1.72949e-3"),  # an exponent: exact reading, JSON-safe text
+    lambda t: t.replace("loss = 1.75752", "loss = .5"),  # not a JSON number: written from the double
+    lambda t: t.replace("accuracy_at_5 = 1\n", "accuracy_at_5 = 00001234567890123456789.5e-2\n", 1),
+    lambda t: t.replace("loss = 2.13985 (", "loss = inf (").replace("loss = 1.67398", "loss = -inf"),
+    lambda t: t.replace("Iteration 20, Testing net (#0)", "Iteration 20, Testing net (#01)"),
+    lambda t: t.replace("accuracy_at_1 = ", "accuracy_at_1@net1 = ", 1),  # a name that another net's column has
+    lambda t: t.replace("I20261123 18:46:12.209020", "I20261123 18:46:99.209020"),  # seconds as the clock reads them
+    lambda t: t.replace("I20261123 18:46:12.209020", "I20261131 18:46:12.209020"),  # no such day: no Seconds
+    lambda t: t.replace("Iteration 12, lr = 0.01", "Iteration 12, lr = 0.02"),
+    lambda t: t.replace("Iteration 3, loss", "Iteration 3 (default), loss"),
+    lambda t: t.replace("Iteration 3, loss = 1.67398", "Iteration 3"),  # digits only: read without the last one
+    lambda t: t.replace("Solving tiny", "Solving tiny\u00e9"),
+    lambda t: t.replace("] Iteration 5, loss", "] Train net output #0: loss = 3\n] Iteration 5, loss"),
+    lambda t: t.replace("Test net output #1: accuracy_at_5", "Train net output #1: accuracy_at_5", 1),
+    lambda t: t + "I20261123 18:46:13.000000 10132 solver.cpp:1] Iteration 99, lr = 0.5",  # cut last line
+    lambda t: t.replace("\n", "\n\n"),
+    lambda t: t.replace("Iteration 5, loss = 2.13985", "Iteration 5, loss = "),  # no value: no loss
+    # a cut last line with two heads: the per-line path reads the first one
+    lambda t: t + "I20261123 18:46:13.000000 10132 solver.cpp:231] Iteration 50, loss = 1 Iteration 51, lr",
+]
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+@pytest.mark.parametrize("edit", ODD_EDITS + ODD_EDITS_MORE, ids=range(len(ODD_EDITS) + len(ODD_EDITS_MORE)))
+def test_columnar_scanner_declines_or_agrees_on_odd_text(edit, scanner, tmp_path, monkeypatch):
     log = tmp_path / "odd.log"
     log.write_text(edit((LOGS / "two_test_nets.log").read_text()))
-    curves, _taken = _columnar_taken(log, monkeypatch, year=2025)
+    curves, _taken = _scanner_taken(scanner, log, monkeypatch, year=2025)
     assert _same_curves(curves, _per_line(log, year=2025))
+    assert curves.summary().keys() == _per_line(log, year=2025).summary().keys()
 
 
+@pytest.mark.parametrize("scanner", SCANNERS)
 @settings(max_examples=120, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(LINES), st.integers(0, 200), st.text(max_size=8)), min_size=1,
                 max_size=60))
-def test_columnar_scanner_agrees_on_mutated_real_lines(edits):
+def test_columnar_scanner_agrees_on_mutated_real_lines(scanner, edits):
     import tempfile
 
     import caffegen.parse as parse_mod
 
+    if scanner == "native":
+        _native_lib()
     lines = [line[:pos] + junk + line[pos + len(junk):] for line, pos, junk in edits]
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         log = Path(tmp) / "m.log"
         log.write_text("\n".join(lines) + "\n", errors="surrogatepass")
-        mp.setattr(parse_mod, "COLUMNAR_MIN", 0)
+        mp.setattr(parse_mod, "NATIVE_MIN", 0 if scanner == "native" else 1 << 62)
+        mp.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62 if scanner == "native" else 0)
         fast = parse_log(log, year=2025)
         mp.undo()
         assert _same_curves(fast, _per_line(log, year=2025))
@@ -433,9 +500,45 @@ def test_polars_reads_a_number_as_python_does_or_not_at_all(text):
         assert same(got, float(text))
 
 
-def test_columnar_table_keeps_the_table_api(tmp_path, monkeypatch):
+def _native_number(lib, text: str):
+    import ctypes
+
+    out = ctypes.c_double()
+    raw = text.encode()
+    return out.value if lib.ls_parse_num(raw, len(raw), ctypes.byref(out)) else None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(alphabet="0123456789.eE+-_naifNIty ", max_size=14),
+                 st.floats().map(repr), st.floats().map(lambda v: f"{v:.6g}"), st.floats().map(lambda v: f"{v:.17e}"),
+                 st.integers(-10 ** 30, 10 ** 30).map(str),
+                 st.tuples(st.integers(0, 10 ** 19), st.integers(0, 25), st.integers(-330, 330))
+                 .map(lambda t: f"{str(t[0])[:t[1]]}.{str(t[0])[t[1]:]}e{t[2]}")))
+def test_native_reads_a_number_as_python_does_or_not_at_all(text):
+    """The native scanner's premise: where it reads a number, Python's float() reads the same one (bit for bit,
+    -0.0 included; nan as nan)."""
+    got = _native_number(_native_lib(), text)
+    if got is not None:
+        want = float(text)
+        assert same(got, want) and math.copysign(1, got) == math.copysign(1, want) or math.isnan(want), text
+
+
+def test_native_number_reader_edges():
+    lib = _native_lib()
+    for text in ("0", "-0", "1e-05", "2.5e+06", "9007199254740993", "0.1", "1e22", "1e23", "4.9e-324", "1e-400",
+                 "1e400", "-1e400", "123456789012345678901234567890", ".5", "5.", "+3", "nan", "-nan", "inf", "-inf",
+                 "1.7976931348623157e308", "2.2250738585072011e-308", "0.30000000000000004"):
+        got = _native_number(lib, text)
+        assert got is not None and same(got, float(text)), text
+        assert math.copysign(1, got) == math.copysign(1, float(text)) or math.isnan(got), text
+    for text in ("", "1_0", "0x10", "NaN", "Infinity", "+nan", "1e", "e5", ".", "-", "1.5.", " 1", "1 ", "1,5"):
+        assert _native_number(lib, text) is None, text
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_columnar_table_keeps_the_table_api(scanner, tmp_path, monkeypatch):
     log = LOGS / "two_test_nets.log"
-    curves, taken = _columnar_taken(log, monkeypatch)
+    curves, taken = _scanner_taken(scanner, log, monkeypatch)
     rows_curves = _per_line(log)
     assert taken and curves.train._rows is None  # columns only, until someone asks for rows
     assert len(curves.test) == len(rows_curves.test) == 4
@@ -451,6 +554,205 @@ def test_columnar_table_keeps_the_table_api(tmp_path, monkeypatch):
     assert curves.train.rows == rows_curves.train.rows  # built on first access...
     curves.train.rows[0]["loss"] = 99.0  # ...and from then on the rows are the table
     assert curves.train.column("loss")[0] == 99.0
+
+
+def _read_back(out: Path, name: str) -> tuple[list[list], dict]:
+    """The written CSVs as numbers (None for an empty cell) and the JSON document."""
+    import json
+
+    tables = []
+    for suffix in ("train", "test"):
+        with open(out / f"{name}.{suffix}", newline="") as fh:
+            rows = list(csv.reader(fh))
+        tables.append([rows[0]] + [[None if v == "" else float(v) for v in row] for row in rows[1:]])
+    return tables, json.loads((out / f"{name}.json").read_text())
+
+
+def _same_cells(a: list, b: list) -> bool:
+    """Same header, then the same numbers row by row."""
+    return a[0] == b[0] and len(a) == len(b) and all(
+        len(x) == len(y) and all(same(u, v) for u, v in zip(x, y)) for x, y in zip(a[1:], b[1:]))
+
+
+@pytest.mark.parametrize("edit", [lambda t: t] + ODD_EDITS_MORE[:5] + [ODD_EDITS[5], ODD_EDITS_MORE[6]], ids=range(8))
+def test_native_outputs_read_back_as_the_per_line_outputs(edit, tmp_path, monkeypatch):
+    """What the C writer writes (the log's own number text, Seconds from whole microseconds) reads back to the
+    same numbers as what the per-line path writes: CSV cell by cell, and the same JSON document."""
+    log = tmp_path / "x.log"
+    text = edit((LOGS / "two_test_nets.log").read_text())
+    log.write_text("".join(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", text)
+                           for k in range(3)))  # resumed twice over: Segment columns too
+    curves, taken = _scanner_taken("native", log, monkeypatch, year=2025)
+    assert taken and curves.segments == 3
+    write_outputs(curves, log, tmp_path / "a")
+    write_outputs(_per_line(log, year=2025), log, tmp_path / "b")
+    (ours, ours_js), (theirs, theirs_js) = _read_back(tmp_path / "a", "x.log"), _read_back(tmp_path / "b", "x.log")
+    assert all(_same_cells(x, y) for x, y in zip(ours, theirs))
+    assert ours_js == theirs_js and ours_js == json.loads(json.dumps(curves.to_json()))
+
+
+def _big_two_net_log(tmp_path: Path, repeats: int, extra: str = "") -> Path:
+    """The real two-test-net log's training part repeated ``repeats`` times (as bench/parse does), ``extra`` in the
+    middle."""
+    lines = (LOGS / "two_test_nets.log").read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "Solving " in line) + 1
+    body = "".join(line for line in lines[start:] if "Optimization Done" not in line)
+    parts = ["".join(lines[:start])]
+    for k in range(repeats):
+        parts.append(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", body))
+        if k == repeats // 2:
+            parts.append(extra)
+    log = tmp_path / "big.log"
+    log.write_text("".join(parts))
+    return log
+
+
+@pytest.mark.parametrize("simd", [0, 1], ids=["16-byte", "32-byte"])
+def test_native_block_scans_read_alike(simd, tmp_path, monkeypatch):
+    """Both block scans (SSE2 16 bytes, AVX2 32 bytes where the CPU has it) on every fixture, the odd text and a
+    log with a line longer than the read block (it grows) and lines across block edges: as per line."""
+    lib = _native_lib()
+    before = lib.ls_simd(-1)
+    try:
+        if lib.ls_simd(simd) != simd:
+            pytest.skip("this CPU has no AVX2")
+        for log in REAL + sorted(HANDMADE.glob("*.log")):
+            curves, taken = _scanner_taken("native", log, monkeypatch, year=2025)
+            assert _same_curves(curves, _per_line(log, year=2025)), log.name
+            assert taken == (log.name not in {"fatal.log", "bvlc_master.log", "old_test_score.log"})
+        for k, edit in enumerate(ODD_EDITS + ODD_EDITS_MORE):
+            log = tmp_path / f"odd{k}.log"
+            log.write_text(edit((LOGS / "two_test_nets.log").read_text()))
+            assert _same_curves(_scanner_taken("native", log, monkeypatch, year=2025)[0], _per_line(log, year=2025))
+        long_line = "I1123 18:46:12.000000 1 x.cpp:1] " + "x = 1 " * 60_000 + "\n"  # 360 KB, no marker
+        log = _big_two_net_log(tmp_path, 40, long_line)
+        curves, taken = _scanner_taken("native", log, monkeypatch)
+        assert taken and _same_curves(curves, _per_line(log))
+        monkeypatch.setattr("caffegen.parse.CHUNK", 300_000)  # now that line is as long as a chunk: declined
+        curves, taken = _scanner_taken("native", log, monkeypatch)
+        assert not taken and _same_curves(curves, _per_line(log))
+    finally:
+        lib.ls_simd(before)
+
+
+ASCII_JUNK = st.lists(st.sampled_from(["Iteration ", " net output #", "loss = ", "lr = ", ", ", " = ", "Testing net (#",
+                                       ")", "Train", "Test", "Solving ", "#", ":", " ", "0", "7", "12", ".", "e-", "nan",
+                                       "-inf", "x", "\t", "F", "fault", "I1123 ", "12:59", "\n"]), max_size=4).map("".join)
+
+
+LOG_LINES = [log.read_text().splitlines() for log in REAL + sorted(HANDMADE.glob("*.log"))]
+_EDIT = st.tuples(st.integers(0, 10 ** 6), st.integers(0, 120), ASCII_JUNK)
+# real lines in any order, or a stretch of a real log as it was written; then a few ASCII edits
+_REAL_TEXT = st.one_of(
+    st.lists(st.sampled_from(LINES), min_size=1, max_size=80),
+    st.tuples(st.sampled_from(LOG_LINES), st.integers(0, 10 ** 6), st.integers(1, 400))
+    .map(lambda t: t[0][t[1] % len(t[0]):][:t[2]]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_REAL_TEXT, st.lists(_EDIT, max_size=3), st.booleans(), st.booleans())
+def test_native_scanner_agrees_on_real_lines_in_any_order_with_ascii_edits(lines, edits, yearless, cut):
+    """Real lines in any order (iterations going back, outputs before heads, Solving anywhere, timestamps
+    jumping) or stretches of real logs, with ASCII edits made of the very tokens the scanner looks for, the
+    last line cut or not: it declines or agrees."""
+    import tempfile
+
+    import caffegen.parse as parse_mod
+    from hypothesis import event
+
+    _native_lib()
+    lines = list(lines)
+    for at, pos, junk in edits:
+        line = lines[at % len(lines)]
+        lines[at % len(lines)] = line[:pos] + junk + line[pos + len(junk):]
+    text = "\n".join(lines) + ("" if cut else "\n")
+    if yearless:
+        text = re.sub(r"^([IWEF])\d{4}(\d{4} )", r"\1\2", text, flags=re.M)
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        log = Path(tmp) / "m.log"
+        log.write_text(text)
+        taken = parse_mod._native_scan(log, 2025) is not None
+        event(f"native scanner took it: {taken}")
+        mp.setattr(parse_mod, "NATIVE_MIN", 0)
+        mp.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62)
+        fast = parse_log(log, year=2025)
+        mp.undo()
+        assert _same_curves(fast, _per_line(log, year=2025))
+
+
+@pytest.mark.parametrize("log", REAL, ids=lambda p: p.name)
+def test_native_scanner_reads_year_less_logs_and_declines_a_year_roll_over(log, tmp_path, monkeypatch):
+    yearless = strip_year(log, tmp_path / log.name)
+    curves, taken = _scanner_taken("native", yearless, monkeypatch, year=2025)
+    assert _same_curves(curves, _per_line(yearless, year=2025))
+    assert taken == (log.name != "fatal.log")
+    text = yearless.read_text()
+    first = re.search(r"^I(\d{4}) ", text, flags=re.M).group(1)
+    for new_date, kind in (("1231", "same year"), ("0131", "month 1 then 11: a roll-over")):
+        cut = len(text) // 2  # the second half a month later, or in December: a year roll-over
+        edited = text[:cut] + re.sub(rf"^I{first} ", f"I{new_date} ", text[cut:], flags=re.M)
+        if kind == "same year":
+            edited = re.sub(rf"^I{first} ", "I1130 ", text[:cut], flags=re.M) + edited[cut:]
+        odd = tmp_path / f"odd_{new_date}.log"
+        odd.write_text(edited)
+        curves, taken = _scanner_taken("native", odd, monkeypatch, year=2025)
+        assert _same_curves(curves, _per_line(odd, year=2025)), kind
+        if kind != "same year" and log.name != "fatal.log":
+            assert not taken  # Nov -> Jan: the per-line path rolls the year over; the scanner leaves it that
+
+
+def test_native_tables_copy_and_pickle_as_rows(monkeypatch):
+    import copy
+    import pickle
+
+    curves, taken = _scanner_taken("native", LOGS / "two_test_nets.log", monkeypatch)
+    assert taken
+    want = _per_line(LOGS / "two_test_nets.log")
+    for other in (copy.deepcopy(curves), pickle.loads(pickle.dumps(curves))):
+        assert other.train.rows == want.train.rows and other.test.rows == want.test.rows
+    assert curves.train.rows == want.train.rows  # the original reads on as before
+
+
+def test_native_outputs_after_edits_are_the_edited_tables(tmp_path, monkeypatch):
+    """Rows edited (or columns added) by a caller are what gets written, not the scanner's cells."""
+    curves, taken = _scanner_taken("native", LOGS / "two_test_nets.log", monkeypatch)
+    assert taken
+    curves.test.rows[0]["loss"] = 42.0
+    curves.train.columns.append("extra")
+    _train_csv, test_csv, js = write_outputs(curves, LOGS / "two_test_nets.log", tmp_path)
+    assert json.loads(js.read_text()) == curves.to_json()
+    assert json.loads(js.read_text())["train"]["columns"][-1] == "extra"
+    with open(test_csv) as fh:
+        assert float(next(csv.DictReader(fh))["loss"]) == 42.0
+
+
+def test_native_build_is_cached_and_reused(tmp_path, monkeypatch):
+    from caffegen import native
+
+    _native_lib()
+    monkeypatch.setenv("CAFFEGEN_CACHE", str(tmp_path))
+    path = native.build()
+    assert path.parent == tmp_path / "native" and path.name.startswith("logscan-") and path.suffix == ".so"
+    stamp = path.stat().st_mtime_ns, path.stat().st_ino
+    assert native.build() == path and (path.stat().st_mtime_ns, path.stat().st_ino) == stamp  # reused, not rebuilt
+    assert native.load() is not None and native.load() is native.load()
+    assert not [p for p in path.parent.iterdir() if p != path]  # no temp file left behind
+    monkeypatch.setenv("CC", "cc -DCAFFEGEN_OTHER_FLAGS")  # another compiler command: another library
+    assert native.library_path() != path
+
+
+def test_native_scanner_is_skipped_cleanly_without_a_compiler(tmp_path, monkeypatch):
+    import caffegen.parse as parse_mod
+    from caffegen import native
+
+    monkeypatch.setenv("CAFFEGEN_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    assert native.load() is None and "unavailable" in native.last_error
+    assert not (tmp_path / "native").exists() or not list((tmp_path / "native").iterdir())
+    monkeypatch.setattr(parse_mod, "NATIVE_MIN", 0)
+    log = LOGS / "two_test_nets.log"
+    curves = parse_log(log, year=2025)  # the next path reads it, without an error
+    assert _same_curves(curves, _per_line(log, year=2025))
 
 
 def test_written_json_is_to_json_and_csv_keeps_nan_and_empty_cells(tmp_path):

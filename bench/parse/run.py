@@ -86,19 +86,57 @@ def import_seconds(module: str) -> float:
                                       check=True).stdout), 3)
 
 
-def peak_rss_mb(log: Path, out: Path, columnar: bool) -> float:
-    """Peak resident memory (MB) of a fresh interpreter doing what ``caffegen parse LOG`` does, with the columnar
-    scanner or with the streaming per-line parser only: what the 4-128 MB columnar window costs in memory."""
+PATHS = {  # which of parse_log's paths a run may take: the others are switched off
+    "native": "",
+    "columnar": "p.NATIVE_MIN = 1 << 62\n",
+    "streaming": "p.NATIVE_MIN = 1 << 62; p.COLUMNAR_MAX = -1\n",
+}
+
+
+def peak_rss_mb(log: Path, out: Path, path: str) -> float:
+    """Peak resident memory (MB) of a fresh interpreter doing what ``caffegen parse LOG`` does, by one path: the
+    native scanner (it streams the file), the columnar one (reads it whole), the streaming per-line parser."""
     import subprocess
 
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report this big parent's
-    code = ("import sys; import caffegen.parse as p\n"
-            f"p.COLUMNAR_MAX = p.COLUMNAR_MAX if {columnar} else -1\n"
+    code = ("import sys; import caffegen.parse as p\n" + PATHS[path] +
             "p.write_outputs(p.parse_log(sys.argv[1]), sys.argv[1], sys.argv[2])\n"
             "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')][0]\n"
             "print(int(hwm.split()[1]) / 1024)")
     return round(float(subprocess.run([sys.executable, "-c", code, str(log), str(out)], capture_output=True,
                                       text=True, check=True).stdout), 1)
+
+
+def path_taken(curves) -> str:
+    if curves.train._native is not None:
+        return "native (caffegen/native/logscan.c)"
+    if curves.train._frame is not None:
+        return "columnar (polars)"
+    return "per-line"
+
+
+def cli_seconds(cmd: list[str], repeat: int) -> float:
+    """Best wall time of a whole command in a fresh process (interpreter start and imports included): what a
+    user who types it waits."""
+    import subprocess
+
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        best = min(best, time.perf_counter() - t0)
+    return round(best, 3)
+
+
+def parse_imports_polars(log: Path, out: Path) -> bool:
+    """Whether ``caffegen parse`` imported polars on this log (the native path does not need it)."""
+    import subprocess
+
+    code = ("import sys; import caffegen.parse as p\n"
+            "p.write_outputs(p.parse_log(sys.argv[1]), sys.argv[1], sys.argv[2])\n"
+            "print('polars' in sys.modules)")
+    return subprocess.run([sys.executable, "-c", code, str(log), str(out)], capture_output=True, text=True,
+                          check=True).stdout.strip() == "True"
 
 
 def same_csv(a: Path, b: Path) -> int:
@@ -123,7 +161,10 @@ def main() -> None:
     args = ap.parse_args()
     import polars  # noqa: F401  (imported before timing, like parse_log.py's own imports)
 
+    from caffegen import native
     from caffegen.parse import parse_log, write_outputs
+
+    lib = native.load()  # built into the cache on first use (make setup builds it): not timed
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -150,8 +191,15 @@ def main() -> None:
         load_after = os.getloadavg()
         assert len(curves.train) == len(train), (len(curves.train), len(train))
         checked = same_csv(ours_dir / "big.log.train", caffe_dir / "big.log.train")
+        cli_ours = cli_seconds([sys.executable, "-m", "caffegen", "parse", str(log), "--out", str(ours_dir)],
+                               args.repeat)
+        cli_caffe = cli_seconds([sys.executable, str(tmp / "caffe_parse_log.py"), str(log), str(caffe_dir)],
+                                args.repeat)
         res = {"lines": n, "bytes": log.stat().st_size, "train_rows": len(train), "test_rows": len(test),
                "train_csv_rows_checked_equal": checked,
+               "caffegen_path": path_taken(curves),
+               "native_scanner": (f"{lib._name} ({'AVX2' if lib.ls_simd(-1) else 'SSE2'} block scan)" if lib
+                                  else native.last_error),
                "timed": {"caffegen": "parse_log(path) + write_outputs (.train, .test, .json)",
                          "parse_log.py": "parse_log(path) + save_csv_files (.train, .test)"},
                "caffegen_s": round(t_ours, 3), "parse_log_py_s": round(t_caffe, 3),
@@ -161,8 +209,10 @@ def main() -> None:
                "loadavg_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
                "cpus": os.cpu_count(),
                "polars_import_s_not_timed_above": import_seconds("polars"),
-               "caffegen_peak_rss_mb": {"columnar": peak_rss_mb(log, ours_dir, True),
-                                        "streaming": peak_rss_mb(log, ours_dir, False)},
+               "caffegen_parse_imports_polars": parse_imports_polars(log, ours_dir),
+               "whole_command_fresh_process_s": {"caffegen parse": cli_ours, "parse_log.py": cli_caffe,
+                                                 "speedup": round(cli_caffe / cli_ours, 2)},
+               "caffegen_peak_rss_mb": {path: peak_rss_mb(log, ours_dir, path) for path in PATHS},
                "parse_log_py": str(caffe_src),
                "python": sys.version.split()[0]}
     print(json.dumps(res, indent=1))

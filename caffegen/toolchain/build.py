@@ -403,6 +403,18 @@ def _gpu_visible() -> bool:
     return proc.returncode == 0 and "GPU" in proc.stdout
 
 
+def _build_native() -> None:
+    """The native log scanner (``caffegen/native/logscan.c``) for ``caffegen parse``: built into the cache here so
+    a fresh machine has it; without a compiler ``caffegen parse`` simply takes its pure-Python paths."""
+    from .. import native
+
+    lib = native.load()
+    if lib is None:
+        print(f"[setup] {native.last_error} (caffegen parse uses its Python paths)")
+    else:
+        print(f"[setup] native log scanner ready ({native.library_path()})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m caffegen.toolchain``: what ``make caffe`` runs (also ``caffegen build-caffe``)."""
     import argparse
@@ -421,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     except BuildError as exc:
         print(f"caffegen: error: {exc}", file=sys.stderr)
         return 1
+    _build_native()
     if gpu and not _gpu_visible():
         # A CUDA pycaffe imports without a GPU, but the CPU build serves this machine better (and
         # `locate()` picks it here too): keep `import caffe` in the virtualenv pointing at that one.
