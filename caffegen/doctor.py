@@ -106,6 +106,13 @@ def run_checks() -> list[Check]:
         checks.append(Check("GPU build", False, "a GPU is here but this Caffe is CPU-only",
                             fix="make setup CAFFE_GPU=1", required=False))
     checks.append(Check("BLAS", inst.blas != "unknown", inst.blas, required=False))
+    from . import native
+
+    lib = native.load()
+    checks.append(Check("log scanner", lib is not None,
+                        f"native: {native.library_path()}" if lib is not None else str(native.last_error),
+                        fix="install a C compiler (apt-get install gcc); caffegen parse still works, slower",
+                        required=False))
     entries = sorted(p.name for p in cache.iterdir() if p.is_dir()) if cache.exists() else []
     checks.append(Check("cache", True, f"{cache} ({len(entries)} build{'s' if len(entries) != 1 else ''}"
                         + (f": {', '.join(entries)}" if entries else "") + ")", required=False))
