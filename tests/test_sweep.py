@@ -142,9 +142,8 @@ def test_sweep_runs_every_variant_and_records_it(tmp_path, caffe_install):
 
 @pytest.mark.caffe
 def test_a_diverging_run_is_killed_within_a_few_display_intervals(tmp_path, caffe_install):
-    spec = write_spec(tmp_path, name="div", max_iter=400, display=5, lrs="[10.0]")
+    spec = write_spec(tmp_path, name="div", max_iter=5000, display=5, lrs="[10.0]")
     spec.write_text(spec.read_text().replace("batchnorm = true", "batchnorm = false"))
-    start = time.time()
     proc = sweep(tmp_path, str(spec), "--no-report")
     assert proc.returncode == 0, proc.stderr
     row = rows(tmp_path / "runs" / "div")["lr10_fixed"]
@@ -152,8 +151,7 @@ def test_a_diverging_run_is_killed_within_a_few_display_intervals(tmp_path, caff
     caught_at = int(re.search(r"at iteration (\d+)", row["reason"]).group(1))
     assert caught_at <= 3 * 5, row                 # caught within its first three display intervals
     assert "loss" in row["reason"]
-    assert row["last_iter"] < 400                  # and stopped: caffe would print nan to the end
-    assert time.time() - start < 120
+    assert row["last_iter"] < 5000                 # and stopped: caffe would print nan to the end
 
 
 @pytest.mark.caffe
