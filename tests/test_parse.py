@@ -41,9 +41,9 @@ def caffe_parse_log(log: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
     It is Python 2 code: one ``print 'Wrote %s'`` statement fails under Python 3, so a copy with that
     single line turned into a function call runs from a temp dir; the cache is left untouched.
     """
-    from caffegen.toolchain.build import BuildFlags, entry_for
+    from caffegen.toolchain.build import caffe_tools_extra
 
-    extra = entry_for(BuildFlags()).source / "tools" / "extra"
+    extra = caffe_tools_extra()
     work = tmp / "caffe_tools"
     work.mkdir(exist_ok=True)
     (work / "extract_seconds.py").write_text((extra / "extract_seconds.py").read_text())

@@ -50,9 +50,9 @@ def build_log(dst: Path, lines: int) -> int:
 
 
 def load_caffe_parse_log(tmp: Path):
-    from caffegen.toolchain.build import BuildFlags, entry_for
+    from caffegen.toolchain.build import caffe_tools_extra
 
-    extra = entry_for(BuildFlags()).source / "tools" / "extra"
+    extra = caffe_tools_extra()
     (tmp / "extract_seconds.py").write_text((extra / "extract_seconds.py").read_text())
     code = (extra / "parse_log.py").read_text().replace("print 'Wrote %s' % output_filename",
                                                          "print('Wrote %s' % output_filename)")

@@ -235,6 +235,32 @@ def prepare_source(archive: Path, dest: Path, flags: BuildFlags) -> list[str]:
     return done
 
 
+def caffe_tools_extra(cache: Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """A folder holding Caffe's own ``parse_log.py`` and ``extract_seconds.py`` (tools/extra): the reference
+    the log parser is tested and benchmarked against. ``$CAFFE_ROOT/tools/extra`` when that Caffe has it,
+    else the cached build's source, else the two files taken from the verified sdist (downloaded once)."""
+    names = ("parse_log.py", "extract_seconds.py")
+    root = os.environ.get("CAFFE_ROOT")
+    candidates = [Path(root) / "tools" / "extra"] if root else []
+    candidates.append(entry_for(BuildFlags(), cache).source / "tools" / "extra")
+    for folder in candidates:
+        if all((folder / n).is_file() for n in names):
+            return folder
+    cache = cache or cache_root()
+    dest = cache / "downloads" / f"{SOURCE_PACKAGE}-{SOURCE_VERSION}-tools-extra"
+    if not all((dest / n).is_file() for n in names):
+        archive = fetch_source(cache, log)
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.name.endswith(tuple(f"/tools/extra/{n}" for n in names)):
+                    data = tar.extractfile(member).read()
+                    tmp = dest / f".{Path(member.name).name}.tmp"
+                    tmp.write_bytes(data)
+                    os.replace(tmp, dest / Path(member.name).name)
+    return dest
+
+
 # ---------------------------------------------------------------- CUDA libraries (GPU builds only)
 
 # cuBLAS and cuRAND are not part of the nvcc-only CUDA install on the build machine; the nvidia-* PyPI
