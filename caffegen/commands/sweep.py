@@ -19,7 +19,7 @@ def _gpus(ctx, param, value: str | None):  # noqa: ARG001
 
 
 @click.command()
-@click.argument("spec", default="default", metavar="SPEC")
+@click.argument("spec", default="default", metavar="[SPEC]")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Sweep folder [default: runs/<spec name>]. Re-running into it resumes.")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None,
@@ -41,9 +41,10 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     """Run `caffe train` for every variant of a sweep spec.
 
     \b
-    SPEC is a TOML file, or `default` (the seed's question: 7 lr_policies x
-    3 base_lr on the embedded demo data, ~10 min on 2 cores) or `smoke`
-    (2 tiny runs). See caffegen/specs/default.toml for a commented example.
+    SPEC is a TOML file [default: default]. `default` is the seed's
+    question, 7 lr_policies x 3 base_lr on the embedded demo data
+    (3.5-8 min on 2 cores); `smoke` is 2 tiny runs. See
+    caffegen/specs/default.toml for a commented example.
 
     \b
     Each run gets runs/NAME/<variant>/ with train_val.prototxt,
