@@ -252,6 +252,26 @@ def test_cli_parse_missing_log_exits_2(tmp_path):
     assert proc.stderr.strip().startswith("caffegen: error: no log at")
 
 
+@pytest.mark.parametrize("command", ["parse", "plot"])
+def test_cli_refuses_a_file_that_is_not_a_caffe_log(command, tmp_path):
+    junk = tmp_path / "photo.jpg"
+    junk.write_bytes(bytes(range(256)) * 4)
+    proc = subprocess.run([sys.executable, "-m", "caffegen", command, str(junk)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("caffegen: error:") == 1 and "not a Caffe log" in proc.stderr
+    assert list(tmp_path.iterdir()) == [junk]   # nothing written
+
+
+def test_cli_parse_accepts_a_log_cut_before_its_first_iteration(tmp_path):
+    head = [ln for ln in (LOGS / "still_improving.log").read_text().splitlines(keepends=True)[:40]
+            if "Iteration" not in ln]
+    log = tmp_path / "just_started.log"
+    log.write_text("".join(head))
+    proc = subprocess.run([sys.executable, "-m", "caffegen", "parse", str(log)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 train rows" in proc.stdout
+
+
 # ------------------------------------------------------------------ the fast path changes nothing
 def _rows_without_fast_path(source, **kw):
     """parse_log with the per-chunk fast path switched off: every line through the per-line handlers."""

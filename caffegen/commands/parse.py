@@ -19,6 +19,14 @@ def _log_of(target: str) -> Path:
     return path
 
 
+def _caffe_curves(path: Path, curves):
+    """The curves, unless the file holds nothing a Caffe run writes (a wrong file is bad input, not 0 rows)."""
+    if not (len(curves.train) or len(curves.test) or curves.fatal_line or curves.seconds is not None):
+        raise InputError(f"{path}: not a Caffe log (no glog line, no 'Iteration N' line); "
+                         "give the output of `caffe train`")
+    return curves
+
+
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else str(v)
 
@@ -42,7 +50,7 @@ def parse(log: str, out_dir: str | None) -> None:
     from ..parse import parse_log, write_outputs
 
     path = _log_of(log)
-    curves = parse_log(path)
+    curves = _caffe_curves(path, parse_log(path))
     written = write_outputs(curves, path, out_dir or path.parent)
     s = curves.summary()
     click.echo(f"{path}: {s['train_rows']} train rows, {s['test_rows']} test rows, "
@@ -78,5 +86,5 @@ def plot(target: str, out_png: str | None, smooth: float, title: str | None) -> 
     path = _log_of(target)
     if out_png is None:
         out_png = str(path.parent / "curves.png") if Path(target).is_dir() else str(path) + ".png"
-    out = plot_curves(parse_log(path), out_png, title=title or str(path), smooth=smooth)
+    out = plot_curves(_caffe_curves(path, parse_log(path)), out_png, title=title or str(path), smooth=smooth)
     click.echo(f"wrote {out}")
