@@ -5,8 +5,13 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from caffegen.errors import CaffeNotFound
+
+# CI machines are shared: slow example generation under load is not a bug, so it must not fail a run.
+settings.register_profile("caffegen", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("caffegen")
 
 
 @pytest.fixture(scope="session")
