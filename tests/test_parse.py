@@ -292,20 +292,25 @@ def _same_curves(a, b) -> bool:
             and a.nonfinite == b.nonfinite and same(a.seconds, b.seconds) and len(a.loss_log) == len(b.loss_log))
 
 
+def _repeated_real_log(copies: int) -> str:
+    """The real two-test-net log with its training part repeated ``copies`` times at increasing iterations
+    (as bench/parse builds its big log)."""
+    lines = (LOGS / "two_test_nets.log").read_text().splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if "Solving " in line) + 1
+    body = "".join(line for line in lines[start:] if "Optimization Done" not in line)
+    parts = ["".join(lines[:start])]
+    for k in range(copies):
+        parts.append(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", body))
+    return "".join(parts)
+
+
 def test_fast_path_reads_a_big_real_log_like_the_per_line_path(tmp_path, monkeypatch):
     """A 3 MB log (the real two-test-net log's training part repeated, as bench/parse does): the fast path is
     taken for most of it and gives the rows, columns and summary of the per-line path."""
     import caffegen.parse as parse_mod
 
-    text = (LOGS / "two_test_nets.log").read_text()
-    lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if "Solving " in line) + 1
-    body = "".join(line for line in lines[start:] if "Optimization Done" not in line)
-    parts = ["".join(lines[:start])]
-    for k in range(250):
-        parts.append(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", body))
     log = tmp_path / "big.log"
-    log.write_text("".join(parts))
+    log.write_text(_repeated_real_log(250))
 
     taken = []
     real_fast = parse_mod._Builder.fast
@@ -420,13 +425,7 @@ def test_columnar_scanner_reads_every_fixture_like_the_per_line_path(log, scanne
 def test_columnar_scanner_reads_a_big_resumed_two_net_log_like_the_per_line_path(scanner, tmp_path, monkeypatch):
     """The real two-test-net log repeated (as bench/parse does), a second run appended that goes back in
     iterations, and a cut last line: rows, Segment column, Seconds, lr and truncated tail all as per line."""
-    text = (LOGS / "two_test_nets.log").read_text()
-    lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if "Solving " in line) + 1
-    body = "".join(line for line in lines[start:] if "Optimization Done" not in line)
-    parts = ["".join(lines[:start])]
-    for k in range(60):
-        parts.append(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", body))
+    parts = [_repeated_real_log(60)]
     parts.append((LOGS / "resumed.log").read_text())  # glog year prefix, its own Solving line
     parts.append("I20261123 18:47:01.000001 10132 solver.cpp:231] Iteration 9, loss = 0.5")
     log = tmp_path / "big.log"
