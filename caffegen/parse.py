@@ -971,6 +971,20 @@ def write_outputs(curves: Curves, log_path: str | Path, out_dir: str | Path) -> 
     return written + [js]
 
 
+# ------------------------------------------------------------ shared by the native and columnar scanners
+def _plain_cut_line(partial: str) -> bool:
+    """The unterminated last line is one the scanners may leave to :func:`_truncated_tail`: no fatal or rare
+    marker, no output, at most one head (the per-line path reads every head of a cut line but its last)."""
+    return not (partial.startswith("F") or _NO in partial or any(m in partial for m in _RARE_LINE)
+                or partial.count("Iteration ") > 1)
+
+
+def _truncated_tail(partial: str) -> str | None:
+    """``Curves.truncated_tail`` of a log whose unterminated last line is ``partial`` (a plain cut line)."""
+    after = partial.rpartition("Iteration ")
+    return (("Iteration " + after[2]) if after[2] else None) if after[1] else (partial or None)
+
+
 # --------------------------------------------------------------------------------- the native path
 NATIVE_MIN = 1 << 20  # bytes: a log file this big is first offered to the native scanner (caffegen/native)
 _PARTIAL_BAD = ("\r", "\0")
@@ -999,9 +1013,8 @@ def _native_scan(path: Path, year: int) -> Curves | None:
     if len(tail) != total - start or not tail.isascii():
         return None
     partial = tail[whole_end - start:].decode()
-    if (partial.startswith("F") or _NO in partial or any(m in partial for m in _RARE_LINE)
-            or any(b in partial for b in _PARTIAL_BAD) or partial.count("Iteration ") > 1):
-        return None  # (the per-line path reads every head of a cut line but its last)
+    if not _plain_cut_line(partial) or any(b in partial for b in _PARTIAL_BAD):
+        return None
     info, dinfo = (ctypes.c_int64 * 11)(), (ctypes.c_double * 2)()
     lib.ls_info(scan.ctx, info, dinfo)
     n_train, n_test, nc_train, nc_test, segment, max_iter, has_start, start_us, max_month, nonfinite, nloss = info
@@ -1018,8 +1031,7 @@ def _native_scan(path: Path, year: int) -> Curves | None:
     for t, (n, ncols) in enumerate(((n_train, nc_train), (n_test, nc_test))):
         outs = [lib.ls_colname(scan.ctx, t, k).decode() for k in range(ncols)]
         tables.append(Table._from_native(_NativeTable(scan, t, n, outs, segment > 0)))
-    after = partial.rpartition("Iteration ")
-    truncated = (("Iteration " + after[2]) if after[2] else None) if after[1] else (partial or None)
+    truncated = _truncated_tail(partial)
     return Curves(train=tables[0], test=tables[1], segments=segment + 1, fatal_line=None, truncated_tail=truncated,
                   max_iter_seen=max_iter, seconds=clock.elapsed,
                   first_loss=dinfo[0] if nloss else None, last_loss=dinfo[1] if nloss else None,
@@ -1125,8 +1137,7 @@ def _scan_columns(raw: bytes, year: int) -> Curves:
     nl = raw.rfind(b"\n")
     _need(nl >= 0)
     partial = raw[nl + 1:].decode()
-    _need(not partial.startswith("F") and _NO not in partial and not any(m in partial for m in _RARE_LINE))
-    _need(partial.count("Iteration ") <= 1)  # the per-line path reads every head of a cut line but its last
+    _need(_plain_cut_line(partial))
     lines = pl.read_csv(raw[:nl + 1], has_header=False, separator="\x01", quote_char=None,
                         schema={"l": pl.String}, raise_if_empty=False)
     l = pl.col("l")
@@ -1317,8 +1328,7 @@ def _scan_columns(raw: bytes, year: int) -> Curves:
         tables.append(Table._from_frame(list(cols), frame))
 
     clock.last_us = _end_micros(clock, raw[-4096:].decode(), len(raw) <= 4096)
-    after = partial.rpartition("Iteration ")
-    truncated = (("Iteration " + after[2]) if after[2] else None) if after[1] else (partial or None)
+    truncated = _truncated_tail(partial)
     return Curves(train=tables[0], test=tables[1], segments=segment + 1, fatal_line=None, truncated_tail=truncated,
                   max_iter_seen=int(h_it.max()), seconds=clock.elapsed,
                   first_loss=float(loss_v[0]) if len(loss_v) else None,
