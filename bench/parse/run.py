@@ -76,14 +76,19 @@ def best_of(fn, repeat: int) -> tuple[float, float, object]:
     return best, best_cpu, result
 
 
+def fresh_python(code: str, *args: Path) -> str:
+    """What ``code`` prints in a fresh interpreter (this one has imported and allocated too much to measure)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def import_seconds(module: str) -> float:
     """Seconds a fresh interpreter takes to import ``module``: a once-per-process cost the timings above leave
     out (they import before timing), but a user's ``caffegen parse`` run pays it."""
-    import subprocess
-
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    return round(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                      check=True).stdout), 3)
+    return round(float(fresh_python(code)), 3)
 
 
 PATHS = {  # which of parse_log's paths a run may take: the others are switched off
@@ -96,15 +101,12 @@ PATHS = {  # which of parse_log's paths a run may take: the others are switched 
 def peak_rss_mb(log: Path, out: Path, path: str) -> float:
     """Peak resident memory (MB) of a fresh interpreter doing what ``caffegen parse LOG`` does, by one path: the
     native scanner (it streams the file), the columnar one (reads it whole), the streaming per-line parser."""
-    import subprocess
-
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report this big parent's
     code = ("import sys; import caffegen.parse as p\n" + PATHS[path] +
             "p.write_outputs(p.parse_log(sys.argv[1]), sys.argv[1], sys.argv[2])\n"
             "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')][0]\n"
             "print(int(hwm.split()[1]) / 1024)")
-    return round(float(subprocess.run([sys.executable, "-c", code, str(log), str(out)], capture_output=True,
-                                      text=True, check=True).stdout), 1)
+    return round(float(fresh_python(code, log, out)), 1)
 
 
 def path_taken(curves) -> str:
@@ -130,13 +132,10 @@ def cli_seconds(cmd: list[str], repeat: int) -> float:
 
 def parse_imports_polars(log: Path, out: Path) -> bool:
     """Whether ``caffegen parse`` imported polars on this log (the native path does not need it)."""
-    import subprocess
-
     code = ("import sys; import caffegen.parse as p\n"
             "p.write_outputs(p.parse_log(sys.argv[1]), sys.argv[1], sys.argv[2])\n"
             "print('polars' in sys.modules)")
-    return subprocess.run([sys.executable, "-c", code, str(log), str(out)], capture_output=True, text=True,
-                          check=True).stdout.strip() == "True"
+    return fresh_python(code, log, out) == "True"
 
 
 def same_csv(a: Path, b: Path) -> int:
