@@ -17,17 +17,17 @@ from .errors import CaffegenError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("doctor", "doctor", "Check the Caffe install: binary, version, pycaffe, GPU, BLAS, cache."),
     "build-caffe": ("doctor", "build_caffe", "Fetch, fix and build Caffe into the cache (what `make caffe` runs)."),
-    "render": ("render", "render", "Write train_val/solver/deploy prototxt for one learning rate."),
-    "solvers": ("render", "solvers", "Write one solver per base_lr x lr_policy into solvers/."),
-    "schedule": ("render", "schedule", "Plot the learning-rate schedule of each policy (Caffe's own math)."),
-    "export": ("render", "export", "Export the net for other tools (Netscope)."),
+    "render": ("prototxt", "render", "Write train_val/solver/deploy prototxt for one learning rate."),
+    "solvers": ("prototxt", "solvers", "Write one solver per base_lr x lr_policy into solvers/."),
+    "schedule": ("prototxt", "schedule", "Plot the learning-rate schedule of each policy (Caffe's own math)."),
+    "export": ("prototxt", "export", "Export the net for other tools (Netscope)."),
     "lists": ("data", "lists", "Turn an image folder (or CSV) into shuffled, stratified list files."),
     "demo-data": ("data", "demo_data", "Generate the deterministic synthetic demo image set."),
     "prepare": ("data", "prepare", "Convert the list files to LMDB with Caffe's convert_imageset."),
     "sweep": ("sweep", "sweep", "Run `caffe train` for every variant of a sweep spec."),
     "status": ("sweep", "status", "Show the state of a sweep, also while it runs."),
-    "parse": ("parse", "parse", "Turn a Caffe training log into train/test CSV and JSON curves."),
-    "plot": ("parse", "plot", "Plot the curves of one run or log."),
+    "parse": ("logs", "parse", "Turn a Caffe training log into train/test CSV and JSON curves."),
+    "plot": ("logs", "plot", "Plot the curves of one run or log."),
     "report": ("report", "report", "Rank and diagnose a finished sweep: HTML, Markdown, CSV."),
 }
 

@@ -6,13 +6,12 @@ must survive to report it.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import CaffeNotFound
+from .paths import cache_root
 from .toolchain import build as _build
 from .toolchain.locate import CaffeInstall, find
 
@@ -24,13 +23,6 @@ class Check:
     detail: str
     fix: str = ""
     required: bool = True
-
-
-def _gpus() -> list[str]:
-    if not shutil.which("nvidia-smi"):
-        return []
-    proc = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return [line.strip() for line in proc.stdout.splitlines() if line.startswith("GPU")] if proc.returncode == 0 else []
 
 
 def _pycaffe_probe(inst: CaffeInstall) -> tuple[bool, str]:
@@ -61,7 +53,7 @@ def _pycaffe_probe(inst: CaffeInstall) -> tuple[bool, str]:
 def run_checks() -> list[Check]:
     """All checks, in the order they are printed."""
     checks: list[Check] = []
-    cache = _build.cache_root() / "caffe"
+    cache = cache_root() / "caffe"
     try:
         inst = find()
     except CaffeNotFound as exc:
@@ -83,7 +75,7 @@ def run_checks() -> list[Check]:
     ok, detail = _pycaffe_probe(inst)
     checks.append(Check("pycaffe (CPU mode)", ok, detail,
                         fix="reinstall caffegen's dependencies (`make setup`) or rebuild Caffe (`make caffe`)"))
-    gpus = _gpus()
+    gpus = _build.visible_gpus()
     gpu_build = inst.gpu_build
     if gpu_build and not gpus:
         mode = "CUDA build; no GPU seen: CPU mode only here (never call caffe.set_mode_gpu() or " \
@@ -106,7 +98,7 @@ def run_checks() -> list[Check]:
         checks.append(Check("GPU build", False, "a GPU is here but this Caffe is CPU-only",
                             fix="make setup CAFFE_GPU=1", required=False))
     checks.append(Check("BLAS", inst.blas != "unknown", inst.blas, required=False))
-    from . import native
+    from .logs import native
 
     lib = native.load()
     checks.append(Check("log scanner", lib is not None,
@@ -137,7 +129,3 @@ def format_checks(checks: list[Check]) -> str:
 def problems(checks: list[Check]) -> list[str]:
     """One line per failed required check, with its fix."""
     return [f"{c.name}: {c.detail} -> fix: {c.fix}" for c in checks if c.required and not c.ok]
-
-
-def cache_path() -> Path:
-    return _build.cache_root()

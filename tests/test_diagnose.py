@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from caffegen.diagnose import Thresholds, diagnose, metric_roles
-from caffegen.parse import parse_log
+from caffegen.report.diagnose import Thresholds, diagnose, metric_roles
+from caffegen.logs import parse_log
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caffegen.parse import LogFollower, parse_log, write_outputs
+from caffegen.logs import LogFollower, parse_log, write_outputs
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 HANDMADE = LOGS / "handmade"
@@ -272,24 +272,57 @@ def test_cli_parse_accepts_a_log_cut_before_its_first_iteration(tmp_path):
     assert "0 train rows" in proc.stdout
 
 
-# ------------------------------------------------------------------ the fast path changes nothing
-def _rows_without_fast_path(source, **kw):
-    """parse_log with the per-chunk fast path switched off: every line through the per-line handlers."""
-    import caffegen.parse as parse_mod
+# ------------------------------------------------------- the lr of a display block that prints none
+NVCAFFE_NO_FIRST_LR = """\
+I20260314 10:00:00.000000  3001 solver.cpp:412] Solving ResNet-50
+I20260314 10:00:02.000000  3001 solver.cpp:376] Iteration 0 (0.9 s), loss = 6.95
+I20260314 10:00:02.000100  3001 solver.cpp:393]     Train net output #0: loss = 6.95 (* 1 = 6.95 loss)
+I20260314 10:01:02.000000  3001 solver.cpp:371] Iteration 100 (1.66 iter/s, 60s/100 iter), 0.2/90ep, loss = 6.5
+I20260314 10:01:02.000100  3001 solver.cpp:393]     Train net output #0: loss = 6.4 (* 1 = 6.4 loss)
+I20260314 10:01:02.000200  3001 sgd_solver.cpp:172] Iteration 100, lr = 0.0999, m = 0.9, wd = 0.0001, gs = 1
+I20260314 10:02:02.000000  3001 solver.cpp:371] Iteration 200 (1.66 iter/s, 60s/100 iter), 0.4/90ep, loss = 6.2
+I20260314 10:02:02.000100  3001 solver.cpp:393]     Train net output #0: loss = 6.1 (* 1 = 6.1 loss)
+I20260314 10:02:02.000200  3001 sgd_solver.cpp:172] Iteration 200, lr = 0.0998, m = 0.9, wd = 0.0001, gs = 1
+I20260314 10:03:02.000000  3001 solver.cpp:371] Iteration 300 (1.66 iter/s, 60s/100 iter), 0.6/90ep, loss = 6.0
+I20260314 10:03:02.000100  3001 solver.cpp:393]     Train net output #0: loss = 5.9 (* 1 = 5.9 loss)
+I20260314 10:03:02.000200  3001 sgd_solver.cpp:172] Iteration 300, lr = 0.0997, m = 0.9, wd = 0.0001, gs = 1
+"""
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(parse_mod, "NATIVE_MIN", 1 << 62)
-        mp.setattr(parse_mod._Builder, "fast", lambda self, text: False)
-        return parse_log(source, **kw)
+
+@pytest.mark.parametrize("engine", ["lines", "native"])
+def test_a_display_block_without_an_lr_line_does_not_cost_the_next_block_its_lr(engine, tmp_path):
+    """NVCaffe's first display prints no ``lr =``: the rows after it still get theirs (it was nan for the second
+    row too), and the first row takes the second's, as parse_log.py fills a leading unknown."""
+    if engine == "native":
+        _native_lib()
+    log = tmp_path / "nv.log"
+    log.write_text(NVCAFFE_NO_FIRST_LR)
+    curves = parse_log(log, engine=engine)
+    assert curves.engine == engine
+    assert [(r["NumIters"], r["LearningRate"]) for r in curves.train.rows] == [
+        (0, 0.0999), (100, 0.0999), (200, 0.0999), (300, 0.0998)]
+    follower = LogFollower()
+    for line in NVCAFFE_NO_FIRST_LR.splitlines():
+        follower.feed(line)
+    assert follower.curves().train.column("LearningRate")[1:] == [0.0999, 0.0999, 0.0998]
+
+
+# ---------------------------------------------------------------- the two engines read alike
+def lines_engine(source, **kw):
+    return parse_log(source, engine="lines", **kw)
 
 
 def _same_curves(a, b) -> bool:
-    return (a.train.columns == b.train.columns and a.test.columns == b.test.columns
+    return (list(a.train.columns) == list(b.train.columns) and list(a.test.columns) == list(b.test.columns)
             and _nan_equal(a.train.rows, b.train.rows) and _nan_equal(a.test.rows, b.test.rows)
             and a.segments == b.segments and a.max_iter_seen == b.max_iter_seen
             and a.fatal_line == b.fatal_line and a.truncated_tail == b.truncated_tail
             and same(a.last_loss, b.last_loss) and same(a.first_loss, b.first_loss)
-            and a.nonfinite == b.nonfinite and same(a.seconds, b.seconds) and len(a.loss_log) == len(b.loss_log))
+            and a.nonfinite == b.nonfinite and same(a.seconds, b.seconds) and _same_pairs(a.loss_log, b.loss_log))
+
+
+def _same_pairs(a, b) -> bool:
+    return len(a) == len(b) and all(i == j and same(u, v) for (i, u), (j, v) in zip(a, b))
 
 
 def _repeated_real_log(copies: int) -> str:
@@ -304,75 +337,25 @@ def _repeated_real_log(copies: int) -> str:
     return "".join(parts)
 
 
-def test_fast_path_reads_a_big_real_log_like_the_per_line_path(tmp_path, monkeypatch):
-    """A 3 MB log (the real two-test-net log's training part repeated, as bench/parse does): the fast path is
-    taken for most of it and gives the rows, columns and summary of the per-line path."""
-    import caffegen.parse as parse_mod
-
+def test_a_big_log_reads_the_same_in_1_mb_chunks_as_line_by_line(tmp_path):
+    """3 MB through the reference (read in 1 MB chunks, so lines straddle chunk edges) and through the follower
+    (one line at a time): the same rows."""
     log = tmp_path / "big.log"
     log.write_text(_repeated_real_log(250))
-
-    taken = []
-    real_fast = parse_mod._Builder.fast
-    monkeypatch.setattr(parse_mod, "NATIVE_MIN", 1 << 62)  # the per-chunk fast path reads this 3 MB file
-    monkeypatch.setattr(parse_mod._Builder, "fast", lambda self, t: taken.append(real_fast(self, t)) or taken[-1])
-    fast = parse_log(log)
-    monkeypatch.undo()
-    assert sum(taken) >= 2  # the fast path did the work (the first MB holds "Solving": per-line path)
-    slow = _rows_without_fast_path(log)
-    assert len(fast.train) == 250 * 30 and _same_curves(fast, slow)
-    assert fast.test.columns[-1] == "loss@net1" and fast.test.rows[-1]["NumIters"] == 249 * 31 + 30
-
-
-@pytest.mark.parametrize("log", REAL + sorted(HANDMADE.glob("*.log")), ids=lambda p: p.name)
-def test_fast_path_on_small_chunks_of_every_fixture(log, monkeypatch):
-    import caffegen.parse as parse_mod
-
-    monkeypatch.setattr(parse_mod, "CHUNK", 700)  # many chunks: the fast path gets its chance on each
-    assert _same_curves(parse_log(log, year=2025), _rows_without_fast_path(log, year=2025))
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(LINES), st.integers(0, 200), st.text(max_size=8)), min_size=1,
-                max_size=60), st.sampled_from([64, 300, 2000]))
-def test_fast_path_agrees_on_mutated_real_lines(edits, chunk):
-    import caffegen.parse as parse_mod
-
-    lines = [line[:pos] + junk + line[pos + len(junk):] for line, pos, junk in edits]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(parse_mod, "CHUNK", chunk)
-        assert _same_curves(parse_log(lines, year=2025), _rows_without_fast_path(lines, year=2025))
-
-
-def test_fast_path_agrees_when_odd_text_sits_before_an_iteration_at_a_chunk_edge():
-    """An output, or a second "Iteration ", in front of an Iteration message belongs to the lines before it:
-    wherever the chunk boundary falls, the fast path must hand that text to the per-line path."""
-    import caffegen.parse as parse_mod
-
-    lines = (LOGS / "two_test_nets.log").read_text().splitlines(keepends=True)
-    for odd in ("Train net output #0: a = 7 ", "Test net output #3: b = -inf ", "Iteration 3 "):
-        edited = [line.replace("] Iteration 12, lr", f"] {odd}Iteration 12, lr") for line in lines]
-        with pytest.MonkeyPatch.context() as mp:
-            for chunk in range(300, 3000, 53):
-                mp.setattr(parse_mod, "CHUNK", chunk)
-                assert _same_curves(parse_log(edited), _rows_without_fast_path(edited)), (odd, chunk)
-
-
-# --------------------------------------------- the columnar scanner (polars) changes nothing either
-def _per_line(source, **kw):
-    """parse_log through the per-line handlers only: no columnar scanner, no per-chunk fast path."""
-    import caffegen.parse as parse_mod
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(parse_mod, "NATIVE_MIN", 1 << 62)
-        mp.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62)
-        mp.setattr(parse_mod._Builder, "fast", lambda self, text: False)
-        return parse_log(source, **kw)
+    whole = lines_engine(log)
+    follower = LogFollower()
+    with open(log) as fh:
+        for line in fh:
+            follower.feed(line)
+    live = follower.curves()
+    assert len(whole.train) == 250 * 30 and whole.engine == "lines"
+    assert _nan_equal(live.train.rows, whole.train.rows) and _nan_equal(live.test.rows, whole.test.rows)
+    assert whole.test.columns[-1] == "loss@net1" and whole.test.rows[-1]["NumIters"] == 249 * 31 + 30
 
 
 def _native_lib():
     """The native scanner library, or a skip (with the reason) where this machine cannot build it."""
-    from caffegen import native
+    from caffegen.logs import native
 
     if shutil.which((os.environ.get("CC") or "cc").split()[0]) is None:
         pytest.skip("no C compiler (cc / $CC): the native scanner cannot be built here")
@@ -381,48 +364,23 @@ def _native_lib():
     return lib
 
 
-SCANNERS = ["columnar", "native"]
+def native_engine(log, **kw):
+    """parse_log with the native scanner offered the file (whatever its size); the curves say who read it."""
+    _native_lib()
+    return parse_log(log, engine="native", **kw)
 
 
-def _scanner_taken(scanner, log, monkeypatch, **kw):
-    """parse_log(log) with ``scanner`` (the columnar one or the native one) offered every file and the other one
-    never; also says whether the scanner took the file."""
-    import caffegen.parse as parse_mod
-
-    taken = []
-    if scanner == "native":
-        _native_lib()
-        real = parse_mod._native_scan
-        monkeypatch.setattr(parse_mod, "NATIVE_MIN", 0)
-        monkeypatch.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62)
-        monkeypatch.setattr(parse_mod, "_native_scan", lambda path, year: taken.append(real(path, year)) or taken[-1])
-    else:
-        real = parse_mod._columnar
-        monkeypatch.setattr(parse_mod, "NATIVE_MIN", 1 << 62)
-        monkeypatch.setattr(parse_mod, "COLUMNAR_MIN", 0)
-        monkeypatch.setattr(parse_mod, "_columnar", lambda raw, year: taken.append(real(raw, year)) or taken[-1])
-    curves = parse_log(log, **kw)
-    monkeypatch.undo()
-    return curves, taken[-1] is not None
+DECLINED = {"fatal.log", "bvlc_master.log", "old_test_score.log"}  # fatal, year roll-over, "Test score" logs
 
 
-def _columnar_taken(log, monkeypatch, **kw):
-    """parse_log(log) with the columnar scanner offered every file; also says whether it took the file."""
-    return _scanner_taken("columnar", log, monkeypatch, **kw)
-
-
-@pytest.mark.parametrize("scanner", SCANNERS)
 @pytest.mark.parametrize("log", REAL + sorted(HANDMADE.glob("*.log")), ids=lambda p: p.name)
-def test_columnar_scanner_reads_every_fixture_like_the_per_line_path(log, scanner, monkeypatch):
-    curves, taken = _scanner_taken(scanner, log, monkeypatch, year=2025)
-    assert _same_curves(curves, _per_line(log, year=2025))
-    assert curves.train.columns == _per_line(log, year=2025).train.columns
-    # it takes every regular log; fatal, year roll-over and "Test score" logs go to the per-line path
-    assert taken == (log.name not in {"fatal.log", "bvlc_master.log", "old_test_score.log"})
+def test_native_scanner_reads_every_fixture_like_the_reference(log):
+    curves = native_engine(log, year=2025)
+    assert _same_curves(curves, lines_engine(log, year=2025))
+    assert curves.engine == ("lines" if log.name in DECLINED else "native")  # it takes every regular log
 
 
-@pytest.mark.parametrize("scanner", SCANNERS)
-def test_columnar_scanner_reads_a_big_resumed_two_net_log_like_the_per_line_path(scanner, tmp_path, monkeypatch):
+def test_native_scanner_reads_a_big_resumed_two_net_log_like_the_reference(tmp_path):
     """The real two-test-net log repeated (as bench/parse does), a second run appended that goes back in
     iterations, and a cut last line: rows, Segment column, Seconds, lr and truncated tail all as per line."""
     parts = [_repeated_real_log(60)]
@@ -430,11 +388,28 @@ def test_columnar_scanner_reads_a_big_resumed_two_net_log_like_the_per_line_path
     parts.append("I20261123 18:47:01.000001 10132 solver.cpp:231] Iteration 9, loss = 0.5")
     log = tmp_path / "big.log"
     log.write_text("".join(parts))
-    curves, taken = _scanner_taken(scanner, log, monkeypatch)
-    slow = _per_line(log)
-    assert taken and _same_curves(curves, slow)
+    curves, slow = native_engine(log), lines_engine(log)
+    assert curves.engine == "native" and _same_curves(curves, slow)
     assert curves.segments == slow.segments >= 2 and curves.train.columns[-1] == "Segment"
     assert curves.truncated_tail == "Iteration 9, loss = 0.5"
+
+
+def test_auto_engine_reads_big_files_natively_and_small_ones_with_the_reference(tmp_path):
+    from caffegen.logs import NATIVE_MIN_BYTES
+
+    _native_lib()
+    small, big = LOGS / "two_test_nets.log", tmp_path / "big.log"
+    big.write_text(_repeated_real_log(250))
+    assert small.stat().st_size < NATIVE_MIN_BYTES <= big.stat().st_size
+    assert parse_log(small).engine == "lines" and parse_log(big).engine == "native"
+    assert parse_log(small.read_text().splitlines()).engine == "lines"  # lines in memory: the reference
+
+
+def test_an_unknown_engine_is_one_input_error():
+    from caffegen.errors import InputError
+
+    with pytest.raises(InputError, match="unknown log engine 'fast'"):
+        parse_log(LOGS / "two_test_nets.log", engine="fast")
 
 
 ODD_EDITS = [
@@ -476,47 +451,28 @@ ODD_EDITS_MORE = [
 ]
 
 
-@pytest.mark.parametrize("scanner", SCANNERS)
+
+
 @pytest.mark.parametrize("edit", ODD_EDITS + ODD_EDITS_MORE, ids=range(len(ODD_EDITS) + len(ODD_EDITS_MORE)))
-def test_columnar_scanner_declines_or_agrees_on_odd_text(edit, scanner, tmp_path, monkeypatch):
+def test_native_scanner_declines_or_agrees_on_odd_text(edit, tmp_path):
     log = tmp_path / "odd.log"
     log.write_text(edit((LOGS / "two_test_nets.log").read_text()))
-    curves, _taken = _scanner_taken(scanner, log, monkeypatch, year=2025)
-    assert _same_curves(curves, _per_line(log, year=2025))
-    assert curves.summary().keys() == _per_line(log, year=2025).summary().keys()
+    curves = native_engine(log, year=2025)
+    assert _same_curves(curves, lines_engine(log, year=2025))
+    assert curves.summary().keys() == lines_engine(log, year=2025).summary().keys()
 
 
-@pytest.mark.parametrize("scanner", SCANNERS)
 @settings(max_examples=120, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(LINES), st.integers(0, 200), st.text(max_size=8)), min_size=1,
                 max_size=60))
-def test_columnar_scanner_agrees_on_mutated_real_lines(scanner, edits):
+def test_native_scanner_agrees_on_mutated_real_lines(edits):
     import tempfile
 
-    import caffegen.parse as parse_mod
-
-    if scanner == "native":
-        _native_lib()
     lines = [line[:pos] + junk + line[pos + len(junk):] for line, pos, junk in edits]
-    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+    with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "m.log"
         log.write_text("\n".join(lines) + "\n", errors="surrogatepass")
-        mp.setattr(parse_mod, "NATIVE_MIN", 0 if scanner == "native" else 1 << 62)
-        mp.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62 if scanner == "native" else 0)
-        fast = parse_log(log, year=2025)
-        mp.undo()
-        assert _same_curves(fast, _per_line(log, year=2025))
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(alphabet="0123456789.eE+-_naifNIty ", max_size=12))
-def test_polars_reads_a_number_as_python_does_or_not_at_all(text):
-    """The scanner's premise: where polars' cast gives a float, Python's float() gives the same one."""
-    import polars as pl
-
-    got = pl.Series([text]).cast(pl.Float64, strict=False)[0]
-    if got is not None:
-        assert same(got, float(text))
+        assert _same_curves(native_engine(log, year=2025), lines_engine(log, year=2025))
 
 
 def _native_number(lib, text: str):
@@ -554,25 +510,26 @@ def test_native_number_reader_edges():
         assert _native_number(lib, text) is None, text
 
 
-@pytest.mark.parametrize("scanner", SCANNERS)
-def test_columnar_table_keeps_the_table_api(scanner, tmp_path, monkeypatch):
+def test_native_table_keeps_the_table_api_and_is_read_only(tmp_path):
     log = LOGS / "two_test_nets.log"
-    curves, taken = _scanner_taken(scanner, log, monkeypatch)
-    rows_curves = _per_line(log)
-    assert taken and curves.train._rows is None  # columns only, until someone asks for rows
+    curves, rows_curves = native_engine(log), lines_engine(log)
+    assert curves.engine == "native"
     assert len(curves.test) == len(rows_curves.test) == 4
     assert curves.test.column("loss@net1") == rows_curves.test.column("loss@net1")
     assert curves.test.series("accuracy_at_1") == rows_curves.test.series("accuracy_at_1")
     assert curves.test.metrics() == rows_curves.test.metrics() and curves.summary() == rows_curves.summary()
     assert curves.train.to_json() == rows_curves.train.to_json()
+    assert curves.train.rows == rows_curves.train.rows and curves.train.rows is curves.train.rows  # built once
     a, b = tmp_path / "a", tmp_path / "b"
     write_outputs(curves, log, a)
     write_outputs(rows_curves, log, b)
-    for suffix in ("train", "test", "json"):  # the same files from columns as from rows
+    for suffix in ("train", "test", "json"):  # the same files from C memory as from rows
         assert (a / f"two_test_nets.log.{suffix}").read_text() == (b / f"two_test_nets.log.{suffix}").read_text()
-    assert curves.train.rows == rows_curves.train.rows  # built on first access...
-    curves.train.rows[0]["loss"] = 99.0  # ...and from then on the rows are the table
-    assert curves.train.column("loss")[0] == 99.0
+    with pytest.raises(AttributeError):
+        curves.train.columns.append("extra")  # read-only: copy() gives a table to edit
+    edited = curves.train.copy()
+    edited.rows[0]["loss"] = 99.0
+    assert edited.column("loss")[0] == 99.0 and curves.train.column("loss")[0] != 99.0
 
 
 def _read_back(out: Path, name: str) -> tuple[list[list], dict]:
@@ -594,17 +551,17 @@ def _same_cells(a: list, b: list) -> bool:
 
 
 @pytest.mark.parametrize("edit", [lambda t: t] + ODD_EDITS_MORE[:5] + [ODD_EDITS[5], ODD_EDITS_MORE[6]], ids=range(8))
-def test_native_outputs_read_back_as_the_per_line_outputs(edit, tmp_path, monkeypatch):
+def test_native_outputs_read_back_as_the_reference_outputs(edit, tmp_path):
     """What the C writer writes (the log's own number text, Seconds from whole microseconds) reads back to the
-    same numbers as what the per-line path writes: CSV cell by cell, and the same JSON document."""
+    same numbers as what the reference writes: CSV cell by cell, and the same JSON document."""
     log = tmp_path / "x.log"
     text = edit((LOGS / "two_test_nets.log").read_text())
     log.write_text("".join(re.sub(r"Iteration (\d+)", lambda m: f"Iteration {int(m.group(1)) + 31 * k}", text)
                            for k in range(3)))  # resumed twice over: Segment columns too
-    curves, taken = _scanner_taken("native", log, monkeypatch, year=2025)
-    assert taken and curves.segments == 3
+    curves = native_engine(log, year=2025)
+    assert curves.engine == "native" and curves.segments == 3
     write_outputs(curves, log, tmp_path / "a")
-    write_outputs(_per_line(log, year=2025), log, tmp_path / "b")
+    write_outputs(lines_engine(log, year=2025), log, tmp_path / "b")
     (ours, ours_js), (theirs, theirs_js) = _read_back(tmp_path / "a", "x.log"), _read_back(tmp_path / "b", "x.log")
     assert all(_same_cells(x, y) for x, y in zip(ours, theirs))
     assert ours_js == theirs_js and ours_js == json.loads(json.dumps(curves.to_json()))
@@ -627,29 +584,28 @@ def _big_two_net_log(tmp_path: Path, repeats: int, extra: str = "") -> Path:
 
 
 @pytest.mark.parametrize("simd", [0, 1], ids=["16-byte", "32-byte"])
-def test_native_block_scans_read_alike(simd, tmp_path, monkeypatch):
-    """Both block scans (SSE2 16 bytes, AVX2 32 bytes where the CPU has it) on every fixture, the odd text and a
-    log with a line longer than the read block (it grows) and lines across block edges: as per line."""
+def test_native_block_scans_read_alike(simd, tmp_path):
+    """Both block scans (SSE2 16 bytes, AVX2 32 bytes where the CPU has it) on every fixture, the odd text, a log
+    with a line longer than the read block (it grows) and lines across block edges, and a line as long as the
+    reference's read chunk (declined): as the reference reads them."""
     lib = _native_lib()
     before = lib.ls_simd(-1)
     try:
         if lib.ls_simd(simd) != simd:
             pytest.skip("this CPU has no AVX2")
         for log in REAL + sorted(HANDMADE.glob("*.log")):
-            curves, taken = _scanner_taken("native", log, monkeypatch, year=2025)
-            assert _same_curves(curves, _per_line(log, year=2025)), log.name
-            assert taken == (log.name not in {"fatal.log", "bvlc_master.log", "old_test_score.log"})
+            curves = native_engine(log, year=2025)
+            assert _same_curves(curves, lines_engine(log, year=2025)), log.name
+            assert curves.engine == ("lines" if log.name in DECLINED else "native")
         for k, edit in enumerate(ODD_EDITS + ODD_EDITS_MORE):
             log = tmp_path / f"odd{k}.log"
             log.write_text(edit((LOGS / "two_test_nets.log").read_text()))
-            assert _same_curves(_scanner_taken("native", log, monkeypatch, year=2025)[0], _per_line(log, year=2025))
-        long_line = "I1123 18:46:12.000000 1 x.cpp:1] " + "x = 1 " * 60_000 + "\n"  # 360 KB, no marker
-        log = _big_two_net_log(tmp_path, 40, long_line)
-        curves, taken = _scanner_taken("native", log, monkeypatch)
-        assert taken and _same_curves(curves, _per_line(log))
-        monkeypatch.setattr("caffegen.parse.CHUNK", 300_000)  # now that line is as long as a chunk: declined
-        curves, taken = _scanner_taken("native", log, monkeypatch)
-        assert not taken and _same_curves(curves, _per_line(log))
+            assert _same_curves(native_engine(log, year=2025), lines_engine(log, year=2025))
+        for width, taken in ((60_000, True), (180_000, False)):  # 360 KB: read; 1.08 MB >= a 1 MB chunk: declined
+            long_line = "I1123 18:46:12.000000 1 x.cpp:1] " + "x = 1 " * width + "\n"
+            log = _big_two_net_log(tmp_path, 40, long_line)
+            curves = native_engine(log)
+            assert (curves.engine == "native") == taken and _same_curves(curves, lines_engine(log))
     finally:
         lib.ls_simd(before)
 
@@ -676,10 +632,8 @@ def test_native_scanner_agrees_on_real_lines_in_any_order_with_ascii_edits(lines
     last line cut or not: it declines or agrees."""
     import tempfile
 
-    import caffegen.parse as parse_mod
     from hypothesis import event
 
-    _native_lib()
     lines = list(lines)
     for at, pos, junk in edits:
         line = lines[at % len(lines)]
@@ -687,24 +641,20 @@ def test_native_scanner_agrees_on_real_lines_in_any_order_with_ascii_edits(lines
     text = "\n".join(lines) + ("" if cut else "\n")
     if yearless:
         text = re.sub(r"^([IWEF])\d{4}(\d{4} )", r"\1\2", text, flags=re.M)
-    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+    with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "m.log"
         log.write_text(text)
-        taken = parse_mod._native_scan(log, 2025) is not None
-        event(f"native scanner took it: {taken}")
-        mp.setattr(parse_mod, "NATIVE_MIN", 0)
-        mp.setattr(parse_mod, "COLUMNAR_MIN", 1 << 62)
-        fast = parse_log(log, year=2025)
-        mp.undo()
-        assert _same_curves(fast, _per_line(log, year=2025))
+        curves = native_engine(log, year=2025)
+        event(f"read by: {curves.engine}")
+        assert _same_curves(curves, lines_engine(log, year=2025))
 
 
 @pytest.mark.parametrize("log", REAL, ids=lambda p: p.name)
-def test_native_scanner_reads_year_less_logs_and_declines_a_year_roll_over(log, tmp_path, monkeypatch):
+def test_native_scanner_reads_year_less_logs_and_declines_a_year_roll_over(log, tmp_path):
     yearless = strip_year(log, tmp_path / log.name)
-    curves, taken = _scanner_taken("native", yearless, monkeypatch, year=2025)
-    assert _same_curves(curves, _per_line(yearless, year=2025))
-    assert taken == (log.name != "fatal.log")
+    curves = native_engine(yearless, year=2025)
+    assert _same_curves(curves, lines_engine(yearless, year=2025))
+    assert curves.engine == ("lines" if log.name == "fatal.log" else "native")
     text = yearless.read_text()
     first = re.search(r"^I(\d{4}) ", text, flags=re.M).group(1)
     for new_date, kind in (("1231", "same year"), ("0131", "month 1 then 11: a roll-over")):
@@ -714,39 +664,27 @@ def test_native_scanner_reads_year_less_logs_and_declines_a_year_roll_over(log, 
             edited = re.sub(rf"^I{first} ", "I1130 ", text[:cut], flags=re.M) + edited[cut:]
         odd = tmp_path / f"odd_{new_date}.log"
         odd.write_text(edited)
-        curves, taken = _scanner_taken("native", odd, monkeypatch, year=2025)
-        assert _same_curves(curves, _per_line(odd, year=2025)), kind
+        curves = native_engine(odd, year=2025)
+        assert _same_curves(curves, lines_engine(odd, year=2025)), kind
         if kind != "same year" and log.name != "fatal.log":
-            assert not taken  # Nov -> Jan: the per-line path rolls the year over; the scanner leaves it that
+            assert curves.engine == "lines"  # Nov -> Jan: the reference rolls the year over; the scanner leaves it
 
 
-def test_native_tables_copy_and_pickle_as_rows(monkeypatch):
+def test_native_tables_copy_and_pickle_as_rows():
     import copy
     import pickle
 
-    curves, taken = _scanner_taken("native", LOGS / "two_test_nets.log", monkeypatch)
-    assert taken
-    want = _per_line(LOGS / "two_test_nets.log")
+    curves = native_engine(LOGS / "two_test_nets.log")
+    assert curves.engine == "native"
+    want = lines_engine(LOGS / "two_test_nets.log")
     for other in (copy.deepcopy(curves), pickle.loads(pickle.dumps(curves))):
         assert other.train.rows == want.train.rows and other.test.rows == want.test.rows
+        assert _same_pairs(other.loss_log, want.loss_log)
     assert curves.train.rows == want.train.rows  # the original reads on as before
 
 
-def test_native_outputs_after_edits_are_the_edited_tables(tmp_path, monkeypatch):
-    """Rows edited (or columns added) by a caller are what gets written, not the scanner's cells."""
-    curves, taken = _scanner_taken("native", LOGS / "two_test_nets.log", monkeypatch)
-    assert taken
-    curves.test.rows[0]["loss"] = 42.0
-    curves.train.columns.append("extra")
-    _train_csv, test_csv, js = write_outputs(curves, LOGS / "two_test_nets.log", tmp_path)
-    assert json.loads(js.read_text()) == curves.to_json()
-    assert json.loads(js.read_text())["train"]["columns"][-1] == "extra"
-    with open(test_csv) as fh:
-        assert float(next(csv.DictReader(fh))["loss"]) == 42.0
-
-
 def test_native_build_is_cached_and_reused(tmp_path, monkeypatch):
-    from caffegen import native
+    from caffegen.logs import native
 
     _native_lib()
     monkeypatch.setenv("CAFFEGEN_CACHE", str(tmp_path))
@@ -761,17 +699,15 @@ def test_native_build_is_cached_and_reused(tmp_path, monkeypatch):
 
 
 def test_native_scanner_is_skipped_cleanly_without_a_compiler(tmp_path, monkeypatch):
-    import caffegen.parse as parse_mod
-    from caffegen import native
+    from caffegen.logs import native
 
     monkeypatch.setenv("CAFFEGEN_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "/nonexistent/cc")
     assert native.load() is None and "unavailable" in native.last_error
     assert not (tmp_path / "native").exists() or not list((tmp_path / "native").iterdir())
-    monkeypatch.setattr(parse_mod, "NATIVE_MIN", 0)
     log = LOGS / "two_test_nets.log"
-    curves = parse_log(log, year=2025)  # the next path reads it, without an error
-    assert _same_curves(curves, _per_line(log, year=2025))
+    curves = parse_log(log, year=2025, engine="native")  # the reference reads it, without an error
+    assert curves.engine == "lines" and _same_curves(curves, lines_engine(log, year=2025))
 
 
 def test_written_json_is_to_json_and_csv_keeps_nan_and_empty_cells(tmp_path):

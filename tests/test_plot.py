@@ -7,8 +7,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from caffegen.parse import parse_log
-from caffegen.plot import ema, plot_curves
+from caffegen.logs import parse_log
+from caffegen.report.figures import ema, plot_curves
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from caffegen.errors import InputError
-from caffegen.export import netscope
-from caffegen.render import (SOLVER_TYPES, NetOptions, SolverOptions, prototxt_string, render_deploy, render_net,
-                             render_solver, write_variant)
-from caffegen.schedule import POLICIES
+from caffegen.prototxt.netscope import netscope
+from caffegen.prototxt import (SOLVER_TYPES, NetOptions, SolverOptions, prototxt_string, render_deploy, render_net,
+                               render_solver, write_variant)
+from caffegen.prototxt.schedule import POLICIES
 
 CAFFEGEN = str(Path(sys.executable).with_name("caffegen"))
 SEED = Path(__file__).parent / "fixtures" / "seed_000_train_val.prototxt"
@@ -50,7 +50,7 @@ def test_render_in_an_empty_folder_writes_three_files_pycaffe_loads(tmp_path):
     assert (solver.net, solver.base_lr, solver.lr_policy, solver.test_iter) == \
         ("train_val.prototxt", pytest.approx(0.01), "step", [63])
 
-    from caffegen.validate import check_net_shapes, run_probe
+    from caffegen.prototxt.validate import check_net_shapes, run_probe
 
     (deploy,) = run_probe([(str(tmp_path / "deploy.prototxt"), "TEST")])
     assert deploy["data"] == [1, 3, 224, 224] and deploy["pool5"] == [1, 256, 1, 1] and deploy["prob"] == [1, 20]
@@ -144,7 +144,7 @@ def test_any_text_round_trips_through_prototxt_string(s):
 @pytest.mark.caffe
 def test_caffe_itself_reads_a_list_under_a_hostile_folder_name(tiny_imageset, tmp_path):
     # pycaffe's C++ parser opens the list through the escaped path: proof beyond caffe_pb2.
-    from caffegen.validate import run_probe
+    from caffegen.prototxt.validate import run_probe
 
     folder = tmp_path / 'qu"ote d\\ir ü'
     folder.mkdir()
@@ -171,7 +171,7 @@ def test_pool_kernel_is_global_for_any_crop(crop, kernel):
                val_source="val_lmdb", conv_widths=(16, 16, 32)),
 ], ids=["dropout-3-classes", "batchnorm-test-accuracy", "lmdb-3-convs"])
 def test_options_render_nets_pycaffe_builds_with_global_pool(opts):
-    from caffegen.validate import check_net_shapes
+    from caffegen.prototxt.validate import check_net_shapes
 
     shapes = check_net_shapes(render_net(opts), opts, deploy_text=render_deploy(opts))
     for phase in ("TRAIN", "TEST", "deploy"):
@@ -189,8 +189,8 @@ def test_a_rendered_variant_trains_with_real_caffe_from_its_folder(tiny_imageset
     net = NetOptions(num_classes=3, resize=40, test_resize=32, crop=32, conv_widths=(4, 4, 8), train_batch=4,
                      test_batch=4, train_source=str(tiny_imageset["train"]), val_source=str(tiny_imageset["val"]))
     solver = SolverOptions(base_lr=0.01, lr_policy="multistep", max_iter=4, display=1, test_interval=2)
-    paths = write_variant(tmp_path / "run", net, solver)
-    assert "test_iter: 2\n" in paths["solver.prototxt"].read_text()  # 6 val images / batch 4, rounded up
+    written = write_variant(tmp_path / "run", net, solver)
+    assert "test_iter: 2\n" in written.paths["solver.prototxt"].read_text()  # 6 val images / batch 4, rounded up
     proc = subprocess.run([str(caffe_install.binary), "train", "-solver", "solver.prototxt"], cwd=tmp_path / "run",
                           capture_output=True, text=True, env=caffe_install.env(threads=1), timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -211,7 +211,7 @@ def test_netscope_export_is_a_deploy_net_without_phase_or_loss_layers(tmp_path):
     assert not any(layer.include or layer.exclude for layer in net.layer)
     assert not {"Accuracy", "SoftmaxWithLoss", "ImageData", "Data"} & {layer.type for layer in net.layer}
 
-    from caffegen.validate import run_probe
+    from caffegen.prototxt.validate import run_probe
 
     (shapes,) = run_probe([(str(tmp_path / "net.prototxt"), "TEST")])
     assert shapes["pool5"] == [1, 256, 1, 1] and shapes["prob"] == [1, 20]

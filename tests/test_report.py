@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from caffegen.report import RunReport, axis_summary, rank, why_lost, winner_sentence
+from caffegen.report.analysis import RunReport, axis_summary, rank, why_lost, winner_sentence
 from conftest import write_spec
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from caffegen.errors import InputError
-from caffegen.render import SolverOptions, render_solver
-from caffegen.schedule import (POLICIES, format_lr, learning_rate, lr_curve, parse_policies, plot_schedules,
-                               policy_defaults, resolve_policy)
+from caffegen.prototxt import SolverOptions, render_solver
+from caffegen.prototxt.schedule import (POLICIES, format_lr, learning_rate, lr_curve, parse_policies,
+                                        policy_defaults, resolve_policy)
+from caffegen.report.figures import plot_schedules
 
 
 def test_policy_names_are_case_insensitive_and_typos_name_the_nearest():

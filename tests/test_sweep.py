@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from caffegen.errors import InputError
-from caffegen.parse import LogFollower
+from caffegen.logs import LogFollower
 from caffegen.sweep import expand, parse_spec
 from caffegen.sweep.monitor import decide
 from conftest import write_spec

@@ -1,14 +1,15 @@
 """Validation with the real Caffe: schema errors, Caffe's fatal checks and wrong shapes become one line."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
 
-import caffegen.render as render
 from caffegen.errors import ValidationError
-from caffegen.render import SOLVER_TYPES, NetOptions, SolverOptions, render_net, render_solver, write_variant
-from caffegen.validate import check_net_shapes, check_text
+from caffegen.prototxt import SOLVER_TYPES, NetOptions, SolverOptions, render_net, render_solver, write_variant
+from caffegen.prototxt.render import template_dir
+from caffegen.prototxt.validate import check_net_shapes, check_text
 
 pytestmark = pytest.mark.caffe
 
@@ -53,7 +54,10 @@ def test_fc_must_match_the_number_of_classes():
 
 
 def test_nothing_is_written_when_any_file_fails_validation(tmp_path, monkeypatch):
-    monkeypatch.setattr(render, "render_deploy", lambda opts: "layer { type: \"Input\" bogus: 1 }\n")
+    broken = tmp_path / "templates"  # the user's own templates (CAFFEGEN_TEMPLATES), with a bad deploy net
+    shutil.copytree(template_dir(), broken)
+    (broken / "deploy.prototxt.j2").write_text('layer { type: "Input" bogus: 1 }\n')
+    monkeypatch.setenv("CAFFEGEN_TEMPLATES", str(broken))
     with pytest.raises(ValidationError, match="deploy.prototxt"):
         write_variant(tmp_path / "run", NetOptions(**TINY), SolverOptions())
     assert not (tmp_path / "run").exists()
@@ -62,8 +66,8 @@ def test_nothing_is_written_when_any_file_fails_validation(tmp_path, monkeypatch
 def test_write_variant_derives_test_iter_from_the_val_list(tmp_path):
     (tmp_path / "val.txt").write_text("".join(f"img{i}.jpg 0\n" for i in range(50)))
     net = NetOptions(val_source="val.txt", test_batch=16, **TINY)
-    paths = write_variant(tmp_path, net, SolverOptions(), pycaffe_check=False)
-    assert "test_iter: 4\n" in paths["solver.prototxt"].read_text()  # ceil(50 / 16)
+    written = write_variant(tmp_path, net, SolverOptions(), pycaffe_check=False)
+    assert "test_iter: 4\n" in written.paths["solver.prototxt"].read_text() and not written.notes  # ceil(50 / 16)
 
 
 DUMMY_NET = """

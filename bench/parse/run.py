@@ -8,8 +8,9 @@ with increasing iteration numbers until it has --lines lines; it is written to a
 parse_log.py comes from the Caffe source the build uses; its one Python-2 print statement is rewritten
 in a temp copy so it runs under Python 3.
 
-What is timed is what each tool does for a user who runs it on the log: caffegen = ``parse_log(path)`` +
-``write_outputs`` (LOG.train, LOG.test, LOG.json), as ``caffegen parse`` does; Caffe = ``parse_log.parse_log(path)``
+What is timed is what each tool does for a user who runs it on the log: caffegen = ``parse_log(path, engine=E)``
++ ``write_outputs`` (LOG.train, LOG.test, LOG.json), as ``caffegen parse --engine E`` does, for both engines (the
+native scanner, and the reference parser alone: what a machine without a C compiler gets); Caffe = ``parse_log.parse_log(path)``
 + ``save_csv_files(...)`` (LOG.train, LOG.test), as parse_log.py's ``main`` does. Both in this process (best of
 --repeat; imports done before timing), wall-clock and CPU (process) time; the 1-minute load average before and
 after goes into the results (the machine is shared). The written CSVs are checked to hold the same rows.
@@ -84,37 +85,17 @@ def fresh_python(code: str, *args: Path) -> str:
                           check=True).stdout.strip()
 
 
-def import_seconds(module: str) -> float:
-    """Seconds a fresh interpreter takes to import ``module``: a once-per-process cost the timings above leave
-    out (they import before timing), but a user's ``caffegen parse`` run pays it."""
-    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    return round(float(fresh_python(code)), 3)
+ENGINES = ("native", "lines")  # caffegen's two engines: the C scanner, and the reference a machine without cc gets
 
 
-PATHS = {  # which of parse_log's paths a run may take: the others are switched off
-    "native": "",
-    "columnar": "p.NATIVE_MIN = 1 << 62\n",
-    "streaming": "p.NATIVE_MIN = 1 << 62; p.COLUMNAR_MAX = -1\n",
-}
-
-
-def peak_rss_mb(log: Path, out: Path, path: str) -> float:
-    """Peak resident memory (MB) of a fresh interpreter doing what ``caffegen parse LOG`` does, by one path: the
-    native scanner (it streams the file), the columnar one (reads it whole), the streaming per-line parser."""
+def peak_rss_mb(log: Path, out: Path, engine: str) -> float:
+    """Peak resident memory (MB) of a fresh interpreter doing what ``caffegen parse LOG --engine E`` does."""
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child would report this big parent's
-    code = ("import sys; import caffegen.parse as p\n" + PATHS[path] +
-            "p.write_outputs(p.parse_log(sys.argv[1]), sys.argv[1], sys.argv[2])\n"
+    code = ("import sys; from caffegen.logs import parse_log, write_outputs\n"
+            f"write_outputs(parse_log(sys.argv[1], engine={engine!r}), sys.argv[1], sys.argv[2])\n"
             "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')][0]\n"
             "print(int(hwm.split()[1]) / 1024)")
     return round(float(fresh_python(code, log, out)), 1)
-
-
-def path_taken(curves) -> str:
-    if curves.train._native is not None:
-        return "native (caffegen/native/logscan.c)"
-    if curves.train._frame is not None:
-        return "columnar (polars)"
-    return "per-line"
 
 
 def cli_seconds(cmd: list[str], repeat: int) -> float:
@@ -128,14 +109,6 @@ def cli_seconds(cmd: list[str], repeat: int) -> float:
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
         best = min(best, time.perf_counter() - t0)
     return round(best, 3)
-
-
-def parse_imports_polars(log: Path, out: Path) -> bool:
-    """Whether ``caffegen parse`` imported polars on this log (the native path does not need it)."""
-    code = ("import sys; import caffegen.parse as p\n"
-            "p.write_outputs(p.parse_log(sys.argv[1]), sys.argv[1], sys.argv[2])\n"
-            "print('polars' in sys.modules)")
-    return fresh_python(code, log, out) == "True"
 
 
 def same_csv(a: Path, b: Path) -> int:
@@ -158,10 +131,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
-    import polars  # noqa: F401  (imported before timing, like parse_log.py's own imports)
-
-    from caffegen import native
-    from caffegen.parse import parse_log, write_outputs
+    from caffegen.logs import native, parse_log, write_outputs
 
     lib = native.load()  # built into the cache on first use (make setup builds it): not timed
 
@@ -170,13 +140,12 @@ def main() -> None:
         log = tmp / "big.log"
         n = build_log(log, args.lines)
         caffe_mod, caffe_src = load_caffe_parse_log(tmp)
-        ours_dir, caffe_dir = tmp / "caffegen", tmp / "caffe"
-        ours_dir.mkdir()
+        caffe_dir = tmp / "caffe"
         caffe_dir.mkdir()
 
-        def ours():
-            curves = parse_log(log)
-            write_outputs(curves, log, ours_dir)
+        def ours(engine: str, out: Path):
+            curves = parse_log(log, engine=engine)
+            write_outputs(curves, log, out)
             return curves
 
         def caffe():
@@ -185,33 +154,41 @@ def main() -> None:
             return train, test
 
         load_before = os.getloadavg()
-        t_ours, c_ours, curves = best_of(ours, args.repeat)
+        timed = {}
+        for engine in ENGINES:
+            out = tmp / engine
+            out.mkdir()
+            wall, cpu, curves = best_of(lambda: ours(engine, out), args.repeat)
+            timed[engine] = {"engine_taken": curves.engine, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+                             "train_rows": len(curves.train)}
         t_caffe, c_caffe, (train, test) = best_of(caffe, args.repeat)
         load_after = os.getloadavg()
-        assert len(curves.train) == len(train), (len(curves.train), len(train))
-        checked = same_csv(ours_dir / "big.log.train", caffe_dir / "big.log.train")
-        cli_ours = cli_seconds([sys.executable, "-m", "caffegen", "parse", str(log), "--out", str(ours_dir)],
-                               args.repeat)
+        for engine in ENGINES:
+            assert timed[engine]["train_rows"] == len(train), (engine, timed[engine], len(train))
+            timed[engine]["train_csv_rows_checked_equal"] = same_csv(tmp / engine / "big.log.train",
+                                                                     caffe_dir / "big.log.train")
+            timed[engine]["speedup_wall"] = round(t_caffe / timed[engine]["wall_s"], 2)
+            timed[engine]["speedup_cpu"] = round(c_caffe / timed[engine]["cpu_s"], 2)
         cli_caffe = cli_seconds([sys.executable, str(tmp / "caffe_parse_log.py"), str(log), str(caffe_dir)],
                                 args.repeat)
+        cli = {"parse_log.py": cli_caffe}
+        for engine in ENGINES:
+            cli[f"caffegen parse --engine {engine}"] = secs = cli_seconds(
+                [sys.executable, "-m", "caffegen", "parse", str(log), "--engine", engine, "--out", str(tmp / engine)],
+                args.repeat)
+            cli[f"speedup {engine}"] = round(cli_caffe / secs, 2)
+        load_end = os.getloadavg()
         res = {"lines": n, "bytes": log.stat().st_size, "train_rows": len(train), "test_rows": len(test),
-               "train_csv_rows_checked_equal": checked,
-               "caffegen_path": path_taken(curves),
                "native_scanner": (f"{lib._name} ({'AVX2' if lib.ls_simd(-1) else 'SSE2'} block scan)" if lib
                                   else native.last_error),
-               "timed": {"caffegen": "parse_log(path) + write_outputs (.train, .test, .json)",
+               "timed": {"caffegen": "parse_log(path, engine=E) + write_outputs (.train, .test, .json)",
                          "parse_log.py": "parse_log(path) + save_csv_files (.train, .test)"},
-               "caffegen_s": round(t_ours, 3), "parse_log_py_s": round(t_caffe, 3),
-               "caffegen_lines_per_s": round(n / t_ours), "parse_log_py_lines_per_s": round(n / t_caffe),
-               "speedup": round(t_caffe / t_ours, 2), "caffegen_cpu_s": round(c_ours, 3),
-               "parse_log_py_cpu_s": round(c_caffe, 3), "speedup_cpu": round(c_caffe / c_ours, 2),
-               "loadavg_1min_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
+               "in_process": {**timed, "parse_log.py": {"wall_s": round(t_caffe, 3), "cpu_s": round(c_caffe, 3)}},
+               "whole_command_fresh_process_s": cli,
+               "loadavg_1min_before_after_end": [round(load_before[0], 2), round(load_after[0], 2),
+                                                 round(load_end[0], 2)],
                "cpus": os.cpu_count(),
-               "polars_import_s_not_timed_above": import_seconds("polars"),
-               "caffegen_parse_imports_polars": parse_imports_polars(log, ours_dir),
-               "whole_command_fresh_process_s": {"caffegen parse": cli_ours, "parse_log.py": cli_caffe,
-                                                 "speedup": round(cli_caffe / cli_ours, 2)},
-               "caffegen_peak_rss_mb": {path: peak_rss_mb(log, ours_dir, path) for path in PATHS},
+               "caffegen_peak_rss_mb": {engine: peak_rss_mb(log, tmp / engine, engine) for engine in ENGINES},
                "parse_log_py": str(caffe_src),
                "python": sys.version.split()[0]}
     print(json.dumps(res, indent=1))

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from caffegen.parse import parse_log  # noqa: E402
+from caffegen.logs import parse_log  # noqa: E402
 from caffegen.toolchain import locate  # noqa: E402
 
 

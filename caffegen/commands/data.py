@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..data.lists import LABELS, LIST_TRAIN, LIST_VAL
 from ..errors import InputError
 
 
@@ -31,7 +32,7 @@ def _parse_classes(value: str | None) -> int | list[str] | None:
 @click.option("--per-class", type=int, default=None,
               help="Cap images per class (a seeded random draw). Default: all.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=Path("lists"), show_default=True,
-              help="Folder for list_train_shuffle.txt, list_val_shuffle.txt and labels.txt.")
+              help=f"Folder for {LIST_TRAIN}, {LIST_VAL} and {LABELS}.")
 def lists(root: Path, val_fraction: float, seed: int, classes: str | None, per_class: int | None,
           out: Path) -> None:
     """Turn ROOT into shuffled, stratified ImageData list files.
@@ -90,7 +91,7 @@ def demo_data(out_dir: Path, classes: int, per_class: int, seed: int) -> None:
 @click.option("--lmdb", "lmdb", is_flag=True,
               help="Build LMDBs with Caffe's convert_imageset (the only backend so far; required).")
 @click.option("--lists", "lists_dir", type=click.Path(path_type=Path), default=Path("lists"),
-              show_default=True, help="Folder holding list_train_shuffle.txt and list_val_shuffle.txt.")
+              show_default=True, help=f"Folder holding {LIST_TRAIN} and {LIST_VAL}.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
               help="Writes OUT/train_lmdb and OUT/val_lmdb.")
 @click.option("--resize", type=click.IntRange(0), default=256, show_default=True,

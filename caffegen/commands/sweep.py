@@ -66,7 +66,7 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
       caffegen sweep my.toml -j 2 --early-stop 3
       caffegen sweep my.toml --gpus 0,1 --per-gpu 2
     """
-    from ..sweep.spec import check_run_settings, expand, load_spec
+    from ..sweep.spec import check_run_settings, load_spec
 
     s = load_spec(spec)
     overrides = {k: v for k, v in dict(jobs=jobs, gpus=gpus, per_gpu=per_gpu, timeout=timeout,
@@ -74,10 +74,9 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     run = dataclasses.replace(s.run, **overrides)
     check_run_settings(run, "command line")
     out = out_dir or Path("runs") / s.name
-    variants = expand(s)
     if dry_run:
-        click.echo(f"{s.source}: {len(variants)} variants -> {out}")
-        for v in variants:
+        click.echo(f"{s.source}: {len(s.variants)} variants -> {out}")
+        for v in s.variants:
             click.echo(f"  {v.name:<28} " + " ".join(f"{k}={val}" for k, val in v.axes.items()))
         return 0
     from ..sweep.driver import run_sweep

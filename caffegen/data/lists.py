@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import InputError
+from ..paths import write_atomic
 
 LIST_TRAIN = "list_train_shuffle.txt"
 LIST_VAL = "list_val_shuffle.txt"
@@ -290,12 +291,6 @@ def _list_bytes(items: Sequence[tuple[str, int]]) -> bytes:
     return b"".join(os.fsencode(p) + b" " + str(label).encode() + b"\n" for p, label in items)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_lists(listset: ListSet, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``list_train_shuffle.txt``, ``list_val_shuffle.txt`` (``<abs path> <label>`` per line, use
     with an empty ``root_folder``) and ``labels.txt`` (line i = name of label i). Each file is replaced
@@ -306,9 +301,9 @@ def write_lists(listset: ListSet, out_dir: str | os.PathLike) -> dict[str, Path]
     except OSError as exc:
         raise InputError(f"cannot create {out}: {exc.strerror}") from None
     files = {"train": out / LIST_TRAIN, "val": out / LIST_VAL, "labels": out / LABELS}
-    _write_atomic(files["train"], _list_bytes(listset.train))
-    _write_atomic(files["val"], _list_bytes(listset.val))
-    _write_atomic(files["labels"], b"".join(os.fsencode(n) + b"\n" for n in listset.labels))
+    write_atomic(files["train"], _list_bytes(listset.train))
+    write_atomic(files["val"], _list_bytes(listset.val))
+    write_atomic(files["labels"], b"".join(os.fsencode(n) + b"\n" for n in listset.labels))
     return files
 
 

@@ -1,53 +1,16 @@
-"""Watching one run's log as it is written, and deciding when to stop it.
+"""Deciding when to stop a run, from what its log says so far.
 
-:class:`LogTail` reads the bytes a run appended since the last look and feeds whole lines to a
-:class:`caffegen.parse.LogFollower`; :func:`decide` is the pure policy on top: diverged (nan/inf or an
-explosion over the first loss), early-stopped (no gain in the ranking metric for ``patience``
-evaluations), timeout. Caffe itself never stops on NaN, so without this a diverged run would burn
-its whole budget printing ``loss = -nan``.
+:func:`decide` is a pure policy over a :class:`~caffegen.logs.follower.LogFollower` (which the driver keeps fed
+through a :class:`~caffegen.logs.follower.LogTail`): diverged (nan/inf or an explosion over the first loss),
+early-stopped (no gain in the ranking metric for ``patience`` evaluations), timeout. Caffe itself never stops on
+NaN, so without this a diverged run would burn its whole budget printing ``loss = -nan``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..parse import LogFollower
-
-
-class LogTail:
-    """Incremental reader of a growing log file (keeps a partial last line until it is complete)."""
-
-    def __init__(self, path: Path, follower: LogFollower | None = None) -> None:
-        self.path = Path(path)
-        self.follower = follower or LogFollower()
-        self.offset = 0
-        self._partial = b""
-
-    def read(self) -> int:
-        """Feed what is new; return the number of complete lines fed."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
-            return 0
-        if not data:
-            return 0
-        self.offset += len(data)
-        data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        for raw in lines:
-            self.follower.feed(raw.decode("utf-8", errors="replace"))
-        return len(lines)
-
-    def flush(self) -> None:
-        """Feed the unterminated last line too (the run has ended)."""
-        self.read()
-        if self._partial:
-            self.follower.feed(self._partial.decode("utf-8", errors="replace"))
-            self._partial = b""
+from ..logs.follower import LogFollower
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,54 @@
 """Showing a sweep: a live table on a terminal, nothing extra when output is a pipe or a file.
 
-The same :func:`status_table` renders ``caffegen status`` from ``sweep.db`` at any time.
+:func:`run_view` is what one row shows (store row + what the run's log says now, ETA included); the driver's
+live table and ``caffegen status`` (:func:`collect_views`, from ``sweep.db`` at any time) both build their rows
+with it, so they show the same numbers.
 """
 from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
-from .store import FINAL
+from ..errors import InputError
+from ..logs.curves import TOP1
+from ..logs.follower import LogFollower, LogTail
+from .store import FINAL, RunRow, open_store
+
+
+@dataclass
+class RunView:
+    """What the progress display shows for one run."""
+
+    variant: str
+    status: str
+    iteration: int = 0
+    max_iter: int = 0
+    loss: float | None = None
+    top1: float | None = None
+    eta_s: float | None = None
+    reason: str = ""
+
+
+def eta_seconds(iteration: int, max_iter: int, iterations_per_second: float | None) -> float | None:
+    """Seconds left at the run's current speed (None before the speed is known)."""
+    if not iterations_per_second or iterations_per_second <= 0 or not max_iter:
+        return None
+    return max(0, max_iter - iteration) / iterations_per_second
+
+
+def run_view(row: RunRow, follower: LogFollower | None, metric: str) -> RunView:
+    """One row of the table: the store's record, brought up to date from the log of a running run."""
+    view = RunView(row.variant, row.status, row["last_iter"] or 0, row["max_iter"] or 0, row["final_loss"],
+                   row["best_top1"], None, row["reason"] or "")
+    if follower is not None and row.status == "running":
+        view.iteration = follower.iteration or 0
+        view.loss = follower.last_loss
+        view.top1 = follower.last_test.get(metric)
+        view.eta_s = eta_seconds(view.iteration, view.max_iter, follower.iterations_per_second)
+    return view
 
 _STYLE = {"done": "green", "running": "cyan", "diverged": "red", "failed": "bold red", "early-stopped": "yellow",
           "timeout": "yellow", "interrupted": "magenta", "pending": "dim"}
@@ -88,37 +128,24 @@ def make_display(title: str, live: bool | None = None):
     return LiveDisplay(title) if live else QuietDisplay()
 
 
-def collect_views(out_dir) -> tuple[list, int, str]:
+def collect_views(out_dir: str | Path) -> tuple[list[RunView], int, str]:
     """Views of every run in a sweep folder, read from sweep.db and, for running runs, their logs."""
-    from pathlib import Path
-
-    from ..errors import InputError
-    from ..parse import LogFollower
-    from .driver import RunView
-    from .monitor import LogTail
-    from .store import open_store
-
     out_dir = Path(out_dir)
     if not (out_dir / "sweep.db").exists():
         raise InputError(f"{out_dir}: no sweep.db here (not a sweep folder, or the sweep has not started)")
     store = open_store(out_dir)
     try:
         rows = store.all()
-        metric = (store.meta("spec") or {}).get("metric", "accuracy_at_1")
-        name = (store.meta("spec") or {}).get("name", out_dir.name)
+        spec = store.meta("spec") or {}
     finally:
         store.close()
+    metric, name = spec.get("metric", TOP1), spec.get("name", out_dir.name)
     views = []
     for r in rows:
-        v = RunView(r.variant, r.status, r["last_iter"] or 0, r["max_iter"] or 0, r["final_loss"], r["best_top1"],
-                    None, r["reason"] or "")
+        follower = None
         if r.status == "running":
-            tail = LogTail(out_dir / r.variant / "train.log", LogFollower())
+            tail = LogTail(out_dir / r.variant / "train.log")
             tail.flush()
-            f = tail.follower
-            v.iteration, v.loss, v.top1 = f.iteration or 0, f.last_loss, f.last_test.get(metric)
-            secs = f.seconds
-            if secs and v.iteration:
-                v.eta_s = (v.max_iter - v.iteration) * secs / v.iteration
-        views.append(v)
+            follower = tail.follower
+        views.append(run_view(r, follower, metric))
     return views, len(rows), name

@@ -4,8 +4,8 @@ A spec has five tables (see ``caffegen/specs/default.toml`` for a commented exam
 
 - ``[data]``   where images come from: ``demo = {...}`` (the embedded synthetic set), ``root`` (a
   folder per class, or a CSV), or ready ``train_list``/``val_list`` files;
-- ``[net]``    :class:`caffegen.render.NetOptions` fields shared by every variant;
-- ``[solver]`` :class:`caffegen.render.SolverOptions` fields shared by every variant;
+- ``[net]``    :class:`~caffegen.prototxt.options.NetOptions` fields shared by every variant;
+- ``[solver]`` :class:`~caffegen.prototxt.options.SolverOptions` fields shared by every variant;
 - ``[grid]``   the axes: each key is a solver field (``base_lr``, ``lr_policy``, ``weight_decay``...)
   or ``net.<field>`` (``net.dropout``, ``net.train_batch``...), each value a list (``lr_policy``
   also takes ``"all"``); the sweep is their cross product;
@@ -13,7 +13,8 @@ A spec has five tables (see ``caffegen/specs/default.toml`` for a commented exam
   ``diverge_factor``.
 
 Everything here is pure: parsing and expansion have no side effects, so a spec can be checked
-(``caffegen sweep --dry-run``) before anything is written.
+(``caffegen sweep --dry-run``) before anything is written. :func:`parse_spec` expands the grid once, into
+``SweepSpec.variants``; everything downstream reads that list.
 """
 from __future__ import annotations
 
@@ -27,7 +28,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..data.sources import DataSpec
 from ..errors import InputError
+from ..logs.curves import TOP1
+from ..prototxt.checks import nearest
+from ..prototxt.options import NetOptions, SolverOptions, variant_name
+from ..prototxt.schedule import parse_policies
 
 SHIPPED = ("default", "smoke")  # specs shipped in caffegen/specs/, usable by name
 
@@ -42,36 +48,7 @@ class RunSettings:
     timeout: float | None = None     # seconds per run; then it is stopped (snapshot kept) as `timeout`
     early_stop: int = 0              # patience in test evaluations without a top-1 gain; 0 = off
     diverge_factor: float = 10.0     # a loss above factor x the first loss is an explosion
-    metric: str = "accuracy_at_1"    # what ranks runs and drives early stop
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    demo: dict[str, Any] | None = None
-    root: str | None = None
-    train_list: str | None = None
-    val_list: str | None = None
-    root_folder: str = ""
-    val_fraction: float = 0.1
-    seed: int = 0
-    classes: Any = None
-    per_class: int | None = None
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    name: str
-    data: DataSpec
-    net: dict[str, Any]
-    solver: dict[str, Any]
-    grid: dict[str, list[Any]]
-    run: RunSettings
-    source: str = "<memory>"
-
-    def fingerprint(self) -> str:
-        blob = json.dumps({"data": dataclasses.asdict(self.data), "net": self.net, "solver": self.solver,
-                           "grid": self.grid}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    metric: str = TOP1               # what ranks runs and drives early stop
 
 
 @dataclass(frozen=True)
@@ -86,6 +63,23 @@ class Variant:
     def params(self) -> dict[str, Any]:
         """Everything that defines the run; a resumed directory must match it exactly."""
         return {"net": self.net, "solver": self.solver}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    data: DataSpec
+    net: dict[str, Any]
+    solver: dict[str, Any]
+    grid: dict[str, list[Any]]
+    run: RunSettings
+    source: str = "<memory>"
+    variants: tuple[Variant, ...] = ()   # the grid, expanded once by parse_spec
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"data": dataclasses.asdict(self.data), "net": self.net, "solver": self.solver,
+                           "grid": self.grid}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def _shipped_path(name: str) -> Path:
@@ -118,8 +112,6 @@ _TOP = {"name", "data", "net", "solver", "grid", "run"}
 
 def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str = "sweep") -> SweepSpec:
     """Check a spec's structure and values; one-line :class:`InputError` naming the key on any problem."""
-    from ..render import NetOptions, SolverOptions
-
     unknown = set(raw) - _TOP
     if unknown:
         raise InputError(f"{source}: unknown top-level key {sorted(unknown)[0]!r} (expected: {', '.join(sorted(_TOP))})")
@@ -146,23 +138,21 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     solver = dict(raw.get("solver", {}))
     for key in net:
         if key not in net_fields:
-            raise InputError(f"{source}: [net] unknown option {key!r}{_nearest(key, net_fields)}")
+            raise InputError(f"{source}: [net] unknown option {key!r}{nearest(key, net_fields)}")
     for key in solver:
         if key not in solver_fields:
-            raise InputError(f"{source}: [solver] unknown option {key!r}{_nearest(key, solver_fields)}")
+            raise InputError(f"{source}: [solver] unknown option {key!r}{nearest(key, solver_fields)}")
 
     grid: dict[str, list[Any]] = {}
     for key, values in dict(raw.get("grid", {})).items():
         if key == "lr_policy":
-            from ..schedule import parse_policies
-
             values = parse_policies(values if isinstance(values, str) else ",".join(map(str, values)))
         elif not isinstance(values, list) or not values:
             raise InputError(f"{source}: [grid] {key} must be a non-empty list")
         target = key[4:] if key.startswith("net.") else key
         fields = net_fields if key.startswith("net.") else solver_fields
         if target not in fields:
-            raise InputError(f"{source}: [grid] unknown axis {key!r}{_nearest(target, fields)}"
+            raise InputError(f"{source}: [grid] unknown axis {key!r}{nearest(target, fields)}"
                              " (net options take a net. prefix)")
         if len(set(map(repr, values))) != len(values):
             raise InputError(f"{source}: [grid] {key} lists a value twice")
@@ -173,8 +163,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     run = _section(raw, "run", RunSettings, source)
     check_run_settings(run, source)
     spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source)
-    expand(spec)  # renders nothing, but checks every combination's options now
-    return spec
+    return dataclasses.replace(spec, variants=tuple(expand(spec)))  # checks every combination's options now
 
 
 _SCALARS = {"int": int, "float": float, "str": str}
@@ -186,7 +175,7 @@ def _section(raw: dict[str, Any], table: str, cls: type, source: str) -> Any:
     fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
     for key, value in values.items():
         if key not in fields:
-            raise InputError(f"{source}: [{table}] unknown key {key!r}{_nearest(key, set(fields))} "
+            raise InputError(f"{source}: [{table}] unknown key {key!r}{nearest(key, set(fields))} "
                              f"(expected: {', '.join(sorted(fields))})")
         kind = fields[key].split(" | ")[0]
         try:
@@ -215,38 +204,8 @@ def check_run_settings(run: RunSettings, where: str) -> None:
         raise InputError(f"{where}: diverge_factor must be > 1, got {run.diverge_factor}")
 
 
-def _nearest(word: str, choices: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, sorted(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_SHORT = {"base_lr": "lr", "lr_policy": "", "weight_decay": "wd", "momentum": "m", "type": "",
-          "net.dropout": "drop", "net.train_batch": "bs", "max_iter": "it", "iter_size": "is"}
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def variant_name(axes: dict[str, Any]) -> str:
-    """Stable readable name: ``lr0.01_step``, ``lr0.01_step_wd0.005``, ``lr0.1_exp_drop0.5``."""
-    parts = []
-    for key, value in axes.items():
-        prefix = _SHORT.get(key, key.replace("net.", "").replace("_", ""))
-        parts.append(f"{prefix}{_fmt(value)}")
-    name = "_".join(parts)
-    safe = "".join(c if c.isalnum() or c in "._-+" else "-" for c in name)
-    return safe
-
-
 def expand(spec: SweepSpec) -> list[Variant]:
     """The cross product of the grid, base_lr first, then lr_policy, then the other axes in spec order."""
-    from ..render import NetOptions, SolverOptions
-
     order = [k for k in ("base_lr", "lr_policy") if k in spec.grid] + \
             [k for k in spec.grid if k not in ("base_lr", "lr_policy")]
     variants = []

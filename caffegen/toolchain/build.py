@@ -19,19 +19,20 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..paths import cache_root, package_file, sha256_file
 from . import fixes as _fixes
 from . import fixes_cuda as _fixes_cuda
 
 SOURCE_PACKAGE = "brocolli-caffe"
 SOURCE_VERSION = "9.0.2"
 SOURCE_SHA256 = "c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a"
-CMAKE_FILE = Path(__file__).with_name("cmake") / "CMakeLists.txt"
+CMAKE_FILE = package_file("caffegen.toolchain", "cmake", "CMakeLists.txt")
 # GPU builds only: read after project() through CMAKE_PROJECT_Caffe_INCLUDE; hashed into GPU keys only.
-CUDA_CMAKE_FILE = Path(__file__).with_name("cmake") / "cuda.cmake"
+CUDA_CMAKE_FILE = package_file("caffegen.toolchain", "cmake", "cuda.cmake")
 
 # Debian 12 packages the CPU build needs (headers + libraries); ~665 MB with --no-install-recommends.
 APT_PACKAGES: tuple[str, ...] = (
@@ -45,14 +46,6 @@ APT_PACKAGES: tuple[str, ...] = (
 
 class BuildError(RuntimeError):
     """A set-up step failed; the message is one line that says what and where."""
-
-
-def cache_root() -> Path:
-    """``$CAFFEGEN_CACHE``, else ``$XDG_CACHE_HOME/caffegen``, else ``~/.cache/caffegen``."""
-    if os.environ.get("CAFFEGEN_CACHE"):
-        return Path(os.environ["CAFFEGEN_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "caffegen"
 
 
 @dataclass(frozen=True)
@@ -190,7 +183,7 @@ def fetch_source(cache: Path, log: Callable[[str], None] = print) -> Path:
     dl = cache / "downloads"
     dl.mkdir(parents=True, exist_ok=True)
     archive = dl / f"{SOURCE_PACKAGE}-{SOURCE_VERSION}.tar.gz"
-    if not archive.exists() or _sha256(archive) != SOURCE_SHA256:
+    if not archive.exists() or sha256_file(archive) != SOURCE_SHA256:
         log(f"[setup] downloading {SOURCE_PACKAGE}=={SOURCE_VERSION} (Caffe 1.0 source, sdist from PyPI)")
         with tempfile.TemporaryDirectory(dir=dl) as tmp:
             proc = subprocess.run(
@@ -202,18 +195,10 @@ def fetch_source(cache: Path, log: Callable[[str], None] = print) -> Path:
                 tail = (proc.stderr.strip().splitlines() or ["no archive written"])[-1]
                 raise BuildError(f"pip download {SOURCE_PACKAGE}=={SOURCE_VERSION} failed: {tail}")
             os.replace(got, archive)
-    digest = _sha256(archive)
+    digest = sha256_file(archive)
     if digest != SOURCE_SHA256:
         raise BuildError(f"{archive}: sha256 {digest} does not match the pinned {SOURCE_SHA256}")
     return archive
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def prepare_source(archive: Path, dest: Path, flags: BuildFlags) -> list[str]:
@@ -422,21 +407,26 @@ def gpu_arch(default: str = "90") -> str:
     return default
 
 
-def _gpu_visible() -> bool:
+def visible_gpus() -> list[str]:
+    """The GPUs ``nvidia-smi -L`` lists (``GPU 0: NVIDIA H200 (UUID: ...)``); none without a driver."""
     if not shutil.which("nvidia-smi"):
-        return False
+        return []
     proc = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
-    return proc.returncode == 0 and "GPU" in proc.stdout
+    return [ln.strip() for ln in proc.stdout.splitlines() if ln.startswith("GPU")] if proc.returncode == 0 else []
+
+
+def _gpu_visible() -> bool:
+    return bool(visible_gpus())
 
 
 def _build_native() -> None:
-    """The native log scanner (``caffegen/native/logscan.c``) for ``caffegen parse``: built into the cache here so
-    a fresh machine has it; without a compiler ``caffegen parse`` simply takes its pure-Python paths."""
-    from .. import native
+    """The native log scanner (``caffegen/logs/native/logscan.c``) for ``caffegen parse``: built into the cache
+    here so a fresh machine has it; without a compiler ``caffegen parse`` uses the reference parser alone."""
+    from ..logs import native
 
     lib = native.load()
     if lib is None:
-        print(f"[setup] {native.last_error} (caffegen parse uses its Python paths)")
+        print(f"[setup] {native.last_error} (caffegen parse uses the reference parser)")
     else:
         print(f"[setup] native log scanner ready ({native.library_path()})")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import CaffeNotFound
+from ..paths import cache_root
 from . import build as _build
 
 
@@ -160,7 +161,7 @@ def find() -> CaffeInstall:
         return CaffeInstall(binary=Path(on_path), python_path=Path(py) if py else _importable_pycaffe(),
                             origin="PATH")
     raise CaffeNotFound("no Caffe found: run `make caffe` (builds it into "
-                        f"{_build.cache_root() / 'caffe'}) or set CAFFE_ROOT to an existing Caffe")
+                        f"{cache_root() / 'caffe'}) or set CAFFE_ROOT to an existing Caffe")
 
 
 def _importable_pycaffe() -> Path | None:

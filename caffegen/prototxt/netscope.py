@@ -6,7 +6,8 @@ Input [1, 3, crop, crop], the trunk, fc and a Softmax ``prob``, with nothing pha
 """
 from __future__ import annotations
 
-from .render import NetOptions, render_deploy
+from .options import NetOptions
+from .render import render_deploy
 
 
 def netscope(opts: NetOptions | None = None) -> str:

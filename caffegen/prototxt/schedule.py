@@ -11,19 +11,18 @@ parameters must show exactly what ``caffe train`` will do, including its quirks:
 * ``inv``, ``poly`` and ``sigmoid`` form their bases in float arithmetic;
 * the result is stored in a float (``Dtype rate``) and printed by glog with 6 significant digits.
 
-Everything here is pure: no Caffe, no files. :func:`plot_schedules` is the only side effect (a PNG).
+Everything here is pure: no Caffe, no files (``caffegen.report.figures.plot_schedules`` draws the curves).
 """
 from __future__ import annotations
 
-import difflib
 import math
 import struct
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
+from .checks import as_choice
 
 POLICIES: tuple[str, ...] = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
@@ -49,12 +48,7 @@ SIGMOID_END_RATIO = 1e-3    # sigmoid: centred at max_iter/2, ~base_lr at 0 and 
 
 def resolve_policy(name: str) -> str:
     """The canonical policy name for ``name`` (case-insensitive); an unknown name names the nearest one."""
-    key = str(name).strip().lower()
-    if key in POLICIES:
-        return key
-    near = difflib.get_close_matches(key, POLICIES, n=1, cutoff=0.0)
-    hint = f"; did you mean {near[0]!r}?" if near else ""
-    raise InputError(f"unknown lr_policy {name!r}{hint} (valid: {', '.join(POLICIES)}, or 'all')")
+    return as_choice("lr_policy", name, POLICIES, also="or 'all'")
 
 
 def parse_policies(spec: str | Iterable[str]) -> list[str]:
@@ -189,29 +183,19 @@ def format_lr(value: float) -> str:
     return f"{value:g}"
 
 
-def plot_schedules(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: str | Path, *,
-                   title: str = "Learning-rate schedules (Caffe's GetLearningRate)") -> Path:
-    """Plot lr against iteration for each named curve on a log y axis and save a PNG (Agg backend)."""
-    import matplotlib
+def describe_policy_defaults() -> list[tuple[str, str, str]]:
+    """(policy, its default parameters over N iterations, where lr ends) for each policy, from the constants
+    above: the table ``--help`` and the docs print."""
+    def ratio(r: float) -> str:
+        return f"base_lr/{1 / r:g}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    try:
-        for label, (its, lrs) in curves.items():
-            y = np.where(lrs > 0, lrs, np.nan)  # log axis: lr = 0 has no place on it
-            ax.plot(its, y, label=label, linewidth=1.5)
-        ax.set_yscale("log")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("learning rate")
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
-    finally:
-        plt.close(fig)
-    return out
+    inv_gamma = f"({1 / INV_END_RATIO:g}^(1/{INV_POWER:g}) - 1)/N"
+    return [
+        ("fixed", "lr = base_lr", "base_lr"),
+        ("step", f"--gamma {STEP_GAMMA:g}, --stepsize ceil(N/3)", ratio(STEP_GAMMA ** 2)),
+        ("exp", f"--gamma ({EXP_END_RATIO:g})^(1/N)", ratio(EXP_END_RATIO)),
+        ("inv", f"--power {INV_POWER:g}, --gamma {inv_gamma}", ratio(INV_END_RATIO)),
+        ("multistep", f"--gamma {STEP_GAMMA:g}, --stepvalue N/2,3N/4", ratio(STEP_GAMMA ** 2)),
+        ("poly", f"--power {POLY_POWER:g} (linear)" if POLY_POWER == 1 else f"--power {POLY_POWER:g}", "0"),
+        ("sigmoid", f"--stepsize N/2, --gamma -2 ln({1 / SIGMOID_END_RATIO - 1:g})/N", "~" + ratio(SIGMOID_END_RATIO)),
+    ]

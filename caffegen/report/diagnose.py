@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .parse import Curves, Table
+from ..logs.curves import TOP1, TOP5, Curves
 
 __all__ = ["Finding", "Thresholds", "diagnose", "metric_roles"]
 
@@ -75,12 +75,12 @@ class Thresholds:
 def metric_roles(curves: Curves) -> dict[str, str | None]:
     """Which column is which: ``top1``, ``top5``, ``test_loss``, ``train_loss``.
 
-    ``accuracy_at_1``/``accuracy_at_5`` (caffegen's names) win; otherwise any test column with
+    :data:`~caffegen.logs.curves.TOP1` / ``TOP5`` (caffegen's names) win; otherwise any test column with
     ``accuracy``/``acc``/``top`` in its name, the one mentioning 5 being top-5.
     """
     names = curves.test.metrics()
-    top1 = "accuracy_at_1" if "accuracy_at_1" in names else None
-    top5 = "accuracy_at_5" if "accuracy_at_5" in names else None
+    top1 = TOP1 if TOP1 in names else None
+    top5 = TOP5 if TOP5 in names else None
     for name in names:
         low = name.lower()
         if "@net" in low or not ("acc" in low or "top" in low):

@@ -1,13 +1,15 @@
-"""The native log scanner (``logscan.c``): built with the system C compiler, loaded through ctypes.
+"""The native log scanner (``logscan.c``), the reference parser's accelerator: built with the system C
+compiler, loaded through ctypes.
 
 :func:`build` compiles ``logscan.c`` once into the caffegen cache (``<cache>/native/logscan-<hash>.so``; the
 hash covers the source, the compiler command and the flags), atomically (temp file + rename), and reuses it
 afterwards. :func:`load` returns the loaded library, building it on first use, or None when it cannot be had
-(no compiler, a failed build, a library that does not load): callers then take the pure-Python paths. No
+(no compiler, a failed build, a library that does not load): callers then take the reference parser. No
 Python C-API and no extra dependency: the library exports plain C functions (see the comment at the top of
 ``logscan.c`` for what it reads and what it declines).
 
 ``python -m caffegen.toolchain`` (``make setup``) builds it after Caffe, so a fresh machine has it ready.
+:mod:`.scan` turns a scan into :class:`~caffegen.logs.curves.Curves`.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ...paths import cache_root, package_file
+
 __all__ = ["SOURCE", "FLAGS", "build", "load", "library_path", "last_error"]
 
-SOURCE = Path(__file__).with_name("logscan.c")
+SOURCE = package_file("caffegen.logs.native", "logscan.c")
 FLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
 _loaded: dict[Path, ctypes.CDLL | None] = {}  # per library path: this process tries each build once
 last_error: str | None = None  # why the last load() gave None (for `caffegen doctor`-style reports)
@@ -32,11 +36,7 @@ def _cc() -> list[str]:
 
 
 def _cache_dir(cache_dir: str | Path | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    from ..toolchain.build import cache_root
-
-    return cache_root()
+    return Path(cache_dir) if cache_dir is not None else cache_root()
 
 
 def library_path(cache_dir: str | Path | None = None) -> Path:

@@ -3,8 +3,8 @@
  * SPDX-License-Identifier: BSD-2-Clause
  * Copyright (c) 2026 the caffegen authors.
  *
- * Loaded through ctypes by caffegen/native/__init__.py; no Python C-API. It walks the bytes of a log once and
- * builds the train and test tables exactly as caffegen.parse._Builder's per-line handlers do, for the regular
+ * Loaded through ctypes by caffegen/logs/native/__init__.py; no Python C-API. It walks the bytes of a log once and
+ * builds the train and test tables exactly as caffegen.logs.reference.Builder's per-line handlers do, for the regular
  * subset of logs it models. Anything outside that subset makes ls_scan_file() return a nonzero DECLINE code, and the
  * caller reads the log another way: this code never guesses. What it declines (see scan_lines, line_done, head, output):
  *   non-ASCII bytes, \r, NUL; a line as long as max_line; a line starting with 'F'; fatal or old-layout markers
@@ -466,6 +466,11 @@ static int head(ctx_t *c, const char *h, const char *le, int64_t lineno) {
         if (r == 0) DECLINE(lineno);
         if (r < 0) return LS_NOMEM;
         c->lr = v;
+        table_t *tr = &c->t[0];  /* a train row opened before any lr was printed takes its own block's lr */
+        int64_t last = tr->n - 1;
+        if (last >= 0 && tr->cur_it == it && tr->cur_seg == c->segment && isnan(tr->lr[last])) {
+            tr->lr[last] = v; tr->lroff[last] = c->lroff; tr->lrlen[last] = c->lrlen;
+        }
     } else if (tn) {
         const char *p = tn + 11;
         if (le - p < 4 || memcmp(p, " (#", 3)) DECLINE(lineno);

@@ -1,4 +1,5 @@
-"""``caffegen parse`` and ``caffegen plot``: thin wrappers over :mod:`caffegen.parse` and :mod:`caffegen.plot`."""
+"""``caffegen parse`` and ``caffegen plot``: thin wrappers over :mod:`caffegen.logs` and
+:mod:`caffegen.report.figures`."""
 from __future__ import annotations
 
 import math
@@ -35,7 +36,11 @@ def _fmt(v) -> str:
 @click.argument("log")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for LOG.train, LOG.test (CSV) and LOG.json. Default: next to the log.")
-def parse(log: str, out_dir: str | None) -> None:
+@click.option("--engine", type=click.Choice(["auto", "native", "lines"]), default="auto", show_default=True,
+              help="auto: the native C scanner for logs of 1 MB and more, the reference parser otherwise; native: "
+                   "the scanner for any size; lines: the reference alone. The scanner hands every log it does not "
+                   "model exactly to the reference; both give the same rows.")
+def parse(log: str, out_dir: str | None, engine: str) -> None:
     """Turn a Caffe training LOG (or a run folder's train.log) into curves.
 
     Writes LOG.train and LOG.test in the CSV layout of Caffe's tools/extra/parse_log.py
@@ -47,10 +52,10 @@ def parse(log: str, out_dir: str | None) -> None:
     Example:
       caffegen parse runs/default/lr0.01/train.log --out /tmp/curves
     """
-    from ..parse import parse_log, write_outputs
+    from ..logs import parse_log, write_outputs
 
     path = _log_of(log)
-    curves = _caffe_curves(path, parse_log(path))
+    curves = _caffe_curves(path, parse_log(path, engine=engine))
     written = write_outputs(curves, path, out_dir or path.parent)
     s = curves.summary()
     click.echo(f"{path}: {s['train_rows']} train rows, {s['test_rows']} test rows, "
@@ -65,6 +70,8 @@ def parse(log: str, out_dir: str | None) -> None:
         click.echo(f"  caffe died: {curves.fatal_line}")
     for p in written:
         click.echo(f"wrote {p}")
+    if engine == "native" and curves.engine != "native":
+        click.echo("  (read by the reference parser: the native scanner declined this log or is unavailable)")
 
 
 @click.command()
@@ -80,8 +87,8 @@ def plot(target: str, out_png: str | None, smooth: float, title: str | None) -> 
     Draws train loss (raw and EMA-smoothed), test loss, test top-1/top-5 and the learning rate
     (log axis) against iteration; nan/inf points are red crosses.
     """
-    from ..parse import parse_log
-    from ..plot import plot_curves
+    from ..logs import parse_log
+    from ..report.figures import plot_curves
 
     path = _log_of(target)
     if out_png is None:

@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 if TYPE_CHECKING:
-    from .render import NetOptions
+    from .options import NetOptions
 
 PROBE_BATCH = 2  # batch size of the probe nets: shapes do not depend on it beyond N, memory does
 _PROBE_MARK = "CAFFEGEN_PROBE "
@@ -33,7 +33,7 @@ _GLOG_FATAL = re.compile(r"^F\d{4,8} [\d:.]+\s+\d+ [^\]]*\] (.*)$")
 
 
 def _message(kind: str):
-    from .toolchain import caffe_pb2
+    from ..toolchain import caffe_pb2
 
     pb2 = caffe_pb2()
     return pb2.NetParameter() if kind == "net" else pb2.SolverParameter()
@@ -135,14 +135,14 @@ def _failure_line(stderr: str, returncode: int) -> str:
 
 def run_probe(jobs: list[tuple[str, str]], timeout: float = 600) -> list[dict[str, list[int]]]:
     """Build each (prototxt path, "TRAIN"|"TEST") net in one pycaffe child; shapes per job, in order."""
-    from .toolchain import locate
+    from ..toolchain import locate
 
     inst = locate()
     env = inst.env(threads=1)
     env.setdefault("GLOG_minloglevel", "2")
-    repo = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
-    code = "import sys; from caffegen.validate import _probe_main; _probe_main(sys.argv)"
+    here = str(Path(__file__).resolve().parents[2])  # the folder holding the caffegen package
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
+    code = "import sys; from caffegen.prototxt.validate import _probe_main; _probe_main(sys.argv)"
     try:
         proc = subprocess.run([sys.executable, "-c", code, json.dumps(jobs)], capture_output=True, text=True,
                               env=env, timeout=timeout)

@@ -1,0 +1,218 @@
+"""``caffegen render``, ``solvers``, ``schedule`` and ``export netscope``: thin wrappers over
+:mod:`caffegen.prototxt`. Their net and solver options are generated from the option dataclasses
+(:mod:`caffegen.commands.options`), defaults and help included.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import InputError
+from ..prototxt.options import NetOptions, SolverOptions
+from ..prototxt.schedule import POLICIES, describe_policy_defaults
+from .options import dataclass_options, pick
+
+_SOLVER_FIXED = ("base_lr", "lr_policy", "net")  # given as --lr/--policy by each command; net is always train_val
+
+
+def _policy_help() -> str:
+    rows = describe_policy_defaults()
+    width = max(len(params) for _, params, _ in rows)
+    lines = [f"  {policy:<10} {params:<{width}}  ends at {end}" for policy, params, end in rows]
+    return "\n".join(["\b", "Policy parameters (defaults derived from --max-iter N; each one overridable):", *lines,
+                      "A solver carries only the parameters its policy reads."])
+
+
+POLICY_HELP = _policy_help()
+
+FILES_HELP = """\b
+Paths in the files are relative to Caffe's working directory: run
+  cd DIR && caffe train -solver solver.prototxt
+(the solver's net is "train_val.prototxt"; relative list sources resolve there too)."""
+
+
+def _net_and_solver_options(fn):
+    """``--no-pycaffe-check`` and every NetOptions / SolverOptions field as an option (render, solvers)."""
+    fn = dataclass_options(SolverOptions, exclude=_SOLVER_FIXED)(fn)
+    fn = dataclass_options(NetOptions)(fn)
+    return click.option("--no-pycaffe-check", is_flag=True,
+                        help="Skip building the net with pycaffe (the caffe_pb2 schema check still runs).")(fn)
+
+
+def _net(kwargs: dict[str, Any]) -> NetOptions:
+    return NetOptions(**pick(kwargs, NetOptions))
+
+
+def _solver(kwargs: dict[str, Any], **fixed: Any) -> SolverOptions:
+    return SolverOptions(**fixed, **pick(kwargs, SolverOptions, exclude=_SOLVER_FIXED))
+
+
+def _notes(notes: list[str]) -> None:
+    for msg in notes:
+        click.echo(f"caffegen: note: {msg}", err=True)
+
+
+def _one_lr(spec: str) -> float:
+    from ..prototxt.checks import parse_lrs
+
+    values = parse_lrs(spec)
+    if len(values) != 1:
+        raise InputError(f"one --lr expected, got {spec!r}; use `caffegen solvers --lr {spec}` for several")
+    return values[0]
+
+
+@click.command(epilog=POLICY_HELP + "\n\n" + FILES_HELP)
+@click.option("--lr", "lr", required=True, metavar="LR", help="base_lr (> 0), e.g. 0.01.")
+@click.option("--policy", default="step", show_default=True, help=f"lr_policy: {', '.join(POLICIES)}.")
+@click.option("--out", "out", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for train_val.prototxt, solver.prototxt, deploy.prototxt.")
+@_net_and_solver_options
+def render(lr: str, policy: str, out: str, no_pycaffe_check: bool, **kwargs: Any) -> None:
+    """Write DIR/train_val.prototxt, DIR/solver.prototxt and DIR/deploy.prototxt for one learning rate.
+
+    \b
+    At the defaults the net is the seed's baseline exactly (ImageData 256 -> crop
+    224, conv1-5 64/64/128/128/256 stride 2, AVE pool 7, fc 20, top-1/top-5
+    accuracy, SoftmaxWithLoss). Every file is checked against Caffe's schema and
+    the net is built by pycaffe in TRAIN and TEST (pool 1x1, fc N x classes)
+    before anything is written.
+
+    \b
+    Example:
+      caffegen render --lr 0.01 --policy multistep --max-iter 20000 --out runs/lr0.01
+    """
+    from ..prototxt.files import write_variant
+
+    if "," in policy or policy.strip().lower() == "all":
+        raise InputError(f"render takes one --policy, got {policy!r}; use `caffegen solvers --policy {policy}`")
+    net = _net(kwargs)
+    solver = _solver(kwargs, base_lr=_one_lr(lr), lr_policy=policy)
+    written = write_variant(out, net, solver, validate=True, pycaffe_check=not no_pycaffe_check)
+    _notes(written.notes)
+    for path in written.paths.values():
+        click.echo(str(path))
+
+
+@click.command(epilog=POLICY_HELP + "\n\n" + FILES_HELP.replace("solver.prototxt", "<name>.prototxt"))
+@click.option("--lr", "lr", required=True, metavar="LR[,LR...]", help="base_lr values, e.g. 0.1,0.01,0.001.")
+@click.option("--policy", default="all", show_default=True,
+              help=f"'all' or a comma list of {', '.join(POLICIES)}.")
+@click.option("--out", "out", default="solvers", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the solvers, train_val.prototxt and index.csv/index.json.")
+@_net_and_solver_options
+def solvers(lr: str, policy: str, out: str, no_pycaffe_check: bool, **kwargs: Any) -> None:
+    """Write one solver per learning rate x policy, e.g. solvers/lr0.01_step.prototxt.
+
+    \b
+    Each solver uses net "train_val.prototxt" (written beside them, shared) and
+    snapshot_prefix "<name>"; index.csv and index.json list every variant's
+    effective parameters. A non-SGD --type adds its name: lr0.001_fixed_adam.
+    All files are validated with Caffe before the first one is written.
+
+    \b
+    Example:
+      caffegen solvers --lr 0.1,0.01,0.001 --policy all      # 21 solvers
+    """
+    from ..prototxt.checks import parse_lrs
+    from ..prototxt.files import write_solver_set
+    from ..prototxt.schedule import parse_policies
+
+    net = _net(kwargs)
+    lrs = parse_lrs(lr)
+    policies = parse_policies(policy)
+    base = _solver(kwargs, base_lr=lrs[0], lr_policy=policies[0])
+    written = write_solver_set(out, net, base, lrs, policies, validate=True, pycaffe_check=not no_pycaffe_check)
+    _notes(written.notes)
+    for row in written.rows:
+        click.echo(str(Path(out) / row["file"]))
+    click.echo(f"{len(written.rows)} solvers, index: {Path(out) / 'index.csv'}")
+
+
+@click.command(epilog=POLICY_HELP)
+@click.option("--lr", "lr", default="0.01", show_default=True, metavar="LR", help="base_lr (> 0).")
+@click.option("--policy", default="all", show_default=True, help="'all' or a comma list of policies.")
+@click.option("--max-iter", "max_iter", default="10000", show_default=True, metavar="N", help="Iterations.")
+@click.option("--gamma", default=None, metavar="VALUE", help="Override gamma for every plotted policy that reads it.")
+@click.option("--stepsize", default=None, metavar="VALUE", help="Override stepsize (step, sigmoid).")
+@click.option("--stepvalue", default=None, metavar="VALUE", help="Override stepvalue (multistep), e.g. 5000,7500.")
+@click.option("--power", default=None, metavar="VALUE", help="Override power (inv, poly).")
+@click.option("--out", "out", default="lr_schedule.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG to write (log y axis).")
+def schedule(lr: str, policy: str, max_iter: str, out: str, **overrides: Any) -> None:
+    """Plot lr against iteration for each policy, with Caffe's own math.
+
+    \b
+    The curves come from caffegen.prototxt.schedule, a port of Caffe 1.0's
+    SGDSolver::GetLearningRate (float32 parameters, multistep bookkeeping),
+    tested against the lr that a real `caffe train` prints. Also prints the lr
+    at 0, N/4, N/2, 3N/4 and N-1 for each policy.
+
+    \b
+    Example:
+      caffegen schedule --lr 0.01 --policy all --max-iter 10000 --out lr.png
+    """
+    from ..prototxt.schedule import format_lr, lr_curve, parse_policies
+    from ..report.figures import plot_schedules
+
+    base_lr = _one_lr(lr)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    curves = {}
+    n = None
+    for pol in parse_policies(policy):
+        opts = SolverOptions(base_lr=base_lr, lr_policy=pol, max_iter=max_iter, **given)
+        n = opts.max_iter
+        params = opts.policy_params()
+        shown = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, list) else format(v, 'g')}"
+                          for k, v in params.items())
+        curves[f"{pol} ({shown})" if shown else pol] = lr_curve(pol, opts.base_lr, n, **params)
+    assert n is not None
+    marks = sorted({0, n // 4, n // 2, (3 * n) // 4, n - 1})
+    width = max(len(k) for k in curves)
+    click.echo(f"{'policy':<{width}}  " + "  ".join(f"{'it ' + str(m):>12}" for m in marks))
+    for label, (_, lrs) in curves.items():
+        click.echo(f"{label:<{width}}  " + "  ".join(f"{format_lr(lrs[m]):>12}" for m in marks))
+    click.echo(str(plot_schedules(curves, out, title=f"lr schedules, base_lr {base_lr:g}, max_iter {n}")))
+
+
+@click.group()
+def export() -> None:
+    """Export the net for other tools.
+
+    \b
+    caffegen export netscope [--out FILE]    deploy-form prototxt for Netscope
+    """
+
+
+@export.command(epilog="Paste the output into http://ethereon.github.io/netscope/#/editor")
+@click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
+              help="File to write [default: print to stdout].")
+@click.option("--no-pycaffe-check", is_flag=True, help="Skip loading the net with pycaffe.")
+@dataclass_options(NetOptions)
+def netscope(out: str | None, no_pycaffe_check: bool, **kwargs: Any) -> None:
+    """Deploy-form prototxt that Netscope draws with every blob shape inferred.
+
+    \b
+    An Input layer of shape [1, 3, crop, crop], the conv trunk, pool, fc and a
+    Softmax "prob": no data layers, nothing phase-specific, no Accuracy or loss
+    (Netscope's shape inference rejects them). The same net options as
+    `caffegen render` apply; the net is checked with caffe_pb2 and loaded with
+    pycaffe before it is written.
+    """
+    from ..prototxt.netscope import netscope as to_netscope
+    from ..prototxt.validate import check_deploy, check_text
+
+    net = _net(kwargs)
+    text = to_netscope(net)
+    where = out or "<netscope export>"
+    check_text(text, "net", where)
+    if not no_pycaffe_check:
+        check_deploy(text, net, where)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(str(path))

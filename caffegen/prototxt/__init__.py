@@ -1,0 +1,21 @@
+"""The render and validate stages: options -> prototxt text -> checked files.
+
+* :mod:`.options`   NetOptions / SolverOptions (every knob, its default and help), variant names;
+* :mod:`.schedule`  Caffe's lr policies in Python (the math of ``SGDSolver::GetLearningRate``) and their defaults;
+* :mod:`.render`    the Jinja templates (``templates/``) -> text, pure;
+* :mod:`.validate`  caffe_pb2 schema and pycaffe shape checks;
+* :mod:`.files`     render + validate + write (a variant, a solver set), and test_iter from the val list;
+* :mod:`.netscope`  the deploy-form export for Netscope.
+
+    from caffegen.prototxt import NetOptions, SolverOptions, write_variant
+    write_variant("runs/lr0.01", NetOptions(), SolverOptions(base_lr=0.01, lr_policy="poly"))
+"""
+from .files import Written, resolve_test_iter, write_solver_set, write_variant
+from .options import SOLVER_TYPES, NetOptions, SolverOptions, variant_name
+from .render import render_deploy, render_net, render_solver
+from .schedule import POLICIES, parse_policies
+from .text import prototxt_string
+
+__all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "POLICIES", "Written", "parse_policies", "prototxt_string",
+           "render_deploy", "render_net", "render_solver", "resolve_test_iter", "variant_name", "write_solver_set",
+           "write_variant"]

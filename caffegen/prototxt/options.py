@@ -1,0 +1,320 @@
+"""The knobs of the baseline net (:class:`NetOptions`) and of a solver (:class:`SolverOptions`).
+
+Each field carries its default and its one-line help (``knob``), so that ``caffegen render --help``, the sweep
+spec's checks and the docs all read them from here: the CLI generates its options from these fields
+(:mod:`caffegen.commands.options`) and never restates a default. Building an instance coerces and checks every
+value and refuses bad input with one :class:`~caffegen.errors.InputError` line naming the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..data.lists import LIST_TRAIN, LIST_VAL
+from ..errors import InputError
+from .checks import as_choice, as_float, as_int, as_tuple
+from .schedule import POLICIES, POLICY_PARAMS, policy_defaults, resolve_policy
+from .text import prototxt_string
+
+__all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "SOLVER_MODES", "TYPE_DEFAULTS", "DEFAULT_VAL_IMAGES",
+           "knob", "test_iter_for", "variant_name", "spatial_after_convs"]
+
+SOLVER_TYPES: tuple[str, ...] = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
+SOLVER_MODES: tuple[str, ...] = ("CPU", "GPU")
+
+# test_iter fallback when the validation list cannot be read: the seed's GHIM-10k split holds
+# 20 classes x 50 images = 1000 validation images.
+DEFAULT_VAL_IMAGES = 1000
+
+# Which optimiser hyper-parameters each solver type reads, and their defaults. Caffe aborts when
+# AdaGrad or RMSProp get a non-zero momentum, so those two never get one.
+TYPE_DEFAULTS: dict[str, dict[str, float]] = {
+    "SGD": {"momentum": 0.9},
+    "Nesterov": {"momentum": 0.9},
+    "AdaGrad": {"delta": 1e-8},
+    "RMSProp": {"rms_decay": 0.99, "delta": 1e-8},
+    "AdaDelta": {"momentum": 0.95, "delta": 1e-6},
+    "Adam": {"momentum": 0.9, "momentum2": 0.999, "delta": 1e-8},
+}
+
+
+def knob(default: Any, help: str, *, flag: str | None = None, derived: str | None = None) -> Any:  # noqa: A002
+    """A dataclass field with its CLI help: ``flag`` when it differs from ``--field-name``, ``derived`` the text
+    shown as the default of a field whose ``None`` means "derived"."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "derived": derived})
+
+
+def _type_default_text(name: str) -> str:
+    """``0.9 (AdaDelta 0.95)``: the per-type defaults of one optimiser field, from :data:`TYPE_DEFAULTS`."""
+    by_value: dict[float, list[str]] = {}
+    for solver_type, params in TYPE_DEFAULTS.items():
+        if name in params:
+            by_value.setdefault(params[name], []).append(solver_type)
+    common = max(by_value, key=lambda v: len(by_value[v]))
+    others = ", ".join(f"{' '.join(types)} {v:g}" for v, types in by_value.items() if v != common)
+    return f"{common:g}" + (f" ({others})" if others else "")
+
+
+def spatial_after_convs(size: int, n_convs: int) -> int:
+    """Side of the feature map after ``n_convs`` 3x3, pad 1, stride 2 convolutions (224 -> 7 for 5)."""
+    for _ in range(n_convs):
+        size = (size + 2 * 1 - 3) // 2 + 1
+    return size
+
+
+@dataclass(frozen=True)
+class NetOptions:
+    """The knobs of the baseline net. Defaults render the seed's net exactly.
+
+    ``resize`` is the TRAIN ImageData new_height/new_width (the random ``crop`` is taken from it);
+    ``test_resize`` the TEST one (the seed resizes validation images straight to 224, so the centre crop
+    is the whole image). ``backend="lmdb"`` emits Caffe ``Data`` layers reading LMDBs made beforehand
+    (resizing happened then); crop, mirror and mean still apply. ``dropout`` 0 means no Dropout layer.
+    ``accuracy_top_k`` ks that are not below ``num_classes`` are left out (top-k of k >= N classes is
+    always 1, and Caffe aborts for k > N); top-1 is always kept.
+    """
+
+    num_classes: int = knob(20, "Number of classes: fc outputs (>= 2).", flag="--classes")
+    resize: int = knob(256, "TRAIN ImageData new_height/new_width; the random crop is taken from it.")
+    test_resize: int = knob(224, "TEST ImageData new_height/new_width (the seed resizes straight to 224).")
+    crop: int = knob(224, "crop_size, <= both resizes; the last pool's kernel = the feature side after the convs "
+                          "(7 at 224).")
+    train_batch: int = knob(16, "TRAIN batch_size.")
+    test_batch: int = knob(16, "TEST batch_size (also sets the derived test_iter).")
+    mean: tuple[float, ...] = knob((104.0, 117.0, 124.0), "mean_value per channel (B,G,R), or one value.")
+    mirror: bool = knob(True, "Random mirror in TRAIN.")
+    train_source: str = knob(LIST_TRAIN, "TRAIN list file (LMDB folder with --backend lmdb).")
+    val_source: str = knob(LIST_VAL, "TEST list file (LMDB folder with --backend lmdb).")
+    root_folder: str = knob("", "ImageData root_folder prefixed to list paths (written only when set).")
+    conv_widths: tuple[int, ...] = knob((64, 64, 128, 128, 256), "num_output of conv1..convK (3x3, pad 1, stride 2).")
+    filler_std: float = knob(0.01, "std of the conv weights' gaussian filler.")
+    dropout: float = knob(0.0, "Dropout ratio before fc; 0 writes no Dropout layer.")
+    batchnorm: bool = knob(False, "BatchNorm + Scale after each conv (conv bias dropped).")
+    accuracy_phase: Literal["both", "test"] = knob("both", "Accuracy layers in 'both' phases (the seed) or 'test' only.")
+    accuracy_top_k: tuple[int, ...] = knob((1, 5), "Accuracy top_k values; k >= --classes are left out (1 is kept).",
+                                           flag="--top-k")
+    backend: Literal["imagedata", "lmdb"] = knob("imagedata", "'imagedata' (list files) or 'lmdb' (Caffe Data layers, "
+                                                              "resized beforehand).")
+    name: str = knob("", "Net name (no name: line when empty, like the seed).")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Coerce and check every field; raise InputError naming the first bad one."""
+        set_ = functools.partial(object.__setattr__, self)
+        set_("num_classes", as_int("num_classes (--classes)", self.num_classes, 2))
+        for name in ("resize", "test_resize", "crop", "train_batch", "test_batch"):
+            set_(name, as_int(name, getattr(self, name), 1))
+        if self.crop > self.resize:
+            raise InputError(f"crop {self.crop} is larger than resize {self.resize} (the TRAIN image side)")
+        if self.crop > self.test_resize:
+            raise InputError(f"crop {self.crop} is larger than test_resize {self.test_resize} (the TEST image side)")
+        mean = as_tuple(self.mean)
+        if len(mean) not in (1, 3):
+            raise InputError(f"mean takes 1 or 3 values (B,G,R), got {len(mean)}")
+        set_("mean", tuple(as_float("mean", m) for m in mean))
+        for name in ("mirror", "batchnorm"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("train_source", "val_source", "root_folder", "name"):
+            value = getattr(self, name)
+            if value is None and name in ("root_folder", "name"):
+                value = ""  # None reads as "not set"
+            value = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+            prototxt_string(value)  # refuses what cannot be escaped
+            set_(name, value)
+        if not self.train_source or not self.val_source:
+            raise InputError("train_source and val_source must not be empty")
+        widths = as_tuple(self.conv_widths)
+        if not 1 <= len(widths) <= 8:
+            raise InputError(f"conv_widths takes 1 to 8 widths, got {len(widths)}")
+        set_("conv_widths", tuple(as_int("conv width", w, 1) for w in widths))
+        set_("filler_std", as_float("filler_std", self.filler_std, gt=0))
+        set_("dropout", as_float("dropout", self.dropout, ge=0, lt=1))
+        set_("accuracy_phase", as_choice("accuracy_phase", self.accuracy_phase, ("both", "test")))
+        set_("accuracy_top_k", tuple(sorted({as_int("accuracy top_k", k, 1) for k in as_tuple(self.accuracy_top_k)}
+                                            | {1})))
+        set_("backend", as_choice("backend", self.backend, ("imagedata", "lmdb")))
+        if self.backend == "lmdb" and self.root_folder:
+            raise InputError("root_folder applies to the imagedata backend only (LMDBs hold the images)")
+
+    @property
+    def pool_kernel(self) -> int:
+        """Global average pooling for the crop: the feature map side after the convs (7 at 224)."""
+        return spatial_after_convs(self.crop, len(self.conv_widths))
+
+    @property
+    def pool_name(self) -> str:
+        return f"pool{len(self.conv_widths)}"
+
+    @property
+    def top_k(self) -> tuple[int, ...]:
+        """The Accuracy layers written: top-1, and each other k below num_classes."""
+        return tuple(k for k in self.accuracy_top_k if k == 1 or k < self.num_classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """Every SolverParameter a tuner touches. ``None`` means "derive it" (see docs/render.md):
+
+    * gamma / stepsize / stepvalue / power: :func:`~caffegen.prototxt.schedule.policy_defaults` for ``lr_policy``
+      over ``max_iter``; a policy's solver carries only the parameters that policy reads;
+    * test_iter: ceil(val images / test batch) from the val list (``caffegen.prototxt.files.resolve_test_iter``),
+      else ceil(1000 / test batch), the seed's validation set (:func:`test_iter_for`);
+    * test_interval: max(1, max_iter // 20);
+    * momentum / momentum2 / delta / rms_decay: per solver type, :data:`TYPE_DEFAULTS`.
+    """
+
+    base_lr: float = knob(0.01, "base_lr (> 0).", flag="--lr")
+    lr_policy: str = knob("step", f"lr_policy: {', '.join(POLICIES)}.", flag="--policy")
+    max_iter: int = knob(10000, "Iterations (>= 1); the policy defaults scale with it.")
+    gamma: float | None = knob(None, "lr_policy gamma (see the table below).", derived="per policy")
+    stepsize: int | None = knob(None, "step/sigmoid stepsize.", derived="per policy")
+    stepvalue: tuple[int, ...] | None = knob(None, "multistep iterations, strictly increasing, e.g. 5000,7500.",
+                                             derived="N/2,3N/4")
+    power: float | None = knob(None, "inv/poly power.", derived="per policy")
+    net: str = knob("train_val.prototxt", "The net the solver trains (relative to caffe's working directory).")
+    test_iter: int | None = knob(None, "Test batches per test pass; derived from the val list so the whole set is "
+                                       f"covered; ceil({DEFAULT_VAL_IMAGES}/test batch) when the list is not readable.",
+                                 derived="ceil(val lines/test batch)")
+    test_interval: int | None = knob(None, "Test every this many iterations.", derived="max(1, N//20)")
+    momentum: float | None = knob(None, "SGD/Nesterov/Adam/AdaDelta momentum; AdaGrad/RMSProp take none.",
+                                  derived=_type_default_text("momentum"))
+    momentum2: float | None = knob(None, "Adam's second moment decay.", derived=_type_default_text("momentum2"))
+    delta: float | None = knob(None, "AdaGrad/RMSProp/AdaDelta/Adam delta.", derived=_type_default_text("delta"))
+    rms_decay: float | None = knob(None, "RMSProp rms_decay.", derived=_type_default_text("rms_decay"))
+    weight_decay: float = knob(0.0005, "weight_decay.")
+    type: str = knob("SGD", f"Solver type: {', '.join(SOLVER_TYPES)}.")
+    display: int = knob(20, "Log train loss and lr every this many iterations (0: never).")
+    average_loss: int = knob(1, "Displayed loss averaged over this many iterations.")
+    iter_size: int = knob(1, "Accumulate gradients over this many batches per iteration.")
+    snapshot: int = knob(0, "Snapshot every this many iterations (0: only the final one).")
+    snapshot_prefix: str = knob("snapshot", "Snapshot file prefix (relative to caffe's cwd).")
+    solver_mode: str = knob("CPU", "CPU or GPU.")
+    device_id: int = knob(0, "GPU id (written only with --solver-mode GPU).")
+    random_seed: int | None = knob(None, "Seed for weight init and shuffling; unset: Caffe picks one.",
+                                   derived="unset")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Coerce and check every field; raise InputError naming the first bad one."""
+        set_ = functools.partial(object.__setattr__, self)
+        set_("base_lr", as_float("base_lr (--lr)", self.base_lr, gt=0))
+        set_("lr_policy", resolve_policy(self.lr_policy))
+        set_("max_iter", as_int("max_iter", self.max_iter, 1))
+        if self.gamma is not None:
+            set_("gamma", as_float("gamma", self.gamma))
+        if self.stepsize is not None:
+            set_("stepsize", as_int("stepsize", self.stepsize, 1))
+        if self.stepvalue is not None:
+            values = tuple(as_int("stepvalue", v, 1) for v in as_tuple(self.stepvalue))
+            if not values:
+                raise InputError("stepvalue needs at least one iteration")
+            for a, b in zip(values, values[1:]):
+                if b <= a:
+                    raise InputError(f"stepvalue must be strictly increasing, got {','.join(map(str, values))}")
+            set_("stepvalue", values)
+        if self.power is not None:
+            set_("power", as_float("power", self.power))
+        for name in ("net", "snapshot_prefix"):
+            value = getattr(self, name)
+            value = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+            if not value:
+                raise InputError(f"{name} must not be empty")
+            prototxt_string(value)
+            set_(name, value)
+        if self.test_iter is not None:
+            set_("test_iter", as_int("test_iter", self.test_iter, 1))
+        if self.test_interval is not None:
+            set_("test_interval", as_int("test_interval", self.test_interval, 1))
+        set_("type", as_choice("solver type", self.type, SOLVER_TYPES))
+        for name in ("momentum", "momentum2", "rms_decay"):
+            if getattr(self, name) is not None:
+                set_(name, as_float(name, getattr(self, name), ge=0, lt=1))
+        if self.delta is not None:
+            set_("delta", as_float("delta", self.delta, gt=0))
+        if self.type in ("AdaGrad", "RMSProp") and self.momentum:
+            raise InputError(f"momentum cannot be used with {self.type} (Caffe aborts); leave it unset")
+        set_("weight_decay", as_float("weight_decay", self.weight_decay, ge=0))
+        set_("display", as_int("display", self.display, 0))
+        set_("average_loss", as_int("average_loss", self.average_loss, 1))
+        set_("iter_size", as_int("iter_size", self.iter_size, 1))
+        set_("snapshot", as_int("snapshot", self.snapshot, 0))
+        set_("solver_mode", as_choice("solver_mode", self.solver_mode, SOLVER_MODES))
+        set_("device_id", as_int("device_id", self.device_id, 0))
+        if self.random_seed is not None:
+            set_("random_seed", as_int("random_seed", self.random_seed, 0))
+        self._check_policy(self.policy_params())
+
+    def _check_policy(self, p: dict[str, Any]) -> None:
+        pol = self.lr_policy
+        if pol in ("step", "exp", "multistep") and not p["gamma"] > 0:
+            raise InputError(f"lr_policy {pol} needs gamma > 0, got {p['gamma']!r}")
+        if pol == "inv" and not p["gamma"] >= 0:
+            raise InputError(f"lr_policy inv needs gamma >= 0, got {p['gamma']!r}")
+        if pol == "poly" and not p["power"] >= 0:
+            raise InputError(f"lr_policy poly needs power >= 0, got {p['power']!r}")
+
+    def policy_params(self) -> dict[str, Any]:
+        """The policy parameters this solver writes: defaults from max_iter, overridden by given values."""
+        params = policy_defaults(self.lr_policy, self.max_iter)
+        for key in POLICY_PARAMS[self.lr_policy]:
+            value = getattr(self, key)
+            if value is not None:
+                params[key] = list(value) if key == "stepvalue" else value
+        return params
+
+    def type_params(self) -> dict[str, float]:
+        """The optimiser hyper-parameters this solver type reads: defaults overridden by given values."""
+        params = dict(TYPE_DEFAULTS[self.type])
+        for key in params:
+            value = getattr(self, key)
+            if value is not None:
+                params[key] = value
+        return params
+
+    def effective(self, test_batch: int | None = None) -> dict[str, Any]:
+        """Every field as it will be written (derived values filled in, unused ones None); an unset test_iter is
+        the fallback :func:`test_iter_for` of ``test_batch`` (the net's TEST batch, default 16)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key in ("gamma", "stepsize", "stepvalue", "power", "momentum", "momentum2", "delta", "rms_decay"):
+            d[key] = None
+        d.update(self.policy_params())
+        d.update(self.type_params())
+        if d["stepvalue"] is not None:
+            d["stepvalue"] = list(d["stepvalue"])
+        if d["test_interval"] is None:
+            d["test_interval"] = max(1, self.max_iter // 20)
+        if d["test_iter"] is None:
+            d["test_iter"] = test_iter_for(None, test_batch or NetOptions.__dataclass_fields__["test_batch"].default)
+        return d
+
+
+def test_iter_for(val_images: int | None, test_batch: int) -> int:
+    """Test batches so that one test pass covers ``val_images`` (unknown: the seed's :data:`DEFAULT_VAL_IMAGES`)."""
+    return math.ceil((val_images or DEFAULT_VAL_IMAGES) / test_batch)
+
+
+_SHORT = {"base_lr": "lr", "lr_policy": "", "weight_decay": "wd", "momentum": "m", "type": "",
+          "net.dropout": "drop", "net.train_batch": "bs", "max_iter": "it", "iter_size": "is"}
+
+
+def variant_name(axes: dict[str, Any]) -> str:
+    """Stable readable file/folder stem for one point of a grid: ``lr0.01_step``, ``lr0.01_step_wd0.005``,
+    ``lr0.1_exp_drop0.5``, ``lr0.001_fixed_adam``. Used for solver files and sweep run folders alike."""
+    parts = []
+    for key, value in axes.items():
+        prefix = _SHORT.get(key, key.replace("net.", "").replace("_", ""))
+        text = f"{value:g}" if isinstance(value, float) else str(value)
+        parts.append(prefix + (text.lower() if key == "type" else text))
+    return "".join(c if c.isalnum() or c in "._-+" else "-" for c in "_".join(parts))
