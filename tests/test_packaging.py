@@ -31,7 +31,7 @@ def test_the_wheel_carries_every_data_file_the_package_reads(wheel):
     for spec in (ROOT / "caffegen" / "specs").glob("*.toml"):
         assert f"caffegen/specs/{spec.name}" in names
     assert {"caffegen/toolchain/cmake/CMakeLists.txt", "caffegen/toolchain/cmake/cuda.cmake",
-            "caffegen/logs/native/logscan.c"} <= names
+            "caffegen/logs/native/logscan.c", "caffegen/sweep/launcher.c"} <= names
     assert not [n for n in names if n.startswith(("tests/", "bench/", "docs/"))]
 
 

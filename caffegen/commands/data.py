@@ -89,33 +89,40 @@ def demo_data(out_dir: Path, classes: int, per_class: int, seed: int) -> None:
 
 @click.command("prepare")
 @click.option("--lmdb", "lmdb", is_flag=True,
-              help="Build LMDBs with Caffe's convert_imageset (the only backend so far; required).")
+              help="Build OUT/train_lmdb and OUT/val_lmdb with Caffe's convert_imageset.")
+@click.option("--mean", "mean", is_flag=True,
+              help="Compute OUT/mean.binaryproto from OUT/train_lmdb with Caffe's compute_image_mean (the file a "
+                   "net's transform_param mean_file reads).")
 @click.option("--lists", "lists_dir", type=click.Path(path_type=Path), default=Path("lists"),
               show_default=True, help=f"Folder holding {LIST_TRAIN} and {LIST_VAL}.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=Path("data"), show_default=True,
-              help="Writes OUT/train_lmdb and OUT/val_lmdb.")
+              help="Writes OUT/train_lmdb, OUT/val_lmdb and OUT/mean.binaryproto.")
 @click.option("--resize", type=click.IntRange(0), default=256, show_default=True,
               help="Resize every image once to RESIZE x RESIZE (the seed's new_height/new_width); 0 keeps sizes.")
 @click.option("--val-resize", type=click.IntRange(0), default=None,
               help="Size for the val LMDB. Default: --resize. The seed's val layer uses 224 (= its crop).")
 @click.option("--gray", is_flag=True, help="Store grayscale images.")
 @click.option("--force", is_flag=True, help="Replace existing LMDBs (only after the new ones are complete).")
-def prepare(lmdb: bool, lists_dir: Path, out: Path, resize: int, val_resize: int | None, gray: bool,
+def prepare(lmdb: bool, mean: bool, lists_dir: Path, out: Path, resize: int, val_resize: int | None, gray: bool,
             force: bool) -> None:
-    """Convert the list files to LMDB: the fast input path for the `Data` layer.
+    """Convert the list files to LMDB (the fast input path for the `Data` layer) and/or compute their mean.
 
     Images are decoded and resized once, so training no longer decodes JPEGs every epoch (see
     docs/benchmarks/input_pipeline.md for the measured speed-up). The train LMDB is shuffled once;
     crop, mirror and mean stay in the net's transform_param.
 
     \b
-    Example:
+    Examples:
       caffegen prepare --lmdb --resize 256 --lists lists/ --out data/
+      caffegen prepare --mean --out data/        # data/mean.binaryproto from data/train_lmdb
     """
-    from ..data.prepare import prepare_lmdb
+    from ..data.prepare import compute_mean, prepare_lmdb
 
-    if not lmdb:
-        raise InputError("prepare: pass --lmdb (LMDB is the only backend so far)")
-    dbs = prepare_lmdb(lists_dir, out, resize=resize, val_resize=val_resize, gray=gray, overwrite=force)
-    for split, path in dbs.items():
-        click.echo(f"{split}: {path}")
+    if not (lmdb or mean):
+        raise InputError("prepare: pass --lmdb (build the LMDBs), --mean (their mean image), or both")
+    if lmdb:
+        dbs = prepare_lmdb(lists_dir, out, resize=resize, val_resize=val_resize, gray=gray, overwrite=force)
+        for split, path in dbs.items():
+            click.echo(f"{split}: {path}")
+    if mean:
+        click.echo(f"mean: {compute_mean(out / 'train_lmdb', out / 'mean.binaryproto', overwrite=force)}")

@@ -101,8 +101,14 @@ def render(lr: str, policy: str, out: str, no_pycaffe_check: bool, **kwargs: Any
               help=f"'all' or a comma list of {', '.join(POLICIES)}.")
 @click.option("--out", "out", default="solvers", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the solvers, train_val.prototxt and index.csv/index.json.")
+@click.option("--net", "net_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your own train_val.prototxt instead of the template net (the template's net options then do "
+                   "not apply).")
+@click.option("--base-solver", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --net: your solver.prototxt; every field the grid and the options do not set comes from it.")
 @_net_and_solver_options
-def solvers(lr: str, policy: str, out: str, no_pycaffe_check: bool, **kwargs: Any) -> None:
+def solvers(lr: str, policy: str, out: str, net_file: Path | None, base_solver: Path | None, no_pycaffe_check: bool,
+            **kwargs: Any) -> None:
     """Write one solver per learning rate x policy, e.g. solvers/lr0.01_step.prototxt.
 
     \b
@@ -112,18 +118,39 @@ def solvers(lr: str, policy: str, out: str, no_pycaffe_check: bool, **kwargs: An
     All files are validated with Caffe before the first one is written.
 
     \b
-    Example:
+    With --net FILE (any Caffe train_val) the solvers name FILE by its absolute
+    path instead (run caffe from the folder its relative paths expect, a Model
+    Zoo net's Caffe root); --base-solver gives every other field. Policy
+    parameters come from the base only for the base's own lr_policy.
+
+    \b
+    Examples:
       caffegen solvers --lr 0.1,0.01,0.001 --policy all      # 21 solvers
+      caffegen solvers --net models/finetune_flickr_style/train_val.prototxt \\
+          --base-solver models/finetune_flickr_style/solver.prototxt --lr 0.001,0.0001
     """
     from ..prototxt.checks import parse_lrs
-    from ..prototxt.files import write_solver_set
+    from ..prototxt.files import write_solver_set, write_user_solver_set
     from ..prototxt.schedule import parse_policies
 
-    net = _net(kwargs)
     lrs = parse_lrs(lr)
     policies = parse_policies(policy)
-    base = _solver(kwargs, base_lr=lrs[0], lr_policy=policies[0])
-    written = write_solver_set(out, net, base, lrs, policies, validate=True, pycaffe_check=not no_pycaffe_check)
+    if base_solver is not None and net_file is None:
+        raise InputError("--base-solver goes with --net (the template net's solvers take the options directly)")
+    if net_file is not None:
+        template = pick(kwargs, NetOptions)
+        if template:
+            raise InputError(f"--net {net_file} is your own net: the template's net options "
+                             f"({', '.join(sorted(template))}) do not apply to it")
+        for path in (net_file, base_solver):
+            if path is not None and not path.is_file():
+                raise InputError(f"no such file: {path}")
+        written = write_user_solver_set(out, net_file, lrs, policies, pick(kwargs, SolverOptions, _SOLVER_FIXED),
+                                        base_path=base_solver)
+    else:
+        net = _net(kwargs)
+        base = _solver(kwargs, base_lr=lrs[0], lr_policy=policies[0])
+        written = write_solver_set(out, net, base, lrs, policies, validate=True, pycaffe_check=not no_pycaffe_check)
     _notes(written.notes)
     for row in written.rows:
         click.echo(str(Path(out) / row["file"]))
@@ -181,34 +208,75 @@ def export() -> None:
     """Export the net for other tools.
 
     \b
-    caffegen export netscope [--out FILE]    deploy-form prototxt for Netscope
+    caffegen export netscope [NET] [--out FILE]    deploy-form prototxt for Netscope
     """
+
+
+def _shape(ctx, param, value: str | None):  # noqa: ARG001
+    if value is None:
+        return None
+    try:
+        dims = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not N,C,H,W, e.g. 1,3,227,227") from None
+    if len(dims) != 4 or min(dims) < 1:
+        raise click.BadParameter(f"{value!r} is not N,C,H,W with every dimension >= 1")
+    return dims
 
 
 @export.command(epilog="Paste the output into http://ethereon.github.io/netscope/#/editor")
+@click.argument("net_file", metavar="[NET]", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out", default=None, type=click.Path(dir_okay=False),
               help="File to write [default: print to stdout].")
+@click.option("--input-shape", callback=_shape, default=None, metavar="N,C,H,W",
+              help="NET's input shape when its data layers do not say it (no crop_size) [default: from the TEST "
+                   "data layer: 1, channels, crop, crop].")
 @click.option("--no-pycaffe-check", is_flag=True, help="Skip loading the net with pycaffe.")
 @dataclass_options(NetOptions)
-def netscope(out: str | None, no_pycaffe_check: bool, **kwargs: Any) -> None:
+def netscope(net_file: Path | None, out: str | None, input_shape, no_pycaffe_check: bool, **kwargs: Any) -> None:
     """Deploy-form prototxt that Netscope draws with every blob shape inferred.
 
     \b
-    An Input layer of shape [1, 3, crop, crop], the conv trunk, pool, fc and a
-    Softmax "prob": no data layers, nothing phase-specific, no Accuracy or loss
-    (Netscope's shape inference rejects them). The same net options as
-    `caffegen render` apply; the net is checked with caffe_pb2 and loaded with
-    pycaffe before it is written.
+    An Input layer, the net's layers and a Softmax "prob": no data layers,
+    nothing phase-specific, no Accuracy or loss (Netscope's shape inference
+    rejects them). With no NET it is the template net (the same net options as
+    `caffegen render` apply). With NET (any Caffe train_val.prototxt) its data
+    layers become one Input of shape [1, C, crop, crop] (C from is_color or
+    the mean; or --input-shape), the layers that read the label and the
+    TRAIN-only layers go, and each SoftmaxWithLoss becomes a Softmax ("prob"
+    for the main output, "prob_1", "prob_2"... for auxiliary heads). The
+    result is checked with caffe_pb2 and run forward once by pycaffe before it
+    is written.
+
+    \b
+    Examples:
+      caffegen export netscope --out net.prototxt
+      caffegen export netscope models/bvlc_googlenet/train_val.prototxt --out googlenet.prototxt
     """
     from ..prototxt.netscope import netscope as to_netscope
-    from ..prototxt.validate import check_deploy, check_text
+    from ..prototxt.usernet import deploy_text, load_net
+    from ..prototxt.validate import check_deploy, check_forward, check_text
 
-    net = _net(kwargs)
-    text = to_netscope(net)
     where = out or "<netscope export>"
-    check_text(text, "net", where)
-    if not no_pycaffe_check:
-        check_deploy(text, net, where)
+    if net_file is not None:
+        template = pick(kwargs, NetOptions)
+        if template:
+            raise InputError(f"{net_file} is your own net: the template's net options ({', '.join(sorted(template))}) "
+                             "do not apply to it")
+        if not net_file.is_file():
+            raise InputError(f"no such net file: {net_file}")
+        text = deploy_text(load_net(net_file), input_shape, where=str(net_file))
+        check_text(text, "net", where)
+        if not no_pycaffe_check:
+            check_forward(text, where)
+    else:
+        if input_shape is not None:
+            raise InputError("--input-shape goes with a NET file (the template's input is set by --crop)")
+        net = _net(kwargs)
+        text = to_netscope(net)
+        check_text(text, "net", where)
+        if not no_pycaffe_check:
+            check_deploy(text, net, where)
     if out is None:
         click.echo(text, nl=False)
         return

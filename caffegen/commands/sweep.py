@@ -34,10 +34,16 @@ def _gpus(ctx, param, value: str | None):  # noqa: ARG001
 @click.option("--diverge-factor", type=click.FloatRange(min=1, min_open=True), default=None,
               help="A loss above this x the run's first loss counts as diverged [default: 10]. "
                    "nan/inf always does.")
+@click.option("--stop-grace", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="How long a caffe asked to stop (Ctrl-C, SIGTERM, early stop, timeout) may take to snapshot before "
+                   "it is killed [default: 120].")
 @click.option("--dry-run", is_flag=True, help="Check the spec and list the variants; run nothing.")
+@click.option("--force", is_flag=True,
+              help="Kill a caffe that an earlier (killed) caffegen sweep left training a run of this folder. Without "
+                   "it such a caffe is asked to snapshot and stop, and waited for (120 s), never run beside.")
 @click.option("--report/--no-report", default=True, help="Write the report when the sweep ends [default: on].")
 def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_stop, diverge_factor,
-          dry_run: bool, report: bool) -> int:
+          stop_grace, dry_run: bool, force: bool, report: bool) -> int:
     """Run `caffe train` for every variant of a sweep spec.
 
     \b
@@ -45,6 +51,12 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     question, 7 lr_policies x 3 base_lr on the embedded demo data
     (3.5-8 min on 2 cores); `smoke` is 2 tiny runs. See
     caffegen/specs/default.toml for a commented example.
+
+    \b
+    Your own net: [net] prototxt = "train_val.prototxt" (with optional
+    weights = "x.caffemodel" to fine-tune, num_classes, mean, root) and
+    [solver] base = "solver.prototxt" sweep any Caffe net on the spec's data
+    (docs/sweep.md#your-own-net).
 
     \b
     Each run gets runs/NAME/<variant>/ with train_val.prototxt,
@@ -55,10 +67,15 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
 
     \b
     Re-running the same command resumes: finished runs are skipped,
-    interrupted or failed runs continue from their newest snapshot.
-    Ctrl-C asks every running caffe to snapshot, then exits (130).
+    interrupted or failed runs continue from their newest usable snapshot
+    (a truncated one is skipped, with a note). Ctrl-C, SIGTERM (Slurm,
+    systemd, docker stop) and SIGHUP ask every running caffe to snapshot,
+    then exit 130 / 143 / 129; a second signal abandons at once. caffe
+    processes die with the driver even when it is killed with -9 (Linux),
+    and a rerun never starts a second trainer beside a leftover one.
     Exit 0 when every run reached an outcome (done, diverged,
-    early-stopped, timeout), 1 when a run failed, 2 on a bad spec.
+    early-stopped, timeout), 1 when a run failed or the disk filled up,
+    2 on a bad spec.
 
     \b
     Examples:
@@ -69,8 +86,8 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     from ..sweep.spec import check_run_settings, load_spec
 
     s = load_spec(spec)
-    overrides = {k: v for k, v in dict(jobs=jobs, gpus=gpus, per_gpu=per_gpu, timeout=timeout,
-                                        early_stop=early_stop, diverge_factor=diverge_factor).items() if v is not None}
+    overrides = {k: v for k, v in dict(jobs=jobs, gpus=gpus, per_gpu=per_gpu, timeout=timeout, early_stop=early_stop,
+                                        diverge_factor=diverge_factor, stop_grace=stop_grace).items() if v is not None}
     run = dataclasses.replace(s.run, **overrides)
     check_run_settings(run, "command line")
     out = out_dir or Path("runs") / s.name
@@ -83,7 +100,7 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     from ..sweep.progress import make_display
 
     display = make_display(f"sweep {s.name} -> {out}")
-    result = run_sweep(s, out, run, display=display, log=display.log)
+    result = run_sweep(s, out, run, display=display, log=display.log, force=force)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()))
     click.echo(f"[sweep] {out}: {summary}", err=True)
     for variant, reason in result.failed:

@@ -100,3 +100,30 @@ def prepare_lmdb(lists_dir: str | os.PathLike, out_dir: str | os.PathLike, *, re
         result[split] = to_lmdb(lists / name, out / f"{split}_lmdb", resize=size, shuffle=shuffle,
                                 gray=gray, overwrite=overwrite)
     return result
+
+
+def compute_mean(lmdb: str | os.PathLike, out_file: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """The mean image of an LMDB with Caffe's own ``compute_image_mean`` (a ``.binaryproto``, what a net's
+    ``transform_param { mean_file }`` reads); written beside ``out_file`` and renamed into place."""
+    from ..toolchain import locate
+
+    db, out = Path(lmdb), Path(out_file)
+    if not (db / "data.mdb").is_file():
+        raise InputError(f"{db}: no LMDB here (make one with `caffegen prepare --lmdb`)")
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists; remove it or pass overwrite (--force)")
+    inst = locate()
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.run([str(inst.tool("compute_image_mean")), "--backend=lmdb", str(db), str(tmp)],
+                              capture_output=True, text=True, errors="replace", env=inst.env())
+        if proc.returncode != 0 or not tmp.is_file():
+            log = proc.stdout + proc.stderr
+            fatal = next((ln for ln in log.splitlines() if _FATAL.match(ln)), None)
+            raise CaffegenError(f"compute_image_mean failed on {db} (exit {proc.returncode}): "
+                                f"{fatal or log.strip().splitlines()[-1:] or 'no output'}")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out

@@ -22,12 +22,15 @@ __all__ = ["DataSpec", "PreparedData", "prepare_data", "demo_dataset"]
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The ``[data]`` table of a sweep spec: exactly one of ``demo``, ``root``, ``train_list`` (+ ``val_list``)."""
+    """The ``[data]`` table of a sweep spec: exactly one of ``demo``, ``root``, ``train_list`` (+ ``val_list``); a
+    user net may also read LMDBs (``train_lmdb`` + ``val_lmdb``), or nothing (its own sources)."""
 
     demo: dict[str, Any] | None = None
     root: str | None = None
     train_list: str | None = None
     val_list: str | None = None
+    train_lmdb: str | None = None
+    val_lmdb: str | None = None
     root_folder: str = ""
     val_fraction: float = 0.1
     seed: int = 0
@@ -46,8 +49,11 @@ class PreparedData:
     labels: list[str]
 
 
-def prepare_data(d: DataSpec, out_dir: Path, log: Callable[[str], None], where: str = "spec") -> PreparedData:
-    """Lists for the sweep in ``out_dir/lists`` (made once; demo images are generated once into the cache)."""
+def prepare_data(d: DataSpec, out_dir: Path, log: Callable[[str], None], where: str = "spec") -> PreparedData | None:
+    """Lists for the sweep in ``out_dir/lists`` (made once; demo images are generated once into the cache); None
+    when the spec gives no images (a user net on its own sources, or on LMDBs only)."""
+    if d.demo is None and d.root is None and d.train_list is None:
+        return None
     if d.train_list:
         train, val = Path(d.train_list).expanduser(), Path(d.val_list or "").expanduser()
         for p in (train, val):

@@ -21,11 +21,14 @@ from ..errors import InputError
 from ..paths import write_atomic
 from .checks import as_float
 from .options import NetOptions, SolverOptions, test_iter_for, variant_name
+from .basesolver import load_solver, merge, variant_solver
 from .render import render_deploy, render_net, render_solver
 from .schedule import resolve_policy
-from .validate import check_net_shapes, check_text
+from .usernet import WiredNet, deploy_text, heads_of, load_net, phases
+from .validate import check_net_shapes, check_text, check_user_net, parse_text
 
-__all__ = ["Written", "count_list", "resolve_test_iter", "write_variant", "write_solver_set", "FILES", "INDEX_FIELDS"]
+__all__ = ["Written", "count_list", "resolve_test_iter", "write_variant", "write_user_variant", "write_solver_set",
+           "write_user_solver_set", "FILES", "INDEX_FIELDS"]
 
 FILES = ("train_val.prototxt", "solver.prototxt", "deploy.prototxt")
 INDEX_FIELDS = ("name", "file", "base_lr", "lr_policy", "gamma", "stepsize", "stepvalue", "power", "max_iter",
@@ -137,15 +140,99 @@ def write_solver_set(out_dir: str | Path, net: NetOptions, base: SolverOptions, 
             check_text(text, "solver", str(out / f"{name}.prototxt"))
         if pycaffe_check:
             check_net_shapes(net_text, net, where=str(out / "train_val.prototxt"))
+    files = {out / "train_val.prototxt": net_text, **_solver_set_files(out, solvers, rows, net.to_dict())}
+    paths = {path.name: write_atomic(path, text) for path, text in files.items()}
+    return Written(paths, base, rows=rows, notes=[note] if note else [])
+
+
+def _solver_set_files(out: Path, solvers: dict[str, str], rows: list[dict[str, Any]],
+                      net: dict[str, Any]) -> dict[Path, str]:
+    """The solver files of a set and its index (CSV and JSON: each variant's effective parameters)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=INDEX_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else ",".join(map(str, v)) if isinstance(v, list) else v)
                          for k, v in row.items()})
-    files = {out / "train_val.prototxt": net_text}
-    files.update({out / f"{name}.prototxt": text for name, text in solvers.items()})
-    files[out / "index.json"] = json.dumps({"net": net.to_dict(), "variants": rows}, indent=2) + "\n"
+    files = {out / f"{name}.prototxt": text for name, text in solvers.items()}
+    files[out / "index.json"] = json.dumps({"net": net, "variants": rows}, indent=2) + "\n"
     files[out / "index.csv"] = buf.getvalue()
-    paths = {path.name: write_atomic(path, text) for path, text in files.items()}
-    return Written(paths, base, rows=rows, notes=[note] if note else [])
+    return files
+
+
+def write_user_solver_set(out_dir: str | Path, net_path: str | Path, lrs: list[float], policies: list[str],
+                          overrides: dict[str, Any] | None = None, base_path: str | Path | None = None) -> Written:
+    """``caffegen solvers --net FILE [--base-solver FILE]``: the solver grid for any net. Each solver names the net
+    by its absolute path (run caffe from the folder its relative paths expect: a Model Zoo net's Caffe root) and
+    carries every field of the base solver that the grid does not set; nothing is written when any fails to check."""
+    out = Path(out_dir)
+    net_path = Path(net_path).resolve()
+    net = load_net(net_path)
+    heads_of(net, str(net_path))  # a net caffegen cannot rank is refused here too
+    base = load_solver(base_path) if base_path else None
+    overrides = dict(overrides or {})
+    if base is not None:  # outside a sweep the base's own snapshot interval and device stand too
+        for name in ("snapshot", "solver_mode", "device_id"):
+            if name not in overrides and base.HasField(name):
+                value = getattr(base, name)
+                overrides[name] = ("CPU", "GPU")[value] if name == "solver_mode" else value
+    notes = []
+    if "test_iter" not in overrides and not (base is not None and base.test_iter):
+        test = next((layer for layer in net.layer if layer.type == "ImageData" and "TEST" in phases(layer)), None)
+        images = count_list(test.image_data_param.source) if test is not None else None
+        batch = test.image_data_param.batch_size if test is not None else 1
+        overrides["test_iter"] = test_iter_for(images, max(1, batch))
+        if not images:
+            notes.append(f"test_iter = {overrides['test_iter']} (fallback: the net's TEST list cannot be read from "
+                         "here; pass --test-iter or --base-solver to set it)")
+    lrs = [as_float("base_lr (--lr)", lr, gt=0) for lr in lrs]
+    prefix = overrides.pop("snapshot_prefix", None) or (base.snapshot_prefix if base is not None and
+                                                        base.HasField("snapshot_prefix") else None)
+    solvers: dict[str, str] = {}
+    rows: list[dict[str, Any]] = []
+    for lr in lrs:
+        for policy in policies:
+            values = {**overrides, "base_lr": lr, "lr_policy": resolve_policy(policy)}
+            options, extras = variant_solver(values, base)
+            opts = SolverOptions(**{**options, "net": str(net_path)})
+            axes = {"base_lr": lr, "lr_policy": opts.lr_policy, **({"type": opts.type} if opts.type != "SGD" else {})}
+            name = variant_name(axes)
+            if name in solvers:
+                raise InputError(f"two variants would both be written as {name}.prototxt (duplicate --lr?)")
+            opts = dataclasses.replace(opts, snapshot_prefix=f"{prefix}_{name}" if prefix else name)
+            solvers[name] = merge(render_solver(opts), base, extras)
+            eff = opts.effective()
+            rows.append({"name": name, "file": f"{name}.prototxt", **{k: eff[k] for k in INDEX_FIELDS[2:]}})
+    for name, text in solvers.items():
+        check_text(text, "solver", str(out / f"{name}.prototxt"))
+    record = {"prototxt": str(net_path), "base_solver": str(Path(base_path).resolve()) if base_path else None}
+    paths = {path.name: write_atomic(path, text) for path, text in _solver_set_files(out, solvers, rows, record).items()}
+    first = SolverOptions(**variant_solver({**overrides, "base_lr": lrs[0], "lr_policy": policies[0]}, base)[0])
+    return Written(paths, first, rows=rows, notes=notes)
+
+
+def write_user_variant(out_dir: str | Path, wired: WiredNet, solver: SolverOptions, *, base=None,
+                       extras: dict[str, Any] | None = None, weights: str | None = None, validate: bool = True,
+                       pycaffe_check: bool = True) -> Written:
+    """A user net's run files: the wired ``train_val.prototxt``, the solver (ours over the base solver's fields),
+    and ``deploy.prototxt`` (its deploy form); checked with caffe_pb2 and pycaffe (the net built in TRAIN and TEST
+    on its real data, ``weights`` copied into it) before any is written."""
+    out = Path(out_dir)
+    solver = dataclasses.replace(solver, net="train_val.prototxt")
+    notes = list(wired.notes)
+    if solver.test_iter is None:
+        solver = dataclasses.replace(solver, test_iter=test_iter_for(None, wired.test_batch))
+        notes.append(f"test_iter = {solver.test_iter} (fallback: the TEST data cannot be counted; set [solver] "
+                     "test_iter to cover your val set once)")
+    texts = {
+        "train_val.prototxt": ("net", wired.text),
+        "solver.prototxt": ("solver", merge(render_solver(solver), base, extras)),
+        "deploy.prototxt": ("net", deploy_text(parse_text(wired.text, "net"), where=str(wired.source))),
+    }
+    if validate:
+        for name, (kind, text) in texts.items():
+            check_text(text, kind, str(out / name))
+        if pycaffe_check:
+            check_user_net(wired.text, texts["deploy.prototxt"][1], weights, where=str(wired.source))
+    paths = {name: write_atomic(out / name, text) for name, (_, text) in texts.items()}
+    return Written(paths, solver, notes=notes)

@@ -105,15 +105,21 @@ def probe_net_text(net_text: str, opts: NetOptions, list_path: Path) -> str:
 
 
 def _probe_main(argv: list[str]) -> None:
-    """Child side: build each (path, phase) net with pycaffe and print its blob shapes as JSON."""
+    """Child side: build each (path, phase[, weights[, forward]]) net with pycaffe (copying the weights into it:
+    Caffe's own check that they fit; running one forward pass when asked) and print its blob shapes as JSON."""
     jobs = json.loads(argv[1])
     from caffegen.toolchain import import_caffe
 
     caffe = import_caffe()
     caffe.set_mode_cpu()
     shapes = []
-    for path, phase in jobs:
+    for path, phase, *more in jobs:
+        weights, forward = (more + [None, False])[:2]
         net = caffe.Net(path, getattr(caffe, phase))
+        if weights:
+            net.copy_from(weights)
+        if forward:
+            net.forward()
         shapes.append({name: list(blob.data.shape) for name, blob in net.blobs.items()})
         del net
     sys.stdout.write(_PROBE_MARK + json.dumps(shapes) + "\n")
@@ -133,8 +139,9 @@ def _failure_line(stderr: str, returncode: int) -> str:
     return f"pycaffe exited with status {returncode}"
 
 
-def run_probe(jobs: list[tuple[str, str]], timeout: float = 600) -> list[dict[str, list[int]]]:
-    """Build each (prototxt path, "TRAIN"|"TEST") net in one pycaffe child; shapes per job, in order."""
+def run_probe(jobs: list[tuple], timeout: float = 600) -> list[dict[str, list[int]]]:
+    """Build each (prototxt path, "TRAIN"|"TEST"[, weights[, forward]]) net in one pycaffe child; shapes per job, in
+    order."""
     from ..toolchain import locate
 
     inst = locate()
@@ -213,4 +220,45 @@ def check_deploy(deploy_text: str, opts: NetOptions, where: str = "deploy.protot
         except ValidationError as exc:
             raise ValidationError(f"{where}: pycaffe could not build the net: {exc}") from None
     _check_deploy_shapes(shapes, opts, where)
+    return shapes
+
+
+def check_user_net(net_text: str, deploy_text: str | None, weights: str | None, where: str) -> None:
+    """Build a user's wired net with pycaffe in TRAIN (copying ``weights`` into it) and TEST on its real data, at
+    a batch of :data:`PROBE_BATCH`, and its deploy form: a layer type this Caffe lacks, a shape error, a missing
+    Python module or weights that do not fit become one ValidationError line."""
+    from google.protobuf import text_format
+
+    if weights and not Path(weights).is_file():
+        raise ValidationError(f"{where}: weights file not found: {weights}")
+    msg = parse_text(net_text, "net", where)
+    for layer in msg.layer:
+        if layer.type == "ImageData":
+            layer.image_data_param.batch_size = PROBE_BATCH
+        elif layer.type == "Data":
+            layer.data_param.batch_size = PROBE_BATCH
+    with tempfile.TemporaryDirectory(prefix="caffegen-probe-") as tmp:
+        probe = Path(tmp) / "train_val.prototxt"
+        probe.write_text(text_format.MessageToString(msg), encoding="utf-8")
+        jobs: list[tuple] = [(str(probe), "TRAIN", weights), (str(probe), "TEST")]
+        if deploy_text is not None:
+            dep = Path(tmp) / "deploy.prototxt"
+            dep.write_text(deploy_text, encoding="utf-8")
+            jobs.append((str(dep), "TEST", None, True))
+        try:
+            run_probe(jobs)
+        except ValidationError as exc:
+            what = "the weights do not fit the net" if "Cannot copy param" in str(exc) else "pycaffe could not build the net"
+            raise ValidationError(f"{where}: {what}: {exc}") from None
+
+
+def check_forward(deploy_text: str, where: str) -> dict[str, list[int]]:
+    """Load a deploy net in pycaffe and run one forward pass (zeros in): the blob shapes, or one error line."""
+    with tempfile.TemporaryDirectory(prefix="caffegen-probe-") as tmp:
+        dep = Path(tmp) / "deploy.prototxt"
+        dep.write_text(deploy_text, encoding="utf-8")
+        try:
+            (shapes,) = run_probe([(str(dep), "TEST", None, True)])
+        except ValidationError as exc:
+            raise ValidationError(f"{where}: pycaffe could not run the net: {exc}") from None
     return shapes

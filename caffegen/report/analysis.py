@@ -14,7 +14,7 @@ from ..sweep.store import open_store
 from .diagnose import Finding, diagnose
 
 __all__ = ["RunReport", "load_runs", "rank", "winner_sentence", "axis_summary", "why_lost", "table_rows",
-           "diagnosis_text"]
+           "diagnosis_text", "heads_text", "title"]
 
 
 @dataclass
@@ -115,7 +115,7 @@ def why_lost(r: RunReport, winner: RunReport) -> str:
 def load_runs(sweep_dir: Path) -> tuple[list[RunReport], dict]:
     if not (sweep_dir / "sweep.db").exists():
         raise InputError(f"{sweep_dir}: no sweep.db here (not a sweep folder)")
-    store = open_store(sweep_dir)
+    store = open_store(sweep_dir, readonly=True)
     try:
         rows = store.all()
         meta = store.meta("spec") or {}
@@ -125,9 +125,27 @@ def load_runs(sweep_dir: Path) -> tuple[list[RunReport], dict]:
     for row in rows:
         log = sweep_dir / row.variant / "train.log"
         curves = parse_log(log) if log.exists() else None
-        findings = diagnose(curves, max_iter=row["max_iter"]) if curves is not None else []
+        findings = diagnose(curves, max_iter=row["max_iter"], top1=meta.get("metric")) if curves is not None else []
         runs.append(RunReport(row.variant, row.axes, row.status, row["reason"] or "", row.values, curves, findings))
     return runs, meta
+
+
+def heads_text(r: RunReport, heads: list[str]) -> str | None:
+    """Best test value of every head of a several-headed net (GoogLeNet's three), the ranked one last."""
+    if len(heads) < 2 or r.curves is None:
+        return None
+    parts = []
+    for name in heads:
+        _, b = r.curves.test.final_best(name)
+        parts.append(f"{name} {b[0]:.3f}" if b else f"{name} -")
+    return "best per head: " + ", ".join(parts) + f" (ranked by {heads[-1]})"
+
+
+def title(meta: dict, sweep_dir: Path) -> str:
+    """The report's title line: the sweep, and the net it tuned."""
+    net = meta.get("net") or {}
+    what = f" (net {net['name']}: {net['file']})" if net.get("kind") == "user" else ""
+    return f"caffegen sweep report: {meta.get('name', sweep_dir.name)}{what}"
 
 
 def diagnosis_text(r: RunReport) -> str:

@@ -72,15 +72,16 @@ class Thresholds:
     """...that happens after this fraction of the run's iterations."""
 
 
-def metric_roles(curves: Curves) -> dict[str, str | None]:
+def metric_roles(curves: Curves, top1: str | None = None, top5: str | None = None) -> dict[str, str | None]:
     """Which column is which: ``top1``, ``top5``, ``test_loss``, ``train_loss``.
 
+    ``top1``/``top5`` when given (the names a sweep recorded for its net), then
     :data:`~caffegen.logs.curves.TOP1` / ``TOP5`` (caffegen's names) win; otherwise any test column with
     ``accuracy``/``acc``/``top`` in its name, the one mentioning 5 being top-5.
     """
     names = curves.test.metrics()
-    top1 = TOP1 if TOP1 in names else None
-    top5 = TOP5 if TOP5 in names else None
+    top1 = next((n for n in (top1, TOP1) if n in names), None)
+    top5 = next((n for n in (top5, TOP5) if n in names), None)
     for name in names:
         low = name.lower()
         if "@net" in low or not ("acc" in low or "top" in low):
@@ -106,14 +107,15 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def diagnose(curves: Curves, *, max_iter: int | None = None, thresholds: Thresholds = Thresholds()) -> list[Finding]:
+def diagnose(curves: Curves, *, max_iter: int | None = None, thresholds: Thresholds = Thresholds(),
+             top1: str | None = None) -> list[Finding]:
     """Findings for one run, most serious first; ``[healthy]`` when nothing is wrong.
 
     ``max_iter`` (the solver's) lets the text say whether the run reached its end.
     """
     t = thresholds
     curves = curves.resolved()
-    roles = metric_roles(curves)
+    roles = metric_roles(curves, top1)
     loss = _train_loss_series(curves, roles)
     findings: list[Finding] = []
 

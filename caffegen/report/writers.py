@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .analysis import (RunReport, axis_summary, diagnosis_text, load_runs, rank, table_rows, why_lost,
-                       winner_sentence)
+from ..logs.curves import TOP1
+from .analysis import (RunReport, axis_summary, diagnosis_text, heads_text, load_runs, rank, table_rows, title,
+                       why_lost, winner_sentence)
 from .figures import heatmap_figure, overlay_figure, run_figure
 
 __all__ = ["write_report", "render_html", "render_markdown", "write_csv"]
@@ -56,7 +57,8 @@ details{margin:.4em 0}summary{cursor:pointer}.adv{color:#555}"""
 
 
 def render_html(title: str, sentence: str, ranked: list[RunReport], figs: dict[str, bytes | None],
-                run_figs: dict[str, bytes | None], axes: list[str] | None = None) -> str:
+                run_figs: dict[str, bytes | None], axes: list[str] | None = None,
+                details: dict[str, list[str]] | None = None) -> str:
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_CSS}</style>"
            f"</head><body><h1>{e(title)}</h1><p class='win'>{e(sentence)}</p>"]
@@ -83,6 +85,7 @@ def render_html(title: str, sentence: str, ranked: list[RunReport], figs: dict[s
                    f"&mdash; <span class='{e(r.status)}'>{e(r.status)}</span>"
                    f"{(': ' + e(r.reason)) if r.reason else ''}</summary><ul>"
                    + (f"<li><b>Why it lost</b>: {e(why_lost(r, ranked[0]))}</li>" if i > 1 else ""))
+        out += [f"<li>{e(line)}</li>" for line in (details or {}).get(r.variant, [])]
         for f in r.findings:
             out.append(f"<li><b>{e(f.title)}</b>: {e(f.detail)} <span class='adv'>&rarr; {e(f.advice)}</span></li>")
         if not r.findings:
@@ -96,7 +99,7 @@ def render_html(title: str, sentence: str, ranked: list[RunReport], figs: dict[s
 
 
 def render_markdown(title: str, sentence: str, ranked: list[RunReport], fig_files: dict[str, str],
-                    axes: list[str] | None = None) -> str:
+                    axes: list[str] | None = None, details: dict[str, list[str]] | None = None) -> str:
     lines = [f"# {title}", "", f"**{sentence}**", ""]
     if axes:
         lines += [f"- {line}" for line in axes] + [""]
@@ -115,6 +118,7 @@ def render_markdown(title: str, sentence: str, ranked: list[RunReport], fig_file
         lines.append(f"### {i}. {r.variant} ({r.status})" + (f": {r.reason}" if r.reason else ""))
         if i > 1:
             lines.append(f"- **Why it lost**: {why_lost(r, ranked[0])}")
+        lines += [f"- {line}" for line in (details or {}).get(r.variant, [])]
         for f in r.findings:
             lines.append(f"- **{f.title}**: {f.detail} → {f.advice}")
         if not r.findings:
@@ -134,8 +138,10 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
     axes = axis_summary(runs)
     for r in ranked[1:]:  # "healthy, nothing to change" would contradict "why it lost"
         r.findings = [f for f in r.findings if f.code != "healthy"]
-    title = f"caffegen sweep report: {meta.get('name', sweep_dir.name)}"
-    figs = {"overlay": overlay_figure(runs), "heatmap": heatmap_figure(runs)}
+    head = title(meta, sweep_dir)
+    heads = (meta.get("net") or {}).get("heads") or []
+    details = {r.variant: [t] for r in runs if (t := heads_text(r, heads))}
+    figs = {"overlay": overlay_figure(runs, meta.get("metric") or TOP1), "heatmap": heatmap_figure(runs)}
     run_figs = {r.variant: run_figure(r, sweep_dir / r.variant / "curves.png") for r in runs}
     fig_dir = sweep_dir / "report"
     fig_dir.mkdir(exist_ok=True)
@@ -145,7 +151,7 @@ def write_report(sweep_dir: str | Path) -> dict[str, Path]:
             (fig_dir / f"{key}.png").write_bytes(png)
             fig_files[key] = f"report/{key}.png"
     paths = {"html": sweep_dir / "report.html", "md": sweep_dir / "report.md", "csv": sweep_dir / "summary.csv"}
-    paths["html"].write_text(render_html(title, sentence, ranked, figs, run_figs, axes), encoding="utf-8")
-    paths["md"].write_text(render_markdown(title, sentence, ranked, fig_files, axes), encoding="utf-8")
+    paths["html"].write_text(render_html(head, sentence, ranked, figs, run_figs, axes, details), encoding="utf-8")
+    paths["md"].write_text(render_markdown(head, sentence, ranked, fig_files, axes, details), encoding="utf-8")
     write_csv(table_rows(ranked), paths["csv"])
     return paths

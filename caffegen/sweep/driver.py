@@ -7,30 +7,34 @@ Re-running the same command resumes: final runs are skipped, the others continue
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
+import shutil
 import signal
+import sqlite3
 import socket
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ..data.sources import prepare_data
-from ..errors import CaffegenError
-from ..logs.curves import TOP5
+from ..errors import CaffegenError, InputError, ValidationError
 from ..logs.follower import LogTail
 from ..paths import sha256_file
-from ..prototxt.files import write_variant
-from ..prototxt.render import render_net
 from ..toolchain import CaffeInstall
 from .executor import Executor, Handle, Job, LocalExecutor, Slot
 from .monitor import Decision, decide
 from .progress import run_view
-from .runs import RunPlan, newest_solverstate, plan_run, prune_snapshots, read_manifest, write_manifest
+from .processes import is_running
+from .runs import (RunPlan, plan_run, prune_snapshots, read_manifest, settle_snapshots, usable_snapshot,
+                   write_manifest)
 from .spec import RunSettings, SweepSpec
 from .store import FINAL, Store, open_store, sweep_lock
 
-STOP_GRACE_S = 120.0   # after SIGINT, how long a run may take to snapshot before it is killed
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each asks the sweep to snapshot and stop
 
 
 @dataclass
@@ -58,12 +62,14 @@ class SweepResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     report: Path | None = None
+    signal: int = signal.SIGINT      # what stopped it, when interrupted: 130 / 143 / 129, as shells report it
+    error: str | None = None         # a reason the whole sweep stopped (a full disk)
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
-        return 1 if self.failed else 0
+            return 128 + int(self.signal)
+        return 1 if self.failed or self.error else 0
 
 
 # --------------------------------------------------------------------------- driver
@@ -74,7 +80,7 @@ class Driver:
 
     def __init__(self, spec: SweepSpec, out_dir: Path, run: RunSettings, caffe: CaffeInstall,
                  executor: Executor | None = None, display: Any = None,
-                 log: Callable[[str], None] = print, poll_s: float = 0.25) -> None:
+                 log: Callable[[str], None] = print, poll_s: float = 0.25, force: bool = False) -> None:
         self.spec = spec
         self.out_dir = Path(out_dir)
         self.run = run
@@ -84,32 +90,101 @@ class Driver:
         self.log = log
         self.poll_s = poll_s
         self._stop_requested = False
-        self._validated_nets: set[str] = set()
+        self._stop_signal = signal.SIGINT
+        self._disk_full: str | None = None
+        self.force = force
+        self.metric: str | None = run.metric    # the ranking metric and top-5 of the sweep's net (set in execute)
+        self.top5: str | None = None
 
-    # -- signals
-    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+    # -- signals: SIGINT (Ctrl-C), SIGTERM (Slurm, systemd, docker stop, Kubernetes) and SIGHUP alike
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
         if self._stop_requested:
-            raise KeyboardInterrupt  # second Ctrl-C: give up waiting for snapshots
+            raise KeyboardInterrupt  # a second signal: give up waiting for snapshots (the children are still killed)
         self._stop_requested = True
-        self.log("caffegen: stopping: asking each running caffe to snapshot (Ctrl-C again to abandon)")
+        self._stop_signal = signal.Signals(signum)
+        again = "Ctrl-C" if signum == signal.SIGINT else self._stop_signal.name
+        self.log(f"caffegen: stopping on {self._stop_signal.name}: asking each running caffe to snapshot "
+                 f"({again} again to abandon)")
 
     def execute(self) -> SweepResult:
+        created = self.out_dir.absolute()  # the outermost folder this sweep will create (None: it exists)
+        while not created.parent.exists():
+            created = created.parent
+        created = None if created.exists() else created
+        try:
+            return self._execute()
+        except (InputError, ValidationError):
+            if created is not None:  # the spec's data or net could not be used: leave nothing behind
+                shutil.rmtree(created, ignore_errors=True)
+            raise
+
+    def _execute(self) -> SweepResult:
         with sweep_lock(self.out_dir):
             store = open_store(self.out_dir)
             try:
+                plans = self._plan()
+                first = plans[0]
+                self.metric, self.top5 = self.run.metric or first.metric, first.top5
                 store.set_meta("spec", {"name": self.spec.name, "source": self.spec.source,
-                                        "fingerprint": self.spec.fingerprint(), "metric": self.run.metric})
-                data = prepare_data(self.spec.data, self.out_dir, self.log, self.spec.source)
-                plans = [plan_run(v, data, gpu=bool(self.run.gpus)) for v in self.spec.variants]
+                                        "fingerprint": self.spec.fingerprint(), "metric": self.metric,
+                                        "top5": self.top5, "net": _net_record(first)})
                 for i, plan in enumerate(plans):
                     store.register(plan.variant.name, plan.identity, plan.variant.axes, plan.solver.max_iter, i)
-                previous = signal.signal(signal.SIGINT, self._on_sigint)
+                self._settle_leftovers(store)
+                previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
                 try:
                     return self._loop(store, plans)
                 finally:
-                    signal.signal(signal.SIGINT, previous)
+                    for sig, handler in previous.items():
+                        signal.signal(sig, handler)
             finally:
                 store.close()
+
+    def _settle_leftovers(self, store: Store) -> None:
+        """One writer per run folder: a caffe still training a run of this sweep (an earlier driver died) is asked to
+        snapshot and stop, and waited for; with ``force`` it is killed at once. One that does not stop is refused
+        with one line, so a second trainer never starts on its folder."""
+        for row in store.all():
+            pid, started = row["pid"], row["pid_start"]
+            if row.status != "running" or not is_running(pid, started):
+                continue
+            what = f"run {row.variant} is still being trained by caffe pid {pid} (started by an earlier caffegen sweep)"
+            sig = signal.SIGKILL if self.force else signal.SIGINT
+            self.log(f"[sweep] {what}: {'killing it (--force)' if self.force else 'asking it to snapshot and stop'}")
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                raise CaffegenError(f"{what}, and this user may not stop it") from None
+            deadline = time.time() + (10 if self.force else self.run.stop_grace)
+            while is_running(pid, started) and time.time() < deadline:
+                time.sleep(0.1)
+            if is_running(pid, started):
+                raise CaffegenError(f"{what} and did not stop within {self.run.stop_grace:g} s; wait for it, or "
+                                    "rerun with --force to kill it")
+            store.update(row.variant, status="interrupted", pid=None, pid_start=None,
+                         reason=f"its caffe (pid {pid}) outlived the driver; stopped before this sweep resumed it")
+
+    def _plan(self) -> list[RunPlan]:
+        """Every variant made concrete, and each distinct net checked once (caffe_pb2, pycaffe, the weights) before
+        any run starts: a net that cannot train is one error line, not a column of failed runs."""
+        d = self.spec.data
+        data = prepare_data(d, self.out_dir, self.log, self.spec.source)
+        lmdb = (d.train_lmdb, d.val_lmdb) if d.train_lmdb else None
+        plans = [plan_run(v, data, gpu=bool(self.run.gpus), lmdb=lmdb, base_solver=self.spec.base_solver)
+                 for v in self.spec.variants]
+        notes: list[str] = []
+        checked: set[str] = set()
+        for plan in plans:
+            if plan.net_text in checked:
+                continue
+            checked.add(plan.net_text)
+            with tempfile.TemporaryDirectory(prefix="caffegen-check-") as tmp:
+                notes += [n for n in plan.write(Path(tmp), pycaffe_check=True).notes if n not in notes]
+        for note in notes:
+            self.log(f"caffegen: note: {note}")
+        return plans
 
     def _loop(self, store: Store, plans: list[RunPlan]) -> SweepResult:
         pending = [p for p in plans if store.get(p.variant.name).status not in FINAL]
@@ -128,8 +203,12 @@ class Driver:
                     try:
                         active[plan.variant.name] = self._start(store, plan, slot)
                     except CaffegenError as exc:
-                        store.update(plan.variant.name, status="failed", reason=str(exc), ended_at=_now())
+                        self._record(store, plan.variant.name, status="failed", reason=str(exc), ended_at=_now())
                         self.log(f"[sweep] {plan.variant.name}: failed before launch: {exc}")
+                        free.append(slot)
+                    except (OSError, sqlite3.OperationalError) as exc:
+                        if not self._disk_error(exc):
+                            raise
                         free.append(slot)
                 for name in list(active):
                     a = active[name]
@@ -150,8 +229,9 @@ class Driver:
         except KeyboardInterrupt:
             for a in active.values():
                 a.handle.kill()
-                store.update(a.name, status="interrupted", reason="abandoned by a second Ctrl-C",
-                             ended_at=_now(), pid=None)
+            for a in active.values():
+                self._record(store, a.name, status="interrupted", ended_at=_now(), pid=None, pid_start=None,
+                             reason=f"abandoned by a second {self._stop_signal.name}")
             self._stop_requested = True
         rows = store.all()
         counts: dict[str, int] = {}
@@ -159,35 +239,51 @@ class Driver:
             counts[r.status] = counts.get(r.status, 0) + 1
         failed = [(r.variant, r["reason"] or "") for r in rows if r.status == "failed"]
         self._show(store, {}, total, final=True)
-        return SweepResult(self.out_dir, counts, failed, interrupted=self._stop_requested)
+        return SweepResult(self.out_dir, counts, failed, interrupted=self._stop_requested and not self._disk_full,
+                           signal=self._stop_signal, error=self._disk_full)
 
     # -- one run
     def _start(self, store: Store, plan: RunPlan, slot: Slot) -> Active:
         t0 = time.perf_counter()
-        v, net = plan.variant, plan.net
+        v = plan.variant
         run_dir = self.out_dir / v.name
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "snapshots").mkdir(exist_ok=True)
-        net_text = render_net(net)  # one pycaffe build per distinct net: the shapes do not depend on the solver
-        written = write_variant(run_dir, net, plan.solver, validate=True,
-                                pycaffe_check=net_text not in self._validated_nets)
-        self._validated_nets.add(net_text)
+        written = plan.write(run_dir, pycaffe_check=False)  # (each distinct net was built by pycaffe in _plan)
         solver = written.solver
-        argv = [str(self.caffe.binary), "train", "-solver", "solver.prototxt", "-sigint_effect", "stop"]
-        resume = newest_solverstate(run_dir)
+        argv = [str(self.caffe.binary), "train", "-solver", "solver.prototxt", "-sigint_effect", "stop",
+                "-sighup_effect", "stop"]
+        resume, broken = usable_snapshot(run_dir)
+        for problem in broken:
+            self.log(f"caffegen: note: {v.name}: {problem}: " + (f"resuming from {resume.name} instead" if resume
+                     else "no usable snapshot left, restarting from iteration 0"))
+        if broken:
+            settle_snapshots(run_dir, keep=2)
+        weights = plan.user.weights if plan.user else None
         if resume is not None:
             argv += ["-snapshot", str(resume.relative_to(run_dir))]
+        elif weights:
+            argv += ["-weights", weights]
         log_path = run_dir / "train.log"
         row = store.get(v.name)
         attempts = (row["attempts"] or 0) + 1 if row else 1
         tail = LogTail(log_path)
         if log_path.exists():
-            if resume is None:           # nothing to resume from: start the log afresh
-                log_path.unlink()
+            if resume is None:           # nothing to resume from: start the log afresh (the old one kept aside)
+                os.replace(log_path, run_dir / f"train.log.attempt{attempts - 1}")
             else:
                 tail.read()              # a resumed run keeps its earlier curve
         manifest = {
-            "variant": v.name, "axes": v.axes, "params": {"net": asdict(net), "solver": asdict(solver)},
+            "variant": v.name, "axes": v.axes,
+            "params": {"net": asdict(plan.net) if plan.net else plan.identity["net"], "solver": asdict(solver),
+                       **({"solver_extras": plan.extras} if plan.extras else {})},
+            "net": _net_record(plan), "base_solver": plan.identity.get("base_solver"),
+            "start": ("resumed from its newest snapshot: -snapshot, not -weights (the run continues its own "
+                      "training)" if resume is not None and weights else
+                      f"fine-tuned from -weights {weights}" if weights else
+                      "resumed from its newest snapshot" if resume is not None else
+                      "restarted from iteration 0: " + "; ".join(broken) if broken else "from scratch"),
+            "snapshots_discarded": broken,
             "files": {k: {"path": p.name, "sha256": sha256_file(p)} for k, p in written.paths.items()},
             "caffe": {"binary": str(self.caffe.binary), "version": self.caffe.version, "origin": self.caffe.origin},
             "command": argv, "random_seed": solver.random_seed, "host": socket.gethostname(),
@@ -199,7 +295,7 @@ class Driver:
         handle = self.executor.launch(job, slot)
         overhead = time.perf_counter() - t0
         store.update(v.name, status="running", reason=None, started_at=manifest["started_at"], pid=handle.pid,
-                     attempts=attempts)
+                     pid_start=handle.started, attempts=attempts)
         self.log(f"[sweep] started {v.name}" + (f" (resumed from {resume.name})" if resume else ""))
         return Active(plan, slot, handle, tail, time.time(), overhead)
 
@@ -211,13 +307,13 @@ class Driver:
         rc = a.handle.poll()
         if rc is None and a.decision is None and not a.interrupted_by_user:
             d = decide(f, elapsed=time.time() - a.started, diverge_factor=self.run.diverge_factor,
-                       patience=self.run.early_stop, metric=self.run.metric, timeout=self.run.timeout)
+                       patience=self.run.early_stop, metric=self.metric, timeout=self.run.timeout)
             if d is not None:
                 a.decision = d
                 a.stop_sent_at = time.time()
                 (a.handle.kill if d.kill else a.handle.interrupt)()
                 self.log(f"[sweep] {a.name}: {d.status}: {d.reason}")
-        if rc is None and a.stop_sent_at is not None and time.time() - a.stop_sent_at > STOP_GRACE_S:
+        if rc is None and a.stop_sent_at is not None and time.time() - a.stop_sent_at > self.run.stop_grace:
             a.handle.kill()
         if rc is None and time.time() - a.pruned_at > 10:
             prune_snapshots(a.tail.path.parent, keep=2)  # the newest may still be being written
@@ -227,31 +323,57 @@ class Driver:
             return False
         t1 = time.perf_counter()
         a.tail.flush()
-        prune_snapshots(a.tail.path.parent)
+        run_dir = a.tail.path.parent
+        full = disk_full(run_dir) if rc != 0 else None  # (before the broken snapshot pieces give space back)
+        settle_snapshots(run_dir, keep=1 if rc == 0 and a.decision is None and not a.interrupted_by_user else 2)
         if a.decision is not None:
             status, reason = a.decision.status, a.decision.reason
         elif a.interrupted_by_user:
-            status, reason = "interrupted", "stopped by Ctrl-C" + (" (snapshot kept)" if rc == 0 else "")
+            stopped = "stopped by Ctrl-C" if self._stop_signal == signal.SIGINT else f"stopped by {self._stop_signal.name}"
+            status, reason = "interrupted", stopped + (" (snapshot kept)" if rc == 0 else "")
         elif rc == 0:
             status, reason = "done", None
         else:
             status = "failed"
             why = f.fatal_line or (f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit status {rc}")
-            reason = f"{why} (see {a.tail.path})"
-        self._finish(store, a, status, reason, rc, overhead=a.overhead_s + time.perf_counter() - t1)
+            reason = (f"{full}: " if full else "") + f"{why} (see {a.tail.path})"
+        try:
+            self._finish(store, a, status, reason, rc, overhead=a.overhead_s + time.perf_counter() - t1)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not self._disk_error(exc):
+                raise
         return True
+
+    def _disk_error(self, exc: BaseException) -> bool:
+        """A write of the driver's own hit a full disk: stop the sweep cleanly (each running caffe is asked to
+        snapshot and stop; sweep.db keeps its last committed state). False for any other error."""
+        if not (isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "full" in str(exc)):
+            return False
+        if self._disk_full is None:
+            self._disk_full = f"the disk holding {self.out_dir} is full ({exc}); free space and rerun to resume"
+            self.log(f"caffegen: error: {self._disk_full}")
+        self._stop_requested = True
+        return True
+
+    def _record(self, store: Store, variant: str, **values: Any) -> None:
+        """A store update that a full disk turns into a clean stop instead of a crash."""
+        try:
+            store.update(variant, **values)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not self._disk_error(exc):
+                raise
 
     def _finish(self, store: Store, a: Active, status: str, reason: str | None, rc: int, overhead: float) -> None:
         f = a.tail.follower
         row = store.get(a.name)
         wall = (row["wall_s"] or 0.0) + (time.time() - a.started)
-        best1 = f.best_test(self.run.metric)
-        best5 = f.best_test(TOP5)
+        best1 = f.best_test(self.metric) if self.metric else None
+        best5 = f.best_test(self.top5) if self.top5 else None
         summary = dict(
-            status=status, reason=reason, ended_at=_now(), pid=None, wall_s=round(wall, 3),
+            status=status, reason=reason, ended_at=_now(), pid=None, pid_start=None, wall_s=round(wall, 3),
             best_top1=_finite(best1[0]) if best1 else None, best_iter=best1[1] if best1 else None,
             best_top5=_finite(best5[0]) if best5 else None,
-            final_top1=_finite(f.last_test.get(self.run.metric)), final_top5=_finite(f.last_test.get(TOP5)),
+            final_top1=_finite(f.last_test.get(self.metric)), final_top5=_finite(f.last_test.get(self.top5)),
             final_loss=_finite(f.last_loss), first_loss=_finite(f.first_loss), last_iter=f.iteration,
         )
         store.update(a.name, **summary)
@@ -270,8 +392,28 @@ class Driver:
         views = []
         for r in store.all():
             a = active.get(r.variant)
-            views.append(run_view(r, a.tail.follower if a else None, self.run.metric))
+            views.append(run_view(r, a.tail.follower if a else None, self.metric))
         self.display.update(views, total, final=final)
+
+
+def _net_record(plan: RunPlan) -> dict[str, Any]:
+    """What the manifest and the store say of the net a run trains."""
+    if plan.wired is None:
+        return {"kind": "template", "name": plan.net.name or "caffegen baseline (templates/train_val.prototxt.j2)"}
+    user = plan.identity["net"]
+    return {"kind": "user", "name": plan.wired.name, "file": user["prototxt"], "sha256": user["sha256"],
+            "weights": user["weights"], "weights_sha256": user["weights_sha256"],
+            "heads": [h.top1 for h in plan.wired.heads if h.top1]}
+
+
+def disk_full(path: Path, below: int = 1 << 20) -> str | None:
+    """"the disk holding PATH is full (N bytes free)" when less than ``below`` bytes are left there, else None."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    return f"the disk holding {path} is full ({free} bytes free)" if free < below else None
 
 
 def _finite(x: float | None) -> float | None:
@@ -284,9 +426,10 @@ def _now() -> str:
 
 def run_sweep(spec: SweepSpec, out_dir: Path | None = None, run: RunSettings | None = None,
               caffe: CaffeInstall | None = None, display: Any = None,
-              log: Callable[[str], None] = print) -> SweepResult:
-    """Run (or resume) every variant of ``spec`` in ``out_dir`` (default ``runs/<spec.name>``)."""
+              log: Callable[[str], None] = print, force: bool = False) -> SweepResult:
+    """Run (or resume) every variant of ``spec`` in ``out_dir`` (default ``runs/<spec.name>``); ``force`` kills a
+    caffe that an earlier, dead driver left training a run of it (else it is asked to stop, and waited for)."""
     from ..toolchain import locate
 
     out = Path(out_dir) if out_dir else Path("runs") / spec.name
-    return Driver(spec, out, run or spec.run, caffe or locate(), display=display, log=log).execute()
+    return Driver(spec, out, run or spec.run, caffe or locate(), display=display, log=log, force=force).execute()

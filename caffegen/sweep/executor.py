@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .processes import launch_prefix, start_time
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -36,6 +38,7 @@ class Handle(Protocol):
     """A launched job."""
 
     pid: int | None
+    started: int | None   # the process's start time (``processes.start_time``): with pid, who trains the run
 
     def poll(self) -> int | None: ...   # exit status once finished (negative = killed by that signal)
 
@@ -54,6 +57,7 @@ class LocalHandle:
     def __init__(self, proc: subprocess.Popen, logfile) -> None:
         self.proc = proc
         self.pid = proc.pid
+        self.started = start_time(proc.pid)
         self._logfile = logfile
 
     def poll(self) -> int | None:
@@ -108,7 +112,12 @@ class LocalExecutor:
             argv += ["-gpu", str(slot.gpu)]
         logfile = open(job.log, "ab")
         # A session of its own: Ctrl-C in the terminal reaches caffegen only, which then stops each
-        # run itself (SIGINT -> snapshot) instead of racing the children.
-        proc = subprocess.Popen(argv, cwd=job.cwd, env=env, stdout=logfile, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        # run itself (SIGINT -> snapshot) instead of racing the children. The launch prefix makes the child die
+        # with this process (PR_SET_PDEATHSIG), even when it is killed with -9.
+        try:
+            proc = subprocess.Popen(launch_prefix() + argv, cwd=job.cwd, env=env, stdout=logfile,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        except BaseException:
+            logfile.close()
+            raise
         return LocalHandle(proc, logfile)

@@ -133,7 +133,7 @@ def collect_views(out_dir: str | Path) -> tuple[list[RunView], int, str]:
     out_dir = Path(out_dir)
     if not (out_dir / "sweep.db").exists():
         raise InputError(f"{out_dir}: no sweep.db here (not a sweep folder, or the sweep has not started)")
-    store = open_store(out_dir)
+    store = open_store(out_dir, readonly=True)
     try:
         rows = store.all()
         spec = store.meta("spec") or {}

@@ -1,4 +1,5 @@
-"""One run of a sweep on disk: what it trains (:func:`plan_run`), its record (``manifest.json``), its snapshots.
+"""One run of a sweep on disk: what it trains (:func:`plan_run`, :class:`RunPlan`), its record
+(``manifest.json``), its snapshots.
 
 A run folder ``runs/NAME/<variant>/`` holds the rendered ``train_val.prototxt``, ``solver.prototxt`` and
 ``deploy.prototxt``, caffe's whole output in ``train.log``, ``snapshots/`` (the newest pair kept) and
@@ -9,17 +10,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data.sources import PreparedData
+from ..logs.curves import TOP1, TOP5
 from ..paths import write_atomic
-from ..prototxt.options import NetOptions, SolverOptions
+from ..prototxt.basesolver import load_solver, variant_solver
+from ..prototxt.files import Written, count_list, write_user_variant, write_variant
+from ..prototxt.options import NetOptions, SolverOptions, test_iter_for
+from ..prototxt.render import render_net
+from ..prototxt.usernet import DataSources, UserNet, WiredNet, describe, sha256_of, wire
 from .spec import Variant
 
-__all__ = ["RunPlan", "plan_run", "SNAPSHOT_PREFIX", "snapshots", "newest_solverstate", "prune_snapshots",
-           "read_manifest", "write_manifest"]
+__all__ = ["RunPlan", "plan_run", "SNAPSHOT_PREFIX", "snapshots", "check_snapshot", "usable_snapshot",
+           "newest_solverstate", "prune_snapshots", "settle_snapshots", "read_manifest", "write_manifest"]
 
 SNAPSHOT_PREFIX = "snapshots/snap"
 MANIFEST = "manifest.json"
@@ -27,27 +33,53 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One variant made concrete: the options it renders with, and what identifies it in the store."""
+    """One variant made concrete: the solver it trains with, and either the template net's options or the
+    user's net wired to the sweep's data."""
 
     variant: Variant
-    net: NetOptions
     solver: SolverOptions
+    net: NetOptions | None = None                   # the template net
+    user: UserNet | None = None                     # or the user's own net...
+    wired: WiredNet | None = None                   # ...as wired for this run
+    base_solver: str | None = None                  # [solver] base, if any
+    extras: dict[str, Any] = field(default_factory=dict)  # SolverParameter fields SolverOptions does not know
+
+    @property
+    def metric(self) -> str | None:
+        """The test output that ranks this run: the template's top-1, or the user net's main top-1."""
+        return self.wired.metric if self.wired else TOP1
+
+    @property
+    def top5(self) -> str | None:
+        return self.wired.top5 if self.wired else TOP5
+
+    @property
+    def net_text(self) -> str:
+        """What the run trains (runs with the same text share one pycaffe check)."""
+        return self.wired.text if self.wired else render_net(self.net)
 
     @property
     def identity(self) -> dict[str, Any]:
-        """The parameters that define the run (device placement does not): a rerun must match them exactly."""
+        """The parameters that define the run (device placement does not): a rerun must match them exactly. A user
+        net counts with the hashes of its files, so an edited net or weights file is not resumed as the same run."""
         solver = {k: v for k, v in dataclasses.asdict(self.solver).items() if k not in ("solver_mode", "device_id")}
-        return {"net": dataclasses.asdict(self.net), "solver": solver}
+        if self.user is None:
+            return {"net": dataclasses.asdict(self.net), "solver": solver}
+        return {"net": describe(self.user), "solver": {**solver, **self.extras},
+                "base_solver": {"path": self.base_solver, "sha256": sha256_of(self.base_solver)}}
+
+    def write(self, run_dir: Path, pycaffe_check: bool = True) -> Written:
+        """Render, validate and write the run's prototxt files into ``run_dir``."""
+        if self.wired is None:
+            return write_variant(run_dir, self.net, self.solver, validate=True, pycaffe_check=pycaffe_check)
+        base = load_solver(self.base_solver) if self.base_solver else None
+        return write_user_variant(run_dir, self.wired, self.solver, base=base, extras=self.extras,
+                                  weights=self.user.weights, pycaffe_check=pycaffe_check)
 
 
-def plan_run(variant: Variant, data: PreparedData, gpu: bool) -> RunPlan:
-    """NetOptions + SolverOptions of one variant, with the data and run-folder conventions filled in."""
-    net = dict(variant.net)
-    net.setdefault("num_classes", data.num_classes)
-    net["train_source"] = str(data.train_list)
-    net["val_source"] = str(data.val_list)
-    net.setdefault("root_folder", data.root_folder)
-    solver = dict(variant.solver)
+def _sweep_solver(values: dict[str, Any], gpu: bool) -> dict[str, Any]:
+    """The run-folder conventions every sweep solver follows."""
+    solver = dict(values)
     solver["net"] = "train_val.prototxt"          # caffe runs with cwd = the run folder
     solver["snapshot_prefix"] = SNAPSHOT_PREFIX
     solver.setdefault("random_seed", 0)
@@ -56,22 +88,99 @@ def plan_run(variant: Variant, data: PreparedData, gpu: bool) -> RunPlan:
         solver["snapshot"] = solver.get("test_interval") or max(1, int(solver.get("max_iter", 10000)) // 5)
     if gpu:
         solver["solver_mode"] = "GPU"
-    return RunPlan(variant, NetOptions(**net), SolverOptions(**solver))
+    return solver
+
+
+def plan_run(variant: Variant, data: PreparedData | None, gpu: bool, *, lmdb: tuple[str, str] | None = None,
+             base_solver: str | None = None) -> RunPlan:
+    """NetOptions (or the wired user net) + SolverOptions of one variant, with the data and run-folder conventions
+    filled in."""
+    if "prototxt" not in variant.net:
+        net = dict(variant.net)
+        net.setdefault("num_classes", data.num_classes)
+        net["train_source"] = str(data.train_list)
+        net["val_source"] = str(data.val_list)
+        net.setdefault("root_folder", data.root_folder)
+        return RunPlan(variant, SolverOptions(**_sweep_solver(variant.solver, gpu)), net=NetOptions(**net))
+    user = UserNet(**variant.net)
+    sources = None
+    if data is not None or lmdb is not None:
+        sources = DataSources(train_list=str(data.train_list) if data else None,
+                              val_list=str(data.val_list) if data else None,
+                              root_folder=data.root_folder if data else "",
+                              num_classes=data.num_classes if data else None,
+                              train_lmdb=lmdb[0] if lmdb else None, val_lmdb=lmdb[1] if lmdb else None)
+    wired = wire(user, sources)
+    base = load_solver(base_solver) if base_solver else None
+    options, extras = variant_solver(variant.solver, base)
+    if "test_iter" not in variant.solver:  # one test pass over the val list the net now reads, when it can be counted
+        images = count_list(wired.val_list) if wired.val_list else None
+        if images:
+            options["test_iter"] = test_iter_for(images, wired.test_batch)
+    return RunPlan(variant, SolverOptions(**_sweep_solver(options, gpu)), user=user, wired=wired,
+                   base_solver=base_solver, extras=extras)
 
 
 # --------------------------------------------------------------------------- snapshots
+# Caffe writes a snapshot as <prefix>_iter_N.caffemodel, then <prefix>_iter_N.solverstate (which names the
+# caffemodel); a kill or a full disk during the write leaves a truncated file or half a pair.
 
-_SNAP_RE = re.compile(r"_iter_(\d+)\.solverstate(\.h5)?$")
+_SNAP_RE = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)(\.h5)?$")
+
+
+def _pairs(run_dir: Path) -> dict[int, dict[str, Path]]:
+    found: dict[int, dict[str, Path]] = {}
+    for p in (Path(run_dir) / "snapshots").glob("*_iter_*"):
+        m = _SNAP_RE.search(p.name)
+        if m:
+            found.setdefault(int(m.group(1)), {})[m.group(2)] = p
+    return found
 
 
 def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
     """(iteration, .solverstate path) of every snapshot in ``run_dir/snapshots``, oldest first."""
-    found = []
-    for p in (Path(run_dir) / "snapshots").glob("*.solverstate*"):
-        m = _SNAP_RE.search(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
+    return sorted((it, files["solverstate"]) for it, files in _pairs(run_dir).items() if "solverstate" in files)
+
+
+def check_snapshot(state: Path) -> str | None:
+    """Why this snapshot pair cannot be resumed from (None when it can): the solverstate and the caffemodel it names
+    must both read as whole protobuf messages, for the iteration in the file name. HDF5 snapshots are taken as
+    they are."""
+    from google.protobuf.message import DecodeError
+
+    from ..toolchain import caffe_pb2
+
+    if state.name.endswith(".h5"):
+        return None
+    pb2 = caffe_pb2()
+    it = int(_SNAP_RE.search(state.name).group(1))
+    msg = pb2.SolverState()
+    try:
+        msg.ParseFromString(state.read_bytes())
+    except (OSError, DecodeError) as exc:
+        return f"{state.name} is truncated or corrupt ({exc})"
+    if msg.iter != it:
+        return f"{state.name} holds iteration {msg.iter}, not {it}"
+    model = state.parent.parent / msg.learned_net if msg.learned_net else state.with_suffix(".caffemodel")
+    net = pb2.NetParameter()
+    try:
+        net.ParseFromString(model.read_bytes())
+    except (OSError, DecodeError) as exc:
+        return f"{model.name} is missing, truncated or corrupt ({exc})"
+    if not any(layer.blobs for layer in net.layer):
+        return f"{model.name} holds no weights"
+    return None
+
+
+def usable_snapshot(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest snapshot a run can resume from, and why each newer one could not be used."""
+    why = []
+    for _, state in reversed(snapshots(run_dir)):
+        problem = check_snapshot(state)
+        if problem is None:
+            return state, why
+        why.append(problem)
+    return None, why
 
 
 def newest_solverstate(run_dir: Path) -> Path | None:
@@ -80,11 +189,25 @@ def newest_solverstate(run_dir: Path) -> Path | None:
 
 
 def prune_snapshots(run_dir: Path, keep: int = 1) -> None:
-    """Delete all but the ``keep`` newest snapshot pairs (.solverstate + .caffemodel)."""
-    for _, state in snapshots(run_dir)[:-keep]:
-        model = state.with_name(_SNAP_RE.sub(lambda m: f"_iter_{m.group(1)}.caffemodel" + (m.group(2) or ""),
-                                             state.name))
-        for p in (state, model):
+    """While caffe runs: delete all but the ``keep`` newest snapshot pairs (the newest may be being written)."""
+    pairs = _pairs(run_dir)
+    for it in sorted(pairs)[:-keep]:
+        for p in pairs[it].values():
+            p.unlink(missing_ok=True)
+
+
+def settle_snapshots(run_dir: Path, keep: int = 1) -> None:
+    """After caffe has exited: keep the ``keep`` newest usable pairs; delete older pairs and the broken pieces a
+    kill or a full disk left above them (which also gives the space back)."""
+    pairs = _pairs(run_dir)
+    kept = 0
+    for it in sorted(pairs, reverse=True):
+        files = pairs[it]
+        usable = kept < keep and "solverstate" in files and check_snapshot(files["solverstate"]) is None
+        if usable:
+            kept += 1
+            continue
+        for p in files.values():
             p.unlink(missing_ok=True)
 
 

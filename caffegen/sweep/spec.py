@@ -30,9 +30,10 @@ from typing import Any
 
 from ..data.sources import DataSpec
 from ..errors import InputError
-from ..logs.curves import TOP1
 from ..prototxt.checks import nearest
+from ..prototxt.basesolver import OWNED, load_solver, repeated, solver_fields, variant_solver
 from ..prototxt.options import NetOptions, SolverOptions, variant_name
+from ..prototxt.usernet import UserNet
 from ..prototxt.schedule import parse_policies
 
 SHIPPED = ("default", "smoke")  # specs shipped in caffegen/specs/, usable by name
@@ -48,7 +49,8 @@ class RunSettings:
     timeout: float | None = None     # seconds per run; then it is stopped (snapshot kept) as `timeout`
     early_stop: int = 0              # patience in test evaluations without a top-1 gain; 0 = off
     diverge_factor: float = 10.0     # a loss above factor x the first loss is an explosion
-    metric: str = TOP1               # what ranks runs and drives early stop
+    stop_grace: float = 120.0        # seconds a caffe asked to stop may take to snapshot before it is killed
+    metric: str | None = None        # what ranks runs and drives early stop [default: the net's top-1]
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,17 @@ class SweepSpec:
     grid: dict[str, list[Any]]
     run: RunSettings
     source: str = "<memory>"
+    base_solver: str | None = None      # [solver] base: the user's solver.prototxt (user nets only)
     variants: tuple[Variant, ...] = ()   # the grid, expanded once by parse_spec
+
+    @property
+    def user_net(self) -> bool:
+        """True when ``[net]`` names the user's own prototxt instead of template options."""
+        return "prototxt" in self.net
 
     def fingerprint(self) -> str:
         blob = json.dumps({"data": dataclasses.asdict(self.data), "net": self.net, "solver": self.solver,
-                           "grid": self.grid}, sort_keys=True, default=str)
+                           "grid": self.grid, "base_solver": self.base_solver}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -118,31 +126,31 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     name = str(raw.get("name", default_name))
     if not name or any(c in name for c in "/\\\0") or name.startswith("."):
         raise InputError(f"{source}: name {name!r} must be a plain folder name")
-    data = _section(raw, "data", DataSpec, source)
-    if sum(x is not None for x in (data.demo, data.root, data.train_list)) != 1:
-        raise InputError(f"{source}: [data] needs exactly one of demo = {{...}}, root = DIR, train_list = FILE")
-    if data.demo is not None:
-        import inspect
-
-        from ..data.demo import generate
-
-        allowed = [k for k in inspect.signature(generate).parameters if k != "out_dir"]
-        if not isinstance(data.demo, dict) or set(data.demo) - set(allowed):
-            raise InputError(f"{source}: [data] demo must be a table of {', '.join(allowed)}, got {data.demo!r}")
-    if data.train_list and not data.val_list:
-        raise InputError(f"{source}: [data] train_list needs val_list too")
-
-    net_fields = {f.name for f in dataclasses.fields(NetOptions)}
-    solver_fields = {f.name for f in dataclasses.fields(SolverOptions)}
+    here = Path(source).parent if Path(source).is_file() else Path.cwd()  # relative paths: the spec file's folder
     net = dict(raw.get("net", {}))
     solver = dict(raw.get("solver", {}))
-    for key in net:
-        if key not in net_fields:
-            raise InputError(f"{source}: [net] unknown option {key!r}{nearest(key, net_fields)}")
+    user = "prototxt" in net
+    data = _section(raw, "data", DataSpec, source)
+    _check_data(data, user, source)
+    if user:
+        net = _user_net_table(net, here, source)
+    else:
+        for key in net:
+            if key not in _NET_FIELDS:
+                raise InputError(f"{source}: [net] unknown option {key!r}{nearest(key, _NET_FIELDS)}")
+    base = solver.pop("base", None)
+    if base is not None:
+        if not user:
+            raise InputError(f"{source}: [solver] base applies to your own net ([net] prototxt = ...); the template's "
+                             "solver options go in [solver] directly")
+        base = str(_existing(here, base, "[solver] base", source))
+        load_solver(base)  # not a SolverParameter: one line, before anything runs
+    extra_ok = _extra_solver_fields() if user else set()
     for key in solver:
-        if key not in solver_fields:
-            raise InputError(f"{source}: [solver] unknown option {key!r}{nearest(key, solver_fields)}")
+        if key not in _SOLVER_FIELDS and key not in extra_ok:
+            raise InputError(f"{source}: [solver] unknown option {key!r}{nearest(key, _SOLVER_FIELDS | extra_ok)}")
 
+    net_fields = _USER_FIELDS if user else _NET_FIELDS
     grid: dict[str, list[Any]] = {}
     for key, values in dict(raw.get("grid", {})).items():
         if key == "lr_policy":
@@ -150,8 +158,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
         elif not isinstance(values, list) or not values:
             raise InputError(f"{source}: [grid] {key} must be a non-empty list")
         target = key[4:] if key.startswith("net.") else key
-        fields = net_fields if key.startswith("net.") else solver_fields
-        if target not in fields:
+        fields = net_fields if key.startswith("net.") else _SOLVER_FIELDS | extra_ok
+        if target not in fields or target in ("prototxt",):
             raise InputError(f"{source}: [grid] unknown axis {key!r}{nearest(target, fields)}"
                              " (net options take a net. prefix)")
         if len(set(map(repr, values))) != len(values):
@@ -162,8 +170,66 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
 
     run = _section(raw, "run", RunSettings, source)
     check_run_settings(run, source)
-    spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source)
+    spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source, base_solver=base)
     return dataclasses.replace(spec, variants=tuple(expand(spec)))  # checks every combination's options now
+
+
+_NET_FIELDS = {f.name for f in dataclasses.fields(NetOptions)}
+_USER_FIELDS = {f.name for f in dataclasses.fields(UserNet)}
+_SOLVER_FIELDS = {f.name for f in dataclasses.fields(SolverOptions)}
+
+
+def _extra_solver_fields() -> set[str]:
+    """SolverParameter fields beyond SolverOptions that a user-net sweep may set: Caffe's own scalar fields."""
+    fields = solver_fields()
+    return {n for n, d in fields.items() if not repeated(d) and d.message_type is None
+            and n not in _SOLVER_FIELDS and n not in OWNED}
+
+
+def _existing(here: Path, value: Any, what: str, source: str) -> Path:
+    path = Path(str(value)).expanduser()
+    path = path if path.is_absolute() else here / path
+    if not path.exists():
+        raise InputError(f"{source}: {what} not found: {path}")
+    return path.resolve()
+
+
+def _user_net_table(net: dict[str, Any], here: Path, source: str) -> dict[str, Any]:
+    """``[net]`` of a user-net sweep: only UserNet keys (template options are refused), paths made absolute."""
+    for key in net:
+        if key not in _USER_FIELDS:
+            hint = (f"{key!r} is a template option; with prototxt = ... the net is your file (keys: "
+                    f"{', '.join(sorted(_USER_FIELDS))})" if key in _NET_FIELDS
+                    else f"unknown option {key!r}{nearest(key, _USER_FIELDS)}")
+            raise InputError(f"{source}: [net] {hint}")
+    net["prototxt"] = str(_existing(here, net["prototxt"], "[net] prototxt", source))
+    if net.get("weights") is not None:
+        net["weights"] = str(_existing(here, net["weights"], "[net] weights", source))
+    if net.get("root") is not None:
+        net["root"] = str(_existing(here, net["root"], "[net] root", source))
+    return net
+
+
+def _check_data(data: DataSpec, user: bool, source: str) -> None:
+    given = sum(x is not None for x in (data.demo, data.root, data.train_list))
+    lmdb = data.train_lmdb is not None or data.val_lmdb is not None
+    if given > 1 or (given == 0 and not user):
+        raise InputError(f"{source}: [data] needs exactly one of demo = {{...}}, root = DIR, train_list = FILE")
+    if lmdb and not user:
+        raise InputError(f"{source}: [data] train_lmdb/val_lmdb apply to your own net ([net] prototxt); the template "
+                         "net reads LMDBs with net.backend = \"lmdb\"")
+    if lmdb and (data.train_lmdb is None or data.val_lmdb is None):
+        raise InputError(f"{source}: [data] train_lmdb and val_lmdb go together")
+    if data.demo is not None:
+        import inspect
+
+        from ..data.demo import generate
+
+        allowed = [k for k in inspect.signature(generate).parameters if k != "out_dir"]
+        if not isinstance(data.demo, dict) or set(data.demo) - set(allowed):
+            raise InputError(f"{source}: [data] demo must be a table of {', '.join(allowed)}, got {data.demo!r}")
+    if data.train_list and not data.val_list:
+        raise InputError(f"{source}: [data] train_list needs val_list too")
 
 
 _SCALARS = {"int": int, "float": float, "str": str}
@@ -200,6 +266,8 @@ def check_run_settings(run: RunSettings, where: str) -> None:
         raise InputError(f"{where}: timeout must be > 0 seconds, got {run.timeout}")
     if run.early_stop < 0:
         raise InputError(f"{where}: early_stop must be >= 0, got {run.early_stop}")
+    if run.stop_grace <= 0:
+        raise InputError(f"{where}: stop_grace must be > 0 seconds, got {run.stop_grace}")
     if run.diverge_factor <= 1:
         raise InputError(f"{where}: diverge_factor must be > 1, got {run.diverge_factor}")
 
@@ -210,6 +278,7 @@ def expand(spec: SweepSpec) -> list[Variant]:
             [k for k in spec.grid if k not in ("base_lr", "lr_policy")]
     variants = []
     seen: set[str] = set()
+    base = load_solver(spec.base_solver) if spec.base_solver else None
     for combo in itertools.product(*(spec.grid[k] for k in order)):
         axes = dict(zip(order, combo))
         net = dict(spec.net)
@@ -220,8 +289,8 @@ def expand(spec: SweepSpec) -> list[Variant]:
             else:
                 solver[key] = value
         try:
-            NetOptions(**net)
-            SolverOptions(**solver)
+            (UserNet if spec.user_net else NetOptions)(**net)
+            SolverOptions(**variant_solver(solver, base)[0])
         except InputError as exc:
             raise InputError(f"{spec.source}: variant {variant_name(axes)}: {exc}") from None
         except TypeError as exc:

@@ -40,7 +40,8 @@ COLUMNS: dict[str, str] = {
     "attempts": "INTEGER NOT NULL DEFAULT 0",
     "started_at": "TEXT",
     "ended_at": "TEXT",
-    "pid": "INTEGER",
+    "pid": "INTEGER",         # the caffe process training the run now (None when none)...
+    "pid_start": "INTEGER",   # ...and its start time (/proc/PID/stat), so that a reused pid is never taken for it
     "ordinal": "INTEGER",
 }
 
@@ -58,10 +59,18 @@ class RunRow:
 
 
 class Store:
-    """Thin wrapper over sweep.db."""
+    """Thin wrapper over sweep.db. The driver opens it to write; ``caffegen status`` and ``caffegen report`` open it
+    ``readonly``: in WAL mode readers never wait for the writer, and each row they read is one committed
+    transaction (never half a row)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                        isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            return
         self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -70,6 +79,10 @@ class Store:
         with self.transaction():
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
             self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            have = {r["name"] for r in self.conn.execute("PRAGMA table_info(runs)")}
+            for name, kind in COLUMNS.items():  # a sweep.db of an older caffegen: add what it lacks
+                if name not in have:
+                    self.conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind.replace(' PRIMARY KEY', '')}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -122,6 +135,7 @@ class Store:
         return _row(row) if row else None
 
     def all(self) -> list[RunRow]:
+        """Every run, in one read (one snapshot of the database, however the driver writes meanwhile)."""
         return [_row(r) for r in self.conn.execute("SELECT * FROM runs ORDER BY ordinal, variant")]
 
 
@@ -140,8 +154,8 @@ def _first_difference(old: Any, new: Any, path: str = "") -> str:
     return f"{path}: {old!r} then, {new!r} now"
 
 
-def open_store(sweep_dir: Path) -> Store:
-    return Store(Path(sweep_dir) / "sweep.db")
+def open_store(sweep_dir: Path, readonly: bool = False) -> Store:
+    return Store(Path(sweep_dir) / "sweep.db", readonly=readonly)
 
 
 @contextmanager

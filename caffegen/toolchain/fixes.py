@@ -42,6 +42,29 @@ CPU_FIXES: tuple[Fix, ...] = (
         "from scipy.ndimage import zoom\nfrom skimage.transform import resize\n",
         "resize_image() calls resize, which was never imported"),
     Fix("python/caffe/io.py", "as_grey=", "as_gray=", "scikit-image renamed the argument"),
+    Fix("tools/caffe.cpp", """    solver->Restore(FLAGS_snapshot.c_str());
+  }
+""", """    solver->Restore(FLAGS_snapshot.c_str());
+  } else if (FLAGS_weights.size()) {
+    std::vector<std::string> model_names;
+    boost::split(model_names, FLAGS_weights, boost::is_any_of(","));
+    for (int i = 0; i < model_names.size(); ++i) {
+      LOG(INFO) << "Finetuning from " << model_names[i];
+      solver->net()->CopyTrainedLayersFrom(model_names[i]);
+      for (int j = 0; j < solver->test_nets().size(); ++j) {
+        solver->test_nets()[j]->CopyTrainedLayersFrom(model_names[i]);
+      }
+    }
+  }
+""", "`caffe train -weights` was accepted and silently ignored: BVLC's fine-tuning copy restored"),
+    Fix("src/caffe/net.cpp", """      DLOG(INFO) << "Ignoring source layer " << source_layer_name;
+      continue;
+    }
+    DLOG(INFO) << "Copying source layer " << source_layer_name;""", """      LOG(INFO) << "Ignoring source layer " << source_layer_name;
+      continue;
+    }
+    LOG(INFO) << "Copying source layer " << source_layer_name;""",
+        "a fine-tuning log says which layers it copied and which it left to start fresh"),
 )
 
 GPU_FIXES: tuple[Fix, ...] = ()

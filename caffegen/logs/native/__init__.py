@@ -14,53 +14,29 @@ Python C-API and no extra dependency: the library exports plain C functions (see
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shlex
 import subprocess
-import tempfile
 from pathlib import Path
 
-from ...paths import cache_root, package_file
+from ...cc import compile_c, output_path
+from ...paths import package_file
 
 __all__ = ["SOURCE", "FLAGS", "build", "load", "library_path", "last_error"]
 
 SOURCE = package_file("caffegen.logs.native", "logscan.c")
 FLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
+LIBS = ("-lm",)
 _loaded: dict[Path, ctypes.CDLL | None] = {}  # per library path: this process tries each build once
 last_error: str | None = None  # why the last load() gave None (for `caffegen doctor`-style reports)
 
 
-def _cc() -> list[str]:
-    return shlex.split(os.environ.get("CC") or "cc")
-
-
-def _cache_dir(cache_dir: str | Path | None) -> Path:
-    return Path(cache_dir) if cache_dir is not None else cache_root()
-
-
 def library_path(cache_dir: str | Path | None = None) -> Path:
     """Where the library for this source, compiler and flags lives (built or not)."""
-    key = hashlib.sha256(SOURCE.read_bytes() + "\0".join(_cc() + list(FLAGS)).encode()).hexdigest()[:12]
-    return _cache_dir(cache_dir) / "native" / f"logscan-{key}.so"
+    return output_path(SOURCE, "logscan", FLAGS, ".so", cache_dir, LIBS)
 
 
 def build(cache_dir: str | Path | None = None, *, force: bool = False) -> Path:
     """Compile ``logscan.c`` into the cache (reused when present). Raises OSError / CalledProcessError."""
-    dst = library_path(cache_dir)
-    if dst.is_file() and not force:
-        return dst
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".logscan-", suffix=".so", dir=dst.parent)
-    os.close(fd)
-    try:
-        subprocess.run([*_cc(), *FLAGS, "-o", tmp, str(SOURCE), "-lm"], check=True, capture_output=True,
-                       text=True, timeout=300)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dst
+    return compile_c(SOURCE, "logscan", FLAGS, ".so", libs=LIBS, cache_dir=cache_dir, force=force)
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:

@@ -1,0 +1,447 @@
+"""Your own net: a ``train_val.prototxt`` you bring (a Model Zoo net, a colleague's, last year's), wired to a
+sweep's data, its classifier fitted to the classes, its metrics found, and its deploy form for Netscope.
+
+Everything works on Caffe's own schema (``caffe_pb2.NetParameter``), so whatever the net holds is kept as it is
+except what wiring must change: the sources of the TRAIN and TEST data layers (transform_param, batch sizes
+and layer names stay), relative paths (made absolute: caffe runs in each run's folder), a missing mean file
+replaced by mean values when asked, the classifier's ``num_output`` (and its name, when fine-tuning), and a TEST
+Accuracy layer when the net has none. Each refusal is one :class:`~caffegen.errors.InputError` line that names the
+layer and offers the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import InputError
+from ..logs.curves import accuracy_name
+from .checks import as_choice, as_float, as_int, as_tuple
+from .options import knob
+
+__all__ = ["UserNet", "DataSources", "Head", "WiredNet", "load_net", "wire", "deploy_text", "heads_of", "phases"]
+
+# Data layer types caffegen cannot point at a sweep's images, and why.
+UNWIRABLE = {
+    "HDF5Data": "reads HDF5 files (no image list or LMDB to replace)",
+    "MemoryData": "is fed from Python at run time",
+    "Python": "is a Python data layer",
+    "DummyData": "produces random data",
+    "WindowData": "reads detection windows",
+}
+LOSS = "SoftmaxWithLoss"
+
+
+@dataclass(frozen=True)
+class UserNet:
+    """The ``[net]`` table of a sweep over your own net (``prototxt`` instead of template options)."""
+
+    prototxt: str = knob("", "Your train_val.prototxt (relative to the spec file).")
+    weights: str | None = knob(None, "A .caffemodel to fine-tune from (caffe train -weights).", derived="none")
+    num_classes: int | None = knob(None, "Resize the classifier to this many outputs (renamed when fine-tuning).",
+                                   derived="the data's classes")
+    root: str | None = knob(None, "The folder the net's relative paths are relative to (the Caffe root of a Model "
+                                  "Zoo net).", derived="the net file's folder")
+    mean: tuple[float, ...] | None = knob(None, "mean_value per channel, replacing the net's mean_file.",
+                                          derived="the net's own")
+    data: Literal["keep", "imagedata"] = knob("keep", "'imagedata': replace LMDB Data layers by ImageData layers "
+                                                      "on the sweep's lists (needs resize).")
+    resize: int | None = knob(None, "new_height/new_width of every ImageData layer.", derived="the net's own")
+    train_batch: int | None = knob(None, "TRAIN batch_size.", derived="the net's own")
+    test_batch: int | None = knob(None, "TEST batch_size.", derived="the net's own")
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if not self.prototxt:
+            raise InputError("[net] prototxt must name a file")
+        for name in ("prototxt", "weights", "root"):
+            value = getattr(self, name)
+            if value is not None:
+                set_(name, os.fspath(value))
+        if self.num_classes is not None:
+            set_("num_classes", as_int("num_classes", self.num_classes, 2))
+        for name in ("resize", "train_batch", "test_batch"):
+            if getattr(self, name) is not None:
+                set_(name, as_int(name, getattr(self, name), 1))
+        if self.mean is not None:
+            mean = as_tuple(self.mean)
+            if len(mean) not in (1, 3):
+                raise InputError(f"[net] mean takes 1 or 3 values (B,G,R), got {len(mean)}")
+            set_("mean", tuple(as_float("mean", m) for m in mean))
+        set_("data", as_choice("[net] data", self.data, ("keep", "imagedata")))
+        if self.data == "imagedata" and self.resize is None:
+            raise InputError('[net] data = "imagedata" needs [net] resize (the new_height/new_width of the images)')
+
+
+@dataclass(frozen=True)
+class DataSources:
+    """What a sweep's ``[data]`` gives the net: list files (with their class count) and/or LMDBs."""
+
+    train_list: str | None = None
+    val_list: str | None = None
+    root_folder: str = ""
+    num_classes: int | None = None
+    train_lmdb: str | None = None
+    val_lmdb: str | None = None
+
+
+@dataclass(frozen=True)
+class Head:
+    """One classifier head: the layer that feeds a SoftmaxWithLoss, and the Accuracy outputs that score it."""
+
+    classifier: str
+    blob: str
+    label: str
+    num_output: int
+    top1: str | None = None
+    top5: str | None = None
+
+
+@dataclass(frozen=True)
+class WiredNet:
+    """A user net ready for a run folder: its text, heads (the last is the main output), notes for the user, and
+    what test_iter is derived from."""
+
+    text: str
+    name: str
+    source: Path
+    heads: tuple[Head, ...]
+    notes: tuple[str, ...] = ()
+    val_list: Path | None = None
+    test_batch: int = 1
+
+    @property
+    def metric(self) -> str | None:
+        """The ranking metric: top-1 of the main (last) head."""
+        return self.heads[-1].top1
+
+    @property
+    def top5(self) -> str | None:
+        return self.heads[-1].top5
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def load_net(path: str | Path):
+    """The NetParameter in ``path``; one error line (with line:column) when it is not a Caffe net."""
+    from .validate import parse_text
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the net: {exc.strerror or exc}") from None
+    net = parse_text(text, "net", str(path))
+    if not net.layer:
+        raise InputError(f"{path}: not a Caffe net (no layer {{ ... }} found); give a train_val.prototxt")
+    return net
+
+
+def phases(layer) -> set[str]:
+    """The phases a layer exists in: ``include { phase }`` rules, else both (an ``exclude`` removes one)."""
+    names = {0: "TRAIN", 1: "TEST"}
+    inc = {names[r.phase] for r in layer.include if r.HasField("phase")}
+    if layer.include and not inc:
+        inc = {"TRAIN", "TEST"}
+    got = inc or {"TRAIN", "TEST"}
+    return got - {names[r.phase] for r in layer.exclude if r.HasField("phase")}
+
+
+def _is_data(layer) -> bool:
+    return not layer.bottom and (layer.type in ("Data", "ImageData", "Input") or layer.type in UNWIRABLE)
+
+
+def _data_layers(net, where: str) -> dict[str, Any]:
+    """The one TRAIN and the one TEST data layer, or the error that says why this net cannot be swept."""
+    layers = [layer for layer in net.layer if _is_data(layer)]
+    for layer in layers:
+        if layer.type in UNWIRABLE:
+            raise InputError(f"{where}: data layer {layer.name!r} ({layer.type}) {UNWIRABLE[layer.type]}: caffegen "
+                             "can wire ImageData and Data (LMDB) layers only")
+    if layers and all(layer.type == "Input" for layer in layers):
+        raise InputError(f"{where}: the net has only Input layers (a deploy net): give its train_val.prototxt")
+    found: dict[str, Any] = {}
+    for phase in ("TRAIN", "TEST"):
+        mine = [layer for layer in layers if layer.type != "Input" and phase in phases(layer)]
+        if len(mine) > 1:
+            names = ", ".join(repr(layer.name) for layer in mine)
+            raise InputError(f"{where}: two {phase} data layers ({names}): caffegen wires one per phase")
+        if not mine:
+            if phase == "TEST":
+                raise InputError(f"{where}: no TEST phase data layer: without a test pass no run can be ranked "
+                                 "(add a TEST data layer, as in the Model Zoo's train_val.prototxt files)")
+            raise InputError(f"{where}: no TRAIN phase data layer")
+        found[phase] = mine[0]
+    return found
+
+
+def heads_of(net, where: str) -> list[Head]:
+    """Each SoftmaxWithLoss's classifier (the InnerProduct/Convolution whose top it reads) and its Accuracy
+    outputs, in layer order; top-1/top-5 recognised by ``accuracy_param.top_k``, not by name."""
+    producers: dict[str, Any] = {}
+    heads = []
+    for layer in net.layer:
+        if layer.type == LOSS:
+            if len(layer.bottom) < 2:
+                raise InputError(f"{where}: loss layer {layer.name!r} has no label bottom")
+            clf = producers.get(layer.bottom[0])
+            if clf is None:
+                raise InputError(f"{where}: loss layer {layer.name!r} reads {layer.bottom[0]!r}, which no "
+                                 "InnerProduct or Convolution layer produces")
+            heads.append(Head(clf.name, layer.bottom[0], layer.bottom[1], _num_output(clf)))
+        for top in layer.top:
+            if layer.type in ("InnerProduct", "Convolution"):
+                producers[top] = layer
+    if not heads:
+        raise InputError(f"{where}: no {LOSS} layer: caffegen tunes classifiers trained with a softmax loss")
+    by_blob = {h.blob: i for i, h in enumerate(heads)}
+    for layer in net.layer:
+        if layer.type != "Accuracy" or "TEST" not in phases(layer) or not layer.bottom:
+            continue
+        i = by_blob.get(layer.bottom[0])
+        if i is None:
+            continue
+        k = layer.accuracy_param.top_k if layer.HasField("accuracy_param") else 1
+        which = "top1" if k == 1 else "top5" if k == 5 else None
+        if which and getattr(heads[i], which) is None:
+            heads[i] = dataclasses.replace(heads[i], **{which: layer.top[0]})
+    return heads
+
+
+def _num_output(layer) -> int:
+    param = layer.inner_product_param if layer.type == "InnerProduct" else layer.convolution_param
+    return param.num_output
+
+
+# ------------------------------------------------------------------------------------------ wiring
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def wire(user: UserNet, sources: DataSources | None, where: str | None = None) -> WiredNet:
+    """The user's net with the sweep's data in its data layers, its classifier fitted, its metrics found."""
+    from google.protobuf import text_format
+
+    path = Path(user.prototxt)
+    where = where or str(path)
+    net = load_net(path)
+    base = Path(user.root).expanduser() if user.root else path.parent
+    notes: list[str] = []
+    layers = _data_layers(net, where)
+    val_list: Path | None = None
+    for phase, layer in layers.items():
+        list_path = _wire_source(layer, phase, user, sources, base, where)
+        if phase == "TEST":
+            val_list = list_path
+        batch = user.train_batch if phase == "TRAIN" else user.test_batch
+        param = layer.image_data_param if layer.type == "ImageData" else layer.data_param
+        if batch is not None:
+            param.batch_size = batch
+        if layer.type == "ImageData" and user.resize is not None:
+            param.new_height = param.new_width = user.resize
+        _wire_mean(layer, user, base, where)
+    test_layer = layers["TEST"]
+    test_batch = (test_layer.image_data_param if test_layer.type == "ImageData" else test_layer.data_param).batch_size
+    heads = _fit_classes(net, user, sources, where, notes)
+    heads = _add_accuracy(net, heads, notes)
+    return WiredNet(text=text_format.MessageToString(net), name=net.name or path.stem, source=path.resolve(),
+                    heads=tuple(heads), notes=tuple(notes), val_list=val_list, test_batch=max(1, test_batch))
+
+
+def _wire_source(layer, phase: str, user: UserNet, sources: DataSources | None, base: Path,
+                 where: str) -> Path | None:
+    """Point one data layer at the sweep's data (or check its own sources); the list it reads, if any."""
+    lst = lmdb = None
+    if sources is not None:
+        lst = sources.train_list if phase == "TRAIN" else sources.val_list
+        lmdb = sources.train_lmdb if phase == "TRAIN" else sources.val_lmdb
+    if layer.type == "Data" and user.data == "imagedata" and lst:
+        _to_imagedata(layer, user.resize, phase)
+    if layer.type == "ImageData":
+        p = layer.image_data_param
+        if lst:
+            p.source, p.root_folder = str(lst), sources.root_folder if sources else ""
+            return Path(lst)
+        if sources is not None and lmdb:
+            raise InputError(f"{where}: layer {layer.name!r} is ImageData but [data] gives only LMDBs: give list "
+                             "files ([data] train_list/val_list, root or demo) for it")
+        src = _resolve(base, p.source)
+        if not src.is_file():
+            raise InputError(f"{where}: layer {layer.name!r} reads the list {src}, which does not exist "
+                             f"(give the sweep a [data] table, or [net] root = the folder its paths are relative to)")
+        p.source = str(src)
+        if p.root_folder:
+            p.root_folder = os.path.join(str(_resolve(base, p.root_folder)), "")
+        return src
+    p = layer.data_param  # Data (LMDB / LevelDB)
+    if lmdb:
+        p.source, p.backend = str(Path(lmdb).expanduser().resolve()), 1  # LMDB
+        return Path(lst) if lst else None
+    if sources is not None and lst:
+        raise InputError(f"{where}: layer {layer.name!r} reads an LMDB (Data): give [data] train_lmdb and val_lmdb "
+                         "(made by `caffegen prepare --lmdb`), or set [net] data = \"imagedata\" and [net] resize = "
+                         "N to read the sweep's lists instead")
+    src = _resolve(base, p.source)
+    if not src.exists():
+        raise InputError(f"{where}: layer {layer.name!r} reads {src}, which does not exist "
+                         f"(give the sweep a [data] table, or [net] root = the folder its paths are relative to)")
+    p.source = str(src)
+    return None
+
+
+def _to_imagedata(layer, resize: int | None, phase: str) -> None:
+    """A Data layer as an ImageData layer with the same name, tops, phase, transform and batch size."""
+    batch = layer.data_param.batch_size
+    layer.ClearField("data_param")
+    layer.type = "ImageData"
+    p = layer.image_data_param
+    p.batch_size = batch
+    p.shuffle = phase == "TRAIN"
+    if resize:
+        p.new_height = p.new_width = resize
+
+
+def _wire_mean(layer, user: UserNet, base: Path, where: str) -> None:
+    tp = layer.transform_param
+    if user.mean is not None:
+        tp.ClearField("mean_file")
+        del tp.mean_value[:]
+        tp.mean_value.extend(user.mean)
+        return
+    if tp.HasField("mean_file"):
+        mean = _resolve(base, tp.mean_file)
+        if not mean.is_file():
+            raise InputError(f"{where}: layer {layer.name!r} subtracts the mean file {mean}, which does not exist: set "
+                             "[net] mean = [104, 117, 123] (per-channel values, BGR) to use mean values instead, or "
+                             "compute the file with `caffegen prepare --mean`")
+        tp.mean_file = str(mean)
+
+
+def _fit_classes(net, user: UserNet, sources: DataSources | None, where: str, notes: list[str]) -> list[Head]:
+    heads = heads_of(net, where)
+    data_k = sources.num_classes if sources is not None else None
+    if user.num_classes and data_k and user.num_classes != data_k:
+        raise InputError(f"{where}: [net] num_classes = {user.num_classes} but the data has {data_k} classes")
+    want = user.num_classes or data_k
+    if want is None:
+        return heads
+    by_name = {layer.name: layer for layer in net.layer}
+    out = []
+    for h in heads:
+        if h.num_output == want:
+            out.append(h)
+            continue
+        if user.num_classes is None:
+            raise InputError(f"{where}: classifier {h.classifier!r} has {h.num_output} outputs but the data has "
+                             f"{want} classes: set [net] num_classes = {want} to resize it")
+        layer = by_name[h.classifier]
+        param = layer.inner_product_param if layer.type == "InnerProduct" else layer.convolution_param
+        param.num_output = want
+        name = h.classifier
+        if user.weights:  # Caffe copies weights by layer name: a new name makes the resized layer start fresh
+            name = layer.name = f"{h.classifier}_{want}cls"
+            notes.append(f"classifier {h.classifier!r} resized to {want} outputs and renamed {name!r}, so that "
+                         f"-weights does not copy its {h.num_output}-class weights into it: it starts fresh")
+        else:
+            notes.append(f"classifier {h.classifier!r} resized from {h.num_output} to {want} outputs")
+        out.append(dataclasses.replace(h, classifier=name, num_output=want))
+    return out
+
+
+def _add_accuracy(net, heads: list[Head], notes: list[str]) -> list[Head]:
+    """A net without any Accuracy layer gets TEST top-1 (and top-5 when it has more than 5 classes) on its main
+    head: the sweep ranks runs by it."""
+    if any(h.top1 for h in heads):
+        return heads
+    main = heads[-1]
+    added = {"top1": accuracy_name(1)}
+    if main.num_output > 5:
+        added["top5"] = accuracy_name(5)
+    for which, name in added.items():
+        layer = net.layer.add(name=name, type="Accuracy", bottom=[main.blob, main.label], top=[name])
+        layer.include.add(phase=1)  # TEST
+        if which == "top5":
+            layer.accuracy_param.top_k = 5
+    notes.append(f"the net has no Accuracy layer: added TEST-phase {' and '.join(added.values())} on "
+                 f"{main.blob!r} (runs are ranked by {added['top1']})")
+    return heads[:-1] + [dataclasses.replace(main, **added)]
+
+
+# ------------------------------------------------------------------------------------------ deploy form
+
+
+def deploy_text(net, input_shape: tuple[int, ...] | None = None, where: str = "net") -> str:
+    """The deploy form Netscope draws and pycaffe loads: the data layers become one ``Input`` (shape [1, C, crop,
+    crop] from the TEST data layer's transform_param, C from is_color or the mean's channels, or ``input_shape``),
+    layers that read the label (losses, Accuracy, Silence) and TRAIN-only layers go, and each SoftmaxWithLoss
+    becomes a Softmax: ``prob`` for the main (last) head, ``prob_1``, ``prob_2``... for the others."""
+    from google.protobuf import text_format
+
+    from ..toolchain import caffe_pb2
+
+    data = [layer for layer in net.layer if _is_data(layer)]
+    if not data:
+        raise InputError(f"{where}: no data or Input layer to take the input shape from")
+    test = next((layer for layer in data if "TEST" in phases(layer)), data[0])
+    data_blob = test.top[0]
+    label = test.top[1] if len(test.top) > 1 else None
+    shape = tuple(input_shape) if input_shape else _input_shape(test, where)
+    out = caffe_pb2().NetParameter()
+    if net.name:
+        out.name = net.name
+    inp = out.layer.add(name=data_blob, type="Input", top=[data_blob])
+    inp.input_param.shape.add(dim=list(shape))
+    losses = [layer for layer in net.layer if layer.type == LOSS]
+    for layer in net.layer:
+        if _is_data(layer) or "TEST" not in phases(layer) and "TRAIN" in phases(layer) and layer.include:
+            continue
+        if layer.type == LOSS:
+            k = losses.index(layer)
+            name = "prob" if k == len(losses) - 1 else f"prob_{k + 1}"
+            out.layer.add(name=name, type="Softmax", bottom=[layer.bottom[0]], top=[name])
+            continue
+        if label is not None and label in layer.bottom:
+            continue
+        kept = out.layer.add()
+        kept.CopyFrom(layer)
+        kept.ClearField("include")
+        kept.ClearField("exclude")
+    return text_format.MessageToString(out)
+
+
+def _input_shape(layer, where: str) -> tuple[int, int, int, int]:
+    tp = layer.transform_param
+    if layer.type == "Input":
+        return tuple(layer.input_param.shape[0].dim)  # type: ignore[return-value]
+    channels = 3
+    if layer.type == "ImageData" and not layer.image_data_param.is_color:
+        channels = 1
+    elif len(tp.mean_value) in (1, 3) and layer.type != "ImageData":
+        channels = len(tp.mean_value)
+    side = tp.crop_size
+    if not side and layer.type == "ImageData":
+        p = layer.image_data_param
+        if p.new_height and p.new_width:
+            return (1, channels, p.new_height, p.new_width)
+    if not side:
+        raise InputError(f"{where}: data layer {layer.name!r} has no crop_size (nor new_height/new_width) to take "
+                         "the input shape from: pass --input-shape 1,3,H,W")
+    return (1, channels, side, side)
+
+
+def sha256_of(path: str | Path | None) -> str | None:
+    from ..paths import sha256_file
+
+    return sha256_file(path) if path else None
+
+
+def describe(user: UserNet) -> dict[str, Any]:
+    """What the manifest and the store record of a user net: its fields, and the hashes of its files."""
+    return {**dataclasses.asdict(user), "sha256": sha256_of(user.prototxt), "weights_sha256": sha256_of(user.weights)}
+
