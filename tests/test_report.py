@@ -9,44 +9,98 @@ import sys
 
 import pytest
 
-from caffegen.report.analysis import RunReport, axis_summary, rank, why_lost, winner_sentence
+from caffegen.report.analysis import (RunReport, axis_summary, group_runs, rank, separated, verdict,
+                                     why_lost)
+from caffegen.report.diagnose import Finding
+from caffegen.report.stats import proportions_differ, welch_differ, wilson
 from conftest import write_spec
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 
 
-def _run(variant, top1, loss=1.0, it=100, **axes):
-    return RunReport(variant, axes, "done", "", {"best_top1": top1, "final_loss": loss, "best_iter": it})
+def _run(variant, top1, loss=1.0, it=100, n=None, group=None, seed=None, findings=(), **axes):
+    values = {"best_top1": top1, "final_loss": loss, "best_iter": it, "test_images": n, "grp": group, "seed": seed,
+              "max_iter": 400}
+    return RunReport(variant, axes, "done", "", values, findings=list(findings))
 
 
-def test_ranking_puts_the_best_top1_first_and_states_the_margin():
-    runs = [_run("lr0.1_fixed", 0.40, base_lr=0.1), _run("lr0.01_step", 0.55, base_lr=0.01),
-            _run("lr10_fixed", None, loss=None, base_lr=10.0), _run("lr0.01_exp", 0.50, base_lr=0.01)]
-    ranked = rank(runs)
-    assert [r.variant for r in ranked] == ["lr0.01_step", "lr0.01_exp", "lr0.1_fixed", "lr10_fixed"]
-    sentence = winner_sentence(ranked)
-    assert sentence.startswith("lr0.01_step (base_lr=0.01) won with best test top-1 0.550 at iteration 100")
-    assert "0.050 ahead of the runner-up lr0.01_exp (0.500)" in sentence
+def _verdict(runs):
+    ranked = rank(group_runs(runs))
+    return ranked, verdict(ranked, iterations=400)
 
 
-def test_why_a_run_lost_names_the_gap_and_an_early_peak():
-    win = _run("lr0.001_poly", 0.42, loss=1.58, it=400)
-    lost = RunReport("lr0.1_exp", {}, "done", "", {"best_top1": 0.152, "final_top1": 0.089, "best_iter": 150,
-                                                     "last_iter": 400, "final_loss": 2.69})
+def test_the_95_percent_interval_of_a_known_count_is_wilsons():
+    assert [round(x, 3) for x in wilson(0.93, 100)] == [0.863, 0.966]
+    assert [round(x, 3) for x in wilson(0.5, 20)] == [0.299, 0.701]
+    lo, hi = wilson(1.0, 10)
+    assert round(lo, 3) == 0.722 and hi == pytest.approx(1.0)  # inside [0, 1] at the edge, unlike the normal one
+
+
+def test_one_image_at_179_is_a_tie_and_the_headline_says_so():
+    runs = [_run("lr0.01_poly", 0.958, n=179, base_lr=0.01, lr_policy="poly"),
+            _run("lr0.01_step", 0.953, n=179, base_lr=0.01, lr_policy="step"),
+            _run("lr0.1_step", 0.50, n=179, base_lr=0.1, lr_policy="step")]
+    ranked, v = _verdict(runs)
+    assert [x.name for x in ranked] == ["lr0.01_poly", "lr0.01_step", "lr0.1_step"]
+    assert [x.label for x in ranked] == ["1=", "1=", "3"] and [x.name for x in v.tied] == ["lr0.01_step"]
+    assert v.headline.startswith("lr0.01_poly (base_lr=0.01, lr_policy=poly) won (best test top-1 0.958 ± 0.0")
+    assert "lr0.01_step is within noise of it at 179 val images per test pass" in v.headline
+    assert "two-proportion z-test" in v.method
+    assert why_lost(ranked[1], ranked[0]).startswith("within noise of the winner (0.005 behind)")
+    assert why_lost(ranked[2], ranked[0]).startswith("0.458 behind the winner")
+
+
+def test_a_separated_winner_and_a_grid_that_cannot_be_told_apart():
+    ranked, v = _verdict([_run("a", 0.95, n=1000), _run("b", 0.80, n=1000), _run("c", 0.70, n=1000)])
+    assert [x.label for x in ranked] == ["1", "2", "3"] and not v.tied
+    assert "separated from every other variant at 1000 val images per test pass" in v.headline
+    ranked, v = _verdict([_run(k, s, n=50) for k, s in zip("abcd", (0.70, 0.68, 0.66, 0.64))])
+    assert [x.label for x in ranked] == ["1="] * 4
+    assert v.headline.startswith("No variant is separable from a, b, c and d at 50 val images per test pass")
+    assert "add repeats or val images" in v.headline
+
+
+def test_repeats_are_one_variant_with_each_value_and_welchs_test():
+    runs = [_run("lr0.1_seed0", 0.90, group="lr0.1", seed=0, base_lr=0.1),
+            _run("lr0.1_seed1", 0.91, group="lr0.1", seed=1, base_lr=0.1),
+            _run("lr0.01_seed0", 0.60, group="lr0.01", seed=0, base_lr=0.01),
+            _run("lr0.01_seed1", 0.62, group="lr0.01", seed=1, base_lr=0.01)]
+    ranked, v = _verdict(runs)
+    assert [(x.name, x.best) for x in ranked] == [("lr0.1", [0.90, 0.91]), ("lr0.01", [0.60, 0.62])]
+    assert ranked[0].score == pytest.approx(0.905) and v.winner is ranked[0] and not v.tied
+    assert "over 2 repeats" in v.headline and "Welch" in v.method
+    lo, hi = ranked[0].interval  # the t-interval of the mean of two repeats: wide, as two repeats are
+    assert lo < 0.90 and hi > 0.91
+    assert welch_differ([0.90, 0.91], [0.60, 0.62]) and not welch_differ([0.90, 0.80], [0.85, 0.86])
+    assert not separated(ranked[0], ranked[0])
+    assert proportions_differ(0.95, 1000, 0.80, 1000) and not proportions_differ(0.958, 179, 0.953, 179)
+
+
+def test_the_headline_says_when_most_runs_were_still_improving():
+    improving = Finding("still-improving", "Still improving at the end", "", "")
+    _, v = _verdict([_run("a", 0.9, n=500, findings=[improving]), _run("b", 0.5, n=500, findings=[improving]),
+                     _run("c", 0.4, n=500)])
+    assert v.headline.endswith("Most runs (2 of 3) were still improving when they stopped: the ranking measures "
+                               "the first 400 iterations, not where each schedule ends up.")
+
+
+def test_axis_summaries_carry_intervals_and_empty_sweeps_have_no_winner():
+    variants = group_runs([_run("a", 0.2, base_lr=0.1, lr_policy="exp"), _run("b", 0.5, base_lr=0.01, lr_policy="exp"),
+                           _run("c", 0.3, base_lr=0.01, lr_policy="exp")])
+    (line,) = axis_summary(variants)  # one policy: no line for it
+    assert line.startswith("base_lr: mean best top-1 0.01 0.400 ± 1.27") and line.endswith("(best 0.01, worst 0.1).")
+    assert "no winner" in _verdict([_run("x", None)])[1].headline
+
+
+def test_why_a_variant_lost_names_the_gap_and_an_early_peak():
+    win = group_runs([_run("lr0.001_poly", 0.42, loss=1.58, it=400)])[0]
+    lost = group_runs([RunReport("lr0.1_exp", {}, "done", "", {"best_top1": 0.152, "final_top1": 0.089, "best_iter": 150,
+                                                               "last_iter": 400, "final_loss": 2.69})])[0]
     text = why_lost(lost, win)
     assert text.startswith("0.268 behind the winner")
     assert "peaked at iteration 150 (0.152) and fell back to 0.089" in text
     assert "final train loss 2.69 vs the winner's 1.58" in text
     assert why_lost(win, win) == "winner"
-    lines = axis_summary([_run("a", 0.2, base_lr=0.1, lr_policy="exp"), _run("b", 0.5, base_lr=0.01, lr_policy="exp"),
-                          _run("c", 0.3, base_lr=0.01, lr_policy="exp")])
-    assert lines == ["base_lr: mean best top-1 0.01 0.400, 0.1 0.200 (best 0.01, worst 0.1)."]  # one policy: no line
-
-
-def test_ties_and_empty_sweeps_are_said_plainly():
-    tie = rank([_run("a", 0.5, loss=2.0), _run("b", 0.5, loss=1.0)])
-    assert tie[0].variant == "b" and "tied with a" in winner_sentence(tie)
-    assert "no winner" in winner_sentence(rank([_run("x", None)]))
 
 
 @pytest.mark.caffe
@@ -59,10 +113,11 @@ def test_report_of_a_real_sweep(tmp_path, caffe_install):
 
     html = (out / "report.html").read_text()
     images = re.findall(r"src='data:image/png;base64,([^']+)'", html)
-    assert len(images) >= 2 + 4                      # overlay + heatmap + one per run
+    assert len(images) >= 5 + 4                      # lr, top-1, loss, time, heatmap + one per run
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert "http" not in html.replace("http-equiv", "")  # self-contained: opens offline
-    assert "won with best test top-1" in html
+    assert "within noise" in html.lower() and "95%" in html
+    assert "http-equiv='refresh'" not in html         # the final report does not reload itself
     for variant in ("lr0.01_fixed", "lr0.01_step", "lr1000_fixed", "lr1000_step"):
         assert variant in html
     assert html.count("<details") == 4               # a diagnosis block per run
@@ -72,14 +127,43 @@ def test_report_of_a_real_sweep(tmp_path, caffe_install):
 
     with open(out / "summary.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert [r["rank"] for r in table] == ["1", "2", "3", "4"]
+    assert table[0]["rank"] in ("1", "1=") and len(table) == 4
     assert {r["status"] for r in table if r["variant"].startswith("lr1000")} == {"diverged"}
     assert table[0]["variant"].startswith("lr0.01")
     md = (out / "report.md").read_text()
-    assert "![best top-1 heatmap](report/heatmap.png)" in md and (out / "report" / "heatmap.png").exists()
+    assert "![heatmap of best top-1](report/heatmap.png)" in md and (out / "report" / "heatmap.png").exists()
     assert (out / "lr0.01_step" / "curves.png").exists()
 
     again = subprocess.run(CAFFEGEN + ["report", str(out)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.splitlines()[0].endswith("report.html")
     missing = subprocess.run(CAFFEGEN + ["report", str(tmp_path / "nope")], capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.count("caffegen: error:") == 1
+
+
+@pytest.mark.caffe
+def test_repeats_are_grouped_in_the_report_and_the_live_report_reloads(tmp_path, caffe_install):
+    spec = write_spec(tmp_path, name="rep", max_iter=20, policies='["fixed", "step"]', jobs=2)
+    spec.write_text(spec.read_text().replace("[grid]", "[grid]\nrepeats = 2"))
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "runs" / "rep"
+    assert "report: " + str(out / "report.html") in proc.stderr.replace("runs/rep", str(out))  # said at the start
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.startswith("lr")) == [
+        "lr0.01_fixed_seed0", "lr0.01_fixed_seed1", "lr0.01_step_seed0", "lr0.01_step_seed1"]
+    for name in ("lr0.01_fixed_seed1", "lr0.01_step_seed1"):
+        assert "random_seed: 1" in (out / name / "solver.prototxt").read_text()
+    with open(out / "summary.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert sorted(r["variant"] for r in table) == ["lr0.01_fixed", "lr0.01_step"]  # 2 rows, not 4
+    for row in table:
+        assert row["repeats"] == "2" and len(row["best_top1_each"].split(", ")) == 2
+        assert "random_seed" not in row  # a seed is not a hyperparameter to rank
+    html = (out / "report.html").read_text()
+    assert html.count("<details") == 4 and "over 2 repeats" in html.replace("Welch's t-test on the best top-1 of 2 "
+                                                                          "repeats", "over 2 repeats")
+    from caffegen.report import write_report
+
+    write_report(out, live=True)
+    assert "http-equiv='refresh'" in (out / "report.html").read_text()
+    write_report(out)
+    assert "http-equiv='refresh'" not in (out / "report.html").read_text()

@@ -67,7 +67,10 @@ def test_write_variant_derives_test_iter_from_the_val_list(tmp_path):
     (tmp_path / "val.txt").write_text("".join(f"img{i}.jpg 0\n" for i in range(50)))
     net = NetOptions(val_source="val.txt", test_batch=16, **TINY)
     written = write_variant(tmp_path, net, SolverOptions(), pycaffe_check=False)
-    assert "test_iter: 4\n" in written.paths["solver.prototxt"].read_text() and not written.notes  # ceil(50 / 16)
+    assert "test_iter: 4\n" in written.paths["solver.prototxt"].read_text()  # ceil(50 / 16)
+    # 64 images a pass for 50 in the list: the note says so, and which pair covers them exactly once
+    assert written.notes == ["test_iter 4 x TEST batch 16 = 64 images per test pass, but the val set has 50: 14 are "
+                             "counted twice; TEST batch 10 with test_iter 5 covers it exactly once"]
 
 
 DUMMY_NET = """

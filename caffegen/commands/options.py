@@ -55,7 +55,7 @@ def dataclass_options(cls: type, exclude: Iterable[str] = ()) -> Callable:
         for f in reversed(_fields(cls, exclude)):
             help_ = f"{f.metadata.get('help', '')} [default: {_shown_default(f)}]"
             flag = _flag(f)
-            if isinstance(f.default, bool):
+            if isinstance(f.default, bool) or str(f.type).startswith("bool"):
                 fn = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_)(fn)
             else:
                 fn = click.option(flag, f.name, default=None, metavar=_metavar(f), help=help_)(fn)

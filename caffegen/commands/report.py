@@ -10,25 +10,32 @@ from ..errors import InputError
 
 @click.command()
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path), default=None, required=False)
-def report(sweep_dir: Path | None) -> int:
+@click.option("--live", is_flag=True, help="The lighter report of a running sweep: no per-run figures, and a refresh "
+              "header so an open browser tab follows it (what `caffegen sweep` writes after each test pass).")
+def report(sweep_dir: Path | None, live: bool) -> int:
     """Rank and diagnose a sweep: report.html, report.md, summary.csv.
 
     \b
     SWEEP_DIR (default runs/default) is a folder written by `caffegen sweep`.
-    The HTML is self-contained (figures embedded, opens offline): an overlay
-    of test top-1 and train loss of every run, a base_lr x lr_policy heatmap
-    of best top-1, the ranked table (best/final top-1 and top-5, iteration of
-    best, final loss, wall time, status), the winner and its margin in one
-    sentence, and a diagnosis per run (diverged, stalled, still improving,
-    overfitting, late jump) with what to try next. Each run's curves also
-    land in <run>/curves.png. Works on a running sweep too.
+    The HTML is self-contained (figures embedded, opens offline). Its headline
+    says which variant won and how sure that is: each top-1 has a 95% interval
+    (Wilson's over the images a test pass evaluates; over repeats, the
+    t-interval of their mean), and the variants the data cannot separate from
+    the winner (a two-proportion z-test, or Welch's t-test on repeats, at 5%)
+    share its rank, "1=". Figures: best top-1 against base_lr with error bars,
+    test top-1 and train loss as small multiples by lr_policy (against
+    iteration and wall-clock time), the base_lr x lr_policy heatmap. Then the
+    ranked table (repeats grouped) and a diagnosis per run (diverged, stalled,
+    still improving, overfitting, late jump) with what to try next and why it
+    lost. Each run's curves also land in <run>/curves.png. Works on a running
+    sweep too.
     """
     from ..report import write_report
 
     d = sweep_dir or Path("runs") / "default"
     if not d.exists():
         raise InputError(f"{d}: no such sweep folder")
-    paths = write_report(d)
+    paths = write_report(d, live=live)
     for key in ("html", "md", "csv"):
         click.echo(str(paths[key]))
     return 0

@@ -49,7 +49,7 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     \b
     SPEC is a TOML file [default: default]. `default` is the seed's
     question, 7 lr_policies x 3 base_lr on the embedded demo data
-    (3.5-8 min on 2 cores); `smoke` is 2 tiny runs. See
+    (about 8 min on 2 idle cores); `smoke` is 2 tiny runs. See
     caffegen/specs/default.toml for a commented example.
 
     \b
@@ -100,7 +100,7 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     from ..sweep.progress import make_display
 
     display = make_display(f"sweep {s.name} -> {out}")
-    result = run_sweep(s, out, run, display=display, log=display.log, force=force)
+    result = run_sweep(s, out, run, display=display, log=display.log, force=force, live_report=report)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()))
     click.echo(f"[sweep] {out}: {summary}", err=True)
     for variant, reason in result.failed:
@@ -130,4 +130,62 @@ def status(sweep_dir: Path | None) -> int:
         raise InputError(f"{d}: no such sweep folder")
     views, total, name = collect_views(d)
     Console().print(status_table(views, total, f"sweep {name} ({d})"))
+    return 0
+
+
+@click.command("lr-find")
+@click.argument("spec", default="default", metavar="[SPEC]")
+@click.option("--start", type=float, default=1e-7, show_default=True, help="First learning rate.")
+@click.option("--end", type=float, default=10.0, show_default=True, help="Last learning rate.")
+@click.option("--iters", type=click.IntRange(10), default=100, show_default=True,
+              help="Iterations from --start to --end (the lr rises exponentially).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the run, lr_find.png and lr_find.csv [default: runs/<spec name>-lr-find].")
+@click.option("--gpus", callback=_gpus, default=None, metavar="0", help="Run on this GPU (CUDA build).")
+@click.option("--write-spec", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a copy of SPEC whose [grid] base_lr is the three rates around the suggestion.")
+def lr_find(spec: str, start: float, end: float, iters: int, out_dir: Path | None, gpus, write_spec: Path | None) -> int:
+    """The LR range test: one short real run whose lr rises from --start to --end.
+
+    \b
+    Caffe does it by itself: lr_policy "exp" with gamma = (end/start)^(1/iters)
+    > 1, one raw loss per iteration (display 1, average_loss 1), no test pass.
+    The loss is smoothed (debiased moving average, beta 0.98) and the run is
+    stopped once it exceeds 4x its best or turns nan. On the smoothed curve
+    (without its first 10% and last 5 points, as fastai's lr_find), three
+    suggestions are marked on lr_find.png: valley (fastai's default, printed:
+    the middle of the longest falling stretch), steep (the fastest fall per
+    log-lr) and minimum/10. Then a grid of three base_lr around the
+    suggestion, which --write-spec puts into a sweep spec. SPEC gives the net
+    (the template's or yours), the data and the shared solver fields; its grid
+    is ignored.
+
+    \b
+    Examples:
+      caffegen lr-find                              # the default spec's net and data
+      caffegen lr-find my.toml --iters 200 --write-spec my_lrs.toml
+    """
+    from ..report.figures import lr_find_figure
+    from ..sweep.lrfind import lr_find as run_lr_find
+    from ..sweep.lrfind import spec_with_lrs
+    from ..sweep.spec import load_spec, resolve_spec_path
+    from ..toolchain import locate
+
+    s = load_spec(spec)
+    out = out_dir or Path("runs") / f"{s.name}-lr-find"
+    result = run_lr_find(s, out, locate(), start=start, end=end, iters=iters, gpus=gpus or (),
+                         log=lambda line: click.echo(line, err=True))
+    png = lr_find_figure(result, out / "lr_find.png", title=f"LR range test: {s.name}")
+    blew = f", blew up at {result.blew_up_at:.3g}" if result.blew_up_at else ", never blew up (try a larger --end)"
+    click.echo(f"lr {result.lrs[0]:.3g} -> {result.lrs[-1]:.3g} over {len(result.lrs)} iterations{blew}")
+    if not result.suggestions:
+        raise InputError("lr-find: too few finite losses to suggest a rate; try a smaller --start or more --iters")
+    others = ", ".join(f"{k} {v:.3g}" for k, v in result.suggestions.items() if k != "valley")
+    click.echo(f"suggested base_lr: {result.suggested:.3g} (valley; {others})")
+    click.echo(f"grid: base_lr = [{', '.join(f'{lr:g}' for lr in result.grid)}]")
+    click.echo(f"wrote {png} and {out / 'lr-find' / 'lr_find.csv'}")
+    if write_spec is not None:
+        text = resolve_spec_path(spec).read_text(encoding="utf-8")
+        write_spec.write_text(spec_with_lrs(text, result.grid), encoding="utf-8")
+        click.echo(f"wrote {write_spec} (run it with `caffegen sweep {write_spec}`)")
     return 0

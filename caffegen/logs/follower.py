@@ -95,11 +95,14 @@ class LogFollower:
             return {}
         return {k: v for k, v in row.items() if k not in BASE_COLUMNS and k != "Segment" and v is not None}
 
+    def test_rows_seen(self) -> list[dict]:
+        """Every test row so far (one per test pass), the one being filled included."""
+        b = self._b
+        return b.test_rows + ([b.test_row] if b.test_row else [])
+
     def test_history(self, metric: str) -> list[tuple[int, float]]:
         """(iteration, value) of one test metric, in log order."""
-        b = self._b
-        rows = b.test_rows + ([b.test_row] if b.test_row else [])
-        return [(r["NumIters"], r[metric]) for r in rows if r.get(metric) is not None]
+        return [(r["NumIters"], r[metric]) for r in self.test_rows_seen() if r.get(metric) is not None]
 
     def best_test(self, metric: str) -> tuple[float, int] | None:
         """(best value, iteration): max for accuracy-like metrics, min for losses; None before any finite value."""

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import InputError
 from ..paths import write_atomic
 from .checks import as_float
-from .options import NetOptions, SolverOptions, test_iter_for, variant_name
+from .options import NetOptions, SolverOptions, coverage_note, test_iter_for, variant_name
 from .basesolver import load_solver, merge, variant_solver
 from .render import render_deploy, render_net, render_solver
 from .schedule import resolve_policy
@@ -72,7 +72,7 @@ def resolve_test_iter(solver: SolverOptions, net: NetOptions | None = None,
         source = Path(base_dir or ".") / source
     images = count_list(source) if net.backend == "imagedata" else None
     test_iter = test_iter_for(images, net.test_batch)
-    note = None
+    note = coverage_note(images, test_iter, net.test_batch)
     if not images:
         what = "an LMDB" if net.backend == "lmdb" else f"{source} not readable or empty"
         note = (f"test_iter = ceil({test_iter_for(None, 1)}/{net.test_batch}) = {test_iter} "

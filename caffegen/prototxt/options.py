@@ -21,7 +21,7 @@ from .schedule import POLICIES, POLICY_PARAMS, policy_defaults, resolve_policy
 from .text import prototxt_string
 
 __all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "SOLVER_MODES", "TYPE_DEFAULTS", "DEFAULT_VAL_IMAGES",
-           "knob", "test_iter_for", "variant_name", "spatial_after_convs"]
+           "knob", "test_iter_for", "coverage_note", "variant_name", "spatial_after_convs"]
 
 SOLVER_TYPES: tuple[str, ...] = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 SOLVER_MODES: tuple[str, ...] = ("CPU", "GPU")
@@ -186,6 +186,7 @@ class SolverOptions:
                                        f"covered; ceil({DEFAULT_VAL_IMAGES}/test batch) when the list is not readable.",
                                  derived="ceil(val lines/test batch)")
     test_interval: int | None = knob(None, "Test every this many iterations.", derived="max(1, N//20)")
+    test_initialization: bool | None = knob(None, "Test at iteration 0 too (Caffe's default: yes).", derived="yes")
     momentum: float | None = knob(None, "SGD/Nesterov/Adam/AdaDelta momentum; AdaGrad/RMSProp take none.",
                                   derived=_type_default_text("momentum"))
     momentum2: float | None = knob(None, "Adam's second moment decay.", derived=_type_default_text("momentum2"))
@@ -237,6 +238,8 @@ class SolverOptions:
             set_("test_iter", as_int("test_iter", self.test_iter, 1))
         if self.test_interval is not None:
             set_("test_interval", as_int("test_interval", self.test_interval, 1))
+        if self.test_initialization is not None and not isinstance(self.test_initialization, bool):
+            raise InputError(f"test_initialization must be true or false, got {self.test_initialization!r}")
         set_("type", as_choice("solver type", self.type, SOLVER_TYPES))
         for name in ("momentum", "momentum2", "rms_decay"):
             if getattr(self, name) is not None:
@@ -298,6 +301,19 @@ class SolverOptions:
         if d["test_iter"] is None:
             d["test_iter"] = test_iter_for(None, test_batch or NetOptions.__dataclass_fields__["test_batch"].default)
         return d
+
+
+def coverage_note(val_images: int | None, test_iter: int, test_batch: int) -> str | None:
+    """A note when one test pass does not see each val image exactly once (Caffe wraps around the list, so some
+    count twice, or stops short), with the TEST batch / test_iter pair that would; None when it does."""
+    if not val_images or test_iter * test_batch == val_images:
+        return None
+    seen = test_iter * test_batch
+    how = (f"{seen - val_images} are counted twice" if seen > val_images else f"{val_images - seen} are never tested")
+    divisors = [d for d in range(1, val_images + 1) if val_images % d == 0]
+    batch = min(divisors, key=lambda d: (abs(d - test_batch), -d))
+    return (f"test_iter {test_iter} x TEST batch {test_batch} = {seen} images per test pass, but the val set has "
+            f"{val_images}: {how}; TEST batch {batch} with test_iter {val_images // batch} covers it exactly once")
 
 
 def test_iter_for(val_images: int | None, test_batch: int) -> int:

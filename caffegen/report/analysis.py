@@ -1,6 +1,7 @@
-"""The verdict of a sweep, from its store and logs: rank the runs, name the winner and its margin, summarise each
-axis, and say why each other run lost. Pure functions over :class:`RunReport` (except :func:`load_runs`, which
-reads the sweep folder)."""
+"""The verdict of a sweep, from its store and logs: group the repeats of each grid point, rank the variants, say
+which one won and **how sure that is** (which variants are within noise of it, :mod:`.stats`), summarise each axis
+with intervals, and say why each other variant lost. Pure functions over :class:`RunReport` and
+:class:`VariantReport` (except :func:`load_runs`, which reads the sweep folder)."""
 from __future__ import annotations
 
 import math
@@ -12,13 +13,16 @@ from ..errors import InputError
 from ..logs import parse_log
 from ..sweep.store import open_store
 from .diagnose import Finding, diagnose
+from .stats import mean, mean_interval, proportions_differ, stdev, welch_differ, wilson
 
-__all__ = ["RunReport", "load_runs", "rank", "winner_sentence", "axis_summary", "why_lost", "table_rows",
-           "diagnosis_text", "heads_text", "title"]
+__all__ = ["RunReport", "VariantReport", "Verdict", "load_runs", "group_runs", "rank", "separated", "verdict",
+           "axis_summary", "why_lost", "table_rows", "diagnosis_text", "heads_text", "title"]
 
 
 @dataclass
 class RunReport:
+    """One run (one seed of a grid point) as the store and its log describe it."""
+
     variant: str
     axes: dict[str, Any]
     status: str
@@ -31,50 +35,193 @@ class RunReport:
     def best_top1(self) -> float | None:
         return self.values.get("best_top1")
 
+    @property
+    def group(self) -> str:
+        return self.values.get("grp") or self.variant
 
-def rank(runs: list[RunReport]) -> list[RunReport]:
-    """Best top-1 first; runs without a test result last; ties broken by lower final loss, then name."""
-    def key(r: RunReport):
-        top1 = r.best_top1
-        loss = r.values.get("final_loss")
-        return (top1 is None, -(top1 or 0.0), loss if loss is not None else math.inf, r.variant)
-
-    return sorted(runs, key=key)
+    @property
+    def test_images(self) -> int | None:
+        return self.values.get("test_images")
 
 
-def winner_sentence(ranked: list[RunReport]) -> str:
-    """One sentence: who won, with what, and by how much over the runner-up."""
-    scored = [r for r in ranked if r.best_top1 is not None]
+@dataclass
+class VariantReport:
+    """One grid point: its runs (its repeats, or the one run), what they scored, and its place in the verdict."""
+
+    name: str
+    axes: dict[str, Any]
+    runs: list[RunReport]
+    label: str = ""       # its rank as shown: "1", "1=" (tied with the winner), "3"
+    tied: bool = False    # within noise of the winner (the winner itself too)
+
+    @property
+    def best(self) -> list[float]:
+        """Each run's best test top-1 (runs without one left out)."""
+        return [r.best_top1 for r in self.runs if r.best_top1 is not None]
+
+    @property
+    def final(self) -> list[float]:
+        return [r.values["final_top1"] for r in self.runs if r.values.get("final_top1") is not None]
+
+    @property
+    def score(self) -> float | None:
+        """What ranks it: the mean of its runs' best top-1."""
+        return mean(self.best) if self.best else None
+
+    @property
+    def test_images(self) -> int | None:
+        return next((r.test_images for r in self.runs if r.test_images), None)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """95% interval of the score: Wilson's over the images one test pass evaluates for a single run, the
+        t-interval of the mean over repeats."""
+        best = self.best
+        if len(best) >= 2:
+            lo, hi = mean_interval(best)
+            return max(0.0, lo), min(1.0, hi)
+        if best and self.test_images:
+            return wilson(best[0], self.test_images)
+        return None
+
+    @property
+    def half_width(self) -> float | None:
+        iv = self.interval
+        return (iv[1] - iv[0]) / 2 if iv else None
+
+    @property
+    def status(self) -> str:
+        return "/".join(dict.fromkeys(r.status for r in self.runs))
+
+    def mean_of(self, key: str) -> float | None:
+        values = [r.values[key] for r in self.runs if r.values.get(key) is not None]
+        return mean(values) if values else None
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The first run's findings and any other run's that it lacks."""
+        seen, out = set(), []
+        for r in self.runs:
+            for f in r.findings:
+                if f.code not in seen:
+                    seen.add(f.code)
+                    out.append(f)
+        return out
+
+
+def group_runs(runs: list[RunReport]) -> list[VariantReport]:
+    """The repeats of each grid point together, in the sweep's order."""
+    groups: dict[str, VariantReport] = {}
+    for r in runs:
+        groups.setdefault(r.group, VariantReport(r.group, r.axes, [])).runs.append(r)
+    return list(groups.values())
+
+
+def rank(variants: list[VariantReport]) -> list[VariantReport]:
+    """Best score first; variants without a test result last; ties broken by lower final loss, then name."""
+    def key(v: VariantReport):
+        loss = v.mean_of("final_loss")
+        return (v.score is None, -(v.score or 0.0), loss if loss is not None else math.inf, v.name)
+
+    return sorted(variants, key=key)
+
+
+def separated(a: VariantReport, b: VariantReport) -> bool:
+    """Can the data tell ``a`` and ``b`` apart (a two-sided test at 5%)? Welch's t on the repeats' best top-1 when
+    both have two or more; else the two-proportion z-test on the images each run's test pass evaluated; with no image
+    count (a store of an older caffegen) only unequal scores count as apart."""
+    if len(a.best) >= 2 and len(b.best) >= 2:
+        return welch_differ(a.best, b.best)
+    if a.score is None or b.score is None:
+        return True
+    if a.test_images and b.test_images:
+        return proportions_differ(a.score, a.test_images, b.score, b.test_images)
+    return a.score != b.score
+
+
+@dataclass
+class Verdict:
+    """Who won, who is within noise of the winner, and the sentence that says so."""
+
+    winner: VariantReport | None
+    tied: list[VariantReport]
+    headline: str
+    method: str
+
+
+def _what(v: VariantReport) -> str:
+    return ", ".join(f"{k}={v}" for k, v in v.axes.items())
+
+
+def _pm(v: VariantReport) -> str:
+    hw = v.half_width
+    return f"{v.score:.3f} ± {hw:.3f}" if hw is not None else f"{v.score:.3f}"
+
+
+def _names(vs: list[VariantReport], most: int = 4) -> str:
+    names = [v.name for v in vs[:most]] + ([f"{len(vs) - most} more"] if len(vs) > most else [])
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def verdict(ranked: list[VariantReport], *, iterations: int | None = None) -> Verdict:
+    """Rank labels (ties with the winner share "1="), and the headline: the winner with its interval, and which
+    variants the data cannot separate from it; when most runs were still improving at the end, that the ranking
+    measures only the first ``iterations``."""
+    scored = [v for v in ranked if v.score is not None]
+    repeats = max((len(v.best) for v in scored), default=0)
+    n = next((v.test_images for v in scored if v.test_images), None)
+    method = (f"Welch's t-test on the best top-1 of {repeats} repeats, 5% level" if repeats >= 2 else
+              f"two-proportion z-test on top-1 over the {n} images of a test pass, 5% level" if n else
+              "no image count recorded: only equal scores tie")
+    for i, v in enumerate(ranked, 1):
+        v.label, v.tied = str(i), False
     if not scored:
-        return "No run produced a test accuracy, so there is no winner: see the diagnoses below."
+        return Verdict(None, [], "No run produced a test accuracy, so there is no winner: see the diagnoses below.",
+                       method)
     w = scored[0]
-    what = ", ".join(f"{k}={v}" for k, v in w.axes.items())
-    head = (f"{w.variant} ({what}) won with best test top-1 {w.best_top1:.3f} at iteration "
-            f"{w.values.get('best_iter')}")
+    tied = [v for v in scored[1:] if not separated(w, v)]
+    w.tied = True
+    for v in [w, *tied]:
+        v.tied, v.label = True, "1="
+    if not tied:
+        w.label = "1"
+    where = f"over {repeats} repeats" if repeats >= 2 else f"at {n} val images per test pass" if n else "on these data"
     if len(scored) == 1:
-        return head + "; it is the only run with a test result."
-    r = scored[1]
-    margin = w.best_top1 - r.best_top1
-    if margin == 0:
-        return head + f", tied with {r.variant} ({r.best_top1:.3f}); the lower final loss ranks it first."
-    return head + f", {margin:.3f} ahead of the runner-up {r.variant} ({r.best_top1:.3f})."
+        head = f"{w.name} ({_what(w)}) is the only variant with a test result: best top-1 {_pm(w)}."
+    elif not tied:
+        head = f"{w.name} ({_what(w)}) won: best test top-1 {_pm(w)}, separated from every other variant {where}."
+    elif len(tied) + 1 > max(2, len(scored) // 2):
+        head = (f"No variant is separable from {_names([w, *tied])} {where} ({len(tied) + 1} of {len(scored)} "
+                f"within noise of the best, {w.name} at {_pm(w)}): add repeats or val images to tell them apart.")
+    else:
+        verb = "is" if len(tied) == 1 else "are"
+        head = f"{w.name} ({_what(w)}) won (best test top-1 {_pm(w)}); {_names(tied)} {verb} within noise of it {where}."
+    runs = [r for v in ranked for r in v.runs]
+    improving = sum(any(f.code == "still-improving" for f in r.findings) for r in runs)
+    if runs and improving > len(runs) / 2:
+        span = f"the first {iterations} iterations" if iterations else "these iterations"
+        head += (f" Most runs ({improving} of {len(runs)}) were still improving when they stopped: the ranking "
+                 f"measures {span}, not where each schedule ends up.")
+    return Verdict(w, tied, head, method)
 
 
-def axis_summary(runs: list[RunReport]) -> list[str]:
-    """Per grid axis, which value did best and worst on average (mean best top-1 over the other axes)."""
+def axis_summary(variants: list[VariantReport]) -> list[str]:
+    """Per grid axis, the mean score of the variants at each value, with its 95% interval (over those variants)."""
     lines = []
-    axes = list(dict.fromkeys(k for r in runs for k in r.axes))
-    for axis in axes:
+    for axis in dict.fromkeys(k for v in variants for k in v.axes):
         by: dict[Any, list[float]] = {}
-        for r in runs:
-            if axis in r.axes:
-                by.setdefault(r.axes[axis], []).append(r.best_top1 if r.best_top1 is not None else 0.0)
+        for v in variants:
+            if axis in v.axes:
+                by.setdefault(v.axes[axis], []).append(v.score if v.score is not None else 0.0)
         if len(by) < 2:
             continue
-        means = sorted(((sum(v) / len(v), k) for k, v in by.items()), key=lambda t: -t[0])
-        parts = ", ".join(f"{_axis_value(k)} {m:.3f}" for m, k in means)
-        lines.append(f"{axis}: mean best top-1 {parts} (best {_axis_value(means[0][1])}, "
-                     f"worst {_axis_value(means[-1][1])}).")
+        stats_by = sorted(((mean(s), k, s) for k, s in by.items()), key=lambda t: -t[0])
+        parts = []
+        for m, k, s in stats_by:
+            lo, hi = mean_interval(s)
+            parts.append(f"{_axis_value(k)} {m:.3f}" + (f" ± {(hi - lo) / 2:.3f}" if len(s) > 1 else ""))
+        lines.append(f"{axis}: mean best top-1 {', '.join(parts)} (best {_axis_value(stats_by[0][1])}, "
+                     f"worst {_axis_value(stats_by[-1][1])}).")
     return lines
 
 
@@ -85,30 +232,35 @@ def _axis_value(v: Any) -> str:
 PEAK_DROP = 0.03  # a final top-1 this far below the run's best counts as "fell back"
 
 
-def why_lost(r: RunReport, winner: RunReport) -> str:
-    """One line: how far behind the winner a run finished, and the visible reason."""
-    if r is winner:
+def why_lost(v: VariantReport, winner: VariantReport) -> str:
+    """One line: how far behind the winner a variant finished (within noise or not), and the visible reason."""
+    if v is winner:
         return "winner"
-    if r.status in ("diverged", "failed"):
-        return f"{r.status}: {r.reason}" if r.reason else r.status
-    best, top = r.best_top1, winner.best_top1
+    statuses = {r.status for r in v.runs}
+    bad = next((r for r in v.runs if r.status in ("diverged", "failed")), None)
+    if bad is not None and v.score is None:
+        return f"{bad.status}: {bad.reason}" if bad.reason else bad.status
+    best, top = v.score, winner.score
     if best is None or top is None:
         return "no test result"
-    bits = [f"{top - best:.3f} behind the winner" if top > best else "tied with the winner on top-1"]
-    final, best_iter, last = r.values.get("final_top1"), r.values.get("best_iter"), r.values.get("last_iter")
+    gap = top - best
+    bits = [(f"within noise of the winner ({gap:.3f} behind)" if v.tied else f"{gap:.3f} behind the winner")
+            if gap > 0 else "tied with the winner on top-1"]
+    if statuses & {"diverged", "failed"}:
+        bits.append(f"{len([r for r in v.runs if r.status in ('diverged', 'failed')])} of {len(v.runs)} repeats "
+                    "diverged or failed")
+    final, best_iter, last = v.mean_of("final_top1"), v.runs[0].values.get("best_iter"), v.mean_of("last_iter")
     if final is not None and best - final >= PEAK_DROP and best_iter is not None and last and best_iter < last:
         bits.append(f"peaked at iteration {best_iter} ({best:.3f}) and fell back to {final:.3f}: "
                     "the lr stayed too high late in the run (lower base_lr, or a policy that decays more)")
-    wl, rl = winner.values.get("final_loss"), r.values.get("final_loss")
+    wl, rl = winner.mean_of("final_loss"), v.mean_of("final_loss")
     if wl is not None and rl is not None and rl > 1.25 * wl:
         bits.append(f"final train loss {rl:.3g} vs the winner's {wl:.3g}: it fit the data more slowly")
-    codes = {f.code for f in r.findings}
-    if "still-improving" in codes:
-        bits.append("still improving when it stopped")
-    if "overfitting" in codes:
-        bits.append("overfitting")
-    if "stalled" in codes:
-        bits.append("stalled")
+    codes = {f.code for f in v.findings}
+    for code, text in (("still-improving", "still improving when it stopped"), ("overfitting", "overfitting"),
+                       ("stalled", "stalled")):
+        if code in codes:
+            bits.append(text)
     return "; ".join(bits)
 
 
@@ -148,18 +300,28 @@ def title(meta: dict, sweep_dir: Path) -> str:
     return f"caffegen sweep report: {meta.get('name', sweep_dir.name)}{what}"
 
 
-def diagnosis_text(r: RunReport) -> str:
-    return "; ".join(f.title for f in r.findings) or "-"
+def diagnosis_text(v: VariantReport | RunReport) -> str:
+    return "; ".join(f.title for f in v.findings) or "-"
 
 
-def table_rows(ranked: list[RunReport]) -> list[dict[str, Any]]:
+def repeats_text(v: VariantReport) -> str:
+    return ", ".join(f"{b:.3f}" for b in v.best) if len(v.runs) > 1 else ""
+
+
+def table_rows(ranked: list[VariantReport], winner: VariantReport | None) -> list[dict[str, Any]]:
+    """One row per variant (its repeats in one row): what summary.csv holds."""
     rows = []
-    winner = ranked[0] if ranked else None
-    for i, r in enumerate(ranked, 1):
-        v = r.values
-        rows.append({"rank": i, "variant": r.variant, **{k: r.axes[k] for k in r.axes}, "status": r.status,
-                     "best_top1": v.get("best_top1"), "best_top5": v.get("best_top5"), "best_iter": v.get("best_iter"),
-                     "final_top1": v.get("final_top1"), "final_top5": v.get("final_top5"),
-                     "final_loss": v.get("final_loss"), "wall_s": v.get("wall_s"),
-                     "diagnosis": diagnosis_text(r), "why": why_lost(r, winner), "reason": r.reason})
+    for v in ranked:
+        iv = v.interval
+        rows.append({"rank": v.label, "variant": v.name, **v.axes, "status": v.status, "repeats": len(v.runs),
+                     "best_top1": v.score, "best_top1_sd": stdev(v.best) if len(v.best) > 1 else None,
+                     "best_top1_lo": iv[0] if iv else None, "best_top1_hi": iv[1] if iv else None,
+                     "best_top1_each": repeats_text(v), "tied_with_winner": v.tied,
+                     "final_top1": mean(v.final) if v.final else None,
+                     "final_top1_sd": stdev(v.final) if len(v.final) > 1 else None,
+                     "best_top5": v.mean_of("best_top5"), "best_iter": v.runs[0].values.get("best_iter"),
+                     "final_loss": v.mean_of("final_loss"), "wall_s": sum(r.values.get("wall_s") or 0 for r in v.runs),
+                     "test_images": v.test_images, "diagnosis": diagnosis_text(v),
+                     "why": why_lost(v, winner) if winner else "",
+                     "reason": "; ".join(r.reason for r in v.runs if r.reason)})
     return rows

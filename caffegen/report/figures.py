@@ -10,17 +10,19 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..logs.curves import TOP1, Curves
+from ..logs.curves import Curves
 from .diagnose import metric_roles
 
 if TYPE_CHECKING:
-    from .analysis import RunReport
+    from ..sweep.lrfind import LRFind
+    from .analysis import RunReport, VariantReport
 
-__all__ = ["plot_curves", "ema", "overlay_figure", "heatmap_figure", "run_figure", "plot_schedules"]
+__all__ = ["plot_curves", "ema", "curves_figure", "lr_figure", "heatmap_figure", "run_figure", "plot_schedules",
+           "lr_find_figure"]
 
 
 def ema(values: list[float], alpha: float) -> list[float]:
@@ -105,85 +107,144 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _style_maps(runs: list[RunReport]):
-    policies = sorted({str(r.axes.get("lr_policy", "")) for r in runs})
-    lrs = sorted({r.axes.get("base_lr") for r in runs if r.axes.get("base_lr") is not None}, reverse=True)
+POLICY_ORDER = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+
+
+def _panels(runs: list[RunReport]) -> list[tuple[str, list[RunReport]]]:
+    """One panel per lr_policy (in Caffe's order) when the sweep has several, else one panel of every run."""
+    policies = [p for p in POLICY_ORDER if any(r.axes.get("lr_policy") == p for r in runs)]
+    policies += sorted({str(r.axes.get("lr_policy")) for r in runs if "lr_policy" in r.axes} - set(policies))
+    if len(policies) < 2:
+        return [("", runs)]
+    return [(p, [r for r in runs if str(r.axes.get("lr_policy")) == p]) for p in policies]
+
+
+def _lr_colours(runs: list[RunReport]) -> dict[Any, Any]:
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab10"]
-    styles = ["-", "--", ":", "-."]
-    if len(policies) < 2:  # nothing to tell apart by policy: one colour per run
-        names = [r.variant for r in runs]
-        cmap = matplotlib.colormaps["tab20"]
-        return {n: cmap(i % 20) for i, n in enumerate(names)}, {lr: styles[i % len(styles)] for i, lr in enumerate(lrs)}, True
-    colors = {p: cmap(i % 10) for i, p in enumerate(policies)}
-    lstyle = {lr: styles[i % len(styles)] for i, lr in enumerate(lrs)}
-    return colors, lstyle, False
+    keys = sorted({r.axes.get("base_lr", r.values.get("grp") or r.variant) for r in runs}, key=str)
+    lrs = [k for k in keys if isinstance(k, (int, float))]
+    cmap = matplotlib.colormaps["viridis" if lrs else "tab20"]
+    order = sorted(lrs) if lrs else keys
+    return {k: cmap(i / max(1, len(order) - 1) * 0.9 if lrs else i % 20) for i, k in enumerate(order)}
 
 
-def overlay_figure(runs: list[RunReport], metric: str = TOP1) -> bytes:
-    """Test top-1 (left) and smoothed train loss (right) of every run, colour = policy, dash = base_lr."""
+def _series(curves: Curves, table: str, name: str | None, x: str) -> list[tuple[float, float]]:
+    if not name:
+        return []
+    rows = (curves.test if table == "test" else curves.train).rows
+    return [(r[x], r[name]) for r in rows if r.get(name) is not None and r.get(x) is not None
+            and r[x] == r[x]]
+
+
+def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters", top1: str | None = None) -> bytes:
+    """Small multiples, one panel per lr_policy: each base_lr's test top-1 (``what="top1"``) or smoothed train loss
+    (``"loss"``, log axis) against iteration (``x="NumIters"``) or wall-clock seconds (``x="Seconds"``): 21
+    curves on one axis are unreadable, 3 on each of 7 are not. Repeats are thin lines of their variant's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors, lstyle, by_run = _style_maps(runs)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    for r in runs:
-        if r.curves is None:
-            continue
-        c = colors.get(r.variant if by_run else str(r.axes.get("lr_policy", "")))
-        ls = lstyle.get(r.axes.get("base_lr"), "-")
-        curves = r.curves.resolved()
-        roles = metric_roles(curves)
-        test = curves.test.series(roles.get("top1") or metric)
-        if test:
-            ax1.plot([i for i, _ in test], [v for _, v in test], ls, color=c, label=r.variant, marker=".", ms=3)
-        loss_name = roles.get("train_loss")
-        train = curves.train.series(loss_name) if loss_name else list(curves.loss_log)
-        if train:
-            xs = [i for i, _ in train]
-            ys = [v if math.isfinite(v) else math.nan for _, v in train]
-            ax2.plot(xs, ema(ys, 0.6), ls, color=c, label=r.variant)
-            bad = [i for i, v in train if not math.isfinite(v)]
-            if bad:
-                ax2.plot([bad[0]], [ax2.get_ylim()[1]], "x", color=c, ms=9, mew=2)
-    ax1.set(title=f"test {metric}", xlabel="iteration", ylabel=metric)
-    ax1.grid(alpha=.3)
-    ax2.set(title="train loss (EMA 0.6; x = first nan/inf)", xlabel="iteration", ylabel="loss", yscale="log")
-    ax2.grid(alpha=.3)
-    handles, labels = ax1.get_legend_handles_labels()
-    if not handles:
-        handles, labels = ax2.get_legend_handles_labels()
+    panels = _panels(runs)
+    cols = min(4, len(panels))
+    rows_n = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.4 * cols + 1.5, 2.8 * rows_n + 0.6), sharex=True, sharey=True,
+                             squeeze=False)
+    colours = _lr_colours(runs)
+    labelled: set[Any] = set()
+    for ax, (policy, members) in zip(axes.flat, panels):
+        for r in members:
+            if r.curves is None:
+                continue
+            curves = r.curves.resolved()
+            roles = metric_roles(curves, top1)
+            key = r.axes.get("base_lr", r.values.get("grp") or r.variant)
+            repeat = r.values.get("seed") not in (None, 0)
+            if what == "top1":
+                ser = _series(curves, "test", roles.get("top1"), x)
+                ys = [v for _, v in ser]
+            else:
+                ser = _series(curves, "train", roles.get("train_loss"), x)
+                ys = ema([v if math.isfinite(v) else math.nan for _, v in ser], 0.6)
+            if not ser:
+                continue
+            label = None if key in labelled or repeat else f"base_lr {key:g}" if isinstance(key, float) else str(key)
+            labelled.add(key)
+            ax.plot([a for a, _ in ser], ys, "-" if what == "loss" else ".-", color=colours.get(key), ms=3,
+                    lw=0.8 if repeat else 1.6, alpha=0.6 if repeat else 1.0, label=label)
+        ax.set_title(policy or ("test top-1" if what == "top1" else "train loss"), fontsize=9)
+        ax.grid(alpha=0.3)
+        if what == "loss":
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    xlabel = "iteration" if x == "NumIters" else "wall-clock seconds"
+    fig.supxlabel(xlabel, fontsize=9)
+    fig.supylabel("test top-1" if what == "top1" else "train loss (EMA 0.6)", fontsize=9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for ax in list(axes.flat)[1:]:
+        h, lab = ax.get_legend_handles_labels()
+        handles, labels = handles + h, labels + lab
     if handles:
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     return _png(fig)
 
 
-def heatmap_figure(runs: list[RunReport]) -> bytes | None:
-    """base_lr x lr_policy grid of best top-1 (the best over any other axes); None without both axes."""
-    lrs = sorted({r.axes["base_lr"] for r in runs if "base_lr" in r.axes}, reverse=True)
-    pols = [p for p in ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
-            if any(r.axes.get("lr_policy") == p for r in runs)]
+def lr_figure(variants: list[VariantReport]) -> bytes | None:
+    """Best test top-1 against base_lr (log axis), one line per lr_policy, with 95% error bars: the default view of
+    a learning-rate sweep. None without a base_lr axis of two values or more."""
+    lrs = sorted({v.axes["base_lr"] for v in variants if isinstance(v.axes.get("base_lr"), (int, float))})
+    if len(lrs) < 2:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    policies = [p for p in POLICY_ORDER if any(v.axes.get("lr_policy") == p for v in variants)] or [None]
+    cmap = matplotlib.colormaps["tab10"]
+    for i, policy in enumerate(policies):
+        pts = sorted((v.axes["base_lr"], v) for v in variants if "base_lr" in v.axes and v.score is not None
+                     and (policy is None or v.axes.get("lr_policy") == policy))
+        if not pts:
+            continue
+        xs = [lr for lr, _ in pts]
+        ys = [v.score for _, v in pts]
+        err = [[v.score - v.interval[0] if v.interval else 0 for _, v in pts],
+               [v.interval[1] - v.score if v.interval else 0 for _, v in pts]]
+        ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, color=cmap(i % 10), label=policy or "all runs",
+                    ms=4, lw=1.4)
+    ax.set_xscale("log")
+    ax.set(xlabel="base_lr", ylabel="best test top-1", title="best test top-1 by base_lr (95% intervals)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def heatmap_figure(variants: list[VariantReport]) -> bytes | None:
+    """base_lr x lr_policy grid of the variants' scores (the best over any other axes); None without both axes."""
+    lrs = sorted({v.axes["base_lr"] for v in variants if "base_lr" in v.axes}, reverse=True)
+    pols = [p for p in POLICY_ORDER if any(v.axes.get("lr_policy") == p for v in variants)]
     if not lrs or not pols:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     grid = np.full((len(lrs), len(pols)), np.nan)
     status = [["" for _ in pols] for _ in lrs]
-    for r in runs:
-        if r.axes.get("base_lr") in lrs and r.axes.get("lr_policy") in pols:
-            i, j = lrs.index(r.axes["base_lr"]), pols.index(r.axes["lr_policy"])
-            if r.best_top1 is not None and not (grid[i, j] >= r.best_top1):
-                grid[i, j] = r.best_top1
-            if r.status != "done":
-                status[i][j] = r.status
+    for v in variants:
+        if v.axes.get("base_lr") in lrs and v.axes.get("lr_policy") in pols:
+            i, j = lrs.index(v.axes["base_lr"]), pols.index(v.axes["lr_policy"])
+            if v.score is not None and not (grid[i, j] >= v.score):
+                grid[i, j] = v.score
+            if v.status != "done":
+                status[i][j] = v.status
     fig, ax = plt.subplots(figsize=(1.3 * len(pols) + 2, 0.7 * len(lrs) + 1.6))
     im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(grid))
                    if np.isfinite(grid).any() else 1, aspect="auto")
@@ -232,6 +293,43 @@ def plot_schedules(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: str | 
         fig.tight_layout()
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def lr_find_figure(result: LRFind, out_png: str | Path, title: str = "LR range test") -> Path:
+    """Smoothed loss against lr (log axis), raw losses faint, the three suggestions marked, where it blew up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    try:
+        raw = [v if math.isfinite(v) else math.nan for v in result.losses]
+        ax.plot(result.lrs, raw, ".", color="tab:blue", alpha=0.25, ms=3, label="loss")
+        ax.plot(result.lrs, result.smoothed, "-", color="tab:blue", lw=2, label="smoothed loss (debiased EMA 0.98)")
+        styles = {"valley": ("tab:red", "o"), "steep": ("tab:orange", "^"), "minimum/10": ("tab:green", "s")}
+        for name, lr in result.suggestions.items():
+            colour, marker = styles.get(name, ("black", "x"))
+            y = result.smoothed[min(range(len(result.lrs)), key=lambda i: abs(math.log(result.lrs[i] / lr)))]
+            ax.plot([lr], [y], marker, color=colour, ms=9, label=f"{name}: {lr:.3g}" + (" (suggested)"
+                                                                                      if name == "valley" else ""))
+        if result.blew_up_at:
+            ax.axvline(result.blew_up_at, color="gray", ls="--", lw=1, label=f"blew up at {result.blew_up_at:.3g}")
+        finite = [v for v in result.smoothed if math.isfinite(v)]
+        if finite:
+            lo, hi = min(finite), max(finite[: max(1, len(finite) * 9 // 10)] + [finite[0]])
+            ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.3 * (hi - lo + 1e-9))
+        ax.set_xscale("log")
+        ax.set(xlabel="learning rate", ylabel="train loss", title=title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        out = Path(out_png)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=100)
     finally:
         plt.close(fig)
     return out

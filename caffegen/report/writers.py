@@ -1,22 +1,28 @@
 """The report files: ``report.html`` (self-contained: figures embedded as base64 PNG, opens offline),
 ``report.md`` (figures beside it in ``report/``) and ``summary.csv``, written by :func:`write_report` from what is
-on disk, so the report can be rebuilt at any time, also while the sweep runs."""
+on disk, so the report can be rebuilt at any time. While a sweep runs, ``live=True`` writes a lighter report (no
+per-run figures) with a refresh header, so a browser tab follows the sweep; every file is written then renamed,
+so a reader never sees half of one."""
 from __future__ import annotations
 
 import base64
 import csv
 import html
+import io
 import math
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from ..logs.curves import TOP1
-from .analysis import (RunReport, axis_summary, diagnosis_text, heads_text, load_runs, rank, table_rows, title,
-                       why_lost, winner_sentence)
-from .figures import heatmap_figure, overlay_figure, run_figure
+from ..paths import write_atomic
+from .analysis import (RunReport, VariantReport, Verdict, axis_summary, diagnosis_text, group_runs, heads_text,
+                       load_runs, rank, repeats_text, table_rows, title, verdict, why_lost)
+from .figures import curves_figure, heatmap_figure, lr_figure, run_figure
 
-__all__ = ["write_report", "render_html", "render_markdown", "write_csv"]
+__all__ = ["write_report", "render_html", "render_markdown", "csv_text", "LIVE_REFRESH_S"]
+
+LIVE_REFRESH_S = 15  # a live report.html asks the browser to reload every this many seconds
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
@@ -35,13 +41,19 @@ def _duration(s: float | None) -> str:
     return f"{int(s) // 60}m{int(s) % 60:02d}s" if s >= 60 else f"{s:.1f}s"
 
 
-def write_csv(rows: list[dict], path: Path) -> Path:
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    return path
+def _score(v: VariantReport) -> str:
+    if v.score is None:
+        return "-"
+    iv = v.interval
+    return f"{v.score:.3f} ({iv[0]:.3f}-{iv[1]:.3f})" if iv else f"{v.score:.3f}"
+
+
+def csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
 
 
 def _b64(png: bytes) -> str:
@@ -53,105 +65,137 @@ table{border-collapse:collapse;font-size:13px}th,td{padding:3px 8px;border-botto
 th{background:#f4f4f4}td.l,th.l{text-align:left}.done{color:#1a7f37}.diverged,.failed{color:#c62828}
 .early-stopped,.timeout{color:#a15c00}.interrupted{color:#7b1fa2}img{max-width:100%}
 .win{font-size:16px;background:#eef7ee;padding:.6em 1em;border-left:4px solid #1a7f37}
-details{margin:.4em 0}summary{cursor:pointer}.adv{color:#555}"""
+.live{background:#fff8e1;padding:.4em 1em}tr.tied td{background:#f3f9f3}
+details{margin:.4em 0}summary{cursor:pointer}.adv{color:#555}.small{color:#666;font-size:12px}"""
+
+FIGURES = (  # key, heading, alt text
+    ("lr", "Best top-1 by base_lr", "best test top-1 against base_lr, one line per lr_policy, 95% error bars"),
+    ("top1", "Test top-1, one panel per policy", "test top-1 against iteration, small multiples by lr_policy"),
+    ("loss", "Train loss, one panel per policy", "smoothed train loss against iteration, small multiples by lr_policy"),
+    ("time", "Test top-1 against wall-clock time", "test top-1 against seconds, small multiples by lr_policy"),
+    ("heatmap", "base_lr &times; lr_policy", "heatmap of best top-1"),
+)
 
 
-def render_html(title: str, sentence: str, ranked: list[RunReport], figs: dict[str, bytes | None],
+def _run_details(r: RunReport, winner: VariantReport | None, v: VariantReport, details: list[str]) -> list[str]:
+    lines = list(details)
+    if winner is not None and v is not winner and r is v.runs[0]:
+        lines.append(f"<b>Why it lost</b>: {html.escape(why_lost(v, winner))}")
+    for f in r.findings:
+        lines.append(f"<b>{html.escape(f.title)}</b>: {html.escape(f.detail)} "
+                     f"<span class='adv'>&rarr; {html.escape(f.advice)}</span>")
+    return lines or ["no finding"]
+
+
+def render_html(title: str, verdict_: Verdict, ranked: list[VariantReport], figs: dict[str, bytes | None],
                 run_figs: dict[str, bytes | None], axes: list[str] | None = None,
-                details: dict[str, list[str]] | None = None) -> str:
+                details: dict[str, list[str]] | None = None, live: bool = False) -> str:
     e = html.escape
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_CSS}</style>"
-           f"</head><body><h1>{e(title)}</h1><p class='win'>{e(sentence)}</p>"]
+    refresh = f"<meta http-equiv='refresh' content='{LIVE_REFRESH_S}'>" if live else ""
+    out = [f"<!doctype html><html><head><meta charset='utf-8'>{refresh}<title>{e(title)}</title>"
+           f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"]
+    if live:
+        out.append(f"<p class='live'>The sweep is running: this page is rewritten after each test pass and reloads "
+                   f"itself every {LIVE_REFRESH_S} s. The final report replaces it when the sweep ends.</p>")
+    out.append(f"<p class='win'>{e(verdict_.headline)}</p><p class='small'>Within noise: {e(verdict_.method)}; "
+               "intervals are 95% (Wilson's for one run, the t-interval of the mean over repeats).</p>")
     if axes:
         out.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in axes) + "</ul>")
-    if figs.get("overlay"):
-        out.append(f"<h2>Curves</h2><img alt='test top-1 and train loss of every run' src='{_b64(figs['overlay'])}'>")
-    if figs.get("heatmap"):
-        out.append(f"<h2>base_lr &times; lr_policy</h2><img alt='heatmap of best top-1' src='{_b64(figs['heatmap'])}'>")
+    for key, heading, alt in FIGURES:
+        if figs.get(key):
+            out.append(f"<h2>{heading}</h2><img alt='{alt}' src='{_b64(figs[key])}'>")
     out.append("<h2>Ranking</h2><table><tr>" + "".join(
-        f"<th class='{'l' if c in ('variant', 'status', 'diagnosis') else ''}'>{c}</th>"
-        for c in ("#", "variant", "status", "best top-1", "best top-5", "best iter", "final top-1", "final top-5",
-                  "final loss", "wall time", "diagnosis")) + "</tr>")
-    for i, r in enumerate(ranked, 1):
-        v = r.values
-        out.append(f"<tr><td>{i}</td><td class='l'>{e(r.variant)}</td><td class='l {e(r.status)}'>{e(r.status)}</td>"
-                   f"<td>{_fmt(v.get('best_top1'))}</td><td>{_fmt(v.get('best_top5'))}</td>"
-                   f"<td>{_fmt(v.get('best_iter'))}</td><td>{_fmt(v.get('final_top1'))}</td>"
-                   f"<td>{_fmt(v.get('final_top5'))}</td><td>{_fmt(v.get('final_loss'), 4)}</td>"
-                   f"<td>{_duration(v.get('wall_s'))}</td><td class='l'>{e(diagnosis_text(r))}</td></tr>")
+        f"<th class='{'l' if c in ('variant', 'status', 'diagnosis', 'repeats') else ''}'>{c}</th>"
+        for c in ("#", "variant", "status", "best top-1 (95% interval)", "repeats", "final top-1", "best top-5",
+                  "best iter", "final loss", "wall time", "diagnosis")) + "</tr>")
+    for v in ranked:
+        out.append(f"<tr class='{'tied' if v.tied else ''}'><td>{e(v.label)}</td><td class='l'>{e(v.name)}</td>"
+                   f"<td class='l {e(v.status)}'>{e(v.status)}</td><td>{e(_score(v))}</td>"
+                   f"<td class='l'>{e(repeats_text(v))}</td><td>{_fmt(v.mean_of('final_top1'))}</td>"
+                   f"<td>{_fmt(v.mean_of('best_top5'))}</td><td>{_fmt(v.runs[0].values.get('best_iter'))}</td>"
+                   f"<td>{_fmt(v.mean_of('final_loss'), 4)}</td>"
+                   f"<td>{_duration(sum(r.values.get('wall_s') or 0 for r in v.runs) or None)}</td>"
+                   f"<td class='l'>{e(diagnosis_text(v))}</td></tr>")
     out.append("</table><h2>Diagnosis per run</h2>")
-    for i, r in enumerate(ranked, 1):
-        out.append(f"<details{' open' if i <= 3 else ''}><summary><b>{i}. {e(r.variant)}</b> "
-                   f"&mdash; <span class='{e(r.status)}'>{e(r.status)}</span>"
-                   f"{(': ' + e(r.reason)) if r.reason else ''}</summary><ul>"
-                   + (f"<li><b>Why it lost</b>: {e(why_lost(r, ranked[0]))}</li>" if i > 1 else ""))
-        out += [f"<li>{e(line)}</li>" for line in (details or {}).get(r.variant, [])]
-        for f in r.findings:
-            out.append(f"<li><b>{e(f.title)}</b>: {e(f.detail)} <span class='adv'>&rarr; {e(f.advice)}</span></li>")
-        if not r.findings:
-            out.append("<li>no finding</li>")
-        out.append("</ul>")
-        if run_figs.get(r.variant):
-            out.append(f"<img alt='curves of {e(r.variant)}' src='{_b64(run_figs[r.variant])}'>")
-        out.append("</details>")
+    first = True
+    for v in ranked:
+        for r in v.runs:
+            out.append(f"<details{' open' if first else ''}><summary><b>{e(v.label)}. {e(r.variant)}</b> "
+                       f"&mdash; <span class='{e(r.status)}'>{e(r.status)}</span>"
+                       f"{(': ' + e(r.reason)) if r.reason else ''}</summary><ul>")
+            lines = _run_details(r, verdict_.winner, v, [e(d) for d in (details or {}).get(r.variant, [])])
+            out += [f"<li>{line}</li>" for line in lines] + ["</ul>"]
+            if run_figs.get(r.variant):
+                out.append(f"<img alt='curves of {e(r.variant)}' src='{_b64(run_figs[r.variant])}'>")
+            out.append("</details>")
+            first = False
     out.append("</body></html>\n")
     return "".join(out)
 
 
-def render_markdown(title: str, sentence: str, ranked: list[RunReport], fig_files: dict[str, str],
+def render_markdown(title: str, verdict_: Verdict, ranked: list[VariantReport], fig_files: dict[str, str],
                     axes: list[str] | None = None, details: dict[str, list[str]] | None = None) -> str:
-    lines = [f"# {title}", "", f"**{sentence}**", ""]
+    lines = [f"# {title}", "", f"**{verdict_.headline}**", "", f"_Within noise: {verdict_.method}; intervals are 95%._",
+             ""]
     if axes:
         lines += [f"- {line}" for line in axes] + [""]
-    for key, alt in (("overlay", "test top-1 and train loss of every run"), ("heatmap", "best top-1 heatmap")):
+    for key, _, alt in FIGURES:
         if key in fig_files:
             lines += [f"![{alt}]({fig_files[key]})", ""]
-    lines += ["| # | variant | status | best top-1 | best top-5 | best iter | final top-1 | final loss | wall time "
-              "| diagnosis |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for i, r in enumerate(ranked, 1):
-        v = r.values
-        lines.append(f"| {i} | {r.variant} | {r.status} | {_fmt(v.get('best_top1'))} | {_fmt(v.get('best_top5'))} | "
-                     f"{_fmt(v.get('best_iter'))} | {_fmt(v.get('final_top1'))} | {_fmt(v.get('final_loss'), 4)} | "
-                     f"{_duration(v.get('wall_s'))} | {diagnosis_text(r)} |")
+    lines += ["| # | variant | status | best top-1 (95% interval) | repeats | final top-1 | best iter | final loss | "
+              "wall time | diagnosis |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in ranked:
+        lines.append(f"| {v.label} | {v.name} | {v.status} | {_score(v)} | {repeats_text(v)} | "
+                     f"{_fmt(v.mean_of('final_top1'))} | {_fmt(v.runs[0].values.get('best_iter'))} | "
+                     f"{_fmt(v.mean_of('final_loss'), 4)} | "
+                     f"{_duration(sum(r.values.get('wall_s') or 0 for r in v.runs) or None)} | {diagnosis_text(v)} |")
     lines += ["", "## Diagnosis per run", ""]
-    for i, r in enumerate(ranked, 1):
-        lines.append(f"### {i}. {r.variant} ({r.status})" + (f": {r.reason}" if r.reason else ""))
-        if i > 1:
-            lines.append(f"- **Why it lost**: {why_lost(r, ranked[0])}")
-        lines += [f"- {line}" for line in (details or {}).get(r.variant, [])]
-        for f in r.findings:
-            lines.append(f"- **{f.title}**: {f.detail} → {f.advice}")
-        if not r.findings:
-            lines.append("- no finding")
-        lines.append("")
+    for v in ranked:
+        for r in v.runs:
+            lines.append(f"### {v.label}. {r.variant} ({r.status})" + (f": {r.reason}" if r.reason else ""))
+            if verdict_.winner is not None and v is not verdict_.winner and r is v.runs[0]:
+                lines.append(f"- **Why it lost**: {why_lost(v, verdict_.winner)}")
+            lines += [f"- {d}" for d in (details or {}).get(r.variant, [])]
+            for f in r.findings:
+                lines.append(f"- **{f.title}**: {f.detail} → {f.advice}")
+            if not r.findings:
+                lines.append("- no finding")
+            lines.append("")
     return "\n".join(lines)
 
 
-def write_report(sweep_dir: str | Path) -> dict[str, Path]:
-    """Write ``report.html``, ``report.md``, ``summary.csv`` (and figures in ``report/``); return their paths."""
+def write_report(sweep_dir: str | Path, live: bool = False) -> dict[str, Path]:
+    """Write ``report.html``, ``report.md``, ``summary.csv`` (and figures in ``report/``); return their paths.
+    ``live``: the lighter report of a running sweep (no per-run figures, a refresh header)."""
     sweep_dir = Path(sweep_dir)
     runs, meta = load_runs(sweep_dir)
     if not runs:
         raise InputError(f"{sweep_dir}: the sweep has no runs yet")
-    ranked = rank(runs)
-    sentence = winner_sentence(ranked)
-    axes = axis_summary(runs)
-    for r in ranked[1:]:  # "healthy, nothing to change" would contradict "why it lost"
-        r.findings = [f for f in r.findings if f.code != "healthy"]
+    ranked = rank(group_runs(runs))
+    iterations = max((r.values.get("max_iter") or 0 for r in runs), default=0) or None
+    ver = verdict(ranked, iterations=iterations)
+    axes = axis_summary(ranked)
+    for v in ranked:  # "healthy, nothing to change" would contradict "why it lost"
+        if v is not ver.winner:
+            for r in v.runs:
+                r.findings = [f for f in r.findings if f.code != "healthy"]
     head = title(meta, sweep_dir)
     heads = (meta.get("net") or {}).get("heads") or []
     details = {r.variant: [t] for r in runs if (t := heads_text(r, heads))}
-    figs = {"overlay": overlay_figure(runs, meta.get("metric") or TOP1), "heatmap": heatmap_figure(runs)}
-    run_figs = {r.variant: run_figure(r, sweep_dir / r.variant / "curves.png") for r in runs}
+    top1 = meta.get("metric") or TOP1
+    figs = {"lr": lr_figure(ranked), "top1": curves_figure(runs, "top1", top1=top1),
+            "loss": curves_figure(runs, "loss", top1=top1), "heatmap": heatmap_figure(ranked)}
+    if not live:
+        figs["time"] = curves_figure(runs, "top1", x="Seconds", top1=top1)
+    run_figs = {} if live else {r.variant: run_figure(r, sweep_dir / r.variant / "curves.png") for r in runs}
     fig_dir = sweep_dir / "report"
-    fig_dir.mkdir(exist_ok=True)
     fig_files = {}
     for key, png in figs.items():
         if png:
-            (fig_dir / f"{key}.png").write_bytes(png)
+            write_atomic(fig_dir / f"{key}.png", png)
             fig_files[key] = f"report/{key}.png"
     paths = {"html": sweep_dir / "report.html", "md": sweep_dir / "report.md", "csv": sweep_dir / "summary.csv"}
-    paths["html"].write_text(render_html(head, sentence, ranked, figs, run_figs, axes, details), encoding="utf-8")
-    paths["md"].write_text(render_markdown(head, sentence, ranked, fig_files, axes, details), encoding="utf-8")
-    write_csv(table_rows(ranked), paths["csv"])
+    write_atomic(paths["html"], render_html(head, ver, ranked, figs, run_figs, axes, details, live=live))
+    write_atomic(paths["md"], render_markdown(head, ver, ranked, fig_files, axes, details))
+    write_atomic(paths["csv"], csv_text(table_rows(ranked, ver.winner)))
     return paths

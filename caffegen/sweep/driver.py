@@ -13,6 +13,8 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import socket
 import tempfile
 import time
@@ -28,13 +30,14 @@ from ..toolchain import CaffeInstall
 from .executor import Executor, Handle, Job, LocalExecutor, Slot
 from .monitor import Decision, decide
 from .progress import run_view
-from .processes import is_running
+from .processes import is_running, launch_prefix
 from .runs import (RunPlan, plan_run, prune_snapshots, read_manifest, settle_snapshots, usable_snapshot,
                    write_manifest)
 from .spec import RunSettings, SweepSpec
 from .store import FINAL, Store, open_store, sweep_lock
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each asks the sweep to snapshot and stop
+LIVE_REPORT_S = 30.0   # the live report is rewritten at most this often
 
 
 @dataclass
@@ -80,7 +83,8 @@ class Driver:
 
     def __init__(self, spec: SweepSpec, out_dir: Path, run: RunSettings, caffe: CaffeInstall,
                  executor: Executor | None = None, display: Any = None,
-                 log: Callable[[str], None] = print, poll_s: float = 0.25, force: bool = False) -> None:
+                 log: Callable[[str], None] = print, poll_s: float = 0.25, force: bool = False,
+                 live_report: bool = False) -> None:
         self.spec = spec
         self.out_dir = Path(out_dir)
         self.run = run
@@ -93,6 +97,10 @@ class Driver:
         self._stop_signal = signal.SIGINT
         self._disk_full: str | None = None
         self.force = force
+        self.live_report = live_report
+        self._report_due = False
+        self._report_at = 0.0
+        self._report_proc: subprocess.Popen | None = None
         self.metric: str | None = run.metric    # the ranking metric and top-5 of the sweep's net (set in execute)
         self.top5: str | None = None
 
@@ -127,10 +135,16 @@ class Driver:
                 self.metric, self.top5 = self.run.metric or first.metric, first.top5
                 store.set_meta("spec", {"name": self.spec.name, "source": self.spec.source,
                                         "fingerprint": self.spec.fingerprint(), "metric": self.metric,
-                                        "top5": self.top5, "net": _net_record(first)})
+                                        "top5": self.top5, "net": _net_record(first),
+                                        "val_images": first.val_images, "seeds": list(self.spec.seeds)})
                 for i, plan in enumerate(plans):
-                    store.register(plan.variant.name, plan.identity, plan.variant.axes, plan.solver.max_iter, i)
+                    v = plan.variant
+                    store.register(v.name, plan.identity, v.axes, plan.solver.max_iter, i, group=v.group or v.name,
+                                   seed=v.seed, test_images=plan.test_images)
                 self._settle_leftovers(store)
+                if self.live_report:
+                    self.log(f"[sweep] report: {self.out_dir / 'report.html'} (rewritten after each test pass while "
+                             "the sweep runs)")
                 previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
                 try:
                     return self._loop(store, plans)
@@ -174,7 +188,7 @@ class Driver:
         lmdb = (d.train_lmdb, d.val_lmdb) if d.train_lmdb else None
         plans = [plan_run(v, data, gpu=bool(self.run.gpus), lmdb=lmdb, base_solver=self.spec.base_solver)
                  for v in self.spec.variants]
-        notes: list[str] = []
+        notes: list[str] = [n for n in dict.fromkeys(p.coverage_note for p in plans) if n]
         checked: set[str] = set()
         for plan in plans:
             if plan.net_text in checked:
@@ -224,6 +238,7 @@ class Driver:
                             a.handle.interrupt()
                             a.stop_sent_at = time.time()
                 self._show(store, active, total)
+                self._refresh_report()
                 if active:
                     time.sleep(self.poll_s)
         except KeyboardInterrupt:
@@ -233,6 +248,8 @@ class Driver:
                 self._record(store, a.name, status="interrupted", ended_at=_now(), pid=None, pid_start=None,
                              reason=f"abandoned by a second {self._stop_signal.name}")
             self._stop_requested = True
+        if self._report_proc is not None:  # the final report must not be overwritten by a late live one
+            self._report_proc.wait()
         rows = store.all()
         counts: dict[str, int] = {}
         for r in rows:
@@ -302,8 +319,11 @@ class Driver:
     def _watch(self, store: Store, a: Active) -> bool:
         """Read the log, apply the stop policy; on exit record the outcome. True when the run ended."""
         t0 = time.perf_counter()
+        tested = len(a.tail.follower.test_rows_seen())
         a.tail.read()
         f = a.tail.follower
+        if len(f.test_rows_seen()) != tested:
+            self._report_due = True
         rc = a.handle.poll()
         if rc is None and a.decision is None and not a.interrupted_by_user:
             d = decide(f, elapsed=time.time() - a.started, diverge_factor=self.run.diverge_factor,
@@ -343,6 +363,18 @@ class Driver:
             if not self._disk_error(exc):
                 raise
         return True
+
+    def _refresh_report(self) -> None:
+        """After a test pass, rewrite the live report.html in a child process (at most every LIVE_REPORT_S, one at
+        a time): the driver's loop never waits on matplotlib."""
+        if not (self.live_report and self._report_due) or time.time() - self._report_at < LIVE_REPORT_S:
+            return
+        if self._report_proc is not None and self._report_proc.poll() is None:
+            return
+        self._report_due, self._report_at = False, time.time()
+        self._report_proc = subprocess.Popen(
+            launch_prefix() + [sys.executable, "-m", "caffegen", "report", str(self.out_dir), "--live"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
     def _disk_error(self, exc: BaseException) -> bool:
         """A write of the driver's own hit a full disk: stop the sweep cleanly (each running caffe is asked to
@@ -426,10 +458,12 @@ def _now() -> str:
 
 def run_sweep(spec: SweepSpec, out_dir: Path | None = None, run: RunSettings | None = None,
               caffe: CaffeInstall | None = None, display: Any = None,
-              log: Callable[[str], None] = print, force: bool = False) -> SweepResult:
+              log: Callable[[str], None] = print, force: bool = False, live_report: bool = False) -> SweepResult:
     """Run (or resume) every variant of ``spec`` in ``out_dir`` (default ``runs/<spec.name>``); ``force`` kills a
-    caffe that an earlier, dead driver left training a run of it (else it is asked to stop, and waited for)."""
+    caffe that an earlier, dead driver left training a run of it (else it is asked to stop, and waited for);
+    ``live_report`` rewrites report.html while the sweep runs."""
     from ..toolchain import locate
 
     out = Path(out_dir) if out_dir else Path("runs") / spec.name
-    return Driver(spec, out, run or spec.run, caffe or locate(), display=display, log=log, force=force).execute()
+    return Driver(spec, out, run or spec.run, caffe or locate(), display=display, log=log, force=force,
+                  live_report=live_report).execute()

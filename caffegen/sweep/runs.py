@@ -18,8 +18,8 @@ from ..data.sources import PreparedData
 from ..logs.curves import TOP1, TOP5
 from ..paths import write_atomic
 from ..prototxt.basesolver import load_solver, variant_solver
-from ..prototxt.files import Written, count_list, write_user_variant, write_variant
-from ..prototxt.options import NetOptions, SolverOptions, test_iter_for
+from ..prototxt.files import Written, count_list, resolve_test_iter, write_user_variant, write_variant
+from ..prototxt.options import NetOptions, SolverOptions, coverage_note, test_iter_for
 from ..prototxt.render import render_net
 from ..prototxt.usernet import DataSources, UserNet, WiredNet, describe, sha256_of, wire
 from .spec import Variant
@@ -43,6 +43,22 @@ class RunPlan:
     wired: WiredNet | None = None                   # ...as wired for this run
     base_solver: str | None = None                  # [solver] base, if any
     extras: dict[str, Any] = field(default_factory=dict)  # SolverParameter fields SolverOptions does not know
+    val_images: int | None = None                   # lines of the val list, when it can be counted
+
+    @property
+    def test_batch(self) -> int:
+        return self.wired.test_batch if self.wired else self.net.test_batch
+
+    @property
+    def test_images(self) -> int | None:
+        """Images one test pass evaluates (test_iter x TEST batch): the n of every top-1's interval."""
+        return self.solver.test_iter * self.test_batch if self.solver.test_iter else None
+
+    @property
+    def coverage_note(self) -> str | None:
+        """Said once per sweep when a test pass does not see each val image exactly once."""
+        return coverage_note(self.val_images, self.solver.test_iter, self.test_batch) if self.solver.test_iter \
+            else None
 
     @property
     def metric(self) -> str | None:
@@ -101,7 +117,9 @@ def plan_run(variant: Variant, data: PreparedData | None, gpu: bool, *, lmdb: tu
         net["train_source"] = str(data.train_list)
         net["val_source"] = str(data.val_list)
         net.setdefault("root_folder", data.root_folder)
-        return RunPlan(variant, SolverOptions(**_sweep_solver(variant.solver, gpu)), net=NetOptions(**net))
+        options = NetOptions(**net)
+        solver, _ = resolve_test_iter(SolverOptions(**_sweep_solver(variant.solver, gpu)), options)
+        return RunPlan(variant, solver, net=options, val_images=count_list(data.val_list))
     user = UserNet(**variant.net)
     sources = None
     if data is not None or lmdb is not None:
@@ -113,12 +131,11 @@ def plan_run(variant: Variant, data: PreparedData | None, gpu: bool, *, lmdb: tu
     wired = wire(user, sources)
     base = load_solver(base_solver) if base_solver else None
     options, extras = variant_solver(variant.solver, base)
-    if "test_iter" not in variant.solver:  # one test pass over the val list the net now reads, when it can be counted
-        images = count_list(wired.val_list) if wired.val_list else None
-        if images:
-            options["test_iter"] = test_iter_for(images, wired.test_batch)
+    images = count_list(wired.val_list) if wired.val_list else None
+    if "test_iter" not in variant.solver and images:  # one test pass over the val list the net now reads
+        options["test_iter"] = test_iter_for(images, wired.test_batch)
     return RunPlan(variant, SolverOptions(**_sweep_solver(options, gpu)), user=user, wired=wired,
-                   base_solver=base_solver, extras=extras)
+                   base_solver=base_solver, extras=extras, val_images=images)
 
 
 # --------------------------------------------------------------------------- snapshots

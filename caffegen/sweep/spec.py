@@ -55,12 +55,15 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class Variant:
-    """One run: a stable readable name and the parameters that differ from the shared ones."""
+    """One run: a stable readable name and the parameters that differ from the shared ones. With repeats, the runs
+    of one grid point share its ``group`` name and differ only in ``seed`` (their random_seed)."""
 
     name: str
     axes: dict[str, Any]                   # grid values of this variant, e.g. {"base_lr": 0.01, "lr_policy": "step"}
     net: dict[str, Any] = field(default_factory=dict)      # NetOptions overrides (shared + grid)
     solver: dict[str, Any] = field(default_factory=dict)   # SolverOptions overrides (shared + grid)
+    group: str = ""                        # the grid point's name (= name without repeats)
+    seed: int | None = None                # the repeat's random_seed (None: not a repeated sweep)
 
     def params(self) -> dict[str, Any]:
         """Everything that defines the run; a resumed directory must match it exactly."""
@@ -77,6 +80,7 @@ class SweepSpec:
     run: RunSettings
     source: str = "<memory>"
     base_solver: str | None = None      # [solver] base: the user's solver.prototxt (user nets only)
+    seeds: tuple[int, ...] = ()         # the repeats' random seeds ([grid] repeats or random_seed); () = no repeats
     variants: tuple[Variant, ...] = ()   # the grid, expanded once by parse_spec
 
     @property
@@ -86,7 +90,8 @@ class SweepSpec:
 
     def fingerprint(self) -> str:
         blob = json.dumps({"data": dataclasses.asdict(self.data), "net": self.net, "solver": self.solver,
-                           "grid": self.grid, "base_solver": self.base_solver}, sort_keys=True, default=str)
+                           "grid": self.grid, "base_solver": self.base_solver, "seeds": self.seeds}, sort_keys=True,
+                          default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -152,7 +157,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
 
     net_fields = _USER_FIELDS if user else _NET_FIELDS
     grid: dict[str, list[Any]] = {}
-    for key, values in dict(raw.get("grid", {})).items():
+    raw_grid = dict(raw.get("grid", {}))
+    seeds = _seeds(raw_grid, source)
+    for key, values in raw_grid.items():
         if key == "lr_policy":
             values = parse_policies(values if isinstance(values, str) else ",".join(map(str, values)))
         elif not isinstance(values, list) or not values:
@@ -170,8 +177,29 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
 
     run = _section(raw, "run", RunSettings, source)
     check_run_settings(run, source)
-    spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source, base_solver=base)
+    spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source, base_solver=base,
+                     seeds=seeds)
     return dataclasses.replace(spec, variants=tuple(expand(spec)))  # checks every combination's options now
+
+
+def _seeds(grid: dict[str, Any], source: str) -> tuple[int, ...]:
+    """``[grid] repeats = N`` (seeds 0..N-1) or a ``random_seed`` axis (those seeds): repeats of every grid point,
+    never a hyperparameter to rank. Taken out of ``grid``."""
+    repeats, axis = grid.pop("repeats", None), grid.pop("random_seed", None)
+    if repeats is not None and axis is not None:
+        raise InputError(f"{source}: [grid] give repeats = N or random_seed = [...], not both")
+    if repeats is not None:
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise InputError(f"{source}: [grid] repeats must be an integer >= 1, got {repeats!r}")
+        return tuple(range(repeats)) if repeats > 1 else ()
+    if axis is None:
+        return ()
+    if not isinstance(axis, list) or not axis or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                         for v in axis):
+        raise InputError(f"{source}: [grid] random_seed must be a list of integers >= 0, got {axis!r}")
+    if len(set(axis)) != len(axis):
+        raise InputError(f"{source}: [grid] random_seed lists a value twice")
+    return tuple(axis)
 
 
 _NET_FIELDS = {f.name for f in dataclasses.fields(NetOptions)}
@@ -273,7 +301,8 @@ def check_run_settings(run: RunSettings, where: str) -> None:
 
 
 def expand(spec: SweepSpec) -> list[Variant]:
-    """The cross product of the grid, base_lr first, then lr_policy, then the other axes in spec order."""
+    """The cross product of the grid, base_lr first, then lr_policy, then the other axes in spec order; each point
+    once per seed of a repeated sweep (``lr0.01_step_seed0``, ``lr0.01_step_seed1``)."""
     order = [k for k in ("base_lr", "lr_policy") if k in spec.grid] + \
             [k for k in spec.grid if k not in ("base_lr", "lr_policy")]
     variants = []
@@ -295,9 +324,13 @@ def expand(spec: SweepSpec) -> list[Variant]:
             raise InputError(f"{spec.source}: variant {variant_name(axes)}: {exc}") from None
         except TypeError as exc:
             raise InputError(f"{spec.source}: variant {variant_name(axes)}: {exc}") from None
-        name = variant_name(axes)
-        if name in seen:
-            raise InputError(f"{spec.source}: two variants would share the folder {name}")
-        seen.add(name)
-        variants.append(Variant(name=name, axes=axes, net=net, solver=solver))
+        group = variant_name(axes)
+        if group in seen:
+            raise InputError(f"{spec.source}: two variants would share the folder {group}")
+        seen.add(group)
+        if not spec.seeds:
+            variants.append(Variant(name=group, axes=axes, net=net, solver=solver, group=group))
+        for seed in spec.seeds:  # the repeats of this grid point, one folder each
+            variants.append(Variant(name=f"{group}_seed{seed}", axes=axes, net=net,
+                                    solver={**solver, "random_seed": seed}, group=group, seed=seed))
     return variants

@@ -43,6 +43,9 @@ COLUMNS: dict[str, str] = {
     "pid": "INTEGER",         # the caffe process training the run now (None when none)...
     "pid_start": "INTEGER",   # ...and its start time (/proc/PID/stat), so that a reused pid is never taken for it
     "ordinal": "INTEGER",
+    "grp": "TEXT",            # the grid point a repeat belongs to (its variant name without the seed)
+    "seed": "INTEGER",        # the repeat's random_seed (None: not a repeated sweep)
+    "test_images": "INTEGER", # images one test pass evaluates (test_iter x TEST batch): the n of its top-1
 }
 
 
@@ -108,7 +111,8 @@ class Store:
         return json.loads(row["value"]) if row else default
 
     # -- runs
-    def register(self, variant: str, params: dict, axes: dict, max_iter: int, ordinal: int) -> None:
+    def register(self, variant: str, params: dict, axes: dict, max_iter: int, ordinal: int, *,
+                 group: str | None = None, seed: int | None = None, test_images: int | None = None) -> None:
         """Add a pending run, or check that an existing one has the same parameters."""
         existing = self.get(variant)
         if existing is not None:
@@ -116,11 +120,15 @@ class Store:
                 diff = _first_difference(existing.params, params)
                 raise InputError(f"{self.path.parent}: run {variant} exists with different parameters ({diff}); "
                                  "use a new --out directory or delete that run's folder")
+            if existing["test_images"] != test_images or existing["grp"] != group:  # (a store of an older caffegen)
+                self.update(variant, grp=group, seed=seed, test_images=test_images)
             return
         with self.transaction() as c:
-            c.execute("INSERT INTO runs(variant, params, axes, status, max_iter, ordinal) VALUES (?,?,?,?,?,?)",
+            c.execute("INSERT INTO runs(variant, params, axes, status, max_iter, ordinal, grp, seed, test_images) "
+                      "VALUES (?,?,?,?,?,?,?,?,?)",
                       (variant, json.dumps(params, sort_keys=True, default=str),
-                       json.dumps(axes, sort_keys=True, default=str), "pending", max_iter, ordinal))
+                       json.dumps(axes, sort_keys=True, default=str), "pending", max_iter, ordinal, group, seed,
+                       test_images))
 
     def update(self, variant: str, **values: Any) -> None:
         bad = set(values) - set(COLUMNS)

@@ -1,0 +1,253 @@
+"""Search beyond the grid, and pruning on live curves, with Optuna (its samplers and pruners; none hand-written).
+
+A spec's ``[search]`` table::
+
+    [search]
+    sampler = "tpe"          # "grid" (the [grid] table, the default), "random", "tpe", "qmc"
+    trials = 24              # how many runs a sampler may start (the grid: all of its points)
+    seed = 0
+    pruner = "asha"          # "asha" (asynchronous successive halving), "hyperband", "median", "none"
+    [search.space]
+    base_lr = { low = 1e-4, high = 0.5, log = true }
+    lr_policy = ["step", "poly", "inv"]
+    "net.dropout" = { low = 0.0, high = 0.6 }
+
+The study lives in the sweep's own ``sweep.db`` (Optuna's RDB storage: its tables beside the runs table), one trial
+per run, linked by the trial's ``variant`` user attribute: after Ctrl-C or kill -9 the rerun resumes the trials that
+were running and asks for new ones only up to ``trials``, so none is lost or run twice. Trials are asked for when a
+slot frees (asynchronously, as many at once as there are slots), and each run reports its test metric (top-1, or
+the test loss when the net has no accuracy) to its trial at every test pass; a pruned run is stopped with a
+snapshot (as Ctrl-C does) and marked ``pruned``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..prototxt.checks import nearest
+from ..prototxt.schedule import parse_policies
+
+__all__ = ["SearchSpec", "parse_search", "Study", "SAMPLERS", "PRUNERS", "optuna_or_error"]
+
+SAMPLERS = ("grid", "random", "tpe", "qmc")
+PRUNERS = ("none", "asha", "hyperband", "median")
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """The ``[search]`` table, checked."""
+
+    sampler: str = "grid"
+    trials: int | None = None
+    seed: int = 0
+    pruner: str = "none"
+    space: dict[str, Any] = field(default_factory=dict)   # name -> {"low", "high", "log", "int"} or [choices]
+    reduction_factor: int = 3                            # ASHA / Hyperband: keep the best 1/reduction_factor
+    min_resource: int | None = None                      # iterations before a first cut [default: the first test]
+
+    @property
+    def sampled(self) -> bool:
+        return self.sampler != "grid"
+
+    @property
+    def uses_study(self) -> bool:
+        """Whether runs go through an Optuna study (a sampler picks them, or a pruner compares them)."""
+        return self.sampled or self.pruner != "none"
+
+
+def optuna_or_error():
+    """The optuna module, or the one line that says how to get it."""
+    try:
+        import optuna
+    except ImportError:
+        raise InputError("[search] needs Optuna: pip install 'caffegen[search]' (or pip install optuna)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def parse_search(raw: dict[str, Any] | None, fields: dict[str, type], source: str) -> SearchSpec | None:
+    """``[search]`` of a spec; ``fields`` maps each searchable name (solver fields, ``net.<field>``) to its type.
+    One InputError line naming the key on any problem."""
+    if raw is None:
+        return None
+    table = dict(raw)
+    known = {f.name for f in dataclasses.fields(SearchSpec)}
+    for key in table:
+        if key not in known:
+            raise InputError(f"{source}: [search] unknown key {key!r}{nearest(key, known)}")
+    sampler = str(table.get("sampler", "grid")).lower()
+    if sampler not in SAMPLERS:
+        raise InputError(f"{source}: [search] sampler {table.get('sampler')!r} is not one of {', '.join(SAMPLERS)}"
+                         f"{nearest(sampler, set(SAMPLERS))}")
+    pruner = str(table.get("pruner", "none")).lower()
+    if pruner not in PRUNERS:
+        raise InputError(f"{source}: [search] pruner {table.get('pruner')!r} is not one of {', '.join(PRUNERS)}"
+                         f"{nearest(pruner, set(PRUNERS))}")
+    trials = table.get("trials")
+    for name, value, minimum in (("trials", trials, 1), ("seed", table.get("seed", 0), 0),
+                                 ("reduction_factor", table.get("reduction_factor", 3), 2),
+                                 ("min_resource", table.get("min_resource", 1), 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+            raise InputError(f"{source}: [search] {name} must be an integer >= {minimum}, got {value!r}")
+    space_raw = table.get("space", {})
+    if not isinstance(space_raw, dict):
+        raise InputError(f"{source}: [search] space must be a table of parameter = {{low, high}} or [choices]")
+    if sampler == "grid":
+        if space_raw:
+            raise InputError(f"{source}: [search] space goes with a sampler (random, tpe, qmc); the grid sampler "
+                             "searches the [grid] table")
+    else:
+        if trials is None:
+            raise InputError(f"{source}: [search] sampler {sampler!r} needs trials = N (how many runs to start)")
+        if not space_raw:
+            raise InputError(f"{source}: [search] sampler {sampler!r} needs a [search.space] table")
+    space = {name: _distribution(name, value, fields, source) for name, value in space_raw.items()}
+    return SearchSpec(sampler=sampler, trials=trials, seed=table.get("seed", 0), pruner=pruner, space=space,
+                      reduction_factor=table.get("reduction_factor", 3), min_resource=table.get("min_resource"))
+
+
+def _distribution(name: str, value: Any, fields: dict[str, type], source: str) -> Any:
+    where = f"{source}: [search.space] {name}"
+    if name not in fields:
+        raise InputError(f"{where}: unknown parameter{nearest(name, set(fields))} (net options take a net. prefix)")
+    if isinstance(value, list):
+        if not value:
+            raise InputError(f"{where}: an empty list of choices")
+        choices = parse_policies(value) if name == "lr_policy" else list(value)
+        if len(set(map(repr, choices))) != len(choices):
+            raise InputError(f"{where}: lists a choice twice")
+        return choices
+    if not isinstance(value, dict) or set(value) - {"low", "high", "log", "step"} or not {"low", "high"} <= set(value):
+        raise InputError(f"{where}: give {{ low = ..., high = ... }} (optionally log = true) or a list of choices")
+    low, high = value["low"], value["high"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        raise InputError(f"{where}: low and high must be numbers, got {low!r} and {high!r}")
+    if low > high:
+        raise InputError(f"{where}: low {low:g} is above high {high:g}")
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise InputError(f"{where}: log must be true or false, got {log!r}")
+    if log and low <= 0:
+        raise InputError(f"{where}: a log scale needs low > 0, got {low:g}")
+    integer = fields[name] is int
+    return {"low": low, "high": high, "log": log, "int": integer, **({"step": value["step"]} if "step" in value else {})}
+
+
+def distributions(space: dict[str, Any]):
+    """The Optuna distributions of a checked space."""
+    optuna = optuna_or_error()
+    d = optuna.distributions
+    out = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            out[name] = d.CategoricalDistribution(spec)
+        elif spec["int"]:
+            out[name] = d.IntDistribution(int(spec["low"]), int(spec["high"]), log=spec["log"],
+                                          step=int(spec.get("step", 1)))
+        else:
+            out[name] = d.FloatDistribution(float(spec["low"]), float(spec["high"]), log=spec["log"],
+                                            step=spec.get("step"))
+    return out
+
+
+def _sampler(spec: SearchSpec):
+    optuna = optuna_or_error()
+    s = optuna.samplers
+    if spec.sampler == "random":
+        return s.RandomSampler(seed=spec.seed)
+    if spec.sampler == "tpe":
+        return s.TPESampler(seed=spec.seed, constant_liar=True)  # constant_liar: trials asked while others run
+    if spec.sampler == "qmc":
+        return s.QMCSampler(seed=spec.seed, scramble=True)
+    return s.RandomSampler(seed=spec.seed)  # the grid: every trial is enqueued with its point, nothing is sampled
+
+
+def _pruner(spec: SearchSpec, min_resource: int):
+    optuna = optuna_or_error()
+    p = optuna.pruners
+    if spec.pruner == "asha":
+        return p.SuccessiveHalvingPruner(min_resource=spec.min_resource or min_resource,
+                                         reduction_factor=spec.reduction_factor)
+    if spec.pruner == "hyperband":
+        return p.HyperbandPruner(min_resource=spec.min_resource or min_resource,
+                                 reduction_factor=spec.reduction_factor)
+    if spec.pruner == "median":
+        return p.MedianPruner(n_startup_trials=3, n_warmup_steps=spec.min_resource or min_resource)
+    return p.NopPruner()
+
+
+class Study:
+    """The sweep's Optuna study in its ``sweep.db``: trials asked, reported to and told, each one a run."""
+
+    def __init__(self, spec: SearchSpec, sweep_dir: Path, name: str, *, maximize: bool, min_resource: int):
+        optuna = optuna_or_error()
+        self.spec = spec
+        self._optuna = optuna
+        storage = optuna.storages.RDBStorage(f"sqlite:///{Path(sweep_dir).resolve() / 'sweep.db'}",
+                                             engine_kwargs={"connect_args": {"timeout": 30}})
+        self.study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                         sampler=_sampler(spec), pruner=_pruner(spec, min_resource),
+                                         direction="maximize" if maximize else "minimize")
+        self._live: dict[str, Any] = {}  # variant -> its optuna Trial, while it runs
+
+    def trials(self):
+        return self.study.get_trials(deepcopy=False)
+
+    def variants_of(self, states: tuple[str, ...]) -> list[tuple[int, str, dict[str, Any]]]:
+        """(number, variant, params) of the trials in these states (names of optuna.trial.TrialState)."""
+        want = {getattr(self._optuna.trial.TrialState, s) for s in states}
+        return [(t.number, t.user_attrs["variant"], dict(t.params)) for t in self.trials()
+                if t.state in want and "variant" in t.user_attrs]
+
+    def started(self) -> int:
+        """Trials started so far, finished or not (the budget counts them)."""
+        return len([t for t in self.trials() if "variant" in t.user_attrs])
+
+    def ask(self, name_for, fixed: dict[str, Any] | None = None) -> tuple[int, str, dict[str, Any]]:
+        """A new trial: its number, its variant name (``name_for(number, params)``) and its parameters. ``fixed``:
+        the grid point it runs (enqueued, so the sampler does not choose)."""
+        dists = distributions(self.spec.space) if fixed is None else {
+            k: self._optuna.distributions.CategoricalDistribution([v]) for k, v in fixed.items()}
+        trial = self.study.ask(dists)
+        name = name_for(trial.number, trial.params)
+        trial.set_user_attr("variant", name)
+        self._live[name] = trial
+        return trial.number, name, dict(trial.params)
+
+    def _trial(self, variant: str):
+        trial = self._live.get(variant)
+        if trial is None:  # a trial of an earlier driver, resumed: its handle again, by id
+            frozen = next((t for t in self.trials() if t.user_attrs.get("variant") == variant), None)
+            if frozen is None:
+                return None
+            trial = self._live[variant] = self._optuna.trial.Trial(self.study, frozen._trial_id)
+        return trial
+
+    def report(self, variant: str, step: int, value: float) -> bool:
+        """Report a test pass; True when the pruner says to stop the run."""
+        trial = self._trial(variant)
+        if trial is None or not math.isfinite(value):
+            return False
+        trial.report(value, step)
+        return trial.should_prune()
+
+    def tell(self, variant: str, state: str, value: float | None) -> None:
+        """Close the run's trial: COMPLETE with its value, PRUNED, or FAIL."""
+        trial = self._trial(variant)
+        if trial is None:
+            return
+        ts = self._optuna.trial.TrialState
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        if frozen.state.is_finished():
+            return
+        if state == "PRUNED":
+            self.study.tell(trial, state=ts.PRUNED)
+        elif state == "COMPLETE" and value is not None and math.isfinite(value):
+            self.study.tell(trial, value)
+        else:
+            self.study.tell(trial, state=ts.FAIL)
+        self._live.pop(variant, None)
