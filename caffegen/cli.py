@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("sweep", "sweep", "Run `caffe train` for every variant of a sweep spec."),
     "status": ("sweep", "status", "Show the state of a sweep, also while it runs."),
     "lr-find": ("sweep", "lr_find", "The LR range test: one short run with a rising lr, and a suggested base_lr."),
+    "extend": ("sweep", "extend", "Continue a run (or a sweep's winner) from its snapshot to a new max_iter."),
     "parse": ("logs", "parse", "Turn a Caffe training log into train/test CSV and JSON curves."),
     "plot": ("logs", "plot", "Plot the curves of one run or log."),
     "report": ("report", "report", "Rank and diagnose a finished sweep: HTML, Markdown, CSV."),

@@ -49,8 +49,15 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     \b
     SPEC is a TOML file [default: default]. `default` is the seed's
     question, 7 lr_policies x 3 base_lr on the embedded demo data
-    (about 8 min on 2 idle cores); `smoke` is 2 tiny runs. See
-    caffegen/specs/default.toml for a commented example.
+    (about 8 min on 2 idle cores); `search` the same question searched by
+    Optuna's TPE with ASHA pruning (the way to tune); `smoke` is 2 tiny runs.
+    See caffegen/specs/default.toml for a commented example.
+
+    \b
+    Search and pruning: a [search] table (sampler = "tpe" | "random" | "qmc"
+    with trials = N and a [search.space], or the grid; pruner = "asha" |
+    "hyperband" | "median") runs an Optuna study kept in sweep.db: resumable,
+    one trial per run, pruned runs stopped with a snapshot.
 
     \b
     Your own net: [net] prototxt = "train_val.prototxt" (with optional
@@ -92,7 +99,13 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     check_run_settings(run, "command line")
     out = out_dir or Path("runs") / s.name
     if dry_run:
-        click.echo(f"{s.source}: {len(s.variants)} variants -> {out}")
+        if s.search is not None and s.search.sampled:
+            space = "; ".join(f"{k} {v}" for k, v in s.search.space.items())
+            click.echo(f"{s.source}: {s.search.trials} trials sampled by {s.search.sampler} (seed {s.search.seed}), "
+                       f"pruner {s.search.pruner} -> {out}\n  space: {space}")
+            return 0
+        click.echo(f"{s.source}: {len(s.variants)} variants -> {out}"
+                   + (f" (pruner {s.search.pruner})" if s.search is not None and s.search.pruner != "none" else ""))
         for v in s.variants:
             click.echo(f"  {v.name:<28} " + " ".join(f"{k}={val}" for k, val in v.axes.items()))
         return 0
@@ -189,3 +202,41 @@ def lr_find(spec: str, start: float, end: float, iters: int, out_dir: Path | Non
         write_spec.write_text(spec_with_lrs(text, result.grid), encoding="utf-8")
         click.echo(f"wrote {write_spec} (run it with `caffegen sweep {write_spec}`)")
     return 0
+
+
+@click.command("extend")
+@click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--iters", type=click.IntRange(1), required=True, metavar="N", help="The new max_iter.")
+@click.option("--best", is_flag=True, help="TARGET is a sweep folder: extend its winning variant (each repeat).")
+@click.option("--gpus", callback=_gpus, default=None, metavar="0", help="Run on this GPU (CUDA build).")
+def extend(target: Path, iters: int, best: bool, gpus) -> int:
+    """Continue a run from its newest usable snapshot to max_iter N.
+
+    \b
+    TARGET is a run folder of a sweep (runs/NAME/lr0.01_step), or with --best
+    the sweep folder itself. Only max_iter changes (the old solver is kept as
+    solver.max_iterOLD.prototxt): every lr_policy keeps its parameters as
+    written, so step keeps dividing every stepsize, multistep stays at its
+    last rate, exp/inv/sigmoid run on along their curves. poly is the
+    exception Caffe makes: it reads max_iter itself, so its remaining decay
+    is stretched to N (the lr at the restore point rises; the command says by
+    how much). The manifest records every extension; the sweep's store gets
+    the run's new outcome (the report then ranks it with its longer curve).
+    Ctrl-C asks caffe to snapshot and stop.
+
+    \b
+    Examples:
+      caffegen extend runs/default/lr0.01_sigmoid --iters 1200
+      caffegen extend runs/default --best --iters 2000
+    """
+    from ..sweep.extend import extend_run, winner_runs
+    from ..toolchain import locate
+
+    if not target.exists():
+        raise InputError(f"{target}: no such run or sweep folder")
+    runs = winner_runs(target) if best else [target]
+    caffe = locate()
+    results = [extend_run(run, iters, caffe, gpus=gpus or (), log=lambda line: click.echo(line, err=True))
+               for run in runs]
+    return 1 if any(r.status == "failed" for r in results) else 130 if any(r.status == "interrupted"
+                                                                             for r in results) else 0

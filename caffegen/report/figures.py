@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .analysis import RunReport, VariantReport
 
 __all__ = ["plot_curves", "ema", "curves_figure", "lr_figure", "heatmap_figure", "run_figure", "plot_schedules",
-           "lr_find_figure"]
+           "lr_find_figure", "study_figures"]
 
 
 def ema(values: list[float], alpha: float) -> list[float]:
@@ -332,4 +332,41 @@ def lr_find_figure(result: LRFind, out_png: str | Path, title: str = "LR range t
         fig.savefig(out, dpi=100)
     finally:
         plt.close(fig)
+    return out
+
+
+STUDY_FIGURES = (  # key, Optuna's matplotlib function
+    ("history", "plot_optimization_history"), ("intermediate", "plot_intermediate_values"),
+    ("parallel", "plot_parallel_coordinate"), ("importance", "plot_param_importances"),
+)
+
+
+def study_figures(sweep_dir: Path, name: str) -> dict[str, bytes]:
+    """Optuna's own matplotlib views of the sweep's study: optimisation history, intermediate values (the pruned
+    runs visible), parallel coordinates, parameter importances. A view Optuna cannot draw yet (too few finished
+    trials, one parameter) is left out."""
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..sweep.search import optuna_or_error
+
+    optuna = optuna_or_error()
+    import optuna.visualization.matplotlib as views
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{Path(sweep_dir).resolve() / 'sweep.db'}")
+    out = {}
+    for key, fn in STUDY_FIGURES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib views experimental
+            try:
+                ax = getattr(views, fn)(study)
+            except (ValueError, RuntimeError, ZeroDivisionError, KeyError, IndexError):
+                continue
+        first = ax.flat[0] if hasattr(ax, "flat") else ax
+        fig = first.figure
+        fig.set_size_inches(8, 4.5)
+        fig.tight_layout()
+        out[key] = _png(fig)
     return out

@@ -18,7 +18,7 @@ from ..logs.curves import TOP1
 from ..paths import write_atomic
 from .analysis import (RunReport, VariantReport, Verdict, axis_summary, diagnosis_text, group_runs, heads_text,
                        load_runs, rank, repeats_text, table_rows, title, verdict, why_lost)
-from .figures import curves_figure, heatmap_figure, lr_figure, run_figure
+from .figures import curves_figure, heatmap_figure, lr_figure, run_figure, study_figures
 
 __all__ = ["write_report", "render_html", "render_markdown", "csv_text", "LIVE_REFRESH_S"]
 
@@ -63,7 +63,7 @@ def _b64(png: bytes) -> str:
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px}th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}.done{color:#1a7f37}.diverged,.failed{color:#c62828}
-.early-stopped,.timeout{color:#a15c00}.interrupted{color:#7b1fa2}img{max-width:100%}
+.early-stopped,.timeout,.pruned{color:#a15c00}.interrupted{color:#7b1fa2}img{max-width:100%}
 .win{font-size:16px;background:#eef7ee;padding:.6em 1em;border-left:4px solid #1a7f37}
 .live{background:#fff8e1;padding:.4em 1em}tr.tied td{background:#f3f9f3}
 details{margin:.4em 0}summary{cursor:pointer}.adv{color:#555}.small{color:#666;font-size:12px}"""
@@ -74,6 +74,11 @@ FIGURES = (  # key, heading, alt text
     ("loss", "Train loss, one panel per policy", "smoothed train loss against iteration, small multiples by lr_policy"),
     ("time", "Test top-1 against wall-clock time", "test top-1 against seconds, small multiples by lr_policy"),
     ("heatmap", "base_lr &times; lr_policy", "heatmap of best top-1"),
+    ("history", "Search: optimisation history (Optuna)", "objective value of each trial, and the best so far"),
+    ("intermediate", "Search: intermediate values (Optuna; pruned runs stop early)", "top-1 reported at each test "
+                                                                                   "pass, per trial"),
+    ("parallel", "Search: parallel coordinates (Optuna)", "each trial's parameters and objective"),
+    ("importance", "Search: parameter importances (Optuna)", "how much each parameter explains the objective"),
 )
 
 
@@ -187,6 +192,9 @@ def write_report(sweep_dir: str | Path, live: bool = False) -> dict[str, Path]:
             "loss": curves_figure(runs, "loss", top1=top1), "heatmap": heatmap_figure(ranked)}
     if not live:
         figs["time"] = curves_figure(runs, "top1", x="Seconds", top1=top1)
+        search = meta.get("search") or {}
+        if search.get("sampler", "grid") != "grid" or search.get("pruner", "none") != "none":
+            figs.update(study_figures(sweep_dir, meta.get("name", sweep_dir.name)))
     run_figs = {} if live else {r.variant: run_figure(r, sweep_dir / r.variant / "curves.png") for r in runs}
     fig_dir = sweep_dir / "report"
     fig_files = {}

@@ -33,7 +33,8 @@ from .progress import run_view
 from .processes import is_running, launch_prefix
 from .runs import (RunPlan, plan_run, prune_snapshots, read_manifest, settle_snapshots, usable_snapshot,
                    write_manifest)
-from .spec import RunSettings, SweepSpec
+from .search import Study, TrialSource, trial_name
+from .spec import RunSettings, SweepSpec, Variant, point
 from .store import FINAL, Store, open_store, sweep_lock
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each asks the sweep to snapshot and stop
@@ -52,6 +53,7 @@ class Active:
     stop_sent_at: float | None = None
     interrupted_by_user: bool = False
     pruned_at: float = 0.0
+    reported: int = 0       # the last test pass told to the study
 
     @property
     def name(self) -> str:
@@ -101,6 +103,9 @@ class Driver:
         self._report_due = False
         self._report_at = 0.0
         self._report_proc: subprocess.Popen | None = None
+        self._checked: set[str] = set()
+        self._ordinal = -1
+        self.source: Any = None
         self.metric: str | None = run.metric    # the ranking metric and top-5 of the sweep's net (set in execute)
         self.top5: str | None = None
 
@@ -130,24 +135,24 @@ class Driver:
         with sweep_lock(self.out_dir):
             store = open_store(self.out_dir)
             try:
-                plans = self._plan()
-                first = plans[0]
+                plans, first = self._plan()
                 self.metric, self.top5 = self.run.metric or first.metric, first.top5
+                search = self.spec.search
                 store.set_meta("spec", {"name": self.spec.name, "source": self.spec.source,
                                         "fingerprint": self.spec.fingerprint(), "metric": self.metric,
                                         "top5": self.top5, "net": _net_record(first),
-                                        "val_images": first.val_images, "seeds": list(self.spec.seeds)})
-                for i, plan in enumerate(plans):
-                    v = plan.variant
-                    store.register(v.name, plan.identity, v.axes, plan.solver.max_iter, i, group=v.group or v.name,
-                                   seed=v.seed, test_images=plan.test_images)
+                                        "val_images": first.val_images, "seeds": list(self.spec.seeds),
+                                        "search": asdict(search) if search else None})
+                for plan in plans:
+                    self._register(store, plan)
                 self._settle_leftovers(store)
+                source = self._source(store, plans, first)
                 if self.live_report:
                     self.log(f"[sweep] report: {self.out_dir / 'report.html'} (rewritten after each test pass while "
                              "the sweep runs)")
                 previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
                 try:
-                    return self._loop(store, plans)
+                    return self._loop(store, source, total=len(plans) or (search.trials if search else 0))
                 finally:
                     for sig, handler in previous.items():
                         signal.signal(sig, handler)
@@ -180,39 +185,79 @@ class Driver:
             store.update(row.variant, status="interrupted", pid=None, pid_start=None,
                          reason=f"its caffe (pid {pid}) outlived the driver; stopped before this sweep resumed it")
 
-    def _plan(self) -> list[RunPlan]:
-        """Every variant made concrete, and each distinct net checked once (caffe_pb2, pycaffe, the weights) before
-        any run starts: a net that cannot train is one error line, not a column of failed runs."""
+    def _plan(self) -> tuple[list[RunPlan], RunPlan]:
+        """Every grid variant made concrete (none for a sampler: its trials are made as they are asked for), and each
+        distinct net checked once (caffe_pb2, pycaffe, the weights) before any run starts: a net that cannot train is
+        one error line, not a column of failed runs. Also the reference plan (the first, or the spec's own point)
+        that names the sweep's metric and net."""
         d = self.spec.data
         data = prepare_data(d, self.out_dir, self.log, self.spec.source)
         lmdb = (d.train_lmdb, d.val_lmdb) if d.train_lmdb else None
-        plans = [plan_run(v, data, gpu=bool(self.run.gpus), lmdb=lmdb, base_solver=self.spec.base_solver)
-                 for v in self.spec.variants]
-        notes: list[str] = [n for n in dict.fromkeys(p.coverage_note for p in plans) if n]
-        checked: set[str] = set()
-        for plan in plans:
-            if plan.net_text in checked:
-                continue
-            checked.add(plan.net_text)
-            with tempfile.TemporaryDirectory(prefix="caffegen-check-") as tmp:
-                notes += [n for n in plan.write(Path(tmp), pycaffe_check=True).notes if n not in notes]
+        self._make = lambda v: plan_run(v, data, gpu=bool(self.run.gpus), lmdb=lmdb,
+                                        base_solver=self.spec.base_solver)
+        plans = [self._make(v) for v in self.spec.variants]
+        reference = plans[0] if plans else self._make(
+            Variant(name="reference", axes={}, net=dict(self.spec.net), solver=dict(self.spec.solver)))
+        notes: list[str] = [n for n in dict.fromkeys(p.coverage_note for p in [*plans, reference]) if n]
+        for plan in [*plans, reference]:
+            notes += [n for n in self._check(plan) if n not in notes]
         for note in notes:
             self.log(f"caffegen: note: {note}")
-        return plans
+        return plans, reference
 
-    def _loop(self, store: Store, plans: list[RunPlan]) -> SweepResult:
-        pending = [p for p in plans if store.get(p.variant.name).status not in FINAL]
-        skipped = len(plans) - len(pending)
+    def _check(self, plan: RunPlan) -> list[str]:
+        """Build the plan's net with pycaffe once per distinct net (its notes the first time)."""
+        if plan.net_text in self._checked:
+            return []
+        with tempfile.TemporaryDirectory(prefix="caffegen-check-") as tmp:
+            notes = plan.write(Path(tmp), pycaffe_check=True).notes
+        self._checked.add(plan.net_text)
+        return notes
+
+    def _register(self, store: Store, plan: RunPlan) -> None:
+        v = plan.variant
+        self._ordinal += 1
+        store.register(v.name, plan.identity, v.axes, plan.solver.max_iter, self._ordinal, group=v.group or v.name,
+                       seed=v.seed, test_images=plan.test_images)
+
+    def _source(self, store: Store, plans: list[RunPlan], reference: RunPlan):
+        """Where the runs come from: the grid as it is, or an Optuna study (a sampler and/or a pruner)."""
+        search = self.spec.search
+        if search is None or not search.uses_study:
+            return _Plans([p for p in plans if store.get(p.variant.name).status not in FINAL])
+        study = Study(search, self.out_dir, self.spec.name, maximize=True,
+                      min_resource=reference.solver.test_interval or 1)
+
+        def make(number: int, params: dict[str, Any]) -> RunPlan:
+            name = trial_name(number, params)
+            net, solver = point(self.spec, params, name=name)
+            return self._make(Variant(name=name, axes=params, net=net, solver=solver, group=name))
+
+        final = {r.variant: (r.status, r["best_top1"]) for r in store.all() if r.status in FINAL}
+        grid_space = {**self.spec.grid, **({"random_seed": list(self.spec.seeds)} if self.spec.seeds else {})}
+        source = TrialSource(study, grid=plans if not search.sampled else None,
+                             budget=search.trials if search.sampled else None, make=make,
+                             register=lambda plan: self._register(store, plan), final=final, grid_space=grid_space)
+        what = (f"{search.sampler} sampler, {search.trials} trials" if search.sampled else "the grid")
+        self.log(f"[sweep] Optuna study {self.spec.name!r} in {self.out_dir / 'sweep.db'}: {what}, "
+                 f"pruner {search.pruner}; {study.started()} trials started before")
+        return source
+
+    def _loop(self, store: Store, source, total: int) -> SweepResult:
+        rows_before = store.all()
+        skipped = sum(r.status in FINAL for r in rows_before)
         if skipped:
-            self.log(f"[sweep] {skipped} of {len(plans)} runs already finished in {self.out_dir}; "
-                     f"{len(pending)} to go")
+            self.log(f"[sweep] {skipped} of {max(total, len(rows_before))} runs already finished in {self.out_dir}")
+
+        self.source = source
         free = list(self.executor.slots())
         active: dict[str, Active] = {}
-        total = len(plans)
         try:
-            while (pending and not self._stop_requested) or active:
-                while pending and free and not self._stop_requested:
-                    plan = pending.pop(0)
+            while (source.remaining() and not self._stop_requested) or active:
+                while free and not self._stop_requested:
+                    plan = source.next_plan()
+                    if plan is None:
+                        break
                     slot = free.pop(0)
                     try:
                         active[plan.variant.name] = self._start(store, plan, slot)
@@ -255,6 +300,7 @@ class Driver:
         for r in rows:
             counts[r.status] = counts.get(r.status, 0) + 1
         failed = [(r.variant, r["reason"] or "") for r in rows if r.status == "failed"]
+        failed += getattr(source, "failed", [])
         self._show(store, {}, total, final=True)
         return SweepResult(self.out_dir, counts, failed, interrupted=self._stop_requested and not self._disk_full,
                            signal=self._stop_signal, error=self._disk_full)
@@ -266,7 +312,9 @@ class Driver:
         run_dir = self.out_dir / v.name
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "snapshots").mkdir(exist_ok=True)
-        written = plan.write(run_dir, pycaffe_check=False)  # (each distinct net was built by pycaffe in _plan)
+        for note in self._check(plan):  # a sampled net.* value makes a net _plan has not built yet
+            self.log(f"caffegen: note: {note}")
+        written = plan.write(run_dir, pycaffe_check=False)
         solver = written.solver
         argv = [str(self.caffe.binary), "train", "-solver", "solver.prototxt", "-sigint_effect", "stop",
                 "-sighup_effect", "stop"]
@@ -314,7 +362,8 @@ class Driver:
         store.update(v.name, status="running", reason=None, started_at=manifest["started_at"], pid=handle.pid,
                      pid_start=handle.started, attempts=attempts)
         self.log(f"[sweep] started {v.name}" + (f" (resumed from {resume.name})" if resume else ""))
-        return Active(plan, slot, handle, tail, time.time(), overhead)
+        done_tests = [r["NumIters"] for r in tail.follower.test_rows_seen()]
+        return Active(plan, slot, handle, tail, time.time(), overhead, reported=max(done_tests, default=0))
 
     def _watch(self, store: Store, a: Active) -> bool:
         """Read the log, apply the stop policy; on exit record the outcome. True when the run ended."""
@@ -322,9 +371,22 @@ class Driver:
         tested = len(a.tail.follower.test_rows_seen())
         a.tail.read()
         f = a.tail.follower
-        if len(f.test_rows_seen()) != tested:
+        rows = f.test_rows_seen()
+        if len(rows) != tested:
             self._report_due = True
         rc = a.handle.poll()
+        for row in rows[:-1] if rc is None else rows:  # whole test passes (the last one may still be filling)
+            it, value = row["NumIters"], row.get(self.metric)
+            if it <= a.reported or value is None:
+                continue
+            a.reported = it
+            if a.decision is None and not a.interrupted_by_user and self.source.test_pass(a.name, it, value):
+                a.decision = Decision("pruned", f"pruned at iteration {it} (top-1 {value:.3f}): behind the other "
+                                      f"runs at this point ({self.spec.search.pruner})", kill=False)
+                if rc is None:
+                    a.stop_sent_at = time.time()
+                    a.handle.interrupt()
+                self.log(f"[sweep] {a.name}: {a.decision.reason}")
         if rc is None and a.decision is None and not a.interrupted_by_user:
             d = decide(f, elapsed=time.time() - a.started, diverge_factor=self.run.diverge_factor,
                        patience=self.run.early_stop, metric=self.metric, timeout=self.run.timeout)
@@ -409,6 +471,8 @@ class Driver:
             final_loss=_finite(f.last_loss), first_loss=_finite(f.first_loss), last_iter=f.iteration,
         )
         store.update(a.name, **summary)
+        if status in FINAL:
+            self.source.end(a.name, status, summary["best_top1"])
         manifest = read_manifest(a.tail.path.parent)
         manifest.update({"status": status, "reason": reason, "exit_status": rc, "ended_at": summary["ended_at"],
                          "wall_s": summary["wall_s"], "overhead_s": round(overhead, 4),
@@ -436,6 +500,25 @@ def _net_record(plan: RunPlan) -> dict[str, Any]:
     return {"kind": "user", "name": plan.wired.name, "file": user["prototxt"], "sha256": user["sha256"],
             "weights": user["weights"], "weights_sha256": user["weights_sha256"],
             "heads": [h.top1 for h in plan.wired.heads if h.top1]}
+
+
+class _Plans:
+    """The runs of a grid without a study: in order, no pruning."""
+
+    def __init__(self, plans: list[RunPlan]):
+        self.pending = list(plans)
+
+    def remaining(self) -> bool:
+        return bool(self.pending)
+
+    def next_plan(self) -> RunPlan | None:
+        return self.pending.pop(0) if self.pending else None
+
+    def test_pass(self, name: str, iteration: int, value: float) -> bool:  # noqa: ARG002
+        return False
+
+    def end(self, name: str, status: str, best: float | None) -> None:
+        pass
 
 
 def disk_full(path: Path, below: int = 1 << 20) -> str | None:

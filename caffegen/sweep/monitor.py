@@ -15,7 +15,7 @@ from ..logs.follower import LogFollower
 
 @dataclass(frozen=True)
 class Decision:
-    status: str      # "diverged" | "early-stopped" | "timeout"
+    status: str      # "diverged" | "early-stopped" | "timeout" | "pruned"
     reason: str
     kill: bool       # True: stop at once (nothing worth saving); False: SIGINT, caffe snapshots first
 

@@ -51,6 +51,7 @@ def run_view(row: RunRow, follower: LogFollower | None, metric: str) -> RunView:
     return view
 
 _STYLE = {"done": "green", "running": "cyan", "diverged": "red", "failed": "bold red", "early-stopped": "yellow",
+          "pruned": "blue",
           "timeout": "yellow", "interrupted": "magenta", "pending": "dim"}
 
 

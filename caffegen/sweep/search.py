@@ -207,13 +207,18 @@ class Study:
         """Trials started so far, finished or not (the budget counts them)."""
         return len([t for t in self.trials() if "variant" in t.user_attrs])
 
-    def ask(self, name_for, fixed: dict[str, Any] | None = None) -> tuple[int, str, dict[str, Any]]:
-        """A new trial: its number, its variant name (``name_for(number, params)``) and its parameters. ``fixed``:
-        the grid point it runs (enqueued, so the sampler does not choose)."""
-        dists = distributions(self.spec.space) if fixed is None else {
-            k: self._optuna.distributions.CategoricalDistribution([v]) for k, v in fixed.items()}
-        trial = self.study.ask(dists)
+    def ask(self, name_for, fixed: dict[str, Any] | None = None,
+            dists: dict[str, Any] | None = None) -> tuple[int, str | None, dict[str, Any]]:
+        """A new trial: its number, its variant name (``name_for(number, params)``; None: the trial is not used and
+        is told FAIL) and its parameters. ``fixed``: the grid point it should run, enqueued (so the sampler does not
+        choose) over the grid's ``dists``."""
+        if fixed is not None:
+            self.study.enqueue_trial(fixed)
+        trial = self.study.ask(dists if dists is not None else distributions(self.spec.space))
         name = name_for(trial.number, trial.params)
+        if name is None:
+            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+            return trial.number, None, dict(trial.params)
         trial.set_user_attr("variant", name)
         self._live[name] = trial
         return trial.number, name, dict(trial.params)
@@ -251,3 +256,84 @@ class Study:
         else:
             self.study.tell(trial, state=ts.FAIL)
         self._live.pop(variant, None)
+
+
+class TrialSource:
+    """The runs of a sweep with a study: each run is one trial. Trials an earlier driver left running come back
+    first (the same run folder resumes from its snapshot); then, for the grid, every point not yet run; for a
+    sampler, new trials asked for as slots free, up to ``trials``."""
+
+    def __init__(self, study: Study, *, grid: list | None, budget: int | None, make, register,
+                 final: dict[str, tuple[str, float | None]], grid_space: dict[str, list] | None = None):
+        """``grid``: the grid's RunPlans (None for a sampler); ``make(number, params)`` -> a RunPlan, or an
+        InputError for a point that cannot be built; ``register(plan)`` records a new run in the store; ``final``:
+        {variant: (status, best)} of runs already finished."""
+        self.study, self.budget, self.make, self.register = study, budget, make, register
+        self.failed: list[tuple[str, str]] = []
+        for _, name, _ in study.variants_of(("RUNNING",)):  # finished runs whose trial was never told
+            if name in final:
+                self.end(name, *final[name])
+        running = {name: (number, params) for number, name, params in study.variants_of(("RUNNING",))}
+        if grid is not None:
+            self.pending = [p for p in grid if p.variant.name not in final]
+            opt = study._optuna.distributions
+            self.grid_dists = {k: opt.CategoricalDistribution(v) for k, v in (grid_space or {}).items()}
+        else:
+            self.pending = [make(number, params) for name, (number, params) in running.items() if name not in final]
+            for plan in self.pending:
+                register(plan)
+
+    def remaining(self) -> bool:
+        return bool(self.pending) or (self.budget is not None and self.study.started() < self.budget)
+
+    def _pending_named(self, number: int, params: dict[str, Any]) -> str | None:  # noqa: ARG002
+        """The pending grid run these trial parameters are (None: no pending one)."""
+        key = sorted(params.items())
+        return next((p.variant.name for p in self.pending if sorted(self._point(p).items()) == key), None)
+
+    @staticmethod
+    def _point(plan) -> dict[str, Any]:
+        v = plan.variant
+        return {**v.axes, **({"random_seed": v.seed} if v.seed is not None else {})}
+
+    def next_plan(self):
+        while True:
+            if self.pending:
+                plan = self.pending[0]
+                if self.study._trial(plan.variant.name) is None:  # a grid point's trial, asked as it starts
+                    _, name, _ = self.study.ask(self._pending_named, fixed=self._point(plan), dists=self.grid_dists)
+                    if name is None:  # a stale enqueued point of an earlier driver that is already run: not used
+                        continue
+                    plan = next(p for p in self.pending if p.variant.name == name)
+                self.pending.remove(plan)
+                return plan
+            if self.budget is None or self.study.started() >= self.budget:
+                return None
+            number, name, params = self.study.ask(trial_name)
+            try:
+                plan = self.make(number, params)
+            except InputError as exc:  # a sampled point the options refuse (crop > resize...): a failed trial
+                self.study.tell(name, "FAIL", None)
+                self.failed.append((name, str(exc)))
+                continue
+            self.register(plan)
+            return plan
+
+    def test_pass(self, name: str, iteration: int, value: float) -> bool:
+        """A run's test pass: True when the pruner stops it."""
+        return iteration > 0 and self.study.report(name, iteration, value)
+
+    def end(self, name: str, status: str, best: float | None) -> None:
+        """A run reached a final status: its trial is told (pruned -> PRUNED, a result -> COMPLETE)."""
+        if status == "pruned":
+            self.study.tell(name, "PRUNED", None)
+        elif status in ("done", "early-stopped", "timeout", "diverged"):
+            self.study.tell(name, "COMPLETE", best if best is not None else 0.0)
+
+
+def trial_name(number: int, params: dict[str, Any]) -> str:
+    """``t007_lr0.0123_poly_wd0.00031``: the trial number, then its sampled values at 3 significant digits."""
+    from ..prototxt.options import variant_name
+
+    rounded = {k: float(f"{v:.3g}") if isinstance(v, float) else v for k, v in params.items()}
+    return f"t{number:03d}_{variant_name(rounded)}"

@@ -34,9 +34,10 @@ from ..prototxt.checks import nearest
 from ..prototxt.basesolver import OWNED, load_solver, repeated, solver_fields, variant_solver
 from ..prototxt.options import NetOptions, SolverOptions, variant_name
 from ..prototxt.usernet import UserNet
+from .search import SearchSpec, parse_search
 from ..prototxt.schedule import parse_policies
 
-SHIPPED = ("default", "smoke")  # specs shipped in caffegen/specs/, usable by name
+SHIPPED = ("default", "smoke", "search")  # specs shipped in caffegen/specs/, usable by name
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class SweepSpec:
     source: str = "<memory>"
     base_solver: str | None = None      # [solver] base: the user's solver.prototxt (user nets only)
     seeds: tuple[int, ...] = ()         # the repeats' random seeds ([grid] repeats or random_seed); () = no repeats
+    search: SearchSpec | None = None    # [search]: a sampler choosing the runs, and/or a pruner stopping them
     variants: tuple[Variant, ...] = ()   # the grid, expanded once by parse_spec
 
     @property
@@ -90,7 +92,8 @@ class SweepSpec:
 
     def fingerprint(self) -> str:
         blob = json.dumps({"data": dataclasses.asdict(self.data), "net": self.net, "solver": self.solver,
-                           "grid": self.grid, "base_solver": self.base_solver, "seeds": self.seeds}, sort_keys=True,
+                           "grid": self.grid, "base_solver": self.base_solver, "seeds": self.seeds,
+                           "search": dataclasses.asdict(self.search) if self.search else None}, sort_keys=True,
                           default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -120,7 +123,7 @@ def load_spec(arg: str | Path) -> SweepSpec:
     return parse_spec(raw, source=str(path), default_name=path.stem)
 
 
-_TOP = {"name", "data", "net", "solver", "grid", "run"}
+_TOP = {"name", "data", "net", "solver", "grid", "run", "search"}
 
 
 def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str = "sweep") -> SweepSpec:
@@ -172,13 +175,20 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
         if len(set(map(repr, values))) != len(values):
             raise InputError(f"{source}: [grid] {key} lists a value twice")
         grid[key] = list(values)
-    if not grid:
+    search = parse_search(raw.get("search"), _searchable(net_fields, user, extra_ok), source)
+    if search is not None and search.sampled:
+        if grid:
+            raise InputError(f"{source}: [grid] and [search] sampler = {search.sampler!r} both choose the runs: put "
+                             "the axes in [search.space] (or use sampler = \"grid\")")
+        if seeds:
+            raise InputError(f"{source}: [grid] repeats go with the grid sampler")
+    elif not grid:
         raise InputError(f"{source}: [grid] is empty: give at least base_lr = [...]")
 
     run = _section(raw, "run", RunSettings, source)
     check_run_settings(run, source)
     spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source, base_solver=base,
-                     seeds=seeds)
+                     seeds=seeds, search=search)
     return dataclasses.replace(spec, variants=tuple(expand(spec)))  # checks every combination's options now
 
 
@@ -200,6 +210,19 @@ def _seeds(grid: dict[str, Any], source: str) -> tuple[int, ...]:
     if len(set(axis)) != len(axis):
         raise InputError(f"{source}: [grid] random_seed lists a value twice")
     return tuple(axis)
+
+
+def _searchable(net_fields: set[str], user: bool, extra: set[str]) -> dict[str, type]:
+    """Every name a [search.space] may hold, with the type of its values (int fields are searched as integers)."""
+    def kind(f: dataclasses.Field) -> type:
+        t = str(f.type)
+        return int if t.startswith("int") else float if t.startswith("float") else object
+
+    cls = UserNet if user else NetOptions
+    out = {f"net.{f.name}": kind(f) for f in dataclasses.fields(cls) if f.name in net_fields and f.name != "prototxt"}
+    out.update({f.name: kind(f) for f in dataclasses.fields(SolverOptions) if f.name not in OWNED})
+    out.update({name: float for name in extra})
+    return out
 
 
 _NET_FIELDS = {f.name for f in dataclasses.fields(NetOptions)}
@@ -300,6 +323,23 @@ def check_run_settings(run: RunSettings, where: str) -> None:
         raise InputError(f"{where}: diverge_factor must be > 1, got {run.diverge_factor}")
 
 
+def point(spec: SweepSpec, axes: dict[str, Any], base=None, name: str | None = None) -> tuple[dict, dict]:
+    """The net and solver values of one point of the spec's space (``axes``: solver fields, ``net.<field>``), checked
+    by building its options (one InputError line naming the point)."""
+    net, solver = dict(spec.net), dict(spec.solver)
+    for key, value in axes.items():
+        if key.startswith("net."):
+            net[key[4:]] = value
+        else:
+            solver[key] = value
+    try:
+        (UserNet if spec.user_net else NetOptions)(**net)
+        SolverOptions(**variant_solver(solver, base)[0])
+    except (InputError, TypeError) as exc:
+        raise InputError(f"{spec.source}: variant {name or variant_name(axes)}: {exc}") from None
+    return net, solver
+
+
 def expand(spec: SweepSpec) -> list[Variant]:
     """The cross product of the grid, base_lr first, then lr_policy, then the other axes in spec order; each point
     once per seed of a repeated sweep (``lr0.01_step_seed0``, ``lr0.01_step_seed1``)."""
@@ -308,22 +348,9 @@ def expand(spec: SweepSpec) -> list[Variant]:
     variants = []
     seen: set[str] = set()
     base = load_solver(spec.base_solver) if spec.base_solver else None
-    for combo in itertools.product(*(spec.grid[k] for k in order)):
+    for combo in itertools.product(*(spec.grid[k] for k in order)) if spec.grid else ():
         axes = dict(zip(order, combo))
-        net = dict(spec.net)
-        solver = dict(spec.solver)
-        for key, value in axes.items():
-            if key.startswith("net."):
-                net[key[4:]] = value
-            else:
-                solver[key] = value
-        try:
-            (UserNet if spec.user_net else NetOptions)(**net)
-            SolverOptions(**variant_solver(solver, base)[0])
-        except InputError as exc:
-            raise InputError(f"{spec.source}: variant {variant_name(axes)}: {exc}") from None
-        except TypeError as exc:
-            raise InputError(f"{spec.source}: variant {variant_name(axes)}: {exc}") from None
+        net, solver = point(spec, axes, base)
         group = variant_name(axes)
         if group in seen:
             raise InputError(f"{spec.source}: two variants would share the folder {group}")

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 
 from ..errors import CaffegenError, InputError
 
-# A run's life: pending -> running -> done | diverged | early-stopped | timeout | failed | interrupted.
-FINAL = ("done", "diverged", "early-stopped", "timeout")   # skipped on re-run
+# A run's life: pending -> running -> done | diverged | early-stopped | timeout | pruned | failed | interrupted.
+FINAL = ("done", "diverged", "early-stopped", "timeout", "pruned")   # skipped on re-run
 RETRY = ("failed", "interrupted", "running", "pending")    # (re)started on re-run, from a snapshot if any
 STATUSES = FINAL + RETRY
 

@@ -1,0 +1,179 @@
+"""Search beyond the grid with Optuna, pruning on live Caffe curves, and `caffegen extend`, on the real Caffe."""
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from caffegen.errors import InputError
+from caffegen.sweep import parse_spec
+
+CAFFEGEN = [sys.executable, "-m", "caffegen"]
+
+SPEC = """
+name = "{name}"
+[data]
+demo = {{ classes = 3, per_class = 10, seed = 0 }}
+[net]
+num_classes = 3
+resize = 36
+test_resize = 32
+crop = 32
+conv_widths = [8, 8, 16, 16, 16]
+train_batch = 8
+test_batch = 3
+batchnorm = true
+[solver]
+max_iter = {max_iter}
+test_interval = 30
+display = 10
+random_seed = 0
+{grid}
+[search]
+{search}
+[run]
+jobs = 2
+"""
+TPE = 'sampler = "tpe"\ntrials = 6\nseed = 0\npruner = "asha"\n[search.space]\n' \
+      'base_lr = { low = 1e-6, high = 0.5, log = true }\nlr_policy = ["fixed", "step", "poly"]'
+
+
+def write(tmp_path: Path, name: str, search: str = TPE, grid: str = "", max_iter: int = 300) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SPEC.format(name=name, search=search, grid=grid, max_iter=max_iter))
+    return path
+
+
+def store(out: Path, sql: str) -> list[tuple]:
+    """Rows of a query on the sweep's store (none before the driver has made it)."""
+    if not (out / "sweep.db").exists():
+        return []
+    con = sqlite3.connect(f"{(out / 'sweep.db').resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return list(con.execute(sql))
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        con.close()
+
+
+def trials(out: Path) -> list[tuple[int, str, str]]:
+    """(number, state, variant) of every trial in the study."""
+    return store(out, "SELECT t.number, t.state, a.value_json FROM trials t LEFT JOIN trial_user_attributes a "
+                      "ON a.trial_id = t.trial_id AND a.key = 'variant' ORDER BY t.number")
+
+
+pytestmark = pytest.mark.caffe
+
+
+def test_a_tpe_study_with_asha_prunes_runs_and_keeps_one_run_per_trial(tmp_path):
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(write(tmp_path, "tpe"))], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "runs" / "tpe"
+    runs = dict(store(out, "SELECT variant, status FROM runs"))
+    assert len(runs) == 6 and set(runs.values()) <= {"done", "pruned"}, runs
+    pruned = [name for name, status in runs.items() if status == "pruned"]
+    assert pruned, runs
+    for name in pruned:  # stopped with a snapshot, as Ctrl-C does: resumable later
+        assert list((out / name / "snapshots").glob("*.solverstate"))
+        assert "pruned at iteration" in store(out, f"SELECT reason FROM runs WHERE variant = '{name}'")[0][0]
+    study = trials(out)
+    assert [n for n, _, _ in study] == list(range(6))
+    assert sorted(v.strip('"') for _, _, v in study) == sorted(runs)
+    assert {s for _, s, _ in study} <= {"COMPLETE", "PRUNED"}
+    assert all(re.fullmatch(r"t00\d_lr[0-9.e-]+_(fixed|step|poly)", name) for name in runs)
+    html = (out / "report.html").read_text()
+    assert "optimisation history (Optuna)" in html and "intermediate values" in html
+
+
+def test_kill_9_mid_study_then_rerun_loses_no_trial_and_runs_none_twice(tmp_path):
+    spec = write(tmp_path, "k9s", max_iter=900)
+    out = tmp_path / "runs" / "k9s"
+    driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.time() + 300
+        while time.time() < end and len([s for _, s, _ in trials(out) if s == "RUNNING"]) < 2:
+            time.sleep(0.2)
+        assert len(trials(out)) >= 2
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    again = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=900)
+    assert again.returncode == 0, again.stderr
+    study = trials(out)
+    runs = dict(store(out, "SELECT variant, status FROM runs"))
+    assert [n for n, _, _ in study] == list(range(6))  # exactly 6 trials: none lost, none added
+    assert sorted(v.strip('"') for _, _, v in study) == sorted(runs) and len(runs) == 6
+    assert set(runs.values()) <= {"done", "pruned"} and {s for _, s, _ in study} <= {"COMPLETE", "PRUNED"}
+    resumed = store(out, "SELECT variant FROM runs WHERE attempts > 1")
+    assert resumed  # the trials that were running when the driver died were resumed, not asked again
+
+
+def test_grid_sampler_with_asha_prunes_grid_runs(tmp_path):
+    grid = '[grid]\nbase_lr = [0.01, 0.000001]\nlr_policy = ["fixed", "step"]'
+    spec = write(tmp_path, "gasha", search='sampler = "grid"\npruner = "asha"\nreduction_factor = 2', grid=grid)
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "runs" / "gasha"
+    runs = dict(store(out, "SELECT variant, status FROM runs"))
+    assert set(runs) == {"lr0.01_fixed", "lr0.01_step", "lr1e-06_fixed", "lr1e-06_step"}
+    assert "pruned" in runs.values(), runs
+    assert len(trials(out)) == 4
+
+
+def test_extend_continues_a_finished_run_to_more_iterations(tmp_path):
+    grid = '[grid]\nbase_lr = [0.01]\nlr_policy = ["poly"]'
+    spec = write(tmp_path, "ext", search='sampler = "grid"', grid=grid, max_iter=60)
+    assert subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                          timeout=600).returncode == 0
+    run = tmp_path / "runs" / "ext" / "lr0.01_poly"
+    proc = subprocess.run(CAFFEGEN + ["extend", str(run), "--iters", "120"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "from snap_iter_60.solverstate (iteration 60) to max_iter 120 (was 60)" in proc.stderr
+    assert "poly: Caffe computes it from max_iter itself" in proc.stderr
+    log = (run / "train.log").read_text()
+    assert "Resuming from snapshots/snap_iter_60.solverstate" in log and "max_iter: 120" in log
+    assert max(int(x) for x in re.findall(r"Iteration (\d+), loss", log)) == 120
+    assert (run / "solver.max_iter60.prototxt").exists()
+    assert store(tmp_path / "runs" / "ext", "SELECT status, max_iter, last_iter FROM runs") == [("done", 120, 120)]
+    assert '"new_max_iter": 120' in (run / "manifest.json").read_text()
+
+
+@pytest.mark.parametrize("search, message", [
+    ('sampler = "tpe"\ntrials = 4\n[search.space]\nbase_lr = { low = 0.1, high = 0.01 }', "low 0.1 is above high 0.01"),
+    ('sampler = "tpe"\ntrials = 4\n[search.space]\nbase_lr = { low = 0, high = 0.1, log = true }',
+     "a log scale needs low > 0"),
+    ('sampler = "tpe"\ntrials = 4\n[search.space]\nbase_lrr = { low = 0.01, high = 0.1 }', "did you mean 'base_lr'"),
+    ('sampler = "tpe"\ntrials = 4\n[search.space]\nlr_policy = ["step", "polly"]', "did you mean 'poly'"),
+    ('sampler = "tpee"\ntrials = 4', "did you mean 'tpe'"),
+    ('sampler = "random"\n[search.space]\nbase_lr = { low = 0.01, high = 0.1 }', "needs trials = N"),
+    ('pruner = "hyperbandd"', "did you mean 'hyperband'"),
+])
+def test_bad_search_tables_are_one_line_and_exit_2(search, message, tmp_path):
+    grid = '[grid]\nbase_lr = [0.01]' if "sampler" not in search or 'sampler = "grid"' in search else ""
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(write(tmp_path, "bad", search=search, grid=grid)), "--dry-run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("caffegen: error:") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_grid_and_a_sampler_together_are_refused():
+    with pytest.raises(InputError, match=r"\[grid\] and \[search\] sampler = 'random' both choose the runs"):
+        parse_spec({"data": {"demo": {}}, "grid": {"base_lr": [0.1]},
+                    "search": {"sampler": "random", "trials": 3, "space": {"base_lr": {"low": 0.01, "high": 0.1}}}})
