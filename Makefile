@@ -12,13 +12,14 @@ SPEC      ?= default
 JOBS      ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup venv caffe sweep test clean clean-cache help
+.PHONY: setup venv caffe sweep test clean clean-cache help gpu-bundle
 
 help:
 	@echo "make sweep   set up and run the default sweep on the demo data (writes runs/default/report.html)"
 	@echo "make test    set up and run the tests"
 	@echo "make setup   only set up: Debian packages, $(VENV), Caffe build (CAFFE_GPU=1 for CUDA)"
 	@echo "make caffe   only (re)use or build Caffe into the cache"
+	@echo "make gpu-bundle   the lean CUDA build as a self-contained folder <= 64 MiB in .gpu-bundle/ (docs/gpu.md)"
 	@echo "make clean   remove $(VENV), runs/ and build litter (the Caffe cache stays)"
 
 setup: venv caffe
@@ -44,6 +45,11 @@ sweep: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The lean CUDA variant (no OpenCV, no pycaffe, reference BLAS) bundled for a GPU host: docs/gpu.md.
+# CAFFE_GPU=0 bundles the lean CPU variant instead (what the tests check).
+gpu-bundle: venv
+	CAFFE_GPU=$(if $(CAFFE_GPU),$(CAFFE_GPU),1) $(BIN)/python -m caffegen.toolchain --bundle .gpu-bundle
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache *.egg-info build

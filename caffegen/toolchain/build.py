@@ -41,6 +41,7 @@ APT_PACKAGES: tuple[str, ...] = (
     "libgoogle-glog-dev", "libgflags-dev", "libhdf5-dev", "libopenblas-dev", "liblmdb-dev",
     "libopencv-core-dev", "libopencv-imgproc-dev", "libopencv-imgcodecs-dev", "libopencv-highgui-dev",
     "libopencv-videoio-dev",
+    "libblas3", "patchelf",   # the lean bundle's reference BLAS, and its $ORIGIN RUNPATHs (toolchain/bundle.py)
 )
 
 
@@ -58,6 +59,8 @@ class BuildFlags:
     opencv: bool = True
     lmdb: bool = True
     build_type: str = "Release"
+    pycaffe: bool = True          # build _caffe.so (the lean bundle variant does not)
+    blas: str = "openblas"        # or "reference": Debian's netlib libblas3 (0.4 MB instead of OpenBLAS's 36 MB)
 
     def cmake_args(self) -> list[str]:
         args = [
@@ -65,8 +68,10 @@ class BuildFlags:
             f"-DCPU_ONLY={'OFF' if self.gpu else 'ON'}",
             f"-DUSE_OPENCV={'ON' if self.opencv else 'OFF'}",
             f"-DUSE_LMDB={'ON' if self.lmdb else 'OFF'}",
-            "-DBUILD_python=ON",
+            f"-DBUILD_python={'ON' if self.pycaffe else 'OFF'}",
         ]
+        if self.blas == "reference":  # found before CMakeLists' own find_library(openblas), which then keeps it
+            args.append(f"-DBLAS_LIB={REFERENCE_BLAS}")
         if self.gpu:
             args += [f"-DCUDA_ARCH={self.cuda_arch}",
                      "-DCMAKE_PROJECT_Caffe_INCLUDE=<source>/caffegen_cuda.cmake",
@@ -74,9 +79,22 @@ class BuildFlags:
         return args
 
     def as_dict(self) -> dict:
-        return {"gpu": self.gpu, "cuda_arch": self.cuda_arch if self.gpu else None, "python": self.python,
-                "opencv": self.opencv, "lmdb": self.lmdb, "build_type": self.build_type,
-                "machine": platform.machine()}
+        d = {"gpu": self.gpu, "cuda_arch": self.cuda_arch if self.gpu else None, "python": self.python,
+             "opencv": self.opencv, "lmdb": self.lmdb, "build_type": self.build_type,
+             "machine": platform.machine()}
+        # The lean knobs enter the key only when set, so the keys of existing builds do not move.
+        if not self.pycaffe:
+            d["pycaffe"] = False
+        if self.blas != "openblas":
+            d["blas"] = self.blas
+        return d
+
+
+# The lean variant that travels to a GPU host as a bundle (toolchain/bundle.py): no OpenCV (feed LMDB, HDF5 or
+# DummyData instead of ImageData), no pycaffe (the host's Python is another version), the reference BLAS (cuBLAS
+# does the GPU's work; OpenBLAS alone is 36 MB).
+LEAN = {"opencv": False, "pycaffe": False, "blas": "reference"}
+REFERENCE_BLAS = f"/usr/lib/{platform.machine()}-linux-gnu/blas/libblas.so.3"
 
 
 def build_key(flags: BuildFlags) -> str:
@@ -122,8 +140,9 @@ class BuildEntry:
         return self.root / "BUILD_OK.json"
 
     def complete(self) -> bool:
+        pycaffe = self.info().get("flags", {}).get("pycaffe", True)
         return (self.marker.exists() and self.binary.exists()
-                and (self.python_path / "caffe" / "_caffe.so").exists()
+                and (not pycaffe or (self.python_path / "caffe" / "_caffe.so").exists())
                 and (self.python_path / "caffe" / "proto" / "caffe_pb2.py").exists())
 
     def info(self) -> dict:
@@ -327,6 +346,8 @@ def build(flags: BuildFlags = BuildFlags(), jobs: int | None = None, force: bool
             return entry
         entry.marker.unlink(missing_ok=True)
         start = time.time()
+        if flags.blas == "reference" and not Path(REFERENCE_BLAS).exists():
+            ensure_apt(("libblas3",), log)
         archive = fetch_source(cache, log)
         log(f"[setup] unpacking and fixing the source into {entry.source}")
         prepare_source(archive, entry.source, flags)
@@ -347,7 +368,7 @@ def build(flags: BuildFlags = BuildFlags(), jobs: int | None = None, force: bool
             log(f"[setup] compiling libcaffe, tools and pycaffe with {jobs} jobs ("
                 + ("about 11 min for CUDA" if flags.gpu else "about 5 min") + " on 2 cores; once per cache key)")
             _run_logged(["cmake", "--build", str(build_dir), "-j", str(jobs)], out, logfile, log, progress=True)
-        if not (entry.binary.exists() and (entry.python_path / "caffe" / "_caffe.so").exists()):
+        if not (entry.binary.exists() and (not flags.pycaffe or (entry.python_path / "caffe" / "_caffe.so").exists())):
             raise BuildError(f"build finished without tools/caffe or _caffe.so; see {logfile}")
         info = {"key": entry.root.name, "source": f"{SOURCE_PACKAGE}=={SOURCE_VERSION}",
                 "sha256": SOURCE_SHA256, "flags": flags.as_dict(), "python_executable": sys.executable,
