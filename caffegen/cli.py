@@ -20,17 +20,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "render": ("prototxt", "render", "Write train_val/solver/deploy prototxt for one learning rate."),
     "solvers": ("prototxt", "solvers", "Write one solver per base_lr x lr_policy into solvers/."),
     "schedule": ("prototxt", "schedule", "Plot the learning-rate schedule of each policy (Caffe's own math)."),
-    "export": ("prototxt", "export", "Export the net for other tools (Netscope)."),
+    "export": ("prototxt", "export", "Export the net (Netscope) or a sweep (TensorBoard) for other tools."),
     "lists": ("data", "lists", "Turn an image folder (or CSV) into shuffled, stratified list files."),
     "demo-data": ("data", "demo_data", "Generate the deterministic synthetic demo image set."),
     "prepare": ("data", "prepare", "Convert the list files to LMDB with Caffe's convert_imageset."),
     "sweep": ("sweep", "sweep", "Run `caffe train` for every variant of a sweep spec."),
     "status": ("sweep", "status", "Show the state of a sweep, also while it runs."),
+    "sanity": ("sweep", "sanity", "Overfit a tiny subset first (PASS/FAIL): are the net, labels and data wired right?"),
     "lr-find": ("sweep", "lr_find", "The LR range test: one short run with a rising lr, and a suggested base_lr."),
     "extend": ("sweep", "extend", "Continue a run (or a sweep's winner) from its snapshot to a new max_iter."),
     "parse": ("logs", "parse", "Turn a Caffe training log into train/test CSV and JSON curves."),
     "plot": ("logs", "plot", "Plot the curves of one run or log."),
     "report": ("report", "report", "Rank and diagnose a finished sweep: HTML, Markdown, CSV."),
+    "evaluate": ("evaluate", "evaluate", "Score a run's (or a sweep winner's) snapshot: confusion, per class, PR/ROC."),
 }
 
 

@@ -129,3 +129,61 @@ def format_checks(checks: list[Check]) -> str:
 def problems(checks: list[Check]) -> list[str]:
     """One line per failed required check, with its fix."""
     return [f"{c.name}: {c.detail} -> fix: {c.fix}" for c in checks if c.required and not c.ok]
+
+
+# --------------------------------------------------------------------------- caffegen doctor --backend ray
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    """Every node of a Ray cluster as ``caffegen doctor --backend ray`` found it (one probe task per node)."""
+
+    where: str
+    nodes: list[dict]
+    driver_version: str | None     # the Caffe of this machine (the driver validates nets with it), if any
+
+    def problems(self) -> list[str]:
+        """A node without Caffe, or Caffe versions that differ (between nodes or from the driver's): one line each."""
+        out = []
+        for n in self.nodes:
+            if "error" in n:
+                out.append(f"node {n['ip']} ({n['id'][:8]}): {n['error']} -> fix: build Caffe at the same cache path "
+                           "on every node, or set CAFFEGEN_CAFFE_BIN / CAFFE_ROOT in the node's environment "
+                           "(docs/cluster.md)")
+        versions = {n["version"] for n in self.nodes if "version" in n}
+        if self.driver_version:
+            versions.add(self.driver_version)
+        if len(versions) > 1:
+            each = ", ".join(f"{n['ip']} {n['version']}" for n in self.nodes if "version" in n)
+            out.append(f"Caffe versions differ: {each}" + (f", this machine {self.driver_version}"
+                                                           if self.driver_version else "")
+                       + " -> fix: one Caffe build on every node (runs must be comparable)")
+        return out
+
+    def table(self) -> str:
+        head = ("node", "ip", "host", "CPUs", "GPUs", "caffe", "GPUs seen", "binary")
+        rows = [head]
+        for n in self.nodes:
+            seen = len(n.get("gpus_seen", []))
+            rows.append((n["id"][:8], n["ip"], n.get("host", "?"), f"{n['cpus']:g}", f"{n['gpus']:g}",
+                         n.get("version", "MISSING"), str(seen) if seen else "none",
+                         n.get("caffe", n.get("error", ""))))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+        cpus = sum(n["cpus"] for n in self.nodes)
+        gpus = sum(n["gpus"] for n in self.nodes)
+        lines.append(f"{len(self.nodes)} node{'s' if len(self.nodes) != 1 else ''} ({self.where}): {cpus:g} CPUs, "
+                     f"{gpus:g} GPUs; this machine's Caffe: {self.driver_version or 'none'}")
+        return "\n".join(lines)
+
+
+def cluster_report(address: str | None) -> ClusterReport:
+    """Probe every alive node of the Ray cluster at ``address`` (None: ``$RAY_ADDRESS``, else a local instance)."""
+    from .sweep.ray_executor import survey
+
+    where, nodes = survey(address)
+    try:
+        driver_version: str | None = find().version
+    except CaffeNotFound:
+        driver_version = None
+    return ClusterReport(where, nodes, driver_version)

@@ -33,8 +33,12 @@ def _parse_classes(value: str | None) -> int | list[str] | None:
               help="Cap images per class (a seeded random draw). Default: all.")
 @click.option("--out", "out", type=click.Path(path_type=Path), default=Path("lists"), show_default=True,
               help=f"Folder for {LIST_TRAIN}, {LIST_VAL} and {LABELS}.")
+@click.option("--augment", "augment", metavar="SPEC", default=None,
+              help="Add augmented copies of each TRAIN image to the train list (never to val): "
+                   "'rotate=15,shift=0.1,shear=0.1,zoom=0.1,flip,copies=2' (any subset) or a preset: "
+                   "none, light, strong.")
 def lists(root: Path, val_fraction: float, seed: int, classes: str | None, per_class: int | None,
-          out: Path) -> None:
+          out: Path, augment: str | None) -> None:
     """Turn ROOT into shuffled, stratified ImageData list files.
 
     ROOT is a folder with one sub-folder per class (images may be nested below it; hidden files are
@@ -43,12 +47,21 @@ def lists(root: Path, val_fraction: float, seed: int, classes: str | None, per_c
     one warning. Lines are `<absolute path> <label>` (Caffe splits at the last space, so spaces and
     non-ASCII in paths are fine); use them with an empty `root_folder`. labels.txt: line i names label i.
 
+    With --augment (seed 002: when data is small), each train image also gets
+    augmented copies (Pillow: one random affine about the centre, a random
+    flip), deterministic from the image, the parameters and the copy's number,
+    and cached in ~/.cache/caffegen/augment/: the same input gives byte-identical
+    lists and files. Caffe's own data layer still crops and mirrors.
+
     \b
-    Example (the seed's 9:1 GHIM-10k split):
+    Examples (the seed's 9:1 GHIM-10k split):
       caffegen lists ~/data/GHIM-10k --out lists/
+      caffegen lists ~/data/GHIM-10k --out lists/ --augment "rotate=15,shift=0.1,flip,copies=2"
     """
+    from ..data.augment import augment_list, parse_augment
     from ..data.lists import SkippedFilesWarning, format_counts, scan, skipped_message, write_lists
 
+    aug = parse_augment(augment, "--augment")  # a bad spec fails before any image is read
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedFilesWarning)  # reported below, once, on stderr
         listset = scan(root, val_fraction=val_fraction, seed=seed, classes=_parse_classes(classes),
@@ -57,6 +70,18 @@ def lists(root: Path, val_fraction: float, seed: int, classes: str | None, per_c
         click.echo(f"caffegen: warning: {skipped_message(listset.skipped)}", err=True)
     files = write_lists(listset, out)
     click.echo(format_counts(listset))
+    if aug is None:
+        (out / "augment.json").unlink(missing_ok=True)  # the lists just written are plain again
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True, disable=not click.get_text_stream("stderr").isatty()) as bar:
+            task = bar.add_task("[augment] copies", total=None)
+            augment_list(files["train"], aug, out, progress=lambda done, total: bar.update(task, completed=done,
+                                                                                           total=total))
+        n = len(listset.train)
+        click.echo(f"augmented: {aug.describe()}: {n} train images + {n * aug.copies} copies in {files['train']} "
+                   f"(val untouched; {out / 'augment.json'})")
     click.echo(f"wrote {files['train']}, {files['val']}, {files['labels']}")
 
 

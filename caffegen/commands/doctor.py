@@ -5,7 +5,11 @@ import click
 
 
 @click.command()
-def doctor() -> int:
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: check every node of a Ray cluster instead of this machine.")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="With --backend ray: the cluster [default: $RAY_ADDRESS, else a local Ray instance].")
+def doctor(backend: str, address: str | None) -> int:
     """Check that the Caffe caffegen would drive is usable.
 
     \b
@@ -14,9 +18,27 @@ def doctor() -> int:
     caffe_pb2 and pycaffe import and run a CPU forward pass, the build's
     GPU support and the GPUs seen, the BLAS library, and the cache path.
 
+    \b
+    --backend ray runs one task on each node of the Ray cluster (pinned
+    there): the Caffe found on it, its version, the GPUs it sees, and a
+    table of the nodes with their CPUs and GPUs. Exit 1 when a node has no
+    Caffe or the versions differ (docs/cluster.md).
+
     Exit 0 when Caffe is usable; otherwise 1, after one line per problem
     with its fix on stderr.
     """
+    if address is not None and backend != "ray":
+        from ..errors import InputError
+
+        raise InputError("doctor: --address is the address of a Ray cluster: it needs --backend ray")
+    if backend == "ray":
+        from ..doctor import cluster_report
+
+        report = cluster_report(address)
+        click.echo(report.table())
+        for line in report.problems():
+            click.echo(f"caffegen: error: {line}", err=True)
+        return 1 if report.problems() else 0
     from ..doctor import format_checks, problems, run_checks, usable
 
     checks = run_checks()

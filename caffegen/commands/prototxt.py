@@ -1,4 +1,4 @@
-"""``caffegen render``, ``solvers``, ``schedule`` and ``export netscope``: thin wrappers over
+"""``caffegen render``, ``solvers``, ``schedule`` and ``export netscope`` (``export tensorboard`` is in commands/report): thin wrappers over
 :mod:`caffegen.prototxt`. Their net and solver options are generated from the option dataclasses
 (:mod:`caffegen.commands.options`), defaults and help included.
 """
@@ -205,10 +205,11 @@ def schedule(lr: str, policy: str, max_iter: str, out: str, **overrides: Any) ->
 
 @click.group()
 def export() -> None:
-    """Export the net for other tools.
+    """Export the net, or a sweep's curves, for other tools.
 
     \b
     caffegen export netscope [NET] [--out FILE]    deploy-form prototxt for Netscope
+    caffegen export tensorboard [SWEEP|RUN]        a TensorBoard log directory (scalars, HParams, PR curves)
     """
 
 
@@ -284,3 +285,12 @@ def netscope(net_file: Path | None, out: str | None, input_shape, no_pycaffe_che
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     click.echo(str(path))
+
+
+def _add_tensorboard() -> None:
+    from .report import tensorboard  # (click only: the exporter itself is imported when it runs)
+
+    export.add_command(tensorboard)
+
+
+_add_tensorboard()

@@ -39,3 +39,35 @@ def report(sweep_dir: Path | None, live: bool) -> int:
     for key in ("html", "md", "csv"):
         click.echo(str(paths[key]))
     return 0
+
+
+@click.command("tensorboard")
+@click.argument("target", metavar="SWEEP|RUN", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Log directory to write [default: SWEEP/tensorboard]; replaced on re-export.")
+def tensorboard(target: Path | None, out_dir: Path | None) -> int:
+    """A sweep (or one run) as a TensorBoard log directory.
+
+    \b
+    One folder per run: train/loss, train/lr, test/loss, test/top1, test/top5
+    against iteration (wall time from the log); the HParams plugin's table and
+    parallel coordinates (the sweep's axes as hyperparameters, best/final top-1,
+    best top-5 and final loss as metrics); and, for runs `caffegen evaluate`
+    scored, one PR curve per class. Written with TensorBoard's own event writer
+    (pip install 'caffegen[tensorboard]'); no TensorFlow needed.
+
+    \b
+    Example:
+      caffegen export tensorboard runs/default
+      tensorboard --logdir runs/default/tensorboard
+    """
+    from ..report.tensorboard import export_tensorboard
+
+    d = target or Path("runs") / "default"
+    if not d.exists():
+        raise InputError(f"{d}: no such sweep or run folder")
+    result = export_tensorboard(d, out_dir)
+    click.echo(f"{result.logdir}: {len(result.runs)} runs, {result.scalars} scalar points, "
+               f"{len(result.hparams)} hparams ({', '.join(result.hparams) or '-'}), {result.pr_curves} PR curves")
+    click.echo(f"  tensorboard --logdir {result.logdir}")
+    return 0

@@ -37,13 +37,24 @@ def _gpus(ctx, param, value: str | None):  # noqa: ARG001
 @click.option("--stop-grace", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="How long a caffe asked to stop (Ctrl-C, SIGTERM, early stop, timeout) may take to snapshot before "
                    "it is killed [default: 120].")
+@click.option("--keep-best", type=click.IntRange(0), default=None, metavar="K",
+              help="Keep the K snapshots nearest each run's best test top-1 (for `caffegen evaluate`), beside the "
+                   "newest [default: 1].")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default=None,
+              help="Where runs execute: child processes here, or one Ray actor per run on a Ray cluster "
+                   "(pip install 'caffegen[ray]'; docs/cluster.md) [default: spec's, else local].")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="With --backend ray: the cluster to join (auto: the one `ray start` made here) "
+                   "[default: $RAY_ADDRESS, else a new local Ray instance].")
+@click.option("--retries", type=click.IntRange(0), default=None, metavar="N",
+              help="With --backend ray: restarts of a run lost with its node, from its snapshot [default: 2].")
 @click.option("--dry-run", is_flag=True, help="Check the spec and list the variants; run nothing.")
 @click.option("--force", is_flag=True,
               help="Kill a caffe that an earlier (killed) caffegen sweep left training a run of this folder. Without "
                    "it such a caffe is asked to snapshot and stop, and waited for (120 s), never run beside.")
 @click.option("--report/--no-report", default=True, help="Write the report when the sweep ends [default: on].")
 def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_stop, diverge_factor,
-          stop_grace, dry_run: bool, force: bool, report: bool) -> int:
+          stop_grace, keep_best, backend, address, retries, dry_run: bool, force: bool, report: bool) -> int:
     """Run `caffe train` for every variant of a sweep spec.
 
     \b
@@ -85,18 +96,33 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     2 on a bad spec.
 
     \b
+    On a cluster: --backend ray runs each caffe as a Ray actor (num_cpus,
+    or num_gpus = 1/K with --per-gpu K) on any node; the sweep folder must
+    be at the same path on every node (a shared file system), where the
+    driver reads the logs. A run whose node dies is retried on another
+    node from its newest snapshot (--retries, default 2). Everything else
+    (store, stop policy, pruning, resume) is as locally (docs/cluster.md).
+
+    \b
     Examples:
       caffegen sweep                       # the default sweep (make sweep)
       caffegen sweep my.toml -j 2 --early-stop 3
       caffegen sweep my.toml --gpus 0,1 --per-gpu 2
+      caffegen sweep my.toml --backend ray --address auto
     """
     from ..sweep.spec import check_run_settings, load_spec
 
     s = load_spec(spec)
     overrides = {k: v for k, v in dict(jobs=jobs, gpus=gpus, per_gpu=per_gpu, timeout=timeout, early_stop=early_stop,
-                                        diverge_factor=diverge_factor, stop_grace=stop_grace).items() if v is not None}
+                                        diverge_factor=diverge_factor, stop_grace=stop_grace,
+                                        keep_best=keep_best, backend=backend, address=address,
+                                        retries=retries).items() if v is not None}
     run = dataclasses.replace(s.run, **overrides)
     check_run_settings(run, "command line")
+    if run.backend == "ray":  # before anything starts: without Ray, one line with the fix (exit 2)
+        from ..sweep.ray_executor import require_ray
+
+        require_ray()
     out = out_dir or Path("runs") / s.name
     if dry_run:
         if s.search is not None and s.search.sampled:
@@ -240,3 +266,62 @@ def extend(target: Path, iters: int, best: bool, gpus) -> int:
                for run in runs]
     return 1 if any(r.status == "failed" for r in results) else 130 if any(r.status == "interrupted"
                                                                              for r in results) else 0
+
+
+@click.command()
+@click.argument("spec", default="default", metavar="[SPEC]")
+@click.option("--per-class", type=click.IntRange(1), default=2, show_default=True,
+              help="Images per class in the tiny subset (the first ones of the train list).")
+@click.option("--max-iter", type=click.IntRange(10), default=300, show_default=True,
+              help="Give up (FAIL) after this many iterations.")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="PASS once the train loss falls below it [default: 10% of ln(classes)].")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="base_lr (fixed) [default: the spec's base_lr, else the middle of its grid].")
+@click.option("--control", is_flag=True,
+              help="Also train with the labels shuffled: with the real labels the loss must fall faster.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the runs and loss.png [default: runs/<spec name>-sanity].")
+@click.option("--gpus", callback=_gpus, default=None, metavar="0", help="Run on this GPU (CUDA build).")
+def sanity(spec: str, per_class: int, max_iter: int, threshold: float | None, lr: float | None, control: bool,
+           out_dir: Path | None, gpus) -> int:
+    """Overfit a tiny subset first: PASS or FAIL, exit 0 or 1.
+
+    \b
+    Trains SPEC's net on --per-class images of each class with no mirror,
+    no weight decay and a fixed base_lr until the train loss (mean of 5
+    iterations) falls below the threshold. A net and data wired right
+    memorise a few images fast; one that cannot has a bug no sweep will
+    tune away. On FAIL the likely causes, in the seeds' order: the labels
+    or the list (a frozen classifier, one label for all), the learning
+    rate far too low or high (the loss curve says which), the data layer
+    and its transform. --control adds a run with the labels shuffled: it
+    must need clearly longer (more than 1.5x the iterations) to get there.
+
+    \b
+    Examples:
+      caffegen sanity                     # the default spec
+      caffegen sanity my.toml --per-class 5 --control
+    """
+    from ..report.figures import sanity_figure
+    from ..sweep.sanity import sanity as run_sanity, sparkline
+    from ..sweep.spec import load_spec
+    from ..toolchain import locate
+
+    s = load_spec(spec)
+    out = out_dir or Path("runs") / f"{s.name}-sanity"
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
+    result = run_sanity(s, out, locate(), per_class=per_class, max_iter=max_iter, threshold=threshold, lr=lr,
+                        control=control, gpus=gpus or (), log=log)
+    png = sanity_figure(result, out / "loss.png", title=f"sanity: {s.name}")
+    click.echo(result.line)
+    click.echo(f"  loss {sparkline(result.losses)}")
+    if result.control is not None:
+        c = result.control
+        when = (f"below the threshold at iteration {c.reached_at}" if c.reached_at is not None else
+                f"not below the threshold in {c.last_iter} iterations (loss {c.final_loss:.3g})")
+        click.echo(f"  control (shuffled labels): {when} {sparkline(c.losses)}")
+    for i, cause in enumerate(result.causes, 1):
+        click.echo(f"  {i}. {cause}")
+    click.echo(f"  {png}")
+    return 0 if result.passed else 1

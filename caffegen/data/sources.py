@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..paths import cache_root
 from .lists import LABELS, LIST_TRAIN, LIST_VAL, read_list, scan, write_lists
 
-__all__ = ["DataSpec", "PreparedData", "prepare_data", "demo_dataset"]
+__all__ = ["DataSpec", "PreparedData", "prepare_data", "demo_dataset", "augmented"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class DataSpec:
     seed: int = 0
     classes: Any = None
     per_class: int | None = None
+    augment: Any = None          # offline augmentation of the train list: a preset, "rotate=15,flip,..." or a table
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,36 @@ def prepare_data(d: DataSpec, out_dir: Path, log: Callable[[str], None], where: 
         write_lists(listset, lists_dir)
     labels = [ln for ln in labels_path.read_text(encoding="utf-8").splitlines() if ln.strip()]  # line i: label i
     return PreparedData(train_path.resolve(), val_path.resolve(), "", len(labels), labels)
+
+
+def augmented(data: PreparedData, value: Any, out_dir: Path, log: Callable[[str], None],
+              where: str = "spec") -> PreparedData:
+    """``data`` with its train list augmented by ``value`` (``[data] augment`` or a ``data.augment`` grid value)
+    into ``out_dir/lists/augment-<key>/`` (made once); the val list is the same file. ``none``: ``data`` itself."""
+    from .augment import augment_list, parse_augment
+
+    aug = parse_augment(value, f"{where}: [data] augment")
+    if aug is None:
+        return data
+    key = hashlib.sha256(aug.canonical().encode()).hexdigest()[:10]
+    folder = out_dir / "lists" / f"augment-{key}"
+    train = folder / LIST_TRAIN
+    if not (train.exists() and (folder / "augment.json").exists()):
+        log(f"[data] augmenting the train list: {aug.describe()} -> {train}")
+        augment_list(data.train_list, aug, folder, root_folder=data.root_folder)
+    if data.root_folder:  # the copies are absolute paths: the val list must be read with root_folder "" too
+        val = folder / LIST_VAL
+        if not val.exists():
+            import os
+
+            items = read_list(data.val_list)
+            write_bytes = b"".join(os.fsencode(p if Path(p).is_absolute() else os.path.abspath(data.root_folder + p))
+                                   + b" " + str(label).encode() + b"\n" for p, label in items)
+            from ..paths import write_atomic
+
+            write_atomic(val, write_bytes)
+        return PreparedData(train.resolve(), val.resolve(), "", data.num_classes, data.labels)
+    return PreparedData(train.resolve(), data.val_list, "", data.num_classes, data.labels)
 
 
 def _labels_from_lists(*paths: Path) -> list[str]:

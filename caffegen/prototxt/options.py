@@ -322,7 +322,7 @@ def test_iter_for(val_images: int | None, test_batch: int) -> int:
 
 
 _SHORT = {"base_lr": "lr", "lr_policy": "", "weight_decay": "wd", "momentum": "m", "type": "",
-          "net.dropout": "drop", "net.train_batch": "bs", "max_iter": "it", "iter_size": "is"}
+          "net.dropout": "drop", "net.train_batch": "bs", "max_iter": "it", "iter_size": "is", "data.augment": "aug-"}
 
 
 def variant_name(axes: dict[str, Any]) -> str:

@@ -21,7 +21,8 @@ from ..logs.curves import accuracy_name
 from .checks import as_choice, as_float, as_int, as_tuple
 from .options import knob
 
-__all__ = ["UserNet", "DataSources", "Head", "WiredNet", "load_net", "wire", "deploy_text", "heads_of", "phases"]
+__all__ = ["UserNet", "DataSources", "Head", "WiredNet", "load_net", "wire", "deploy_text", "heads_of", "phases",
+           "data_layers"]
 
 # Data layer types caffegen cannot point at a sweep's images, and why.
 UNWIRABLE = {
@@ -154,7 +155,7 @@ def _is_data(layer) -> bool:
     return not layer.bottom and (layer.type in ("Data", "ImageData", "Input") or layer.type in UNWIRABLE)
 
 
-def _data_layers(net, where: str) -> dict[str, Any]:
+def data_layers(net, where: str) -> dict[str, Any]:
     """The one TRAIN and the one TEST data layer, or the error that says why this net cannot be swept."""
     layers = [layer for layer in net.layer if _is_data(layer)]
     for layer in layers:
@@ -233,7 +234,7 @@ def wire(user: UserNet, sources: DataSources | None, where: str | None = None) -
     net = load_net(path)
     base = Path(user.root).expanduser() if user.root else path.parent
     notes: list[str] = []
-    layers = _data_layers(net, where)
+    layers = data_layers(net, where)
     val_list: Path | None = None
     for phase, layer in layers.items():
         list_path = _wire_source(layer, phase, user, sources, base, where)

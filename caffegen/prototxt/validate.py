@@ -127,7 +127,7 @@ def _probe_main(argv: list[str]) -> None:
     os._exit(0)  # skip interpreter teardown: pycaffe's static destructors are slow and noisy
 
 
-def _failure_line(stderr: str, returncode: int) -> str:
+def failure_line(stderr: str, returncode: int) -> str:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     for ln in lines:
         m = _GLOG_FATAL.match(ln)
@@ -158,7 +158,7 @@ def run_probe(jobs: list[tuple], timeout: float = 600) -> list[dict[str, list[in
     for line in proc.stdout.splitlines():
         if line.startswith(_PROBE_MARK) and proc.returncode == 0:
             return json.loads(line[len(_PROBE_MARK):])
-    raise ValidationError(_failure_line(proc.stderr, proc.returncode))
+    raise ValidationError(failure_line(proc.stderr, proc.returncode))
 
 
 def check_shapes(shapes: dict[str, list[int]], opts: NetOptions, batch: int, where: str) -> None:

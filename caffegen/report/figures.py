@@ -19,10 +19,11 @@ from .diagnose import metric_roles
 
 if TYPE_CHECKING:
     from ..sweep.lrfind import LRFind
+    from ..sweep.sanity import Sanity
     from .analysis import RunReport, VariantReport
 
-__all__ = ["plot_curves", "ema", "curves_figure", "lr_figure", "heatmap_figure", "run_figure", "plot_schedules",
-           "lr_find_figure", "study_figures"]
+__all__ = ["plot_curves", "ema", "png_bytes", "pyplot", "curves_figure", "lr_figure", "heatmap_figure", "run_figure", "plot_schedules",
+           "lr_find_figure", "sanity_figure", "study_figures"]
 
 
 def ema(values: list[float], alpha: float) -> list[float]:
@@ -39,10 +40,7 @@ def ema(values: list[float], alpha: float) -> list[float]:
 
 def plot_curves(curves: Curves, out_png: str | Path, *, title: str | None = None, smooth: float = 0.6) -> Path:
     """Write a PNG with two panels (losses; accuracies + lr) against iteration; return its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     curves = curves.resolved()
     roles = metric_roles(curves)
@@ -98,7 +96,26 @@ def plot_curves(curves: Curves, out_png: str | Path, *, title: str | None = None
     return out
 
 
-def _png(fig) -> bytes:
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_png: str | Path) -> Path:
+    """Lay out and write ``fig`` as a PNG (its folder made if need be); return the path."""
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -141,10 +158,7 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
     """Small multiples, one panel per lr_policy: each base_lr's test top-1 (``what="top1"``) or smoothed train loss
     (``"loss"``, log axis) against iteration (``x="NumIters"``) or wall-clock seconds (``x="Seconds"``): 21
     curves on one axis are unreadable, 3 on each of 7 are not. Repeats are thin lines of their variant's colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = _panels(runs)
     cols = min(4, len(panels))
@@ -189,7 +203,7 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
     if handles:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def lr_figure(variants: list[VariantReport]) -> bytes | None:
@@ -198,14 +212,11 @@ def lr_figure(variants: list[VariantReport]) -> bytes | None:
     lrs = sorted({v.axes["base_lr"] for v in variants if isinstance(v.axes.get("base_lr"), (int, float))})
     if len(lrs) < 2:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     policies = [p for p in POLICY_ORDER if any(v.axes.get("lr_policy") == p for v in variants)] or [None]
-    cmap = matplotlib.colormaps["tab10"]
+    cmap = plt.colormaps["tab10"]
     for i, policy in enumerate(policies):
         pts = sorted((v.axes["base_lr"], v) for v in variants if "base_lr" in v.axes and v.score is not None
                      and (policy is None or v.axes.get("lr_policy") == policy))
@@ -222,7 +233,7 @@ def lr_figure(variants: list[VariantReport]) -> bytes | None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def heatmap_figure(variants: list[VariantReport]) -> bytes | None:
@@ -231,10 +242,7 @@ def heatmap_figure(variants: list[VariantReport]) -> bytes | None:
     pols = [p for p in POLICY_ORDER if any(v.axes.get("lr_policy") == p for v in variants)]
     if not lrs or not pols:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     grid = np.full((len(lrs), len(pols)), np.nan)
     status = [["" for _ in pols] for _ in lrs]
@@ -260,7 +268,7 @@ def heatmap_figure(variants: list[VariantReport]) -> bytes | None:
                     color="white" if math.isnan(grid[i, j]) or grid[i, j] < 0.6 * np.nanmax(grid) else "black")
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def run_figure(r: RunReport, out_png: Path) -> bytes | None:
@@ -273,10 +281,7 @@ def run_figure(r: RunReport, out_png: Path) -> bytes | None:
 def plot_schedules(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: str | Path, *,
                    title: str = "Learning-rate schedules (Caffe's GetLearningRate)") -> Path:
     """Plot lr against iteration for each named curve on a log y axis and save a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = Path(out)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
@@ -300,10 +305,7 @@ def plot_schedules(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: str | 
 
 def lr_find_figure(result: LRFind, out_png: str | Path, title: str = "LR range test") -> Path:
     """Smoothed loss against lr (log axis), raw losses faint, the three suggestions marked, where it blew up."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 4.6))
     try:
@@ -326,13 +328,31 @@ def lr_find_figure(result: LRFind, out_png: str | Path, title: str = "LR range t
         ax.set(xlabel="learning rate", ylabel="train loss", title=title)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        out = Path(out_png)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
+        return _save(fig, out_png)
     finally:
         plt.close(fig)
-    return out
+
+
+def sanity_figure(result: Sanity, out_png: str | Path, title: str = "sanity: overfit a tiny subset") -> Path:
+    """The tiny subset's train loss against iteration, the threshold, and the shuffled-label control's loss."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    try:
+        for r, label, colour in ((result, "real labels", "tab:blue"), (result.control, "shuffled labels (control)",
+                                                                         "tab:gray")):
+            if r is not None and r.losses:
+                ax.plot([it for it, _ in r.losses], [v if math.isfinite(v) else math.nan for _, v in r.losses],
+                        color=colour, lw=1.6, label=label)
+        ax.axhline(result.threshold, color="tab:green", ls="--", lw=1, label=f"threshold {result.threshold:.3g}")
+        if result.reached_at:
+            ax.axvline(result.reached_at, color="tab:green", ls=":", lw=1)
+        ax.set(xlabel="iteration", ylabel=f"train loss (mean of {result.window} iterations)", title=f"{title}: {result.line[:4]}")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        return _save(fig, out_png)
+    finally:
+        plt.close(fig)
 
 
 STUDY_FIGURES = (  # key, Optuna's matplotlib function
@@ -368,5 +388,5 @@ def study_figures(sweep_dir: Path, name: str) -> dict[str, bytes]:
         fig = first.figure
         fig.set_size_inches(8, 4.5)
         fig.tight_layout()
-        out[key] = _png(fig)
+        out[key] = png_bytes(fig)
     return out

@@ -92,9 +92,16 @@ def _run_details(r: RunReport, winner: VariantReport | None, v: VariantReport, d
     return lines or ["no finding"]
 
 
+def _eval_line(variant: str, s: dict) -> str:
+    top5 = f", top-5 {s['top5']:.4f}" if s.get("top5") is not None else ""
+    ap = f", mean AP {s['mean_ap']:.3f}" if s.get("mean_ap") is not None else ""
+    return f"{variant} @ iteration {s['iteration']}: top-1 {s['top1']:.4f}{top5}{ap} on {s['images']} images"
+
+
 def render_html(title: str, verdict_: Verdict, ranked: list[VariantReport], figs: dict[str, bytes | None],
                 run_figs: dict[str, bytes | None], axes: list[str] | None = None,
-                details: dict[str, list[str]] | None = None, live: bool = False) -> str:
+                details: dict[str, list[str]] | None = None, live: bool = False,
+                evals: dict[str, dict] | None = None) -> str:
     e = html.escape
     refresh = f"<meta http-equiv='refresh' content='{LIVE_REFRESH_S}'>" if live else ""
     out = [f"<!doctype html><html><head><meta charset='utf-8'>{refresh}<title>{e(title)}</title>"
@@ -106,6 +113,11 @@ def render_html(title: str, verdict_: Verdict, ranked: list[VariantReport], figs
                "intervals are 95% (Wilson's for one run, the t-interval of the mean over repeats).</p>")
     if axes:
         out.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in axes) + "</ul>")
+    if evals:
+        out.append("<h2>Evaluation</h2><ul>" + "".join(
+            f"<li><a href='{e(v)}/eval/index.html'>{e(_eval_line(v, s))}</a> (confusion matrix, per-class "
+            "precision/recall, PR and ROC curves, the most confident mistakes)</li>" for v, s in evals.items())
+            + "</ul>")
     for key, heading, alt in FIGURES:
         if figs.get(key):
             out.append(f"<h2>{heading}</h2><img alt='{alt}' src='{_b64(figs[key])}'>")
@@ -139,11 +151,15 @@ def render_html(title: str, verdict_: Verdict, ranked: list[VariantReport], figs
 
 
 def render_markdown(title: str, verdict_: Verdict, ranked: list[VariantReport], fig_files: dict[str, str],
-                    axes: list[str] | None = None, details: dict[str, list[str]] | None = None) -> str:
+                    axes: list[str] | None = None, details: dict[str, list[str]] | None = None,
+                    evals: dict[str, dict] | None = None) -> str:
     lines = [f"# {title}", "", f"**{verdict_.headline}**", "", f"_Within noise: {verdict_.method}; intervals are 95%._",
              ""]
     if axes:
         lines += [f"- {line}" for line in axes] + [""]
+    if evals:
+        lines += ["## Evaluation", ""] + [f"- [{_eval_line(v, s)}]({v}/eval/index.html)" for v, s in evals.items()]
+        lines.append("")
     for key, _, alt in FIGURES:
         if key in fig_files:
             lines += [f"![{alt}]({fig_files[key]})", ""]
@@ -203,7 +219,11 @@ def write_report(sweep_dir: str | Path, live: bool = False) -> dict[str, Path]:
             write_atomic(fig_dir / f"{key}.png", png)
             fig_files[key] = f"report/{key}.png"
     paths = {"html": sweep_dir / "report.html", "md": sweep_dir / "report.md", "csv": sweep_dir / "summary.csv"}
-    write_atomic(paths["html"], render_html(head, ver, ranked, figs, run_figs, axes, details, live=live))
-    write_atomic(paths["md"], render_markdown(head, ver, ranked, fig_files, axes, details))
+    from ..evaluate.writers import read_summary  # what `caffegen evaluate` left in the runs' eval/ (read only)
+
+    evals = {r.variant: s for r in runs if (s := read_summary(sweep_dir / r.variant / "eval"))}
+    write_atomic(paths["html"], render_html(head, ver, ranked, figs, run_figs, axes, details, live=live,
+                                            evals=evals))
+    write_atomic(paths["md"], render_markdown(head, ver, ranked, fig_files, axes, details, evals=evals))
     write_atomic(paths["csv"], csv_text(table_rows(ranked, ver.winner)))
     return paths

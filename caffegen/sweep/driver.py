@@ -8,6 +8,7 @@ Re-running the same command resumes: final runs are skipped, the others continue
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import shutil
@@ -22,16 +23,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data.sources import prepare_data
+from ..data.sources import augmented, prepare_data
 from ..errors import CaffegenError, InputError, ValidationError
 from ..logs.follower import LogTail
 from ..paths import sha256_file
 from ..toolchain import CaffeInstall
-from .executor import Executor, Handle, Job, LocalExecutor, Slot
+from .executor import LOST, Executor, Handle, Job, LocalExecutor, Slot
 from .monitor import Decision, decide
 from .progress import run_view
 from .processes import is_running, launch_prefix
-from .runs import (RunPlan, plan_run, prune_snapshots, read_manifest, settle_snapshots, usable_snapshot,
+from .runs import (RunPlan, best_snapshot_iters, plan_run, prune_snapshots, read_manifest, settle_snapshots,
+                   snapshot_record, snapshots, usable_snapshot,
                    write_manifest)
 from .search import Study, TrialSource, trial_name
 from .spec import RunSettings, SweepSpec, Variant, point
@@ -91,7 +93,7 @@ class Driver:
         self.out_dir = Path(out_dir)
         self.run = run
         self.caffe = caffe
-        self.executor = executor or LocalExecutor(jobs=run.jobs, gpus=run.gpus, per_gpu=run.per_gpu)
+        self.executor = executor or make_executor(run)
         self.display = display
         self.log = log
         self.poll_s = poll_s
@@ -108,6 +110,8 @@ class Driver:
         self.source: Any = None
         self.metric: str | None = run.metric    # the ranking metric and top-5 of the sweep's net (set in execute)
         self.top5: str | None = None
+        self._retry: list[RunPlan] = []               # runs lost with their node, to start again first
+        self._lost: dict[str, list[dict]] = {}        # variant -> its lost attempts in this sweep (manifest)
 
     # -- signals: SIGINT (Ctrl-C), SIGTERM (Slurm, systemd, docker stop, Kubernetes) and SIGHUP alike
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
@@ -142,6 +146,7 @@ class Driver:
                                         "fingerprint": self.spec.fingerprint(), "metric": self.metric,
                                         "top5": self.top5, "net": _net_record(first),
                                         "val_images": first.val_images, "seeds": list(self.spec.seeds),
+                                        "keep_best": self.run.keep_best,
                                         "search": asdict(search) if search else None})
                 for plan in plans:
                     self._register(store, plan)
@@ -193,7 +198,16 @@ class Driver:
         d = self.spec.data
         data = prepare_data(d, self.out_dir, self.log, self.spec.source)
         lmdb = (d.train_lmdb, d.val_lmdb) if d.train_lmdb else None
-        self._make = lambda v: plan_run(v, data, gpu=bool(self.run.gpus), lmdb=lmdb,
+        lists: dict[str, Any] = {}  # augmentation (as JSON) -> the lists its variants read, made once each
+
+        def data_for(v: Variant):
+            value = v.data.get("augment", d.augment)
+            key = json.dumps(value, sort_keys=True)
+            if data is not None and key not in lists:
+                lists[key] = augmented(data, value, self.out_dir, self.log, self.spec.source)
+            return lists.get(key, data)
+
+        self._make = lambda v: plan_run(v, data_for(v), gpu=bool(self.run.gpus), lmdb=lmdb,
                                         base_solver=self.spec.base_solver)
         plans = [self._make(v) for v in self.spec.variants]
         reference = plans[0] if plans else self._make(
@@ -253,9 +267,9 @@ class Driver:
         free = list(self.executor.slots())
         active: dict[str, Active] = {}
         try:
-            while (source.remaining() and not self._stop_requested) or active:
+            while ((source.remaining() or self._retry) and not self._stop_requested) or active:
                 while free and not self._stop_requested:
-                    plan = source.next_plan()
+                    plan = self._retry.pop(0) if self._retry else source.next_plan()
                     if plan is None:
                         break
                     slot = free.pop(0)
@@ -397,17 +411,20 @@ class Driver:
                 self.log(f"[sweep] {a.name}: {d.status}: {d.reason}")
         if rc is None and a.stop_sent_at is not None and time.time() - a.stop_sent_at > self.run.stop_grace:
             a.handle.kill()
-        if rc is None and time.time() - a.pruned_at > 10:
-            prune_snapshots(a.tail.path.parent, keep=2)  # the newest may still be being written
+        if rc is None and time.time() - a.pruned_at > 10:  # the newest may still be being written: keep two
+            prune_snapshots(a.tail.path.parent, keep=2, protect=self._best_snapshots(a))
             a.pruned_at = time.time()
         a.overhead_s += time.perf_counter() - t0   # log parsing + policy: orchestration, not caffe
         if rc is None:
             return False
+        if rc == LOST and a.decision is None and not a.interrupted_by_user:
+            return self._lost_run(store, a)
         t1 = time.perf_counter()
         a.tail.flush()
         run_dir = a.tail.path.parent
         full = disk_full(run_dir) if rc != 0 else None  # (before the broken snapshot pieces give space back)
-        settle_snapshots(run_dir, keep=1 if rc == 0 and a.decision is None and not a.interrupted_by_user else 2)
+        settle_snapshots(run_dir, keep=1 if rc == 0 and a.decision is None and not a.interrupted_by_user else 2,
+                         protect=self._best_snapshots(a))
         if a.decision is not None:
             status, reason = a.decision.status, a.decision.reason
         elif a.interrupted_by_user:
@@ -425,6 +442,47 @@ class Driver:
             if not self._disk_error(exc):
                 raise
         return True
+
+    def _lost_run(self, store: Store, a: Active) -> bool:
+        """A run lost with its node (a Ray node died; nothing of its outcome is known): queued again at once, to
+        resume from its newest snapshot wherever there is room, up to ``[run] retries`` times in this sweep; then
+        failed with the reason. Attempts are counted in the store by ``_start``, as for any restart."""
+        a.tail.flush()
+        reason = getattr(a.handle, "lost", None) or "lost with its node"
+        row = store.get(a.name)
+        lost = self._lost.setdefault(a.name, [])
+        lost.append({"attempt": row["attempts"], "node": getattr(a.handle, "node", None), "reason": reason,
+                     "at": _now()})
+        try:
+            if len(lost) > self.run.retries:
+                self._finish(store, a, "failed", f"lost {len(lost)} times (retries = {self.run.retries}), last: "
+                             f"{reason}", LOST, overhead=a.overhead_s)
+                return True
+            wall = (row["wall_s"] or 0.0) + (time.time() - a.started)
+            store.update(a.name, status="pending", reason=f"lost: {reason}; retrying", pid=None, pid_start=None,
+                         wall_s=round(wall, 3))
+            manifest = read_manifest(a.tail.path.parent)
+            manifest.update({"status": "pending", "reason": f"lost: {reason}", **self._where(a)})
+            write_manifest(a.tail.path.parent, manifest)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not self._disk_error(exc):
+                raise
+            return True
+        self._retry.append(a.plan)
+        self.log(f"[sweep] {a.name}: lost ({reason}); retrying from its newest snapshot "
+                 f"({len(lost)} of {self.run.retries} retries)")
+        return True
+
+    def _where(self, a: Active) -> dict[str, Any]:
+        """For the manifest: the cluster node the run ran on (None locally) and its attempts lost with a node."""
+        return {"node": getattr(a.handle, "node", None), **({"lost": self._lost[a.name]} if a.name in self._lost
+                                                            else {})}
+
+    def _best_snapshots(self, a: Active) -> list[int]:
+        """The snapshot iterations nearest the run's best test values (``keep_best`` of them)."""
+        tests = a.tail.follower.test_history(self.metric) if self.metric else []
+        return best_snapshot_iters(tests, [it for it, _ in snapshots(a.tail.path.parent)], self.run.keep_best,
+                                   self.metric or "")
 
     def _refresh_report(self) -> None:
         """After a test pass, rewrite the live report.html in a child process (at most every LIVE_REPORT_S, one at
@@ -477,7 +535,10 @@ class Driver:
         manifest.update({"status": status, "reason": reason, "exit_status": rc, "ended_at": summary["ended_at"],
                          "wall_s": summary["wall_s"], "overhead_s": round(overhead, 4),
                          "result": {k: summary[k] for k in ("best_top1", "best_top5", "best_iter", "final_top1",
-                                                           "final_top5", "final_loss", "last_iter")}})
+                                                           "final_top5", "final_loss", "last_iter")},
+                         "snapshots": snapshot_record(a.tail.path.parent, f.test_history(self.metric) if self.metric
+                                                      else [], self._best_snapshots(a))})
+        manifest.update(self._where(a))
         write_manifest(a.tail.path.parent, manifest)
         self.log(f"[sweep] {a.name}: {status}" + (f": {reason}" if reason and status == "failed" else "")
                  + (f"  top-1 {summary['best_top1']:.3f}" if summary["best_top1"] is not None else ""))
@@ -537,6 +598,15 @@ def _finite(x: float | None) -> float | None:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def make_executor(run: RunSettings) -> Executor:
+    """The executor ``[run] backend`` names: child processes on this machine, or Ray actors on a cluster."""
+    if run.backend == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(address=run.address, jobs=run.jobs, gpu=bool(run.gpus), per_gpu=run.per_gpu)
+    return LocalExecutor(jobs=run.jobs, gpus=run.gpus, per_gpu=run.per_gpu)
 
 
 def run_sweep(spec: SweepSpec, out_dir: Path | None = None, run: RunSettings | None = None,

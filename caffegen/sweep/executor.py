@@ -1,6 +1,6 @@
 """Where runs execute. The driver talks only to :class:`Executor`; :class:`LocalExecutor` runs
-``caffe train`` as child processes on this machine. A cluster backend (Ray, Slurm) implements the
-same three methods and nothing else changes.
+``caffe train`` as child processes on this machine, :class:`~caffegen.sweep.ray_executor.RayExecutor` as Ray
+actors on a cluster. A backend implements the same two methods and nothing else changes.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Protocol
 
 from .processes import launch_prefix, start_time
+
+LOST = 256   # what poll() returns for a run lost with its node (no process exits with 256): the driver retries it
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,11 @@ class Job:
 class Handle(Protocol):
     """A launched job."""
 
-    pid: int | None
+    pid: int | None       # a local process (None on a cluster: nothing here for the leftover check to find)
     started: int | None   # the process's start time (``processes.start_time``): with pid, who trains the run
+    node: dict | None     # the cluster node it runs on ({"id", "ip", ...}, for the manifest); None locally
 
-    def poll(self) -> int | None: ...   # exit status once finished (negative = killed by that signal)
+    def poll(self) -> int | None: ...   # exit status once finished (negative = killed by that signal), or LOST
 
     def interrupt(self) -> None: ...    # SIGINT: caffe snapshots and stops (-sigint_effect stop)
 
@@ -54,6 +57,9 @@ class Executor(Protocol):
 
 
 class LocalHandle:
+    node: dict | None = None
+    lost: str | None = None   # a local run is never lost: its crash is its exit status
+
     def __init__(self, proc: subprocess.Popen, logfile) -> None:
         self.proc = proc
         self.pid = proc.pid

@@ -25,7 +25,8 @@ from ..prototxt.schedule import learning_rate
 from ..toolchain import CaffeInstall
 from .executor import Job, LocalExecutor
 from .monitor import decide
-from .runs import read_manifest, settle_snapshots, usable_snapshot, write_manifest
+from .runs import (best_snapshot_iters, read_manifest, settle_snapshots, snapshot_record, snapshots, usable_snapshot,
+                   write_manifest)
 from .store import open_store, sweep_lock
 
 __all__ = ["extend_run", "Extended", "policy_note"]
@@ -101,10 +102,13 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
             store.update(run_dir.name, status="running", max_iter=iters, pid=handle.pid, pid_start=handle.started,
                          attempts=attempts, reason=None)
             status, reason = _follow(handle, LogTail(run_dir / "train.log"), metric, diverge_factor, stop_grace, log)
-            settle_snapshots(run_dir, keep=1 if status == "done" else 2)
             tail = LogTail(run_dir / "train.log")
             tail.flush()
             f = tail.follower
+            tests = f.test_history(metric)
+            keep_best = int((store.meta("spec") or {}).get("keep_best", 1))
+            best_snaps = best_snapshot_iters(tests, [it for it, _ in snapshots(run_dir)], keep_best, metric)
+            settle_snapshots(run_dir, keep=1 if status == "done" else 2, protect=best_snaps)
             best = f.best_test(metric)
             top1 = best[0] if best and math.isfinite(best[0]) else None
             store.update(run_dir.name, status=status, reason=reason, pid=None, pid_start=None, last_iter=f.iteration,
@@ -112,7 +116,7 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
                          final_top1=f.last_test.get(metric), final_loss=f.last_loss,
                          ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
             manifest = read_manifest(run_dir)
-            manifest.update(status=status, reason=reason)
+            manifest.update(status=status, reason=reason, snapshots=snapshot_record(run_dir, tests, best_snaps))
             manifest["extensions"][-1]["status"] = status
             write_manifest(run_dir, manifest)
         finally:

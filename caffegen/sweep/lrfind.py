@@ -19,17 +19,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError
-from ..logs.follower import LogTail
 from ..paths import write_atomic
 from ..prototxt.schedule import learning_rate
 from ..toolchain import CaffeInstall
-from .executor import Job, LocalExecutor
+from .oneshot import train_following
 from .runs import plan_run
 from .spec import SweepSpec, Variant
 
@@ -143,41 +141,13 @@ def lr_find(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, start: float
                     base_solver=spec.base_solver)
     plan = dataclasses.replace(plan, solver=dataclasses.replace(plan.solver, snapshot=0, snapshot_prefix="lr_find"))
     run_dir = out_dir / "lr-find"
-    written = plan.write(run_dir, pycaffe_check=True)
-    for note in written.notes:
-        log(f"caffegen: note: {note}")
-    logfile = run_dir / "train.log"
-    logfile.unlink(missing_ok=True)
-    executor = LocalExecutor(jobs=1, gpus=gpus[:1], per_gpu=1)
-    (slot,) = executor.slots()[:1]
-    argv = [str(caffe.binary), "train", "-solver", "solver.prototxt"]
-    if plan.user is not None and plan.user.weights:
-        argv += ["-weights", plan.user.weights]
-    log(f"[lr-find] lr {start:g} -> {end:g} over {iters} iterations (exp, gamma {gamma:.6g}); log: {logfile}")
-    handle = executor.launch(Job("lr-find", argv, run_dir, logfile, env=caffe.env()), slot)
-    tail = LogTail(logfile)
-    losses: list[tuple[int, float]] = []
-    blew = None
-    try:
-        while True:
-            rc = handle.poll()
-            tail.read() if rc is None else tail.flush()
-            new = tail.follower.loss_history[len(losses):]
-            for it, loss in new:
-                losses.append((it, loss))
-                if blew is None and blown_up(smooth([v for _, v in losses])):
-                    blew = learning_rate("exp", it, start, gamma=gamma)
-            if blew is not None and rc is None:
-                handle.kill()  # the loss blew up: the rest of the range teaches nothing
-            if rc is not None:
-                break
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        handle.kill()
-        raise
-    fatal = tail.follower.fatal_line
-    if rc not in (0, None) and blew is None:
-        raise InputError(f"lr-find: caffe failed: {fatal or f'exit status {rc}'} (see {logfile})")
+    log(f"[lr-find] lr {start:g} -> {end:g} over {iters} iterations (exp, gamma {gamma:.6g}); "
+        f"log: {run_dir / 'train.log'}")
+    run = train_following(plan, run_dir, caffe, stop=lambda pts: blown_up(smooth([v for _, v in pts])), gpus=gpus,
+                          name="lr-find", notes=log)
+    losses, logfile = run.losses, run.log
+    if run.rc not in (0, None) and not run.stopped:
+        raise InputError(f"lr-find: caffe failed: {run.fatal or f'exit status {run.rc}'} (see {logfile})")
     if len(losses) < 3:
         raise InputError(f"lr-find: caffe logged only {len(losses)} losses (see {logfile})")
     its = [it for it, _ in losses]
@@ -189,6 +159,7 @@ def lr_find(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, start: float
         if blown_up(sm[:k + 1]):
             keep = k + 1
             break
+    blew = lrs[keep - 1] if blown_up(sm[:keep]) else None  # the lr at which the smoothed loss blew up
     result = LRFind(its[:keep], lrs[:keep], raw[:keep], sm[:keep], blew, run_dir=run_dir)
     result.suggestions = suggest(result.lrs, result.smoothed)
     write_atomic(run_dir / "lr_find.csv", result.csv())

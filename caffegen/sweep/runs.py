@@ -2,8 +2,9 @@
 (``manifest.json``), its snapshots.
 
 A run folder ``runs/NAME/<variant>/`` holds the rendered ``train_val.prototxt``, ``solver.prototxt`` and
-``deploy.prototxt``, caffe's whole output in ``train.log``, ``snapshots/`` (the newest pair kept) and
-``manifest.json``. Caffe runs with the folder as its working directory, so every path in the solver is relative.
+``deploy.prototxt``, caffe's whole output in ``train.log``, ``snapshots/`` (the pairs nearest the best test top-1,
+``keep_best`` of them, plus the newest, for resume) and ``manifest.json`` (which says which iteration each kept
+snapshot is, and why it is kept). Caffe runs with the folder as its working directory, so every path in the solver is relative.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from ..data.sources import PreparedData
-from ..logs.curves import TOP1, TOP5
+from ..errors import InputError
+from ..logs.curves import TOP1, TOP5, is_loss_metric
 from ..paths import write_atomic
 from ..prototxt.basesolver import load_solver, variant_solver
 from ..prototxt.files import Written, count_list, resolve_test_iter, write_user_variant, write_variant
@@ -25,7 +27,8 @@ from ..prototxt.usernet import DataSources, UserNet, WiredNet, describe, sha256_
 from .spec import Variant
 
 __all__ = ["RunPlan", "plan_run", "SNAPSHOT_PREFIX", "snapshots", "check_snapshot", "usable_snapshot",
-           "newest_solverstate", "prune_snapshots", "settle_snapshots", "read_manifest", "write_manifest"]
+           "newest_solverstate", "best_snapshot_iters", "prune_snapshots", "settle_snapshots", "snapshot_record",
+           "find_snapshot", "read_manifest", "write_manifest"]
 
 SNAPSHOT_PREFIX = "snapshots/snap"
 MANIFEST = "manifest.json"
@@ -79,10 +82,11 @@ class RunPlan:
         """The parameters that define the run (device placement does not): a rerun must match them exactly. A user
         net counts with the hashes of its files, so an edited net or weights file is not resumed as the same run."""
         solver = {k: v for k, v in dataclasses.asdict(self.solver).items() if k not in ("solver_mode", "device_id")}
+        data = {"data": self.variant.data} if self.variant.data else {}
         if self.user is None:
-            return {"net": dataclasses.asdict(self.net), "solver": solver}
+            return {"net": dataclasses.asdict(self.net), "solver": solver, **data}
         return {"net": describe(self.user), "solver": {**solver, **self.extras},
-                "base_solver": {"path": self.base_solver, "sha256": sha256_of(self.base_solver)}}
+                "base_solver": {"path": self.base_solver, "sha256": sha256_of(self.base_solver)}, **data}
 
     def write(self, run_dir: Path, pycaffe_check: bool = True) -> Written:
         """Render, validate and write the run's prototxt files into ``run_dir``."""
@@ -205,27 +209,93 @@ def newest_solverstate(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def prune_snapshots(run_dir: Path, keep: int = 1) -> None:
-    """While caffe runs: delete all but the ``keep`` newest snapshot pairs (the newest may be being written)."""
-    pairs = _pairs(run_dir)
+def best_snapshot_iters(tests: Sequence[tuple[int, float]], available: Iterable[int], k: int,
+                        metric: str = TOP1) -> list[int]:
+    """The ``k`` snapshot iterations nearest the best test values, best first. Caffe writes snapshot N just before
+    the test pass it logs at iteration N, so with ``snapshot`` = ``test_interval`` (the sweep's default) each
+    snapshot holds exactly the weights a test pass scored; otherwise a snapshot counts with the test pass nearest to
+    it (the earlier one on a tie). Equal scores: the earlier snapshot first (as ``best_iter``)."""
+    scored = [(it, v) for it, v in tests if v is not None and v == v]
+    if k <= 0 or not scored:
+        return []
+    sign = 1.0 if is_loss_metric(metric) else -1.0
+
+    def score(snap: int) -> float:
+        it, v = min(scored, key=lambda t: (abs(t[0] - snap), t[0]))
+        return sign * v
+
+    return sorted(set(available), key=lambda snap: (score(snap), snap))[:k]
+
+
+def prune_snapshots(run_dir: Path, keep: int = 1, protect: Iterable[int] = ()) -> None:
+    """While caffe runs: delete all but the ``keep`` newest snapshot pairs (the newest may be being written) and the
+    ``protect``ed iterations (the best so far)."""
+    pairs, protect = _pairs(run_dir), set(protect)
     for it in sorted(pairs)[:-keep]:
-        for p in pairs[it].values():
-            p.unlink(missing_ok=True)
+        if it not in protect:
+            for p in pairs[it].values():
+                p.unlink(missing_ok=True)
 
 
-def settle_snapshots(run_dir: Path, keep: int = 1) -> None:
-    """After caffe has exited: keep the ``keep`` newest usable pairs; delete older pairs and the broken pieces a
-    kill or a full disk left above them (which also gives the space back)."""
-    pairs = _pairs(run_dir)
+def settle_snapshots(run_dir: Path, keep: int = 1, protect: Iterable[int] = ()) -> None:
+    """After caffe has exited: keep the ``keep`` newest usable pairs and the usable ``protect``ed ones; delete the
+    other pairs and the broken pieces a kill or a full disk left (which also gives the space back)."""
+    pairs, protect = _pairs(run_dir), set(protect)
     kept = 0
     for it in sorted(pairs, reverse=True):
         files = pairs[it]
-        usable = kept < keep and "solverstate" in files and check_snapshot(files["solverstate"]) is None
-        if usable:
+        whole = "solverstate" in files and check_snapshot(files["solverstate"]) is None
+        if whole and kept < keep:
             kept += 1
+            continue
+        if whole and it in protect:
             continue
         for p in files.values():
             p.unlink(missing_ok=True)
+
+
+def snapshot_record(run_dir: Path, tests: Sequence[tuple[int, float]], best: Iterable[int]) -> list[dict[str, Any]]:
+    """What ``manifest.json`` says of each kept snapshot: its iteration, files, the test value at that iteration (when
+    a test pass ran there) and why it is kept (``best``, ``newest``)."""
+    pairs, best = _pairs(run_dir), list(best)
+    at = dict(tests)
+    newest = max(pairs, default=None)
+    out = []
+    for it in sorted(pairs):
+        files = pairs[it]
+        kept = (["best"] if it in best else []) + (["newest"] if it == newest else [])
+        out.append({"iteration": it, "caffemodel": _rel(files.get("caffemodel"), run_dir),
+                    "solverstate": _rel(files.get("solverstate"), run_dir), "test_value": at.get(it),
+                    "kept_as": kept, **({"rank": best.index(it) + 1} if it in best else {})})
+    return out
+
+
+def _rel(p: Path | None, run_dir: Path) -> str | None:
+    return str(p.relative_to(run_dir)) if p is not None else None
+
+
+def find_snapshot(run_dir: Path, which: str = "best") -> tuple[int, Path]:
+    """(iteration, .caffemodel) of a run's ``best`` snapshot (by the manifest's record, else the newest), its
+    ``last``, or iteration ``N``; one-line InputError naming what is there otherwise."""
+    run_dir = Path(run_dir)
+    models = {it: files["caffemodel"] for it, files in _pairs(run_dir).items() if "caffemodel" in files}
+    if not models:
+        raise InputError(f"{run_dir}: no snapshot (.caffemodel) in {run_dir / 'snapshots'}")
+    have = ", ".join(map(str, sorted(models)))
+    if which == "last":
+        it = max(models)
+    elif which == "best":
+        ranked = sorted((s for s in read_manifest(run_dir).get("snapshots", []) if s.get("rank")),
+                        key=lambda s: s["rank"])
+        it = next((s["iteration"] for s in ranked if s["iteration"] in models), max(models))
+    else:
+        try:
+            it = int(which)
+        except ValueError:
+            raise InputError(f"--snapshot must be best, last or an iteration, got {which!r}") from None
+        if it not in models:
+            raise InputError(f"{run_dir.name} has no snapshot at iteration {it} (it has: {have})")
+    return it, models[it]
 
 
 # --------------------------------------------------------------------------- manifest

@@ -7,8 +7,8 @@ A spec has five tables (see ``caffegen/specs/default.toml`` for a commented exam
 - ``[net]``    :class:`~caffegen.prototxt.options.NetOptions` fields shared by every variant;
 - ``[solver]`` :class:`~caffegen.prototxt.options.SolverOptions` fields shared by every variant;
 - ``[grid]``   the axes: each key is a solver field (``base_lr``, ``lr_policy``, ``weight_decay``...)
-  or ``net.<field>`` (``net.dropout``, ``net.train_batch``...), each value a list (``lr_policy``
-  also takes ``"all"``); the sweep is their cross product;
+  or ``net.<field>`` (``net.dropout``, ``net.train_batch``...), or ``data.augment`` (augmentation presets or
+  specs), each value a list (``lr_policy`` also takes ``"all"``); the sweep is their cross product;
 - ``[run]``    how to run: ``jobs``, ``gpus``, ``per_gpu``, ``timeout``, ``early_stop``,
   ``diverge_factor``.
 
@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..data.augment import parse_augment
 from ..data.sources import DataSpec
 from ..errors import InputError
 from ..prototxt.checks import nearest
@@ -52,6 +53,10 @@ class RunSettings:
     diverge_factor: float = 10.0     # a loss above factor x the first loss is an explosion
     stop_grace: float = 120.0        # seconds a caffe asked to stop may take to snapshot before it is killed
     metric: str | None = None        # what ranks runs and drives early stop [default: the net's top-1]
+    keep_best: int = 1               # snapshots kept nearest the best test top-1 (beside the newest, for resume)
+    backend: str = "local"           # where runs execute: "local" (child processes) or "ray" (a Ray cluster)
+    address: str | None = None       # ray: "auto" or HOST:PORT of the cluster [default: $RAY_ADDRESS, else a local one]
+    retries: int = 2                 # ray: times a run lost with its node is retried in the sweep (Ray Tune's max_failures)
 
 
 @dataclass(frozen=True)
@@ -65,10 +70,11 @@ class Variant:
     solver: dict[str, Any] = field(default_factory=dict)   # SolverOptions overrides (shared + grid)
     group: str = ""                        # the grid point's name (= name without repeats)
     seed: int | None = None                # the repeat's random_seed (None: not a repeated sweep)
+    data: dict[str, Any] = field(default_factory=dict)     # [data] overrides of this variant: {"augment": ...}
 
     def params(self) -> dict[str, Any]:
         """Everything that defines the run; a resumed directory must match it exactly."""
-        return {"net": self.net, "solver": self.solver}
+        return {"net": self.net, "solver": self.solver, **({"data": self.data} if self.data else {})}
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,13 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
             values = parse_policies(values if isinstance(values, str) else ",".join(map(str, values)))
         elif not isinstance(values, list) or not values:
             raise InputError(f"{source}: [grid] {key} must be a non-empty list")
+        if key.startswith("data."):
+            if key != "data.augment":
+                raise InputError(f"{source}: [grid] {key!r}: of [data], only data.augment can be an axis")
+            for value in values:
+                parse_augment(value, f"{source}: [grid] data.augment")
+            grid[key] = list(values)
+            continue
         target = key[4:] if key.startswith("net.") else key
         fields = net_fields if key.startswith("net.") else _SOLVER_FIELDS | extra_ok
         if target not in fields or target in ("prototxt",):
@@ -281,6 +294,10 @@ def _check_data(data: DataSpec, user: bool, source: str) -> None:
             raise InputError(f"{source}: [data] demo must be a table of {', '.join(allowed)}, got {data.demo!r}")
     if data.train_list and not data.val_list:
         raise InputError(f"{source}: [data] train_list needs val_list too")
+    if data.augment is not None:
+        if given == 0:
+            raise InputError(f"{source}: [data] augment needs image lists (demo, root or train_list) to augment")
+        parse_augment(data.augment, f"{source}: [data] augment")
 
 
 _SCALARS = {"int": int, "float": float, "str": str}
@@ -308,6 +325,9 @@ def _section(raw: dict[str, Any], table: str, cls: type, source: str) -> Any:
     return cls(**values)
 
 
+BACKENDS = ("local", "ray")   # [run] backend: caffegen.sweep.executor.LocalExecutor, .ray_executor.RayExecutor
+
+
 def check_run_settings(run: RunSettings, where: str) -> None:
     if run.jobs is not None and run.jobs < 1:
         raise InputError(f"{where}: jobs must be >= 1, got {run.jobs}")
@@ -319,15 +339,27 @@ def check_run_settings(run: RunSettings, where: str) -> None:
         raise InputError(f"{where}: early_stop must be >= 0, got {run.early_stop}")
     if run.stop_grace <= 0:
         raise InputError(f"{where}: stop_grace must be > 0 seconds, got {run.stop_grace}")
+    if run.keep_best < 0:
+        raise InputError(f"{where}: keep_best must be >= 0, got {run.keep_best}")
     if run.diverge_factor <= 1:
         raise InputError(f"{where}: diverge_factor must be > 1, got {run.diverge_factor}")
+    if run.backend not in BACKENDS:
+        raise InputError(f"{where}: backend must be one of {', '.join(BACKENDS)}, got {run.backend!r}"
+                         f"{nearest(run.backend, set(BACKENDS))}")
+    if run.address is not None and run.backend != "ray":
+        raise InputError(f"{where}: address {run.address!r} is the address of a Ray cluster: it needs backend = \"ray\" "
+                         "(--backend ray)")
+    if run.retries < 0:
+        raise InputError(f"{where}: retries must be >= 0, got {run.retries}")
 
 
 def point(spec: SweepSpec, axes: dict[str, Any], base=None, name: str | None = None) -> tuple[dict, dict]:
     """The net and solver values of one point of the spec's space (``axes``: solver fields, ``net.<field>``), checked
-    by building its options (one InputError line naming the point)."""
+    by building its options (one InputError line naming the point). ``data.`` axes are the variant's own."""
     net, solver = dict(spec.net), dict(spec.solver)
     for key, value in axes.items():
+        if key.startswith("data."):
+            continue
         if key.startswith("net."):
             net[key[4:]] = value
         else:
@@ -355,9 +387,10 @@ def expand(spec: SweepSpec) -> list[Variant]:
         if group in seen:
             raise InputError(f"{spec.source}: two variants would share the folder {group}")
         seen.add(group)
+        data = {k[5:]: v for k, v in axes.items() if k.startswith("data.")}
         if not spec.seeds:
-            variants.append(Variant(name=group, axes=axes, net=net, solver=solver, group=group))
+            variants.append(Variant(name=group, axes=axes, net=net, solver=solver, group=group, data=data))
         for seed in spec.seeds:  # the repeats of this grid point, one folder each
             variants.append(Variant(name=f"{group}_seed{seed}", axes=axes, net=net,
-                                    solver={**solver, "random_seed": seed}, group=group, seed=seed))
+                                    solver={**solver, "random_seed": seed}, group=group, seed=seed, data=data))
     return variants

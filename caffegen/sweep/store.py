@@ -5,16 +5,15 @@ the new one, never half of it. WAL mode lets ``caffegen status`` read while a sw
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import CaffegenError, InputError
+from ..errors import InputError
+from ..paths import exclusive
 
 # A run's life: pending -> running -> done | diverged | early-stopped | timeout | pruned | failed | interrupted.
 FINAL = ("done", "diverged", "early-stopped", "timeout", "pruned")   # skipped on re-run
@@ -166,21 +165,7 @@ def open_store(sweep_dir: Path, readonly: bool = False) -> Store:
     return Store(Path(sweep_dir) / "sweep.db", readonly=readonly)
 
 
-@contextmanager
-def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+def sweep_lock(sweep_dir: Path):
     """Hold ``sweep_dir/.lock`` for the sweep's lifetime; a second sweep on the same folder refuses."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    path = sweep_dir / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-            raise CaffegenError(f"another sweep is running on {sweep_dir} (pid {holder}); "
-                                "watch it with `caffegen status`") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        os.close(fd)
+    return exclusive(Path(sweep_dir) / ".lock", f"another sweep is running on {sweep_dir} (pid {{pid}}); "
+                     "watch it with `caffegen status`")
