@@ -170,6 +170,9 @@ class Driver:
         with one line, so a second trainer never starts on its folder."""
         for row in store.all():
             pid, started = row["pid"], row["pid_start"]
+            if row.status == "running" and pid is None:   # it ran on a cluster node: no pid here to look at
+                self._wait_quiet_log(row.variant)
+                continue
             if row.status != "running" or not is_running(pid, started):
                 continue
             what = f"run {row.variant} is still being trained by caffe pid {pid} (started by an earlier caffegen sweep)"
@@ -189,6 +192,30 @@ class Driver:
                                     "rerun with --force to kill it")
             store.update(row.variant, status="interrupted", pid=None, pid_start=None,
                          reason=f"its caffe (pid {pid}) outlived the driver; stopped before this sweep resumed it")
+
+    def _wait_quiet_log(self, variant: str, quiet_s: float = 3.0) -> None:
+        """A run an earlier driver left "running" on another node: its caffe dies with its Ray actor, but may still be
+        writing its last snapshot. Wait until the run's log has not changed for ``quiet_s`` (at most stop_grace);
+        one that keeps changing is refused with one line, so a second trainer never starts beside it."""
+        log = self.out_dir / variant / "train.log"
+
+        def state():
+            try:
+                st = log.stat()
+                return st.st_size, st.st_mtime
+            except OSError:
+                return None
+
+        last, since, deadline = state(), time.time(), time.time() + self.run.stop_grace
+        while time.time() - since < quiet_s:
+            if time.time() > deadline:
+                raise CaffegenError(f"run {variant}'s train.log is still being written (by a caffe that an earlier "
+                                    f"caffegen sweep started on a cluster node?) after {self.run.stop_grace:g} s; "
+                                    "rerun once it has stopped")
+            time.sleep(0.2)
+            now = state()
+            if now != last:
+                last, since = now, time.time()
 
     def _plan(self) -> tuple[list[RunPlan], RunPlan]:
         """Every grid variant made concrete (none for a sampler: its trials are made as they are asked for), and each
