@@ -8,7 +8,6 @@ Re-running the same command resumes: final runs are skipped, the others continue
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import shutil
@@ -17,13 +16,11 @@ import sqlite3
 import subprocess
 import sys
 import socket
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data.sources import augmented, prepare_data
 from ..errors import CaffegenError, InputError, ValidationError
 from ..logs.follower import LogTail
 from ..paths import sha256_file
@@ -31,12 +28,13 @@ from ..toolchain import CaffeInstall
 from .executor import LOST, Executor, Handle, Job, LocalExecutor, Slot
 from .monitor import Decision, decide
 from .progress import run_view
-from .processes import is_running, launch_prefix
-from .runs import (RunPlan, best_snapshot_iters, plan_run, prune_snapshots, read_manifest, settle_snapshots,
+from .leftovers import settle_leftovers
+from .planning import Planner, net_record, run_source
+from .processes import launch_prefix
+from .runs import (RunPlan, best_snapshot_iters, prune_snapshots, read_manifest, settle_snapshots,
                    snapshot_record, snapshots, usable_snapshot,
                    write_manifest)
-from .search import Study, TrialSource, trial_name
-from .spec import RunSettings, SweepSpec, Variant, point
+from .spec import RunSettings, SweepSpec
 from .store import FINAL, Store, open_store, sweep_lock
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each asks the sweep to snapshot and stop
@@ -105,7 +103,7 @@ class Driver:
         self._report_due = False
         self._report_at = 0.0
         self._report_proc: subprocess.Popen | None = None
-        self._checked: set[str] = set()
+        self.planner = Planner(spec, self.out_dir, run, log)
         self._ordinal = -1
         self.source: Any = None
         self.metric: str | None = run.metric    # the ranking metric and top-5 of the sweep's net (set in execute)
@@ -139,19 +137,19 @@ class Driver:
         with sweep_lock(self.out_dir):
             store = open_store(self.out_dir)
             try:
-                plans, first = self._plan()
+                plans, first = self.planner.plans()
                 self.metric, self.top5 = self.run.metric or first.metric, first.top5
                 search = self.spec.search
                 store.set_meta("spec", {"name": self.spec.name, "source": self.spec.source,
                                         "fingerprint": self.spec.fingerprint(), "metric": self.metric,
-                                        "top5": self.top5, "net": _net_record(first),
+                                        "top5": self.top5, "net": net_record(first),
                                         "val_images": first.val_images, "seeds": list(self.spec.seeds),
                                         "keep_best": self.run.keep_best,
                                         "search": asdict(search) if search else None})
                 for plan in plans:
                     self._register(store, plan)
-                self._settle_leftovers(store)
-                source = self._source(store, plans, first)
+                settle_leftovers(store, self.out_dir, force=self.force, stop_grace=self.run.stop_grace, log=self.log)
+                source = run_source(self.planner, store, plans, first, register=lambda p: self._register(store, p))
                 if self.live_report:
                     self.log(f"[sweep] report: {self.out_dir / 'report.html'} (rewritten after each test pass while "
                              "the sweep runs)")
@@ -164,125 +162,11 @@ class Driver:
             finally:
                 store.close()
 
-    def _settle_leftovers(self, store: Store) -> None:
-        """One writer per run folder: a caffe still training a run of this sweep (an earlier driver died) is asked to
-        snapshot and stop, and waited for; with ``force`` it is killed at once. One that does not stop is refused
-        with one line, so a second trainer never starts on its folder."""
-        for row in store.all():
-            pid, started = row["pid"], row["pid_start"]
-            if row.status == "running" and pid is None:   # it ran on a cluster node: no pid here to look at
-                self._wait_quiet_log(row.variant)
-                continue
-            if row.status != "running" or not is_running(pid, started):
-                continue
-            what = f"run {row.variant} is still being trained by caffe pid {pid} (started by an earlier caffegen sweep)"
-            sig = signal.SIGKILL if self.force else signal.SIGINT
-            self.log(f"[sweep] {what}: {'killing it (--force)' if self.force else 'asking it to snapshot and stop'}")
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                raise CaffegenError(f"{what}, and this user may not stop it") from None
-            deadline = time.time() + (10 if self.force else self.run.stop_grace)
-            while is_running(pid, started) and time.time() < deadline:
-                time.sleep(0.1)
-            if is_running(pid, started):
-                raise CaffegenError(f"{what} and did not stop within {self.run.stop_grace:g} s; wait for it, or "
-                                    "rerun with --force to kill it")
-            store.update(row.variant, status="interrupted", pid=None, pid_start=None,
-                         reason=f"its caffe (pid {pid}) outlived the driver; stopped before this sweep resumed it")
-
-    def _wait_quiet_log(self, variant: str, quiet_s: float = 3.0) -> None:
-        """A run an earlier driver left "running" on another node: its caffe dies with its Ray actor, but may still be
-        writing its last snapshot. Wait until the run's log has not changed for ``quiet_s`` (at most stop_grace);
-        one that keeps changing is refused with one line, so a second trainer never starts beside it."""
-        log = self.out_dir / variant / "train.log"
-
-        def state():
-            try:
-                st = log.stat()
-                return st.st_size, st.st_mtime
-            except OSError:
-                return None
-
-        last, since, deadline = state(), time.time(), time.time() + self.run.stop_grace
-        while time.time() - since < quiet_s:
-            if time.time() > deadline:
-                raise CaffegenError(f"run {variant}'s train.log is still being written (by a caffe that an earlier "
-                                    f"caffegen sweep started on a cluster node?) after {self.run.stop_grace:g} s; "
-                                    "rerun once it has stopped")
-            time.sleep(0.2)
-            now = state()
-            if now != last:
-                last, since = now, time.time()
-
-    def _plan(self) -> tuple[list[RunPlan], RunPlan]:
-        """Every grid variant made concrete (none for a sampler: its trials are made as they are asked for), and each
-        distinct net checked once (caffe_pb2, pycaffe, the weights) before any run starts: a net that cannot train is
-        one error line, not a column of failed runs. Also the reference plan (the first, or the spec's own point)
-        that names the sweep's metric and net."""
-        d = self.spec.data
-        data = prepare_data(d, self.out_dir, self.log, self.spec.source)
-        lmdb = (d.train_lmdb, d.val_lmdb) if d.train_lmdb else None
-        lists: dict[str, Any] = {}  # augmentation (as JSON) -> the lists its variants read, made once each
-
-        def data_for(v: Variant):
-            value = v.data.get("augment", d.augment)
-            key = json.dumps(value, sort_keys=True)
-            if data is not None and key not in lists:
-                lists[key] = augmented(data, value, self.out_dir, self.log, self.spec.source)
-            return lists.get(key, data)
-
-        self._make = lambda v: plan_run(v, data_for(v), gpu=bool(self.run.gpus), lmdb=lmdb,
-                                        base_solver=self.spec.base_solver)
-        plans = [self._make(v) for v in self.spec.variants]
-        reference = plans[0] if plans else self._make(
-            Variant(name="reference", axes={}, net=dict(self.spec.net), solver=dict(self.spec.solver)))
-        notes: list[str] = [n for n in dict.fromkeys(p.coverage_note for p in [*plans, reference]) if n]
-        for plan in [*plans, reference]:
-            notes += [n for n in self._check(plan) if n not in notes]
-        for note in notes:
-            self.log(f"caffegen: note: {note}")
-        return plans, reference
-
-    def _check(self, plan: RunPlan) -> list[str]:
-        """Build the plan's net with pycaffe once per distinct net (its notes the first time)."""
-        if plan.net_text in self._checked:
-            return []
-        with tempfile.TemporaryDirectory(prefix="caffegen-check-") as tmp:
-            notes = plan.write(Path(tmp), pycaffe_check=True).notes
-        self._checked.add(plan.net_text)
-        return notes
-
     def _register(self, store: Store, plan: RunPlan) -> None:
         v = plan.variant
         self._ordinal += 1
         store.register(v.name, plan.identity, v.axes, plan.solver.max_iter, self._ordinal, group=v.group or v.name,
                        seed=v.seed, test_images=plan.test_images)
-
-    def _source(self, store: Store, plans: list[RunPlan], reference: RunPlan):
-        """Where the runs come from: the grid as it is, or an Optuna study (a sampler and/or a pruner)."""
-        search = self.spec.search
-        if search is None or not search.uses_study:
-            return _Plans([p for p in plans if store.get(p.variant.name).status not in FINAL])
-        study = Study(search, self.out_dir, self.spec.name, maximize=True,
-                      min_resource=reference.solver.test_interval or 1)
-
-        def make(number: int, params: dict[str, Any]) -> RunPlan:
-            name = trial_name(number, params)
-            net, solver = point(self.spec, params, name=name)
-            return self._make(Variant(name=name, axes=params, net=net, solver=solver, group=name))
-
-        final = {r.variant: (r.status, r["best_top1"]) for r in store.all() if r.status in FINAL}
-        grid_space = {**self.spec.grid, **({"random_seed": list(self.spec.seeds)} if self.spec.seeds else {})}
-        source = TrialSource(study, grid=plans if not search.sampled else None,
-                             budget=search.trials if search.sampled else None, make=make,
-                             register=lambda plan: self._register(store, plan), final=final, grid_space=grid_space)
-        what = (f"{search.sampler} sampler, {search.trials} trials" if search.sampled else "the grid")
-        self.log(f"[sweep] Optuna study {self.spec.name!r} in {self.out_dir / 'sweep.db'}: {what}, "
-                 f"pruner {search.pruner}; {study.started()} trials started before")
-        return source
 
     def _loop(self, store: Store, source, total: int) -> SweepResult:
         rows_before = store.all()
@@ -353,7 +237,7 @@ class Driver:
         run_dir = self.out_dir / v.name
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "snapshots").mkdir(exist_ok=True)
-        for note in self._check(plan):  # a sampled net.* value makes a net _plan has not built yet
+        for note in self.planner.check(plan):  # a sampled net.* value makes a net plans() has not built yet
             self.log(f"caffegen: note: {note}")
         written = plan.write(run_dir, pycaffe_check=False)
         solver = written.solver
@@ -383,7 +267,7 @@ class Driver:
             "variant": v.name, "axes": v.axes,
             "params": {"net": asdict(plan.net) if plan.net else plan.identity["net"], "solver": asdict(solver),
                        **({"solver_extras": plan.extras} if plan.extras else {})},
-            "net": _net_record(plan), "base_solver": plan.identity.get("base_solver"),
+            "net": net_record(plan), "base_solver": plan.identity.get("base_solver"),
             "start": ("resumed from its newest snapshot: -snapshot, not -weights (the run continues its own "
                       "training)" if resume is not None and weights else
                       f"fine-tuned from -weights {weights}" if weights else
@@ -578,35 +462,6 @@ class Driver:
             a = active.get(r.variant)
             views.append(run_view(r, a.tail.follower if a else None, self.metric))
         self.display.update(views, total, final=final)
-
-
-def _net_record(plan: RunPlan) -> dict[str, Any]:
-    """What the manifest and the store say of the net a run trains."""
-    if plan.wired is None:
-        return {"kind": "template", "name": plan.net.name or "caffegen baseline (templates/train_val.prototxt.j2)"}
-    user = plan.identity["net"]
-    return {"kind": "user", "name": plan.wired.name, "file": user["prototxt"], "sha256": user["sha256"],
-            "weights": user["weights"], "weights_sha256": user["weights_sha256"],
-            "heads": [h.top1 for h in plan.wired.heads if h.top1]}
-
-
-class _Plans:
-    """The runs of a grid without a study: in order, no pruning."""
-
-    def __init__(self, plans: list[RunPlan]):
-        self.pending = list(plans)
-
-    def remaining(self) -> bool:
-        return bool(self.pending)
-
-    def next_plan(self) -> RunPlan | None:
-        return self.pending.pop(0) if self.pending else None
-
-    def test_pass(self, name: str, iteration: int, value: float) -> bool:  # noqa: ARG002
-        return False
-
-    def end(self, name: str, status: str, best: float | None) -> None:
-        pass
 
 
 def disk_full(path: Path, below: int = 1 << 20) -> str | None:
