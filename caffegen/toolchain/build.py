@@ -365,7 +365,7 @@ def build(flags: BuildFlags = BuildFlags(), jobs: int | None = None, force: bool
             log(f"[setup] configuring ({'CUDA sm_' + flags.cuda_arch if flags.gpu else 'CPU only'}); "
                 f"log: {logfile}")
             _run_logged(configure, out, logfile, log)
-            log(f"[setup] compiling libcaffe, tools and pycaffe with {jobs} jobs ("
+            log(f"[setup] compiling libcaffe, tools{' and pycaffe' if flags.pycaffe else ''} with {jobs} jobs ("
                 + ("about 11 min for CUDA" if flags.gpu else "about 5 min") + " on 2 cores; once per cache key)")
             _run_logged(["cmake", "--build", str(build_dir), "-j", str(jobs)], out, logfile, log, progress=True)
         if not (entry.binary.exists() and (not flags.pycaffe or (entry.python_path / "caffe" / "_caffe.so").exists())):
