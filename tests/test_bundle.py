@@ -62,3 +62,7 @@ def test_the_device_script_runs_end_to_end_on_the_bundle(bundle, tmp_path):
     assert set(res["time"]) == {"2", "4"} and all(t["img_per_s"] > 0 for t in res["time"].values())
     assert set(res["packing"]) == {"1", "2"} and res["train"]["iterations"] == 4
     assert "Optimization Done" in (out / "logs" / "train.log").read_text()
+    host = res["host"]                   # what a failing GPU run is read from first
+    glibc = subprocess.run(["ldd", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    assert glibc.endswith(host["glibc"]) and host["glibc_needed"].startswith(">= ")
+    assert host["missing"] == []         # the lean CPU bundle needs nothing the host lacks

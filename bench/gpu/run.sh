@@ -7,7 +7,8 @@
 #   3. caffe time -gpu 0 of the seed net at batch 16, 64 and 256: img/s, and the share of the fp32 FLOP limit
 #   4. packing: 1, 2, 4 and 8 concurrent training runs on GPU 0: total img/s
 #
-# and writes everything under $OUT: results.json, each step's log, the nets. Each step runs whatever the others did,
+# and writes everything under $OUT: results.json (with what the host gives: glibc, GPUs, CUDA library folders, any
+# library still missing), each step's log, the nets. Each step runs whatever the others did,
 # with a time limit; one that fails is recorded as failed with its last lines. Within a few minutes on an H200.
 #
 #   OUT=/tmp/out bench/gpu/run.sh [BUNDLE]          # BUNDLE: the bundle folder [default: .gpu-bundle]
@@ -104,6 +105,16 @@ step() {  # name, then the command: runs it with a limit, logs it, records statu
   echo "[gpu] $name: exit $rc"
 }
 
+# What the host gives (the first thing to read when a step fails): its glibc against the bundle's need, its GPUs,
+# the CUDA library folders found, and any library the loader still cannot find for the binary.
+{
+  echo "glibc	$(ldd --version 2>&1 | head -1 | grep -oE '[0-9]+\.[0-9]+$')"
+  echo "glibc_needed	$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["from_host"]["glibc"])' \
+    "$BUNDLE/bundle.json" 2>/dev/null)"
+  echo "gpus	$(nvidia-smi -L 2>/dev/null | tr '\n' ';')"
+  echo "cuda_lib_dirs	$NVLIBS"
+  echo "missing	$(ldd "$CAFFE" 2>&1 | awk '/not found/ {print $1}' | tr '\n' ' ')"
+} > "$OUT/host.tsv"
 "$CAFFE" --version > "$OUT/logs/version.log" 2>&1
 if [ "$MODE" = GPU ]; then step device_query "$CAFFE" device_query -gpu 0; fi
 
@@ -146,7 +157,10 @@ def tail(name, n=5):
     return p.read_text(errors="replace").splitlines()[-n:] if p.exists() else []
 GFLOP_FB = 1.4 * (crop / 224) ** 2   # forward + backward per image, scaled by the input area
 PEAK = 67e12                          # H200 fp32
-res = {"mode": mode, "crop": crop, "version": tail("version", 1), "steps": steps, "time": {}, "packing": {}}
+host = dict(line.split("\t", 1) for line in (out / "host.tsv").read_text().splitlines() if "\t" in line)
+host["missing"] = host.get("missing", "").split()
+res = {"mode": mode, "crop": crop, "host": host, "version": tail("version", 1), "steps": steps, "time": {},
+       "packing": {}}
 if "device_query" in steps:
     res["device_query"] = tail("device_query", 30)
 for name, s in steps.items():
