@@ -62,9 +62,9 @@ def tiny_imageset(tmp_path_factory):
     return {"root": root, "train": train, "val": val, "classes": 3, "items": items}
 
 
-def tiny_net(train_batch: int = 8, test_batch: int = 8, batchnorm: bool = True) -> str:
+def tiny_net(train_batch: int = 8, test_batch: int = 8, batchnorm: bool = True, classes: int = 3) -> str:
     """The ``[net]`` table of a narrow template net on 32x32 crops of 3 classes: a caffe run of it takes seconds."""
-    return (f"[net]\nnum_classes = 3\nresize = 36\ntest_resize = 32\ncrop = 32\nconv_widths = [8, 8, 16, 16, 16]\n"
+    return (f"[net]\nnum_classes = {classes}\nresize = 36\ntest_resize = 32\ncrop = 32\nconv_widths = [8, 8, 16, 16, 16]\n"
             f"train_batch = {train_batch}\ntest_batch = {test_batch}\nbatchnorm = {str(batchnorm).lower()}\n")
 
 

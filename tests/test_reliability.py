@@ -11,42 +11,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from caffegen.sweep.processes import is_running
 from conftest import write_spec
+from sweep_state import store_rows as rows, wait_for, writers
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 pytestmark = pytest.mark.caffe
-
-
-def rows(sweep_dir: Path) -> dict[str, dict]:
-    """The store's rows by variant; empty while the store is still being created."""
-    if not (sweep_dir / "sweep.db").exists():
-        return {}
-    con = sqlite3.connect(sweep_dir / "sweep.db")
-    con.row_factory = sqlite3.Row
-    try:
-        return {r["variant"]: dict(r) for r in con.execute("SELECT * FROM runs")}
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return {}
-        raise
-    finally:
-        con.close()
-
-
-def wait_for(pred, timeout: float = 120, every: float = 0.1):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def start_sweep(tmp_path: Path, spec: Path, *args: str) -> subprocess.Popen:
@@ -65,16 +39,6 @@ def running(out: Path, n: int, past: int = 0) -> dict[str, tuple[int, int]] | No
         if not its or max(its) < past:
             return None
     return r
-
-
-def writers(log: Path) -> list[int]:
-    """The glog thread ids of the log's lines, consecutive repeats folded: one entry per writing stretch."""
-    out: list[int] = []
-    for line in log.read_text(errors="replace").splitlines():
-        m = re.match(r"^[IWEF]\d{4,8} \d\d:\d\d:\d\d\.\d{6}\s+(\d+) ", line)
-        if m and (not out or out[-1] != int(m.group(1))):
-            out.append(int(m.group(1)))
-    return out
 
 
 class StderrLines:

@@ -13,6 +13,7 @@ import pytest
 
 from caffegen.errors import InputError
 from caffegen.sweep import parse_spec
+from conftest import tiny_net
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 
@@ -20,16 +21,7 @@ SPEC = """
 name = "{name}"
 [data]
 demo = {{ classes = 3, per_class = 10, seed = 0 }}
-[net]
-num_classes = 3
-resize = 36
-test_resize = 32
-crop = 32
-conv_widths = [8, 8, 16, 16, 16]
-train_batch = 8
-test_batch = 3
-batchnorm = true
-[solver]
+""" + tiny_net(test_batch=3).replace("{", "{{").replace("}", "}}") + """[solver]
 max_iter = {max_iter}
 test_interval = 30
 display = 10

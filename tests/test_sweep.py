@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,35 +17,12 @@ from caffegen.logs import LogFollower
 from caffegen.sweep import expand, parse_spec
 from caffegen.sweep.monitor import decide
 from conftest import write_spec
+from sweep_state import store_rows as rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 
 def sweep(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(CAFFEGEN + ["sweep", *args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
-
-
-def rows(sweep_dir: Path) -> dict[str, dict]:
-    """The sweep store's rows by variant; empty while the store is still being created."""
-    con = sqlite3.connect(sweep_dir / "sweep.db")
-    con.row_factory = sqlite3.Row
-    try:
-        return {r["variant"]: dict(r) for r in con.execute("SELECT * FROM runs")}
-    except sqlite3.OperationalError as exc:   # the file exists but the driver has not created the table yet
-        if "no such table" in str(exc):
-            return {}
-        raise
-    finally:
-        con.close()
-
-
-def wait_for(pred, timeout: float = 120, every: float = 0.2):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 # ----------------------------------------------------------------------------- pure parts

@@ -17,6 +17,7 @@ from caffegen.logs import parse_log
 from caffegen.paths import sha256_file
 from caffegen.prototxt import NetOptions, render_net
 from caffegen.prototxt.usernet import DataSources, UserNet, heads_of, load_net, wire
+from sweep_state import store_rows
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 pytestmark = pytest.mark.caffe
@@ -31,15 +32,6 @@ def models() -> Path:
 
 def caffegen(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(CAFFEGEN + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
-
-
-def store_rows(sweep_dir: Path) -> dict[str, dict]:
-    con = sqlite3.connect(sweep_dir / "sweep.db")
-    con.row_factory = sqlite3.Row
-    try:
-        return {r["variant"]: dict(r) for r in con.execute("SELECT * FROM runs")}
-    finally:
-        con.close()
 
 
 def parse(text: str, kind: str = "net"):

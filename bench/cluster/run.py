@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from conftest import tiny_net  # noqa: E402  (the tests' narrow net)
 from ray_cluster import LocalCluster  # noqa: E402
 
 CHILD_KILL = "RAY_kill_child_processes_on_worker_exit"
@@ -46,16 +47,7 @@ SPEC = """
 name = "cluster"
 [data]
 demo = {{ classes = 4, per_class = 40, seed = 0 }}
-[net]
-num_classes = 4
-resize = 36
-test_resize = 32
-crop = 32
-conv_widths = [8, 8, 16, 16, 16]
-train_batch = 8
-test_batch = 8
-batchnorm = true
-[solver]
+""" + tiny_net(classes=4).replace("{", "{{").replace("}", "}}") + """[solver]
 max_iter = {iters}
 test_interval = {test_interval}
 display = 10

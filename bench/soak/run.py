@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
 import sqlite3
 import subprocess
@@ -33,24 +32,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from caffegen.sweep.processes import is_running  # noqa: E402
 from caffegen.sweep.runs import check_snapshot, snapshots  # noqa: E402
+from conftest import tiny_net  # noqa: E402  (the tests' narrow net)
+from sweep_state import writers  # noqa: E402  (the tests' reader of glog thread ids)
 
 SPEC = """
 name = "soak"
 [data]
 demo = { classes = 3, per_class = 10, seed = 0 }
-[net]
-num_classes = 3
-resize = 36
-test_resize = 32
-crop = 32
-conv_widths = [8, 8, 16, 16, 16]
-train_batch = 8
-test_batch = 8
-batchnorm = true
-[solver]
+""" + tiny_net() + """[solver]
 max_iter = 600
 test_interval = 100
 display = 20
@@ -75,15 +68,6 @@ def rows(out: Path) -> dict[str, dict]:
         return {}
     finally:
         con.close()
-
-
-def writers(log: Path) -> list[int]:
-    out: list[int] = []
-    for line in log.read_text(errors="replace").splitlines():
-        m = re.match(r"^[IWEF]\d{4,8} \d\d:\d\d:\d\d\.\d{6}\s+(\d+) ", line)
-        if m and (not out or out[-1] != int(m.group(1))):
-            out.append(int(m.group(1)))
-    return out
 
 
 def winner(table: dict[str, dict]) -> tuple[str, float]:
