@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
 from ..logs import parse_log
-from ..sweep.store import open_store
+from ..sweep.store import read_sweep
 from .diagnose import Finding, diagnose
 from .stats import mean, mean_interval, proportions_differ, stdev, welch_differ, wilson
 
@@ -265,14 +264,7 @@ def why_lost(v: VariantReport, winner: VariantReport) -> str:
 
 
 def load_runs(sweep_dir: Path) -> tuple[list[RunReport], dict]:
-    if not (sweep_dir / "sweep.db").exists():
-        raise InputError(f"{sweep_dir}: no sweep.db here (not a sweep folder)")
-    store = open_store(sweep_dir, readonly=True)
-    try:
-        rows = store.all()
-        meta = store.meta("spec") or {}
-    finally:
-        store.close()
+    rows, meta = read_sweep(sweep_dir)
     runs = []
     for row in rows:
         log = sweep_dir / row.variant / "train.log"

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import InputError
 from ..logs.curves import TOP1
 from ..logs.follower import LogFollower, LogTail
-from .store import FINAL, RunRow, open_store
+from .store import FINAL, RunRow, read_sweep
 
 
 @dataclass
@@ -132,14 +131,7 @@ def make_display(title: str, live: bool | None = None):
 def collect_views(out_dir: str | Path) -> tuple[list[RunView], int, str]:
     """Views of every run in a sweep folder, read from sweep.db and, for running runs, their logs."""
     out_dir = Path(out_dir)
-    if not (out_dir / "sweep.db").exists():
-        raise InputError(f"{out_dir}: no sweep.db here (not a sweep folder, or the sweep has not started)")
-    store = open_store(out_dir, readonly=True)
-    try:
-        rows = store.all()
-        spec = store.meta("spec") or {}
-    finally:
-        store.close()
+    rows, spec = read_sweep(out_dir)
     metric, name = spec.get("metric", TOP1), spec.get("name", out_dir.name)
     views = []
     for r in rows:

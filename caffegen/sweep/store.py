@@ -165,6 +165,19 @@ def open_store(sweep_dir: Path, readonly: bool = False) -> Store:
     return Store(Path(sweep_dir) / "sweep.db", readonly=readonly)
 
 
+def read_sweep(sweep_dir: Path) -> tuple[list[RunRow], dict[str, Any]]:
+    """Every row and the spec record of a sweep folder, read-only (safe while the sweep writes it); one error line
+    when the folder holds no sweep."""
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "sweep.db").exists():
+        raise InputError(f"{sweep_dir}: no sweep.db here (not a sweep folder, or the sweep has not started)")
+    store = open_store(sweep_dir, readonly=True)
+    try:
+        return store.all(), store.meta("spec") or {}
+    finally:
+        store.close()
+
+
 def sweep_lock(sweep_dir: Path):
     """Hold ``sweep_dir/.lock`` for the sweep's lifetime; a second sweep on the same folder refuses."""
     return exclusive(Path(sweep_dir) / ".lock", f"another sweep is running on {sweep_dir} (pid {{pid}}); "
