@@ -318,6 +318,21 @@ def read_list(path: str | os.PathLike) -> list[tuple[str, int]]:
     return items
 
 
+def load_list(path: str | os.PathLike, missing_hint: str = "") -> list[tuple[str, int]]:
+    """:func:`read_list` for a list a user names: a missing file, a line that is not ``path label`` and an empty list
+    are each one error line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: list file not found{missing_hint}")
+    try:
+        items = read_list(path)
+    except ValueError:
+        raise InputError(f"{path}: a line is not 'path label' (an integer label after the last space)") from None
+    if not items:
+        raise InputError(f"{path}: no images listed")
+    return items
+
+
 def format_counts(listset: ListSet) -> str:
     """The per-class table ``caffegen lists`` prints: label, class, train, val, skipped."""
     width = max([len("class"), *(len(n) for n in listset.labels)])

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import CaffegenError, InputError
-from .lists import read_list
+from .lists import load_list
 
 _FATAL = re.compile(r"^F\d{4}")
 _PROCESSED = re.compile(r"Processed (\d+) files")
@@ -45,16 +45,9 @@ def to_lmdb(list_file: str | os.PathLike, out_dir: str | os.PathLike, *, root_fo
     from ..toolchain import locate
 
     list_path = Path(list_file)
-    if not list_path.is_file():
-        raise InputError(f"{list_path}: no such list file (run `caffegen lists` first)")
     if resize < 0:
         raise InputError(f"resize must be >= 0, got {resize}")
-    try:
-        items = read_list(list_path)
-    except ValueError:
-        raise InputError(f"{list_path}: not a Caffe list file ('<path> <label>' per line)") from None
-    if not items:
-        raise InputError(f"{list_path}: list file is empty")
+    items = load_list(list_path, missing_hint=" (run `caffegen lists` first)")
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; remove it or pass overwrite (--force)")

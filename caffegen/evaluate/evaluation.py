@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.lists import LABELS, read_list
+from ..data.lists import LABELS, load_list
 from ..errors import InputError
 from ..logs import parse_log
 from ..paths import exclusive
@@ -101,14 +101,7 @@ def _labels_in_range(labels: np.ndarray, classes: int, where: str) -> None:
 def _list_images(list_file: Path, root_folder: str, run_dir: Path) -> list[str]:
     """The image paths of a list (root_folder + path, as Caffe joins them), checked to exist: one line naming the
     first missing file."""
-    if not list_file.is_file():
-        raise InputError(f"list file not found: {list_file}")
-    try:
-        items = read_list(list_file)
-    except ValueError:
-        raise InputError(f"{list_file}: a line is not 'path label' (an integer label after the last space)") from None
-    if not items:
-        raise InputError(f"{list_file}: no images listed")
+    items = load_list(list_file)
     paths = []
     for i, (p, _) in enumerate(items, 1):
         full = Path(root_folder + p)
