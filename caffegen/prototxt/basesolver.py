@@ -32,14 +32,9 @@ _NET_FIELDS = ("net", "net_param", "train_net", "test_net", "train_net_param", "
 
 def load_solver(path: str | Path):
     """The SolverParameter in ``path``; one error line (with line:column) when it is not a Caffe solver."""
-    from .validate import parse_text
+    from .validate import parse_file
 
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the solver: {exc.strerror or exc}") from None
-    return parse_text(text, "solver", str(path))
+    return parse_file(path, "solver")
 
 
 def repeated(desc) -> bool:

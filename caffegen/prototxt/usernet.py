@@ -128,14 +128,9 @@ class WiredNet:
 
 def load_net(path: str | Path):
     """The NetParameter in ``path``; one error line (with line:column) when it is not a Caffe net."""
-    from .validate import parse_text
+    from .validate import parse_file
 
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the net: {exc.strerror or exc}") from None
-    net = parse_text(text, "net", str(path))
+    net = parse_file(path, "net")
     if not net.layer:
         raise InputError(f"{path}: not a Caffe net (no layer {{ ... }} found); give a train_val.prototxt")
     return net

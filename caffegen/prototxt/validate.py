@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from ..errors import ValidationError
+from ..errors import InputError, ValidationError
 
 if TYPE_CHECKING:
     from .options import NetOptions
@@ -52,6 +52,16 @@ def parse_text(text: str, kind: Literal["net", "solver"], where: str = "<text>")
         detail = " ".join(str(exc).split())
         raise ValidationError(f"{where}: not a valid Caffe {kind} prototxt: {detail}") from None
     return msg
+
+
+def parse_file(path: str | Path, kind: Literal["net", "solver"]):
+    """:func:`parse_text` of a file; a file that cannot be read is one InputError line too."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {kind}: {exc.strerror or exc}") from None
+    return parse_text(text, kind, str(path))
 
 
 def check_text(text: str, kind: Literal["net", "solver"], where: str = "<text>") -> None:
