@@ -469,21 +469,33 @@ def _build_native() -> None:
         print(f"[setup] native log scanner ready ({native.library_path()})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m caffegen.toolchain``: what ``make caffe`` runs (also ``caffegen build-caffe``)."""
+def requested_flags(lean: bool = False) -> BuildFlags:
+    """The build ``CAFFE_GPU`` and this machine ask for (:func:`gpu_requested`): CUDA for :func:`gpu_arch`, or CPU;
+    with ``lean``, the :data:`LEAN` variant a GPU bundle is made of."""
+    extra = LEAN if lean else {}
+    return BuildFlags(gpu=True, cuda_arch=gpu_arch(), **extra) if gpu_requested() else BuildFlags(**extra)
+
+
+def toolchain_parser(description: str):
+    """The options both toolchain commands (``make caffe`` and ``make gpu-bundle``) take."""
     import argparse
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--force", action="store_true", help="rebuild even when the cache entry exists")
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--no-apt", action="store_true", help="do not install Debian packages")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m caffegen.toolchain``: what ``make caffe`` runs (also ``caffegen build-caffe``)."""
+    args = toolchain_parser(__doc__.splitlines()[0]).parse_args(argv)
     try:
         if not args.no_apt:
             ensure_apt()
-        gpu = gpu_requested()
-        entry = build(BuildFlags(gpu=gpu, cuda_arch=gpu_arch()) if gpu else BuildFlags(),
-                      jobs=args.jobs, force=args.force)
+        flags = requested_flags()
+        gpu = flags.gpu
+        entry = build(flags, jobs=args.jobs, force=args.force)
     except BuildError as exc:
         print(f"caffegen: error: {exc}", file=sys.stderr)
         return 1

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .build import LEAN, BuildEntry, BuildError, BuildFlags, build, ensure_apt, gpu_arch
+from .build import BuildEntry, BuildError, build, ensure_apt, requested_flags, toolchain_parser
 
 __all__ = ["Bundle", "make_bundle", "ldd", "main", "HOST_LIBS", "CUDA_LIBS", "LIMIT"]
 
@@ -120,23 +120,17 @@ def _patch(path: Path, rpath: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m caffegen.toolchain --bundle DIR``: build the lean variant (CUDA when ``CAFFE_GPU=1``) and bundle
-    it into DIR."""
-    import argparse
+    """``python -m caffegen.toolchain --bundle DIR``: build the lean variant (CUDA when :func:`~caffegen.toolchain.build.gpu_requested` says so, as
+    for ``make caffe``: ``CAFFE_GPU=1``, which ``make gpu-bundle`` sets) and bundle it into DIR."""
     import sys
 
-    ap = argparse.ArgumentParser(description="Build the lean Caffe variant and bundle it for a GPU host.")
+    ap = toolchain_parser("Build the lean Caffe variant and bundle it for a GPU host.")
     ap.add_argument("--bundle", type=Path, required=True, metavar="DIR")
-    ap.add_argument("--force", action="store_true", help="rebuild even when the cache entry exists")
-    ap.add_argument("--jobs", type=int, default=None)
-    ap.add_argument("--no-apt", action="store_true", help="do not install Debian packages")
     args = ap.parse_args(argv)
     try:
         if not args.no_apt:
             ensure_apt()
-        gpu = os.environ.get("CAFFE_GPU", "") not in ("", "0")
-        flags = BuildFlags(gpu=True, cuda_arch=gpu_arch(), **LEAN) if gpu else BuildFlags(**LEAN)
-        make_bundle(build(flags, jobs=args.jobs, force=args.force), args.bundle)
+        make_bundle(build(requested_flags(lean=True), jobs=args.jobs, force=args.force), args.bundle)
     except BuildError as exc:
         print(f"caffegen: error: {exc}", file=sys.stderr)
         return 1
