@@ -14,14 +14,11 @@ sum of its runs' wall seconds; goal <= 5%). Writes bench/lrfind/results.json.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,21 +71,7 @@ def measure(problem: str, work: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=("default", "digits"), default=None)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="caffegen-lrfind-bench-") as tmp:
-        work = Path(tmp)
-        res = {"load_1min_start": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        for problem in ("default", "digits"):
-            if args.only in (None, problem):
-                res[problem] = measure(problem, work)
-                print(json.dumps({problem: res[problem]}, indent=1), flush=True)
-        res["load_1min_end"] = round(os.getloadavg()[0], 2)
-    out = Path(__file__).parent / "results.json"
-    out.write_text(json.dumps(res, indent=1) + "\n")
-    print(json.dumps(res, indent=1))
+    search.run_problems(measure, "caffegen-lrfind-bench-", Path(__file__).parent / "results.json")
 
 
 if __name__ == "__main__":

@@ -157,21 +157,27 @@ def measure(problem: str, work: Path) -> dict:
     return results
 
 
-def main() -> None:
+def run_problems(measure, prefix: str, results: Path) -> None:
+    """A bench's main (this one's and bench/lrfind's): each problem, or ``--only`` one, measured in one temporary
+    folder, with the date and the load before and after; results.json written beside the script."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=("default", "digits"), default=None)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="caffegen-search-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         work = Path(tmp)
-        res = {"load_1min_start": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+        res = {"load_1min_start": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         for problem in ("default", "digits"):
             if args.only in (None, problem):
                 res[problem] = measure(problem, work)
                 print(json.dumps({problem: res[problem]}, indent=1), flush=True)
         res["load_1min_end"] = round(os.getloadavg()[0], 2)
-    out = Path(__file__).parent / "results.json"
-    out.write_text(json.dumps(res, indent=1) + "\n")
+    results.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))
+
+
+def main() -> None:
+    run_problems(measure, "caffegen-search-bench-", Path(__file__).parent / "results.json")
 
 
 if __name__ == "__main__":
