@@ -114,6 +114,44 @@ def test_kill_9_mid_study_then_rerun_loses_no_trial_and_runs_none_twice(tmp_path
     assert resumed  # the trials that were running when the driver died were resumed, not asked again
 
 
+def test_a_trial_asked_but_never_named_by_a_killed_driver_is_run_not_replaced(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    search = TPE.replace("trials = 6", "trials = 3").replace('pruner = "asha"', 'pruner = "none"')
+    spec = write(tmp_path, "orph", search=search, max_iter=60)
+    out = tmp_path / "runs" / "orph"
+    out.mkdir(parents=True)
+    # what a driver killed -9 between Optuna's ask and naming the trial's run leaves: a RUNNING trial, no run
+    study = optuna.create_study(study_name="orph", storage=f"sqlite:///{out / 'sweep.db'}", direction="maximize")
+    study.ask()
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    study = trials(out)
+    runs = dict(store(out, "SELECT variant, status FROM runs"))
+    assert [n for n, _, _ in study] == [0, 1, 2], study  # trial 0 was run, not left behind and replaced
+    assert sorted(v.strip('"') for _, _, v in study) == sorted(runs) and set(runs.values()) == {"done"}
+    assert {s for _, s, _ in study} == {"COMPLETE"}
+
+
+def test_grid_points_a_killed_driver_asked_or_enqueued_are_run_once_each(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    grid = '[grid]\nbase_lr = [0.01, 0.001]\nlr_policy = ["fixed", "step"]'
+    spec = write(tmp_path, "gorph", search='sampler = "grid"\npruner = "median"', grid=grid, max_iter=60)
+    out = tmp_path / "runs" / "gorph"
+    out.mkdir(parents=True)
+    study = optuna.create_study(study_name="gorph", storage=f"sqlite:///{out / 'sweep.db'}", direction="maximize")
+    study.enqueue_trial({"base_lr": 0.001, "lr_policy": "step"})
+    study.ask()  # asked, never named
+    study.enqueue_trial({"base_lr": 0.01, "lr_policy": "step"})  # enqueued, never asked
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    study = trials(out)
+    assert [n for n, _, _ in study] == [0, 1, 2, 3], study
+    assert study[0][2] == '"lr0.001_step"' and study[1][2] == '"lr0.01_step"'
+    assert sorted(v.strip('"') for _, _, v in study) == sorted(dict(store(out, "SELECT variant, status FROM runs")))
+
+
 def test_grid_sampler_with_asha_prunes_grid_runs(tmp_path):
     grid = '[grid]\nbase_lr = [0.01, 0.000001]\nlr_policy = ["fixed", "step"]'
     spec = write(tmp_path, "gasha", search='sampler = "grid"\npruner = "asha"\nreduction_factor = 2', grid=grid)

@@ -14,7 +14,8 @@ A spec's ``[search]`` table::
 
 The study lives in the sweep's own ``sweep.db`` (Optuna's RDB storage: its tables beside the runs table), one trial
 per run, linked by the trial's ``variant`` user attribute: after Ctrl-C or kill -9 the rerun resumes the trials that
-were running and asks for new ones only up to ``trials``, so none is lost or run twice. Trials are asked for when a
+were running (also one asked for but not yet named when the driver died) and asks for new ones only up to
+``trials``, so none is lost, replaced or run twice. Trials are asked for when a
 slot frees (asynchronously, as many at once as there are slots), and each run reports its test metric (top-1, or
 the test loss when the net has no accuracy) to its trial at every test pass; a pruned run is stopped with a
 snapshot (as Ctrl-C does) and marked ``pruned``.
@@ -212,8 +213,9 @@ class Study:
         """A new trial: its number, its variant name (``name_for(number, params)``; None: the trial is not used and
         is told FAIL) and its parameters. ``fixed``: the grid point it should run, enqueued (so the sampler does not
         choose) over the grid's ``dists``."""
-        if fixed is not None:
-            self.study.enqueue_trial(fixed)
+        ts = self._optuna.trial.TrialState
+        if fixed is not None and not any(t.state == ts.WAITING for t in self.trials()):
+            self.study.enqueue_trial(fixed)  # (a point an earlier driver enqueued but never asked for goes first)
         trial = self.study.ask(dists if dists is not None else distributions(self.spec.space))
         name = name_for(trial.number, trial.params)
         if name is None:
@@ -222,6 +224,23 @@ class Study:
         trial.set_user_attr("variant", name)
         self._live[name] = trial
         return trial.number, name, dict(trial.params)
+
+    def adopt_orphans(self, name_for, dists: dict[str, Any]) -> None:
+        """Trials an earlier driver asked for but never named (killed between Optuna's ask and naming the run, so
+        no run was started for them): their parameters are completed and their names given now, so each is run
+        under its own number rather than lost and replaced. ``name_for`` as for :meth:`ask`."""
+        ts = self._optuna.trial.TrialState
+        for frozen in self.trials():
+            if frozen.state != ts.RUNNING or "variant" in frozen.user_attrs:
+                continue
+            trial = self._optuna.trial.Trial(self.study, frozen._trial_id)
+            params = {name: _suggest(trial, name, dist) for name, dist in dists.items()}
+            name = name_for(frozen.number, params)
+            if name is None:
+                self.study.tell(trial, state=ts.FAIL)
+                continue
+            trial.set_user_attr("variant", name)
+            self._live[name] = trial
 
     def _trial(self, variant: str):
         trial = self._live.get(variant)
@@ -258,6 +277,16 @@ class Study:
         self._live.pop(variant, None)
 
 
+def _suggest(trial, name: str, dist) -> Any:
+    """A parameter of a trial by Optuna's public suggest API: its stored or enqueued value, else a new sample."""
+    d = optuna_or_error().distributions
+    if isinstance(dist, d.CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, d.IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
 class TrialSource:
     """The runs of a sweep with a study: each run is one trial. Trials an earlier driver left running come back
     first (the same run folder resumes from its snapshot); then, for the grid, every point not yet run; for a
@@ -273,14 +302,17 @@ class TrialSource:
         for _, name, _ in study.variants_of(("RUNNING",)):  # finished runs whose trial was never told
             if name in final:
                 self.end(name, *final[name])
-        running = {name: (number, params) for number, name, params in study.variants_of(("RUNNING",))}
         if grid is not None:
             self.pending = [p for p in grid if p.variant.name not in final]
             opt = study._optuna.distributions
             self.grid_dists = {k: opt.CategoricalDistribution(v) for k, v in (grid_space or {}).items()}
-        else:
-            self.pending = [make(number, params) for name, (number, params) in running.items() if name not in final]
-            for plan in self.pending:
+            study.adopt_orphans(self._pending_named, self.grid_dists)
+            return
+        study.adopt_orphans(trial_name, distributions(study.spec.space))
+        self.pending = []
+        for number, name, params in study.variants_of(("RUNNING",)):  # resumed from their snapshots
+            if name not in final and (plan := self._made(number, name, params)) is not None:
+                self.pending.append(plan)
                 register(plan)
 
     def remaining(self) -> bool:
@@ -309,15 +341,20 @@ class TrialSource:
                 return plan
             if self.budget is None or self.study.started() >= self.budget:
                 return None
-            number, name, params = self.study.ask(trial_name)
-            try:
-                plan = self.make(number, params)
-            except InputError as exc:  # a sampled point the options refuse (crop > resize...): a failed trial
-                self.study.tell(name, "FAIL", None)
-                self.failed.append((name, str(exc)))
-                continue
-            self.register(plan)
-            return plan
+            plan = self._made(*self.study.ask(trial_name))
+            if plan is not None:
+                self.register(plan)
+                return plan
+
+    def _made(self, number: int, name: str, params: dict[str, Any]):
+        """The RunPlan of a sampled trial; None, with the trial failed, for a point the options refuse (crop >
+        resize...)."""
+        try:
+            return self.make(number, params)
+        except InputError as exc:
+            self.study.tell(name, "FAIL", None)
+            self.failed.append((name, str(exc)))
+            return None
 
     def test_pass(self, name: str, iteration: int, value: float) -> bool:
         """A run's test pass: True when the pruner stops it."""
