@@ -63,6 +63,30 @@ def trials(out: Path) -> list[tuple[int, str, str]]:
                       "ON a.trial_id = t.trial_id AND a.key = 'variant' ORDER BY t.number")
 
 
+
+def sweep(tmp_path: Path, spec: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``caffegen sweep SPEC --no-report ARGS`` from tmp_path, which must succeed."""
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def one_trial_per_run(out: Path) -> tuple[list[tuple[int, str, str]], dict[str, str]]:
+    """The study's trials and the runs table ({variant: status}), checked to name each other one to one."""
+    study, runs = trials(out), dict(store(out, "SELECT variant, status FROM runs"))
+    assert sorted(v.strip('"') for _, _, v in study) == sorted(runs), (study, runs)
+    return study, runs
+
+
+def left_behind(out: Path, name: str):
+    """The Optuna study in a sweep folder as a driver that died early left it (before any run started)."""
+    import optuna
+
+    out.mkdir(parents=True)
+    return optuna.create_study(study_name=name, storage=f"sqlite:///{out / 'sweep.db'}", direction="maximize")
+
+
 pytestmark = pytest.mark.caffe
 
 
@@ -71,16 +95,14 @@ def test_a_tpe_study_with_asha_prunes_runs_and_keeps_one_run_per_trial(tmp_path)
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "runs" / "tpe"
-    runs = dict(store(out, "SELECT variant, status FROM runs"))
+    study, runs = one_trial_per_run(out)
     assert len(runs) == 6 and set(runs.values()) <= {"done", "pruned"}, runs
     pruned = [name for name, status in runs.items() if status == "pruned"]
     assert pruned, runs
     for name in pruned:  # stopped with a snapshot, as Ctrl-C does: resumable later
         assert list((out / name / "snapshots").glob("*.solverstate"))
         assert "pruned at iteration" in store(out, f"SELECT reason FROM runs WHERE variant = '{name}'")[0][0]
-    study = trials(out)
     assert [n for n, _, _ in study] == list(range(6))
-    assert sorted(v.strip('"') for _, _, v in study) == sorted(runs)
     assert {s for _, s, _ in study} <= {"COMPLETE", "PRUNED"}
     assert all(re.fullmatch(r"t00\d_lr[0-9.e-]+_(fixed|step|poly)", name) for name in runs)
     html = (out / "report.html").read_text()
@@ -102,74 +124,54 @@ def test_kill_9_mid_study_then_rerun_loses_no_trial_and_runs_none_twice(tmp_path
     finally:
         if driver.poll() is None:
             driver.kill()
-    again = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=900)
-    assert again.returncode == 0, again.stderr
-    study = trials(out)
-    runs = dict(store(out, "SELECT variant, status FROM runs"))
+    sweep(tmp_path, spec, timeout=900)
+    study, runs = one_trial_per_run(out)
     assert [n for n, _, _ in study] == list(range(6))  # exactly 6 trials: none lost, none added
-    assert sorted(v.strip('"') for _, _, v in study) == sorted(runs) and len(runs) == 6
     assert set(runs.values()) <= {"done", "pruned"} and {s for _, s, _ in study} <= {"COMPLETE", "PRUNED"}
     resumed = store(out, "SELECT variant FROM runs WHERE attempts > 1")
     assert resumed  # the trials that were running when the driver died were resumed, not asked again
 
 
 def test_a_trial_asked_but_never_named_by_a_killed_driver_is_run_not_replaced(tmp_path):
-    optuna = pytest.importorskip("optuna")
     search = TPE.replace("trials = 6", "trials = 3").replace('pruner = "asha"', 'pruner = "none"')
     spec = write(tmp_path, "orph", search=search, max_iter=60)
     out = tmp_path / "runs" / "orph"
-    out.mkdir(parents=True)
     # what a driver killed -9 between Optuna's ask and naming the trial's run leaves: a RUNNING trial, no run
-    study = optuna.create_study(study_name="orph", storage=f"sqlite:///{out / 'sweep.db'}", direction="maximize")
-    study.ask()
-    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    study = trials(out)
-    runs = dict(store(out, "SELECT variant, status FROM runs"))
+    left_behind(out, "orph").ask()
+    sweep(tmp_path, spec)
+    study, runs = one_trial_per_run(out)
     assert [n for n, _, _ in study] == [0, 1, 2], study  # trial 0 was run, not left behind and replaced
-    assert sorted(v.strip('"') for _, _, v in study) == sorted(runs) and set(runs.values()) == {"done"}
-    assert {s for _, s, _ in study} == {"COMPLETE"}
+    assert set(runs.values()) == {"done"} and {s for _, s, _ in study} == {"COMPLETE"}
 
 
 def test_grid_points_a_killed_driver_asked_or_enqueued_are_run_once_each(tmp_path):
-    optuna = pytest.importorskip("optuna")
     grid = '[grid]\nbase_lr = [0.01, 0.001]\nlr_policy = ["fixed", "step"]'
     spec = write(tmp_path, "gorph", search='sampler = "grid"\npruner = "median"', grid=grid, max_iter=60)
     out = tmp_path / "runs" / "gorph"
-    out.mkdir(parents=True)
-    study = optuna.create_study(study_name="gorph", storage=f"sqlite:///{out / 'sweep.db'}", direction="maximize")
+    study = left_behind(out, "gorph")
     study.enqueue_trial({"base_lr": 0.001, "lr_policy": "step"})
     study.ask()  # asked, never named
     study.enqueue_trial({"base_lr": 0.01, "lr_policy": "step"})  # enqueued, never asked
-    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    study = trials(out)
+    sweep(tmp_path, spec)
+    study, _ = one_trial_per_run(out)
     assert [n for n, _, _ in study] == [0, 1, 2, 3], study
     assert study[0][2] == '"lr0.001_step"' and study[1][2] == '"lr0.01_step"'
-    assert sorted(v.strip('"') for _, _, v in study) == sorted(dict(store(out, "SELECT variant, status FROM runs")))
 
 
 def test_grid_sampler_with_asha_prunes_grid_runs(tmp_path):
     grid = '[grid]\nbase_lr = [0.01, 0.000001]\nlr_policy = ["fixed", "step"]'
     spec = write(tmp_path, "gasha", search='sampler = "grid"\npruner = "asha"\nreduction_factor = 2', grid=grid)
-    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    out = tmp_path / "runs" / "gasha"
-    runs = dict(store(out, "SELECT variant, status FROM runs"))
+    sweep(tmp_path, spec)
+    study, runs = one_trial_per_run(tmp_path / "runs" / "gasha")
     assert set(runs) == {"lr0.01_fixed", "lr0.01_step", "lr1e-06_fixed", "lr1e-06_step"}
     assert "pruned" in runs.values(), runs
-    assert len(trials(out)) == 4
+    assert len(study) == 4
 
 
 def test_extend_continues_a_finished_run_to_more_iterations(tmp_path):
     grid = '[grid]\nbase_lr = [0.01]\nlr_policy = ["poly"]'
     spec = write(tmp_path, "ext", search='sampler = "grid"', grid=grid, max_iter=60)
-    assert subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
-                          timeout=600).returncode == 0
+    sweep(tmp_path, spec)
     run = tmp_path / "runs" / "ext" / "lr0.01_poly"
     proc = subprocess.run(CAFFEGEN + ["extend", str(run), "--iters", "120"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
