@@ -12,11 +12,12 @@ SPEC      ?= default
 JOBS      ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup venv caffe sweep test clean clean-cache help gpu-bundle
+.PHONY: setup venv caffe sweep test test-bundle clean clean-cache help gpu-bundle
 
 help:
 	@echo "make sweep   set up and run the default sweep on the demo data (writes runs/default/report.html)"
 	@echo "make test    set up and run the tests"
+	@echo "make test-bundle   the GPU-bundle tests: compile the lean Caffe variant (minutes, cached) and bundle it"
 	@echo "make setup   only set up: Debian packages, $(VENV), Caffe build (CAFFE_GPU=1 for CUDA)"
 	@echo "make caffe   only (re)use or build Caffe into the cache"
 	@echo "make gpu-bundle   the lean CUDA build as a self-contained folder <= 64 MiB in .gpu-bundle/ (docs/gpu.md)"
@@ -45,6 +46,11 @@ sweep: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A second, lean Caffe compile (no OpenCV, no pycaffe, reference BLAS) and the bundle made of it: kept out of
+# `make test`, run by CI (.ci/run) as its own step.
+test-bundle: setup
+	$(BIN)/python -m pytest -m bundle $(PYTEST_ARGS)
 
 # The lean CUDA variant (no OpenCV, no pycaffe, reference BLAS) bundled for a GPU host: docs/gpu.md.
 # CAFFE_GPU=0 bundles the lean CPU variant instead (what the tests check).

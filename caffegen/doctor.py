@@ -179,7 +179,7 @@ class ClusterReport:
 
 def cluster_report(address: str | None) -> ClusterReport:
     """Probe every alive node of the Ray cluster at ``address`` (None: ``$RAY_ADDRESS``, else a local instance)."""
-    from .sweep.ray_executor import survey
+    from .run.ray_executor import survey
 
     where, nodes = survey(address)
     try:

@@ -28,3 +28,12 @@ class ValidationError(CaffegenError):
     """A rendered file failed caffe's schema or pycaffe's shape checks. Exit 2 (it came from the input)."""
 
     exit_code = 2
+
+
+class Interrupted(CaffegenError):
+    """The user stopped the command (Ctrl-C, SIGTERM, SIGHUP) after each caffe saved what it had. Exit 128 + the
+    signal's number (130, 143, 129), as shells report it."""
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)

@@ -92,3 +92,22 @@ def write_spec(tmp_path: Path, name="t", max_iter=20, test_interval=10, display=
     path.write_text(TINY.format(name=name, max_iter=max_iter, test_interval=test_interval, display=display,
                                 lrs=lrs, policies=policies, jobs=jobs))
     return path
+
+
+TAB = {"blue": (31, 119, 180), "orange": (255, 127, 14), "green": (44, 160, 44), "red": (255, 0, 0),
+       "purple": (148, 103, 189), "tab:red": (214, 39, 40)}   # matplotlib's tab: colours and pure red, as the figures draw them
+
+
+def pixels_like(png, colour: str | tuple[int, int, int], tol: int = 40) -> int:
+    """How many pixels of a PNG (a path or bytes) are within ``tol`` of a colour (a name of :data:`TAB` or RGB):
+    what a figure test asks of a plot instead of its file size."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    src = io.BytesIO(png) if isinstance(png, (bytes, bytearray)) else png
+    with Image.open(src) as img:
+        rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+    target = np.array(TAB[colour] if isinstance(colour, str) else colour, dtype=np.int16)
+    return int((np.abs(rgb - target).max(axis=2) <= tol).sum())

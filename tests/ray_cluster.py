@@ -33,17 +33,26 @@ def free_port() -> int:
 
 
 def _pids_of_session(sid: int) -> list[int]:
-    """Every process of session ``sid``: a node's ``ray start`` and all it started, Ray's workers too (they get
-    process groups of their own, not sessions). caffe has a session of its own: it dies with its actor."""
+    """Every live process of session ``sid``: a node's ``ray start`` and all it started, Ray's workers too (they get
+    process groups of their own, not sessions). caffe has a session of its own: it dies with its actor. Zombies (dead,
+    not yet reaped by their parent: the ``ray start`` this helper waits for last) do not count."""
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.getsid(int(entry.name)) == sid:
+                if os.getsid(int(entry.name)) == sid and _state(int(entry.name)) != "Z":
                     out.append(int(entry.name))
             except (ProcessLookupError, PermissionError):
                 pass
     return out
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2]
+    except (OSError, ValueError, IndexError):
+        return "?"
 
 
 def _cmdline(pid: int) -> str:

@@ -11,19 +11,19 @@ GLOG_LINE = re.compile(r"^[IWEF]\d{4,8} \d\d:\d\d:\d\d\.\d{6}\s+(\d+) ")
 
 
 def store_rows(sweep_dir: Path) -> dict[str, dict]:
-    """The sweep store's rows by variant; empty while the store is still being created."""
+    """The sweep store's rows by variant, read with the store's own read-only reader; empty while the store is still
+    being created."""
+    from caffegen.sweep.store import read_sweep
+
     if not (sweep_dir / "sweep.db").exists():
         return {}
-    con = sqlite3.connect(sweep_dir / "sweep.db")
-    con.row_factory = sqlite3.Row
     try:
-        return {r["variant"]: dict(r) for r in con.execute("SELECT * FROM runs")}
+        rows, _ = read_sweep(sweep_dir)
     except sqlite3.OperationalError as exc:   # the file exists but the driver has not created the table yet
         if "no such table" in str(exc):
             return {}
         raise
-    finally:
-        con.close()
+    return {r.variant: {**r.values, "params": r.params, "axes": r.axes} for r in rows}
 
 
 def wait_for(pred, timeout: float = 120, every: float = 0.1):

@@ -21,7 +21,7 @@ CAFFEGEN = [sys.executable, "-m", "caffegen"]
 def lists(tmp_path: Path, root: Path, out: str, cache: str, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CAFFEGEN_CACHE": str(tmp_path / cache)}
     return subprocess.run([*CAFFEGEN, "lists", root, "--out", tmp_path / out, *extra], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_augmented_lists_are_deterministic_and_leave_val_alone(tmp_path):
@@ -103,6 +103,7 @@ def test_augment_as_a_grid_axis():
         parse_spec({"data": {"demo": {"classes": 3}, "augment": "rotate=-1"}, "grid": {"base_lr": [0.01]}})
 
 
+@pytest.mark.caffe
 def test_a_sweep_over_augmentation_trains_each_on_its_own_train_list(tmp_path):
     (tmp_path / "a.toml").write_text("""
 name = "aug"
@@ -120,7 +121,7 @@ base_lr = [0.01]
 jobs = 2
 """)
     out = tmp_path / "runs" / "aug"
-    proc = subprocess.run([*CAFFEGEN, "sweep", "a.toml", "--out", out], cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run([*CAFFEGEN, "sweep", "a.toml", "--out", out], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     def source(run: str, phase: int) -> Path:

@@ -18,6 +18,7 @@ from caffegen.toolchain import build as B
 from caffegen.toolchain.bundle import CUDA_LIBS, HOST_LIBS, LIMIT, ldd, make_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.bundle, pytest.mark.caffe]
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +40,14 @@ def test_the_lean_bundle_is_small_relocatable_and_self_contained(bundle, tmp_pat
             continue
         assert path is not None, f"{name} not found"
         assert Path(path).resolve().is_relative_to(moved.resolve() / "lib") or HOST_LIBS.match(name), (name, path)
-    dyn = subprocess.run(["readelf", "-d", moved / "bin" / "caffe"], capture_output=True, text=True).stdout
+    dyn = subprocess.run(["readelf", "-d", moved / "bin" / "caffe"], capture_output=True, text=True, timeout=300).stdout
     assert "(RUNPATH)" in dyn and "[$ORIGIN/../lib]" in dyn
     names = {p.name for p in (moved / "lib").iterdir()}
     assert any(n.startswith("libcaffe") for n in names)
     assert not any(n.startswith(("libopencv", "libopenblas", "libpython")) for n in names)   # the lean variant
     info = json.loads((moved / "bundle.json").read_text())
     assert info["bytes"] == bundle.size and info["flags"]["opencv"] is False and info["from_host"]["glibc"]
-    proc = subprocess.run([moved / "bin" / "caffe", "--version"], capture_output=True, text=True, env=clean_env())
+    proc = subprocess.run([moved / "bin" / "caffe", "--version"], capture_output=True, text=True, env=clean_env(), timeout=300)
     assert proc.returncode == 0 and "caffe version" in (proc.stdout + proc.stderr).lower()
 
 
@@ -63,6 +64,6 @@ def test_the_device_script_runs_end_to_end_on_the_bundle(bundle, tmp_path):
     assert set(res["packing"]) == {"1", "2"} and res["train"]["iterations"] == 4
     assert "Optimization Done" in (out / "logs" / "train.log").read_text()
     host = res["host"]                   # what a failing GPU run is read from first
-    glibc = subprocess.run(["ldd", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    glibc = subprocess.run(["ldd", "--version"], capture_output=True, text=True, timeout=300).stdout.splitlines()[0]
     assert glibc.endswith(host["glibc"]) and host["glibc_needed"].startswith(">= ")
     assert host["missing"] == []         # the lean CPU bundle needs nothing the host lacks

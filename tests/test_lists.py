@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from caffegen.cli import main
-from caffegen.data.lists import LIST_TRAIN, LIST_VAL, SkippedFilesWarning, n_val_for, read_list, scan, write_lists
+from caffegen.layout import LIST_TRAIN, LIST_VAL
+from caffegen.data.lists import SkippedFilesWarning, n_val_for, read_list, scan, write_lists
 from caffegen.errors import InputError
 from conftest import make_imageset
 

@@ -1,6 +1,7 @@
 """A wheel of caffegen works outside the checkout: templates, specs, CMake files and the scanner source ship in it."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -31,7 +32,7 @@ def test_the_wheel_carries_every_data_file_the_package_reads(wheel):
     for spec in (ROOT / "caffegen" / "specs").glob("*.toml"):
         assert f"caffegen/specs/{spec.name}" in names
     assert {"caffegen/toolchain/cmake/CMakeLists.txt", "caffegen/toolchain/cmake/cuda.cmake",
-            "caffegen/logs/native/logscan.c", "caffegen/sweep/launcher.c"} <= names
+            "caffegen/logs/native/logscan.c", "caffegen/run/launcher.c"} <= names
     assert not [n for n in names if n.startswith(("tests/", "bench/", "docs/"))]
 
 
@@ -43,7 +44,7 @@ def test_a_non_editable_install_renders_and_writes_solvers_from_an_empty_folder(
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+                               capture_output=True, text=True, check=True, timeout=300).stdout.strip())
     # a plain path line: the set-up env's packages become importable, but its .pth hooks (the editable caffegen
     # finder among them) are not run
     (site / "setup_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -53,19 +54,20 @@ def test_a_non_editable_install_renders_and_writes_solvers_from_an_empty_folder(
     assert proc.returncode == 0, proc.stderr[-3000:]
     work = tmp_path / "empty"
     work.mkdir()
-    where = subprocess.run([str(py), "-c", "import caffegen; print(caffegen.__file__)"], cwd=work,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}   # nothing but the venv decides what imports
+    where = subprocess.run([str(py), "-c", "import caffegen; print(caffegen.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True, timeout=300).stdout.strip()
     assert Path(where).is_relative_to(site), where  # the wheel's copy, not the checkout
     caffegen = venv / "bin" / "caffegen"
-    render = subprocess.run([str(caffegen), "render", "--lr", "0.01"], cwd=work, capture_output=True, text=True,
+    render = subprocess.run([str(caffegen), "render", "--lr", "0.01"], cwd=work, env=env, capture_output=True, text=True,
                             timeout=300)
     assert render.returncode == 0, render.stderr
     assert sorted(p.name for p in work.iterdir()) == ["deploy.prototxt", "solver.prototxt", "train_val.prototxt"]
     assert "base_lr: 0.01" in (work / "solver.prototxt").read_text()
-    solvers = subprocess.run([str(caffegen), "solvers", "--lr", "0.1,0.01", "--policy", "all"], cwd=work,
+    solvers = subprocess.run([str(caffegen), "solvers", "--lr", "0.1,0.01", "--policy", "all"], cwd=work, env=env,
                              capture_output=True, text=True, timeout=300)
     assert solvers.returncode == 0, solvers.stderr
     assert len(list((work / "solvers").glob("lr*.prototxt"))) == 14 and (work / "solvers" / "index.csv").exists()
-    dry = subprocess.run([str(caffegen), "sweep", "default", "--dry-run"], cwd=work, capture_output=True, text=True,
+    dry = subprocess.run([str(caffegen), "sweep", "default", "--dry-run"], cwd=work, env=env, capture_output=True, text=True,
                          timeout=120)
     assert dry.returncode == 0 and "21 variants" in dry.stdout, dry.stderr

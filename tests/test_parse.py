@@ -53,7 +53,7 @@ def caffe_parse_log(log: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
     out = tmp / "caffe_out"
     out.mkdir(exist_ok=True)
     subprocess.run([sys.executable, str(work / "parse_log.py"), str(log), str(out)], check=True,
-                   capture_output=True, text=True)
+                   capture_output=True, text=True, timeout=300)
     tables = []
     for suffix in ("train", "test"):
         with open(out / f"{log.name}.{suffix}") as fh:
@@ -225,11 +225,14 @@ def test_never_raises_on_arbitrary_lines(lines):
                 max_size=30))
 def test_never_raises_on_mutated_real_lines(edits):
     lines = [line[:pos] + junk + line[pos + len(junk):] for line, pos, junk in edits]
-    parse_log(lines)
+    curves = parse_log(lines)
     follower = LogFollower()
     for line in lines:
         follower.feed(line)
-    follower.seconds, follower.last_test, follower.best_test("loss")
+    assert len(curves.train) == len(follower.curves().train) and len(curves.test) == len(follower.curves().test)
+    assert all(isinstance(v, float) for v in follower.last_test.values())
+    best = follower.best_test("loss")
+    assert best is None or (best[0] == min(v for _, v in follower.test_history("loss") if math.isfinite(v)) and best[1] >= 0)
 
 
 def test_cli_parse_writes_csvs_and_prints_a_summary(tmp_path):
@@ -247,7 +250,7 @@ def test_cli_parse_writes_csvs_and_prints_a_summary(tmp_path):
 
 def test_cli_parse_missing_log_exits_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "caffegen", "parse", str(tmp_path / "none.log")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("caffegen: error: no log at")
 
@@ -256,7 +259,7 @@ def test_cli_parse_missing_log_exits_2(tmp_path):
 def test_cli_refuses_a_file_that_is_not_a_caffe_log(command, tmp_path):
     junk = tmp_path / "photo.jpg"
     junk.write_bytes(bytes(range(256)) * 4)
-    proc = subprocess.run([sys.executable, "-m", "caffegen", command, str(junk)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "caffegen", command, str(junk)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.count("caffegen: error:") == 1 and "not a Caffe log" in proc.stderr
     assert list(tmp_path.iterdir()) == [junk]   # nothing written
@@ -267,7 +270,7 @@ def test_cli_parse_accepts_a_log_cut_before_its_first_iteration(tmp_path):
             if "Iteration" not in ln]
     log = tmp_path / "just_started.log"
     log.write_text("".join(head))
-    proc = subprocess.run([sys.executable, "-m", "caffegen", "parse", str(log)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "caffegen", "parse", str(log)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "0 train rows" in proc.stdout
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from PIL import Image
 
 from caffegen.logs import parse_log
-from caffegen.report.figures import ema, plot_curves
+from caffegen.plotting import ema
+from caffegen.report.figures import plot_curves
+from conftest import pixels_like
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 
@@ -18,15 +20,17 @@ def test_ema_skips_nan_and_smooths():
     assert out[:2] == [1.0, 2.0] and math.isnan(out[2]) and out[3] == 2.5
 
 
-def test_plot_curves_writes_a_png(tmp_path):
+def test_plot_curves_draws_the_loss_and_top1_of_a_healthy_run(tmp_path):
     out = plot_curves(parse_log(LOGS / "late_jump.log"), tmp_path / "c.png", title="late jump")
     with Image.open(out) as img:
         assert img.format == "PNG" and img.size[0] > 400
+    assert pixels_like(out, "blue") > 200 and pixels_like(out, "green") > 200   # train loss, test top-1
+    assert pixels_like(out, "red", tol=30) == 0                                   # nothing diverged
 
 
-def test_plot_a_diverged_run(tmp_path):
+def test_plot_of_a_diverged_run_marks_where_it_turned_nan(tmp_path):
     out = plot_curves(parse_log(LOGS / "diverged.log"), tmp_path / "d.png")
-    assert out.stat().st_size > 1000
+    assert pixels_like(out, "red", tol=30) > 20
 
 
 def test_cli_plot_run_dir(tmp_path):
@@ -39,4 +43,5 @@ def test_cli_plot_run_dir(tmp_path):
     shutil.copy(LOGS / "two_test_nets.log", run / "train.log")
     result = CliRunner().invoke(cli, ["plot", str(run)])
     assert result.exit_code == 0, result.output
-    assert (run / "curves.png").stat().st_size > 1000
+    png = run / "curves.png"
+    assert pixels_like(png, "blue") > 200 and pixels_like(png, "green") > 100   # train loss, net #0's top-1

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,6 @@ from sweep_state import store_rows as rows, wait_for, writers
 from ray_cluster import LocalCluster, ancestors
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
-pytestmark = pytest.mark.caffe
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +56,13 @@ def manifest(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text())
 
 
+@pytest.mark.caffe
 def test_runs_spread_over_both_nodes_and_each_manifest_names_its_node(cluster, tmp_path):
     cluster.ensure_workers(1)
     nodes = cluster.nodes()
     ids = {n["name"]: n["NodeID"] for n in nodes}
     ips = {n["NodeID"]: n["NodeManagerAddress"] for n in nodes}
-    assert set(ids) == {"head", "w%d" % cluster._count}
+    assert set(ids) == {"head", *(w.name for w in cluster.alive_workers())}
     spec = write_spec(tmp_path, name="spread", max_iter=30, test_interval=15, display=5, lrs="[0.01, 0.02]",
                       policies='["fixed", "step"]', jobs=2)
     done = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report", "--backend", "ray",
@@ -86,13 +85,14 @@ def test_runs_spread_over_both_nodes_and_each_manifest_names_its_node(cluster, t
     assert not caffes(tmp_path)
 
 
+@pytest.mark.caffe
 def test_a_node_killed_mid_run_loses_nothing_its_run_resumes_elsewhere(cluster, tmp_path):
     cluster.ensure_workers(1)
     worker = cluster.alive_workers()[0]
     worker_id = cluster.node_id(worker)
     raylet = worker.raylet()
     assert raylet, "the worker node's raylet"
-    spec = write_spec(tmp_path, name="lost", max_iter=600, test_interval=40, display=10, lrs="[0.01, 0.02]",
+    spec = write_spec(tmp_path, name="lost", max_iter=300, test_interval=40, display=10, lrs="[0.01, 0.02]",
                       policies='["fixed", "step"]', jobs=2)
     out = tmp_path / "runs" / "lost"
     driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report", "--backend", "ray", "--address",
@@ -114,18 +114,15 @@ def test_a_node_killed_mid_run_loses_nothing_its_run_resumes_elsewhere(cluster, 
     finally:
         if driver.poll() is None:
             driver.kill()
-            driver.communicate()
+            driver.communicate(timeout=60)
         worker.kill()                     # what is left of the dead node (its `ray start`, agents)
         cluster.ensure_workers(1)         # a whole cluster again for whatever test runs next
     assert driver.returncode == 0, stderr
     assert f"{victim}: lost" in stderr and "retrying from its newest snapshot" in stderr, stderr
     table = rows(out)
     assert sorted(table) == ["lr0.01_fixed", "lr0.01_step", "lr0.02_fixed", "lr0.02_step"], table
-    con = sqlite3.connect(out / "sweep.db")
-    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT variant) FROM runs").fetchone() == (4, 4)
-    con.close()
     for name, row in table.items():
-        assert row["status"] == "done" and row["last_iter"] == 600, row
+        assert row["status"] == "done" and row["last_iter"] == 300, row
         assert row["attempts"] == (2 if name == victim else 1), (name, row)
     log = out / victim / "train.log"
     text = log.read_text()
@@ -141,10 +138,11 @@ def test_a_node_killed_mid_run_loses_nothing_its_run_resumes_elsewhere(cluster, 
     follower = LogFollower()
     follower.feed(text)
     tests = [r["NumIters"] for r in follower.test_rows_seen()]
-    assert tests[-1] == 600
+    assert tests[-1] == 300
     assert not caffes(tmp_path)       # the dead node's caffe stopped with its actor
 
 
+@pytest.mark.caffe
 def test_doctor_lists_every_node_with_its_caffe(cluster, tmp_path):
     cluster.ensure_workers(1)
     done = subprocess.run(CAFFEGEN + ["doctor", "--backend", "ray", "--address", cluster.address], cwd=tmp_path,
@@ -155,6 +153,7 @@ def test_doctor_lists_every_node_with_its_caffe(cluster, tmp_path):
     assert "2 nodes" in done.stdout and "1.0.0" in done.stdout, done.stdout
 
 
+@pytest.mark.caffe
 def test_a_node_without_caffe_is_named_by_doctor_and_its_runs_go_elsewhere(cluster, tmp_path):
     cluster.ensure_workers(1)
     bad = cluster.add_worker(env={"CAFFEGEN_CAFFE_BIN": "/nonexistent/caffe"})   # a third node, 1 CPU, no Caffe

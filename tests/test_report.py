@@ -6,16 +6,17 @@ import csv
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from caffegen.report.analysis import (RunReport, axis_summary, group_runs, rank, separated, verdict,
-                                     why_lost)
+from caffegen.report.analysis import RunReport, axis_summary, group_runs, rank, verdict, why_lost
 from caffegen.report.diagnose import Finding
-from caffegen.report.stats import proportions_differ, welch_differ, wilson
+from caffegen.report.stats import could_be_best, dunnett_critical, proportions_differ, seed_noise, wilson
 from conftest import write_spec
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _run(variant, top1, loss=1.0, it=100, n=None, group=None, seed=None, findings=(), **axes):
@@ -42,7 +43,8 @@ def test_one_image_at_179_is_a_tie_and_the_headline_says_so():
             _run("lr0.1_step", 0.50, n=179, base_lr=0.1, lr_policy="step")]
     ranked, v = _verdict(runs)
     assert [x.name for x in ranked] == ["lr0.01_poly", "lr0.01_step", "lr0.1_step"]
-    assert [x.label for x in ranked] == ["1=", "1=", "3"] and [x.name for x in v.tied] == ["lr0.01_step"]
+    assert [x.label for x in ranked] == ["1", "2", "3"] and [x.name for x in v.tied] == ["lr0.01_step"]
+    assert [x.tied for x in ranked] == [True, True, False]
     assert v.headline.startswith("lr0.01_poly (base_lr=0.01, lr_policy=poly) won (best test top-1 0.958 ± 0.0")
     assert "lr0.01_step is within noise of it at 179 val images per test pass" in v.headline
     assert "two-proportion z-test" in v.method
@@ -55,12 +57,12 @@ def test_a_separated_winner_and_a_grid_that_cannot_be_told_apart():
     assert [x.label for x in ranked] == ["1", "2", "3"] and not v.tied
     assert "separated from every other variant at 1000 val images per test pass" in v.headline
     ranked, v = _verdict([_run(k, s, n=50) for k, s in zip("abcd", (0.70, 0.68, 0.66, 0.64))])
-    assert [x.label for x in ranked] == ["1="] * 4
+    assert [x.label for x in ranked] == ["1", "2", "3", "4"] and all(x.tied for x in ranked)
     assert v.headline.startswith("No variant is separable from a, b, c and d at 50 val images per test pass")
     assert "add repeats or val images" in v.headline
 
 
-def test_repeats_are_one_variant_with_each_value_and_welchs_test():
+def test_repeats_are_one_variant_with_each_value_and_the_pooled_seed_noise():
     runs = [_run("lr0.1_seed0", 0.90, group="lr0.1", seed=0, base_lr=0.1),
             _run("lr0.1_seed1", 0.91, group="lr0.1", seed=1, base_lr=0.1),
             _run("lr0.01_seed0", 0.60, group="lr0.01", seed=0, base_lr=0.01),
@@ -68,12 +70,50 @@ def test_repeats_are_one_variant_with_each_value_and_welchs_test():
     ranked, v = _verdict(runs)
     assert [(x.name, x.best) for x in ranked] == [("lr0.1", [0.90, 0.91]), ("lr0.01", [0.60, 0.62])]
     assert ranked[0].score == pytest.approx(0.905) and v.winner is ranked[0] and not v.tied
-    assert "over 2 repeats" in v.headline and "Welch" in v.method
-    lo, hi = ranked[0].interval  # the t-interval of the mean of two repeats: wide, as two repeats are
+    assert "over 2 repeats" in v.headline and "Hsu's multiple comparisons with the best" in v.method
+    assert "seeds as blocks, 1 degrees of freedom" in v.method
+    lo, hi = ranked[0].interval  # from the pooled seed noise: wide, with one degree of freedom
     assert lo < 0.90 and hi > 0.91
-    assert welch_differ([0.90, 0.91], [0.60, 0.62]) and not welch_differ([0.90, 0.80], [0.85, 0.86])
-    assert not separated(ranked[0], ranked[0])
     assert proportions_differ(0.95, 1000, 0.80, 1000) and not proportions_differ(0.958, 179, 0.953, 179)
+
+
+def test_dunnetts_critical_values_match_the_tables():
+    """One-sided, many-to-one, 5%: Dunnett (1955)'s table (2 comparisons at 10 df: 2.15; 3 and 5 at 20 df: 2.19,
+    2.39)."""
+    assert dunnett_critical(1, 10) == pytest.approx(1.812, abs=2e-3)    # one comparison: Student's t
+    assert dunnett_critical(2, 10) == pytest.approx(2.15, abs=0.01)
+    assert dunnett_critical(3, 20) == pytest.approx(2.19, abs=0.01)
+    assert dunnett_critical(5, 20) == pytest.approx(2.39, abs=0.01)
+
+
+def _example() -> dict[str, dict[int, float]]:
+    """The per-repeat table of a real 21-variant sweep (3 seeds, 1,000 val images): tests/fixtures."""
+    rows = [r for r in csv.reader((FIXTURES / "repeats-example.csv").read_text().splitlines())
+            if r and not r[0].startswith("#")]
+    return {r[0]: {seed: float(v) for seed, v in enumerate(r[3:6])} for r in rows[1:]}
+
+
+def test_the_pooled_blocked_test_on_a_real_sweep_separates_what_welch_could_not():
+    """Welch's t on each pair's own 3 repeats (2 degrees of freedom) called 12 of these 21 variants ties of the
+    winner, among them lr0.01_fixed, 0.096 behind. One seed noise for the whole sweep, the seed as a block, Hsu's
+    MCB: lr0.01_fixed and every fixed-lr variant are separated; 9 could still be the best."""
+    data = _example()
+    noise = seed_noise(data)
+    assert noise.blocked and noise.df == 40 and noise.shared and noise.sigma == pytest.approx(0.0212, abs=1e-4)
+    scores = {k: sum(v.values()) / 3 for k, v in data.items()}
+    bounds = could_be_best(scores, {k: 3 for k in data}, noise)
+    best = [k for k, b in bounds.items() if b >= 0]
+    assert len(best) == 9 and "lr0.001_poly" in best and "lr0.001_sigmoid" in best
+    assert bounds["lr0.01_fixed"] < 0 and not any(k.endswith("_fixed") for k in best)
+    runs = [_run(f"{k}_seed{s}", v, group=k, seed=s, base_lr=float(k[2:].split("_")[0]),
+                 lr_policy=k.split("_")[1]) for k, seeds in data.items() for s, v in seeds.items()]
+    ranked, v = _verdict(runs)
+    assert v.winner.name == "lr0.001_poly" and len(v.tied) == 8
+    assert not next(x for x in ranked if x.name == "lr0.01_fixed").tied
+    assert all(x.label == str(i) for i, x in enumerate(ranked, 1))     # never "1=" for a variant not rejected
+    assert v.headline.startswith("lr0.001_poly (base_lr=0.001, lr_policy=poly) won (best test top-1 0.748 ± 0.025); "
+                                 "lr0.001_sigmoid, lr0.001_inv, lr0.001_multistep, lr0.01_inv and 4 more are within "
+                                 "noise of it over 3 repeats: tied.")
 
 
 def test_the_headline_says_when_most_runs_were_still_improving():
@@ -127,7 +167,7 @@ def test_report_of_a_real_sweep(tmp_path, caffe_install):
 
     with open(out / "summary.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert table[0]["rank"] in ("1", "1=") and len(table) == 4
+    assert table[0]["rank"] == "1" and len(table) == 4
     assert {r["status"] for r in table if r["variant"].startswith("lr1000")} == {"diverged"}
     assert table[0]["variant"].startswith("lr0.01")
     md = (out / "report.md").read_text()
@@ -136,7 +176,7 @@ def test_report_of_a_real_sweep(tmp_path, caffe_install):
 
     again = subprocess.run(CAFFEGEN + ["report", str(out)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.splitlines()[0].endswith("report.html")
-    missing = subprocess.run(CAFFEGEN + ["report", str(tmp_path / "nope")], capture_output=True, text=True)
+    missing = subprocess.run(CAFFEGEN + ["report", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and missing.stderr.count("caffegen: error:") == 1
 
 
@@ -167,3 +207,50 @@ def test_repeats_are_grouped_in_the_report_and_the_live_report_reloads(tmp_path,
     assert "http-equiv='refresh'" in (out / "report.html").read_text()
     write_report(out)
     assert "http-equiv='refresh'" not in (out / "report.html").read_text()
+
+
+def test_a_loss_metric_ranks_the_lowest_first():
+    runs = [_run("low", 0.40, base_lr=0.01), _run("high", 1.10, base_lr=0.1), _run("mid", 0.70, base_lr=0.001)]
+    ranked = rank(group_runs(runs, maximize=False))
+    v = verdict(ranked, metric="loss")
+    assert [x.name for x in ranked] == ["low", "mid", "high"] and v.winner.name == "low"
+    assert "best test loss 0.400" in v.headline
+    assert why_lost(ranked[2], ranked[0]).startswith("0.700 behind the winner")
+    assert axis_summary(ranked, metric="loss")[0] == ("base_lr: mean best loss 0.01 0.400, 0.001 0.700, 0.1 1.100 "
+                                                      "(best 0.01, worst 0.1).")
+
+
+LOSS_SPEC = """
+[search]
+sampler = "grid"
+pruner = "median"
+[run]
+metric = "loss"
+"""
+
+
+@pytest.mark.caffe
+def test_a_sweep_ranked_by_a_loss_metric_puts_the_lowest_loss_first_everywhere(tmp_path, caffe_install):
+    """[run] metric = "loss": the study minimises it, the report and summary.csv rank the lowest test loss first."""
+    import optuna
+
+    from caffegen.logs import parse_log
+
+    spec = write_spec(tmp_path, name="lm", max_iter=40, test_interval=10, lrs="[0.0001, 0.05]", policies='["fixed"]',
+                      jobs=2)
+    spec.write_text(spec.read_text().replace("[run]\n", "").replace("jobs = 2\n", "") + LOSS_SPEC + "jobs = 2\n")
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "runs" / "lm"
+    lowest = {name: min(v for _, v in parse_log(out / name / "train.log").test.series("loss"))
+              for name in ("lr0.0001_fixed", "lr0.05_fixed")}
+    order = sorted(lowest, key=lowest.get)
+    with open(out / "summary.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [row["variant"] for row in table] == order and table[0]["rank"] == "1"
+    assert [float(row["best_top1"]) for row in table] == pytest.approx([lowest[n] for n in order])
+    study = optuna.load_study(study_name="lm", storage=f"sqlite:///{out / 'sweep.db'}")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert {t.user_attrs["variant"]: t.value for t in study.get_trials()} == pytest.approx(lowest)
+    assert f"{order[0]} (base_lr=" in (out / "report.md").read_text() and "best test loss" in \
+        (out / "report.md").read_text()

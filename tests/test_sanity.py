@@ -5,7 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from caffegen.sweep.sanity import causes, guess_lr, shuffled_labels, sparkline, threshold_for, tiny_subset
+import pytest
+
+from caffegen.probes.sanity import causes, guess_lr, shuffled_labels, sparkline, threshold_for, tiny_subset
 from caffegen.sweep.spec import parse_spec
 
 from conftest import tiny_net
@@ -50,6 +52,7 @@ def sanity(tmp_path: Path, net: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.caffe
 def test_sanity_passes_on_a_net_that_can_overfit(tmp_path):
     proc = sanity(tmp_path, TEMPLATE)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
@@ -60,6 +63,7 @@ def test_sanity_passes_on_a_net_that_can_overfit(tmp_path):
     assert sorted(int(line.rsplit(" ", 1)[1]) for line in lines) == [0, 0, 1, 1, 2, 2]
 
 
+@pytest.mark.caffe
 def test_with_shuffled_labels_as_a_control_the_loss_falls_slower(tmp_path):
     proc = sanity(tmp_path, TEMPLATE, "--per-class", "9", "--control")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
@@ -76,6 +80,7 @@ def test_with_shuffled_labels_as_a_control_the_loss_falls_slower(tmp_path):
     assert sorted(labels) == sorted(real) and labels != real
 
 
+@pytest.mark.caffe
 def test_a_control_that_falls_as_fast_fails_and_says_why(tmp_path):
     proc = sanity(tmp_path, TEMPLATE, "--control")   # 6 images: any labels are memorised as fast
     assert proc.returncode == 1, proc.stdout + proc.stderr[-2000:]
@@ -86,6 +91,7 @@ def test_a_control_that_falls_as_fast_fails_and_says_why(tmp_path):
     assert "mirror: false" in mirror and "mirror: true" not in mirror
 
 
+@pytest.mark.caffe
 def test_sanity_fails_on_a_frozen_classifier_and_names_it_first(tmp_path):
     (tmp_path / "frozen.prototxt").write_text(FROZEN)
     proc = sanity(tmp_path, '[net]\nprototxt = "frozen.prototxt"\nnum_classes = 3', "--max-iter", "60")
@@ -94,6 +100,7 @@ def test_sanity_fails_on_a_frozen_classifier_and_names_it_first(tmp_path):
     assert "1. labels/classifier: the classifier 'fc' is frozen (lr_mult 0" in proc.stdout
 
 
+@pytest.mark.caffe
 def test_sanity_fails_with_a_learning_rate_far_too_low(tmp_path):
     proc = sanity(tmp_path, TEMPLATE, "--lr", "1e-9", "--max-iter", "40")
     assert proc.returncode == 1, proc.stdout + proc.stderr[-2000:]

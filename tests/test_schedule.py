@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from caffegen.errors import InputError
+from conftest import pixels_like
 from caffegen.prototxt import SolverOptions, render_solver
 from caffegen.prototxt.schedule import (POLICIES, format_lr, learning_rate, lr_curve, parse_policies,
                                         policy_defaults, resolve_policy)
@@ -66,7 +67,8 @@ def test_plot_writes_a_png(tmp_path):
     n = 500
     curves = {p: lr_curve(p, 0.01, n, **policy_defaults(p, n)) for p in POLICIES}
     out = plot_schedules(curves, tmp_path / "lr.png")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for colour in ("blue", "orange", "green", "tab:red", "purple"):   # one line per policy, in matplotlib's cycle
+        assert pixels_like(out, colour, tol=30) > 50, colour
 
 
 def test_schedule_command_prints_the_table_and_writes_the_png(tmp_path):
@@ -79,7 +81,8 @@ def test_schedule_command_prints_the_table_and_writes_the_png(tmp_path):
     assert result.exit_code == 0, result.output
     step_row = next(line for line in result.output.splitlines() if line.startswith("step"))
     assert step_row.split()[-5:] == ["0.01", "0.01", "0.001", "0.0001", "0.0001"]  # its 0, 75, 150, 225, 299
-    assert (tmp_path / "lr.png").stat().st_size > 0
+    assert pixels_like(tmp_path / "lr.png", "blue", tol=30) > 50 and pixels_like(tmp_path / "lr.png", "orange",
+                                                                                   tol=30) > 50
 
 
 # A net that needs no data: Caffe trains it in milliseconds, which is all the lr check needs.

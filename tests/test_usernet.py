@@ -4,7 +4,6 @@ The Model Zoo nets come from the Caffe source tree that set-up downloads (never 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from caffegen.logs import parse_log
 from caffegen.paths import sha256_file
 from caffegen.prototxt import NetOptions, render_net
 from caffegen.prototxt.usernet import DataSources, UserNet, heads_of, load_net, wire
+from caffegen.sweep.store import open_store
 from sweep_state import store_rows
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -178,10 +178,10 @@ def test_fine_tuning_starts_from_the_weights_and_the_resized_classifier_starts_f
     assert m["start"].startswith("fine-tuned from -weights") and "-weights" in m["command"]
     assert m["net"]["weights_sha256"] == sha256_file(weights)
     # a resumed run continues its own training: -snapshot, never -weights again
-    con = sqlite3.connect(tmp_path / "runs" / "ft" / "sweep.db")
-    with con:
-        con.execute("UPDATE runs SET status = 'interrupted'")
-    con.close()
+    store = open_store(tmp_path / "runs" / "ft")
+    for row in store.all():
+        store.update(row.variant, status="interrupted")
+    store.close()
     again = caffegen(tmp_path, "sweep", str(spec), "--no-report")
     assert again.returncode == 0, again.stderr
     m = json.loads((run / "manifest.json").read_text())

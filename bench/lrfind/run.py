@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from caffegen.sweep.lrfind import lr_find  # noqa: E402
+from caffegen.probes.lrfind import lr_find  # noqa: E402
 from caffegen.sweep.spec import load_spec  # noqa: E402
 from caffegen.toolchain import locate  # noqa: E402
 

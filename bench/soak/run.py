@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from caffegen.sweep.processes import is_running  # noqa: E402
-from caffegen.sweep.runs import check_snapshot, snapshots  # noqa: E402
+from caffegen.run.processes import is_running  # noqa: E402
+from caffegen.run.folder import check_snapshot, snapshots  # noqa: E402
 from conftest import tiny_net  # noqa: E402  (the tests' narrow net)
 from sweep_state import writers  # noqa: E402  (the tests' reader of glog thread ids)
 

@@ -30,6 +30,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
 from caffegen.logs import parse_log  # noqa: E402
+from caffegen.run.trainer import train_argv  # noqa: E402
 from caffegen.toolchain import locate  # noqa: E402
 
 
@@ -80,8 +81,7 @@ def main() -> int:
             shutil.copy(out / v / f, d / f)
         env = dict(os.environ, GLOG_logtostderr="1")
         with open(d / "train.log", "wb") as log:
-            subprocess.run([str(caffe.binary), "train", "-solver", "solver.prototxt"], cwd=d, env=env,
-                           stdout=log, stderr=subprocess.STDOUT)
+            subprocess.run(train_argv(caffe), cwd=d, env=env, stdout=log, stderr=subprocess.STDOUT)
     t_loop = time.perf_counter() - t1
     loop_scores = {v: best_top1(loop / v / "train.log") for v in variants}
 

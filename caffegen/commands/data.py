@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..data.lists import LABELS, LIST_TRAIN, LIST_VAL
+from ..layout import LABELS, LIST_TRAIN, LIST_VAL
 from ..errors import InputError
 
 

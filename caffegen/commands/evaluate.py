@@ -62,11 +62,12 @@ def evaluate(target: Path | None, snapshot: str, list_file: Path | None, top: in
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..evaluate import evaluate_run, evaluate_sweep
+    from ..layout import REPORT_HTML, is_sweep_dir
 
     target = target or Path("runs") / "default"
     if not target.is_dir():
         raise InputError(f"{target}: no such run or sweep folder")
-    if out_dir is not None and (target / "sweep.db").is_file():
+    if out_dir is not None and is_sweep_dir(target):
         raise InputError("--out applies to one run folder; a sweep's evaluations go into each run's eval/")
     device = _default_gpu(cpu, gpu)
     with Progress(TextColumn("[evaluate] {task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -78,7 +79,7 @@ def evaluate(target: Path | None, snapshot: str, list_file: Path | None, top: in
             bar.update(task, completed=done, total=total)
 
         common = dict(snapshot=snapshot, list_file=list_file, gpu=device, progress=progress, mistakes=mistakes)
-        if (target / "sweep.db").is_file():
+        if is_sweep_dir(target):
             evals = evaluate_sweep(target, top=top, **common)
         else:
             evals = [evaluate_run(target, out_dir=out_dir, **common)]
@@ -91,6 +92,6 @@ def evaluate(target: Path | None, snapshot: str, list_file: Path | None, top: in
             line += f"; Caffe's test pass there: {ev.caffe_test['top1']:.4f} on {same}"
         click.echo(line)
         click.echo(f"  {ev.out_dir / 'index.html'}")
-    if (target / "sweep.db").is_file():
-        click.echo(f"  linked from {target / 'report.html'}")
+    if is_sweep_dir(target):
+        click.echo(f"  linked from {target / REPORT_HTML}")
     return 0

@@ -8,13 +8,14 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..layout import CURVES_PNG, TRAIN_LOG
 
 
 def _log_of(target: str) -> Path:
     """A log file, or a run folder holding ``train.log``."""
     path = Path(target)
     if path.is_dir():
-        path = path / "train.log"
+        path = path / TRAIN_LOG
     if not path.is_file():
         raise InputError(f"no log at {path} (give a log file or a run folder with train.log)")
     return path
@@ -92,6 +93,6 @@ def plot(target: str, out_png: str | None, smooth: float, title: str | None) -> 
 
     path = _log_of(target)
     if out_png is None:
-        out_png = str(path.parent / "curves.png") if Path(target).is_dir() else str(path) + ".png"
+        out_png = str(path.parent / CURVES_PNG) if Path(target).is_dir() else str(path) + ".png"
     out = plot_curves(_caffe_curves(path, parse_log(path)), out_png, title=title or str(path), smooth=smooth)
     click.echo(f"wrote {out}")

@@ -55,7 +55,7 @@ def _notes(notes: list[str]) -> None:
 
 
 def _one_lr(spec: str) -> float:
-    from ..prototxt.checks import parse_lrs
+    from ..checks import parse_lrs
 
     values = parse_lrs(spec)
     if len(values) != 1:
@@ -129,7 +129,7 @@ def solvers(lr: str, policy: str, out: str, net_file: Path | None, base_solver: 
       caffegen solvers --net models/finetune_flickr_style/train_val.prototxt \\
           --base-solver models/finetune_flickr_style/solver.prototxt --lr 0.001,0.0001
     """
-    from ..prototxt.checks import parse_lrs
+    from ..checks import parse_lrs
     from ..prototxt.files import write_solver_set, write_user_solver_set
     from ..prototxt.schedule import parse_policies
 

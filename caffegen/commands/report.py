@@ -19,10 +19,12 @@ def report(sweep_dir: Path | None, live: bool) -> int:
     SWEEP_DIR (default runs/default) is a folder written by `caffegen sweep`.
     The HTML is self-contained (figures embedded, opens offline). Its headline
     says which variant won and how sure that is: each top-1 has a 95% interval
-    (Wilson's over the images a test pass evaluates; over repeats, the
-    t-interval of their mean), and the variants the data cannot separate from
-    the winner (a two-proportion z-test, or Welch's t-test on repeats, at 5%)
-    share its rank, "1=". Figures: best top-1 against base_lr with error bars,
+    (Wilson's over the images a test pass evaluates; over repeats, from the
+    sweep's seed noise, estimated once from all its repeats with the seed as a
+    block), and it names the variants the data cannot separate from the winner
+    ("tied"): with repeats, Hsu's multiple comparisons with the best
+    (Dunnett's critical value); with one run each, the two-proportion z-test on
+    the test images, at 5%. Figures: best top-1 against base_lr with error bars,
     test top-1 and train loss as small multiples by lr_policy (against
     iteration and wall-clock time), the base_lr x lr_policy heatmap. Then the
     ranked table (repeats grouped) and a diagnosis per run (diverged, stalled,
@@ -61,7 +63,7 @@ def tensorboard(target: Path | None, out_dir: Path | None) -> int:
       caffegen export tensorboard runs/default
       tensorboard --logdir runs/default/tensorboard
     """
-    from ..report.tensorboard import export_tensorboard
+    from ..export.tensorboard import export_tensorboard
 
     d = target or Path("runs") / "default"
     if not d.exists():

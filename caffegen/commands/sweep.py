@@ -120,7 +120,7 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     run = dataclasses.replace(s.run, **overrides)
     check_run_settings(run, "command line")
     if run.backend == "ray":  # before anything starts: without Ray, one line with the fix (exit 2)
-        from ..sweep.ray_executor import require_ray
+        from ..run.ray_executor import require_ray
 
         require_ray()
     out = out_dir or Path("runs") / s.name
@@ -204,9 +204,9 @@ def lr_find(spec: str, start: float, end: float, iters: int, out_dir: Path | Non
       caffegen lr-find                              # the default spec's net and data
       caffegen lr-find my.toml --iters 200 --write-spec my_lrs.toml
     """
-    from ..report.figures import lr_find_figure
-    from ..sweep.lrfind import lr_find as run_lr_find
-    from ..sweep.lrfind import spec_with_lrs
+    from ..probes.figures import lr_find_figure
+    from ..probes.lrfind import lr_find as run_lr_find
+    from ..probes.lrfind import spec_with_lrs
     from ..sweep.spec import load_spec, resolve_spec_path
     from ..toolchain import locate
 
@@ -255,7 +255,9 @@ def extend(target: Path, iters: int, best: bool, gpus) -> int:
       caffegen extend runs/default/lr0.01_sigmoid --iters 1200
       caffegen extend runs/default --best --iters 2000
     """
-    from ..sweep.extend import extend_run, winner_runs
+    from ..probes.extend import extend_run
+    from ..report.analysis import winner_runs
+    from ..run.status import FAILED
     from ..toolchain import locate
 
     if not target.exists():
@@ -264,8 +266,7 @@ def extend(target: Path, iters: int, best: bool, gpus) -> int:
     caffe = locate()
     results = [extend_run(run, iters, caffe, gpus=gpus or (), log=lambda line: click.echo(line, err=True))
                for run in runs]
-    return 1 if any(r.status == "failed" for r in results) else 130 if any(r.status == "interrupted"
-                                                                             for r in results) else 0
+    return 1 if any(r.status == FAILED for r in results) else 0
 
 
 @click.command()
@@ -303,8 +304,8 @@ def sanity(spec: str, per_class: int, max_iter: int, threshold: float | None, lr
       caffegen sanity                     # the default spec
       caffegen sanity my.toml --per-class 5 --control
     """
-    from ..report.figures import sanity_figure
-    from ..sweep.sanity import sanity as run_sanity, sparkline
+    from ..probes.figures import sanity_figure
+    from ..probes.sanity import sanity as run_sanity, sparkline
     from ..sweep.spec import load_spec
     from ..toolchain import locate
 

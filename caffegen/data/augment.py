@@ -27,7 +27,8 @@ from typing import Any, Callable
 
 from ..errors import InputError
 from ..paths import cache_root, write_atomic
-from .lists import LIST_TRAIN, read_list
+from ..layout import LIST_TRAIN
+from .lists import read_list
 
 __all__ = ["Augment", "PRESETS", "parse_augment", "augment_items", "augment_list", "affine"]
 
@@ -89,7 +90,7 @@ def parse_augment(value: Any, where: str = "--augment") -> Augment | None:
     out: dict[str, Any] = {}
     for key, raw in table.items():
         if key not in _KEYS:
-            from ..prototxt.checks import nearest
+            from ..checks import nearest
 
             raise InputError(f"{where}: unknown augmentation {key!r}{nearest(key, set(_KEYS))} (keys: "
                              f"{', '.join(_KEYS)}; presets: {', '.join(PRESETS)})")

@@ -22,12 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..layout import LABELS, LIST_TRAIN, LIST_VAL
 from ..errors import InputError
 from ..paths import write_atomic
 
-LIST_TRAIN = "list_train_shuffle.txt"
-LIST_VAL = "list_val_shuffle.txt"
-LABELS = "labels.txt"
 
 # Formats Pillow may open that Caffe's OpenCV 4 imread also decodes (GIF, ICO, PSD... it does not).
 CAFFE_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "TIFF", "PPM", "WEBP"})

@@ -83,7 +83,7 @@ def prepare_lmdb(lists_dir: str | os.PathLike, out_dir: str | os.PathLike, *, re
                  val_resize: int | None = None, gray: bool = False, overwrite: bool = False) -> dict[str, Path]:
     """Convert ``list_train_shuffle.txt`` and ``list_val_shuffle.txt`` of ``lists_dir`` into
     ``out_dir/train_lmdb`` and ``out_dir/val_lmdb`` (val at ``val_resize``, default ``resize``)."""
-    from .lists import LIST_TRAIN, LIST_VAL
+    from ..layout import LIST_TRAIN, LIST_VAL
 
     lists = Path(lists_dir)
     out = Path(out_dir)

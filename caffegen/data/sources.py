@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from ..errors import InputError
 from ..paths import cache_root
-from .lists import LABELS, LIST_TRAIN, LIST_VAL, read_list, scan, write_lists
+from ..layout import LABELS, LIST_TRAIN, LIST_VAL
+from .lists import read_list, scan, write_lists
 
 __all__ = ["DataSpec", "PreparedData", "prepare_data", "demo_dataset", "augmented"]
 

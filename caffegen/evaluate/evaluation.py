@@ -16,11 +16,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.lists import LABELS, load_list
+from ..data.lists import load_list
 from ..errors import InputError
+from ..layout import EVAL_DIR, LABELS, TRAIN_LOG, is_sweep_dir
 from ..logs import parse_log
 from ..paths import exclusive
-from ..sweep.runs import find_snapshot
+from ..run.folder import find_snapshot
 from . import metrics
 from .forward import Scores, eval_net, forward
 from .writers import write_evaluation
@@ -124,7 +125,7 @@ def _lmdb_images(run_dir: Path, batch: int) -> int:
 
 def _caffe_test(run_dir: Path, iteration: int, metric: str | None, images: int, batch: int) -> dict[str, Any] | None:
     """The log's test pass at ``iteration`` and the images it saw (test_iter x batch), when there is one."""
-    log = run_dir / "train.log"
+    log = run_dir / TRAIN_LOG
     if not log.exists():
         return None
     test = parse_log(log).resolved().test
@@ -161,7 +162,7 @@ def evaluate_run(run_dir: str | Path, *, snapshot: str = "best", list_file: str 
         images = len(paths)
     else:
         paths, images = [], _lmdb_images(run_dir, en.batch)
-    out = Path(out_dir) if out_dir else run_dir / "eval"
+    out = Path(out_dir) if out_dir else run_dir / EVAL_DIR
     with exclusive(out.with_name(out.name + ".lock"), f"another caffegen evaluate (pid {{pid}}) is writing {out}"):
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -181,31 +182,28 @@ def evaluate_run(run_dir: str | Path, *, snapshot: str = "best", list_file: str 
 
 def _sweep_metric(run_dir: Path) -> str | None:
     """The metric the run's sweep ranks by (its store's record), when the run belongs to a sweep."""
-    from ..sweep.store import open_store
+    from ..sweep.store import read_sweep
 
-    if not (run_dir.parent / "sweep.db").is_file():
+    if not is_sweep_dir(run_dir.parent):
         return None
-    store = open_store(run_dir.parent, readonly=True)
-    try:
-        return (store.meta("spec") or {}).get("metric")
-    finally:
-        store.close()
+    return read_sweep(run_dir.parent)[1].metric
 
 
 def evaluate_sweep(sweep_dir: str | Path, *, top: int = 1, **kwargs: Any) -> list[Evaluation]:
     """Evaluate the sweep's winner (or its ``top`` best variants; of repeats, the best seed), then rewrite
     ``report.html`` so it links each evaluation."""
-    from ..report.analysis import group_runs, load_runs, rank
+    from ..report.analysis import load_runs, ranked_variants
     from ..report.writers import write_report
 
     sweep_dir = Path(sweep_dir)
-    runs, _ = load_runs(sweep_dir)
-    ranked = [v for v in rank(group_runs(runs)) if v.score is not None]
+    runs, record = load_runs(sweep_dir)
+    ranked = [v for v in ranked_variants(runs, record) if v.score is not None]
     if not ranked:
         raise InputError(f"{sweep_dir}: no run has a test top-1 yet: nothing to evaluate")
     out = []
     for v in ranked[:top]:
-        best = max((r for r in v.runs if r.best_top1 is not None), key=lambda r: r.best_top1)
+        sign = 1.0 if v.maximize else -1.0
+        best = max((r for r in v.runs if r.best_top1 is not None), key=lambda r: sign * r.best_top1)
         out.append(evaluate_run(sweep_dir / best.variant, **kwargs))
     write_report(sweep_dir)
     return out

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report.figures import png_bytes, pyplot
+from ..plotting import png_bytes, pyplot
 
 __all__ = ["confusion_figure", "curves_figure"]
 

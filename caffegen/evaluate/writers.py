@@ -23,16 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..layout import EVAL_SCORES, EVAL_SUMMARY
 from ..paths import replace_dir
 from .figures import confusion_figure, curves_figure
 
 if TYPE_CHECKING:
     from .evaluation import Evaluation
 
-__all__ = ["write_evaluation", "summary", "read_summary", "SUMMARY", "SCORES"]
-
-SUMMARY = "summary.json"
-SCORES = "scores.npz"
+__all__ = ["write_evaluation", "summary"]
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
@@ -53,7 +51,7 @@ def write_evaluation(ev: Evaluation, out_dir: Path, tmp: Path, mistakes: int = 4
     m, names, labels = ev.measures, ev.names, ev.scores.labels
     probs, pred = m["probs"], m["pred"]
     s = summary(ev)
-    (tmp / SUMMARY).write_text(json.dumps(s, indent=2) + "\n", encoding="utf-8")
+    (tmp / EVAL_SUMMARY).write_text(json.dumps(s, indent=2) + "\n", encoding="utf-8")
     top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
     rows = [[i, ev.paths[i] if ev.paths else "", int(labels[i]), names[labels[i]], int(pred[i]), names[pred[i]],
              _f(probs[i, pred[i]]), _f(probs[i, labels[i]]), " ".join(map(str, top5[i]))] for i in range(len(labels))]
@@ -72,7 +70,7 @@ def write_evaluation(ev: Evaluation, out_dir: Path, tmp: Path, mistakes: int = 4
         for kind, (x, y) in (("pr", m["pr"][i]), ("roc", m["roc"][i])):
             curve_rows += [[i, n, kind, _f(a), _f(b)] for a, b in zip(x, y)]
     (tmp / "curves.csv").write_text(_csv(["label", "name", "curve", "x", "y"], curve_rows), encoding="utf-8")
-    np.savez_compressed(tmp / SCORES, scores=ev.scores.scores.astype(np.float32), probs=probs.astype(np.float32),
+    np.savez_compressed(tmp / EVAL_SCORES, scores=ev.scores.scores.astype(np.float32), probs=probs.astype(np.float32),
                         labels=labels.astype(np.int32))
     what = f"{ev.run_dir.name} @ iteration {ev.iteration}, {ev.images} images"
     figs = {"confusion": confusion_figure(conf, names, f"confusion: {what}"),
@@ -162,12 +160,6 @@ def _html(ev: Evaluation, s: dict, gallery: list[dict]) -> str:
                    f"<div>p(true) {g['p_true']:.2f}</div></div>")
     out.append("</div></body></html>\n")
     return "".join(out)
-
-
-def read_summary(eval_dir: Path) -> dict | None:
-    """An evaluation's summary.json, or None when the folder holds none."""
-    p = Path(eval_dir) / SUMMARY
-    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
 
 
 def summary(ev: Evaluation) -> dict[str, Any]:

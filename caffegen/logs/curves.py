@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["BASE_COLUMNS", "TOP1", "TOP5", "accuracy_name", "is_loss_metric", "best", "Table", "Curves"]
+__all__ = ["BASE_COLUMNS", "TOP1", "TOP5", "accuracy_name", "metric_label", "is_loss_metric", "best", "Table",
+           "Curves"]
 
 BASE_COLUMNS = ("NumIters", "Seconds", "LearningRate")
 NAN = float("nan")
@@ -32,6 +33,11 @@ def accuracy_name(k: int) -> str:
 
 TOP1 = accuracy_name(1)
 TOP5 = accuracy_name(5)
+
+
+def metric_label(name: str | None) -> str:
+    """How a metric is named to people: ``top-1``/``top-5`` for caffegen's own Accuracy outputs, else its name."""
+    return {TOP1: "top-1", TOP5: "top-5"}.get(name or TOP1, name or "top-1")
 
 
 def is_loss_metric(name: str) -> bool:

@@ -1,11 +1,14 @@
 """The render and validate stages: options -> prototxt text -> checked files.
 
-* :mod:`.options`   NetOptions / SolverOptions (every knob, its default and help), variant names;
-* :mod:`.schedule`  Caffe's lr policies in Python (the math of ``SGDSolver::GetLearningRate``) and their defaults;
-* :mod:`.render`    the Jinja templates (``templates/``) -> text, pure;
-* :mod:`.validate`  caffe_pb2 schema and pycaffe shape checks;
-* :mod:`.files`     render + validate + write (a variant, a solver set), and test_iter from the val list;
-* :mod:`.netscope`  the deploy-form export for Netscope.
+* :mod:`.options`     NetOptions / SolverOptions (every knob, its default and help), variant names;
+* :mod:`.schedule`    Caffe's lr policies in Python (the math of ``SGDSolver::GetLearningRate``) and their defaults;
+* :mod:`.render`      the Jinja templates (``templates/``) -> text, pure;
+* :mod:`.text`        strings escaped for prototxt;
+* :mod:`.validate`    caffe_pb2 schema and pycaffe shape checks;
+* :mod:`.files`       render + validate + write (a variant, a solver set), and test_iter from the val list;
+* :mod:`.usernet`     your own train_val: its data layers wired, classifier resized, heads, deploy form;
+* :mod:`.basesolver`  your own solver.prototxt as the base of a sweep's solvers;
+* :mod:`.netscope`    the deploy-form export for Netscope.
 
     from caffegen.prototxt import NetOptions, SolverOptions, write_variant
     write_variant("runs/lr0.01", NetOptions(), SolverOptions(base_lr=0.01, lr_policy="poly"))

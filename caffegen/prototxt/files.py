@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..paths import write_atomic
-from .checks import as_float
+from ..checks import as_float
 from .options import NetOptions, SolverOptions, coverage_note, test_iter_for, variant_name
 from .basesolver import load_solver, merge, variant_solver
 from .render import render_deploy, render_net, render_solver

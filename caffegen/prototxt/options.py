@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..data.lists import LIST_TRAIN, LIST_VAL
+from ..layout import LIST_TRAIN, LIST_VAL
 from ..errors import InputError
-from .checks import as_choice, as_float, as_int, as_tuple
+from ..checks import as_choice, as_float, as_int, as_tuple
 from .schedule import POLICIES, POLICY_PARAMS, policy_defaults, resolve_policy
 from .text import prototxt_string
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ..errors import InputError
 from ..logs.curves import accuracy_name
-from .checks import as_choice, as_float, as_int, as_tuple
+from ..checks import as_choice, as_float, as_int, as_tuple
 from .options import knob
 
 __all__ = ["UserNet", "DataSources", "Head", "WiredNet", "load_net", "wire", "deploy_text", "heads_of", "phases",

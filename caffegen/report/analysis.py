@@ -9,13 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import CaffegenError
+from ..layout import TRAIN_LOG
 from ..logs import parse_log
-from ..sweep.store import read_sweep
+from ..run.status import DIVERGED, FAILED
+from ..sweep.store import SweepRecord, read_sweep
 from .diagnose import Finding, diagnose
-from .stats import mean, mean_interval, proportions_differ, stdev, welch_differ, wilson
+from .stats import SeedNoise, could_be_best, mean, mean_interval, proportions_differ, seed_noise, stdev, wilson
 
-__all__ = ["RunReport", "VariantReport", "Verdict", "load_runs", "group_runs", "rank", "separated", "verdict",
-           "axis_summary", "why_lost", "table_rows", "diagnosis_text", "heads_text", "title"]
+__all__ = ["RunReport", "VariantReport", "Verdict", "load_runs", "group_runs", "rank", "ranked_variants",
+           "winner_runs", "seed_noise_of", "verdict", "axis_summary", "why_lost", "table_rows", "diagnosis_text",
+           "heads_text", "title"]
 
 
 @dataclass
@@ -50,12 +54,14 @@ class VariantReport:
     name: str
     axes: dict[str, Any]
     runs: list[RunReport]
-    label: str = ""       # its rank as shown: "1", "1=" (tied with the winner), "3"
-    tied: bool = False    # within noise of the winner (the winner itself too)
+    label: str = ""       # its rank as shown: "1", "2", "3"
+    tied: bool = False    # within noise of the winner (the winner itself too): the data cannot separate them
+    noise: SeedNoise | None = None   # the sweep's seed noise (set by the verdict), for the interval of a mean
+    maximize: bool = True  # the metric's direction: higher is better (accuracy), or lower (a loss)
 
     @property
     def best(self) -> list[float]:
-        """Each run's best test top-1 (runs without one left out)."""
+        """Each run's best value of the ranking metric (runs without one left out)."""
         return [r.best_top1 for r in self.runs if r.best_top1 is not None]
 
     @property
@@ -64,8 +70,13 @@ class VariantReport:
 
     @property
     def score(self) -> float | None:
-        """What ranks it: the mean of its runs' best top-1."""
+        """What ranks it: the mean of its runs' best value of the ranking metric."""
         return mean(self.best) if self.best else None
+
+    @property
+    def merit(self) -> float:
+        """The score with its direction: higher is always better (-inf without one)."""
+        return -math.inf if self.score is None else (self.score if self.maximize else -self.score)
 
     @property
     def test_images(self) -> int | None:
@@ -76,10 +87,16 @@ class VariantReport:
         """95% interval of the score: Wilson's over the images one test pass evaluates for a single run, the
         t-interval of the mean over repeats."""
         best = self.best
+        if len(best) >= 2 and self.noise is not None and self.noise.df > 0:   # the sweep's pooled seed noise
+            from scipy import stats
+
+            half = float(stats.t.ppf(0.975, self.noise.df)) * self.noise.sigma / math.sqrt(len(best))
+            lo, hi = mean(best) - half, mean(best) + half
+            return (max(0.0, lo), min(1.0, hi)) if self.maximize else (lo, hi)
         if len(best) >= 2:
             lo, hi = mean_interval(best)
-            return max(0.0, lo), min(1.0, hi)
-        if best and self.test_images:
+            return (max(0.0, lo), min(1.0, hi)) if self.maximize else (lo, hi)
+        if best and self.test_images and self.maximize and 0.0 <= best[0] <= 1.0:  # an accuracy: a proportion
             return wilson(best[0], self.test_images)
         return None
 
@@ -108,34 +125,60 @@ class VariantReport:
         return out
 
 
-def group_runs(runs: list[RunReport]) -> list[VariantReport]:
-    """The repeats of each grid point together, in the sweep's order."""
+def group_runs(runs: list[RunReport], maximize: bool = True) -> list[VariantReport]:
+    """The repeats of each grid point together, in the sweep's order (``maximize``: the metric's direction)."""
     groups: dict[str, VariantReport] = {}
     for r in runs:
-        groups.setdefault(r.group, VariantReport(r.group, r.axes, [])).runs.append(r)
+        groups.setdefault(r.group, VariantReport(r.group, r.axes, [], maximize=maximize)).runs.append(r)
     return list(groups.values())
 
 
 def rank(variants: list[VariantReport]) -> list[VariantReport]:
-    """Best score first; variants without a test result last; ties broken by lower final loss, then name."""
+    """Best score first (the highest accuracy, the lowest loss); variants without a test result last; ties broken by
+    lower final loss, then name."""
     def key(v: VariantReport):
         loss = v.mean_of("final_loss")
-        return (v.score is None, -(v.score or 0.0), loss if loss is not None else math.inf, v.name)
+        return (v.score is None, -v.merit, loss if loss is not None else math.inf, v.name)
 
     return sorted(variants, key=key)
 
 
-def separated(a: VariantReport, b: VariantReport) -> bool:
-    """Can the data tell ``a`` and ``b`` apart (a two-sided test at 5%)? Welch's t on the repeats' best top-1 when
-    both have two or more; else the two-proportion z-test on the images each run's test pass evaluated; with no image
-    count (a store of an older caffegen) only unequal scores count as apart."""
-    if len(a.best) >= 2 and len(b.best) >= 2:
-        return welch_differ(a.best, b.best)
-    if a.score is None or b.score is None:
-        return True
-    if a.test_images and b.test_images:
-        return proportions_differ(a.score, a.test_images, b.score, b.test_images)
-    return a.score != b.score
+def ranked_variants(runs: list[RunReport], record: SweepRecord) -> list[VariantReport]:
+    """The sweep's variants, best first by its ranking metric in its direction: the one ranking every reader uses."""
+    return rank(group_runs(runs, maximize=record.maximize))
+
+
+def winner_runs(sweep_dir: Path) -> list[Path]:
+    """The run folders of a sweep's winning variant (each of its repeats)."""
+    runs, record = load_runs(sweep_dir)
+    ranked = [v for v in ranked_variants(runs, record) if v.score is not None]
+    if not ranked:
+        raise CaffegenError(f"{sweep_dir}: no run has a test result yet: no winner")
+    return [Path(sweep_dir) / r.variant for r in ranked[0].runs]
+
+
+def seed_noise_of(variants: list[VariantReport]) -> SeedNoise | None:
+    """The sweep's seed noise from every variant's repeats ({variant: {seed: best}}); None without repeats."""
+    groups = {}
+    for v in variants:
+        runs = [r for r in v.runs if r.best_top1 is not None]
+        groups[v.name] = {(r.values.get("seed") if r.values.get("seed") is not None else i): r.best_top1
+                          for i, r in enumerate(runs)}
+    return seed_noise(groups)
+
+
+def _within_noise(w: VariantReport, scored: list[VariantReport], noise: SeedNoise | None) -> list[VariantReport]:
+    """The variants the data cannot tell from the winner ``w``: with repeats, those Hsu's MCB says could be the best
+    (the sweep's pooled seed noise); with one run each, the two-proportion z-test on the images a test pass
+    evaluated; with neither (no image count for this metric), only an equal score."""
+    others = [v for v in scored if v is not w]
+    if noise is not None:
+        bounds = could_be_best({v.name: v.score for v in scored}, {v.name: len(v.best) for v in scored}, noise,
+                               maximize=w.maximize)
+        return [v for v in others if bounds[v.name] >= 0]
+    if w.test_images and w.maximize and all(v.test_images and 0 <= v.score <= 1 for v in scored):
+        return [v for v in others if not proportions_differ(w.score, w.test_images, v.score, v.test_images)]
+    return [v for v in others if v.score == w.score]
 
 
 @dataclass
@@ -162,39 +205,43 @@ def _names(vs: list[VariantReport], most: int = 4) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def verdict(ranked: list[VariantReport], *, iterations: int | None = None) -> Verdict:
-    """Rank labels (ties with the winner share "1="), and the headline: the winner with its interval, and which
-    variants the data cannot separate from it; when most runs were still improving at the end, that the ranking
-    measures only the first ``iterations``."""
+def verdict(ranked: list[VariantReport], *, iterations: int | None = None, metric: str = "top-1") -> Verdict:
+    """Rank labels (1, 2, 3...: a variant the data cannot separate from the winner keeps its own rank and is
+    flagged ``tied``, never labelled "1=" as if shown equal), and the headline: the winner with its interval, and
+    which variants the data cannot separate from it; when most runs were still improving at the end, that the
+    ranking measures only the first ``iterations``."""
     scored = [v for v in ranked if v.score is not None]
     repeats = max((len(v.best) for v in scored), default=0)
     n = next((v.test_images for v in scored if v.test_images), None)
-    method = (f"Welch's t-test on the best top-1 of {repeats} repeats, 5% level" if repeats >= 2 else
-              f"two-proportion z-test on top-1 over the {n} images of a test pass, 5% level" if n else
-              "no image count recorded: only equal scores tie")
+    proportion = all(v.maximize for v in scored)
+    noise = seed_noise_of(scored) if repeats >= 2 else None
+    for v in ranked:
+        v.noise = noise
+    method = (f"Hsu's multiple comparisons with the best on the best {metric} (Dunnett's one-sided critical value "
+              f"for {max(1, len(scored) - 1)} comparisons, 5% level), {noise.describe()}" if noise is not None else
+              f"two-proportion z-test on {metric} over the {n} images of a test pass, 5% level" if n and proportion
+              else "no noise estimate (no image count for this metric, no repeats): only equal scores tie")
     for i, v in enumerate(ranked, 1):
         v.label, v.tied = str(i), False
     if not scored:
         return Verdict(None, [], "No run produced a test accuracy, so there is no winner: see the diagnoses below.",
                        method)
     w = scored[0]
-    tied = [v for v in scored[1:] if not separated(w, v)]
-    w.tied = True
+    tied = _within_noise(w, scored, noise)
     for v in [w, *tied]:
-        v.tied, v.label = True, "1="
-    if not tied:
-        w.label = "1"
+        v.tied = True
     where = f"over {repeats} repeats" if repeats >= 2 else f"at {n} val images per test pass" if n else "on these data"
     if len(scored) == 1:
-        head = f"{w.name} ({_what(w)}) is the only variant with a test result: best top-1 {_pm(w)}."
+        head = f"{w.name} ({_what(w)}) is the only variant with a test result: best {metric} {_pm(w)}."
     elif not tied:
-        head = f"{w.name} ({_what(w)}) won: best test top-1 {_pm(w)}, separated from every other variant {where}."
+        head = f"{w.name} ({_what(w)}) won: best test {metric} {_pm(w)}, separated from every other variant {where}."
     elif len(tied) + 1 > max(2, len(scored) // 2):
         head = (f"No variant is separable from {_names([w, *tied])} {where} ({len(tied) + 1} of {len(scored)} "
                 f"within noise of the best, {w.name} at {_pm(w)}): add repeats or val images to tell them apart.")
     else:
         verb = "is" if len(tied) == 1 else "are"
-        head = f"{w.name} ({_what(w)}) won (best test top-1 {_pm(w)}); {_names(tied)} {verb} within noise of it {where}."
+        head = (f"{w.name} ({_what(w)}) won (best test {metric} {_pm(w)}); {_names(tied)} {verb} within noise of it "
+                f"{where}: tied.")
     runs = [r for v in ranked for r in v.runs]
     improving = sum(any(f.code == "still-improving" for f in r.findings) for r in runs)
     if runs and improving > len(runs) / 2:
@@ -204,22 +251,24 @@ def verdict(ranked: list[VariantReport], *, iterations: int | None = None) -> Ve
     return Verdict(w, tied, head, method)
 
 
-def axis_summary(variants: list[VariantReport]) -> list[str]:
-    """Per grid axis, the mean score of the variants at each value, with its 95% interval (over those variants)."""
+def axis_summary(variants: list[VariantReport], metric: str = "top-1") -> list[str]:
+    """Per grid axis, the mean score of the variants at each value, with its 95% interval (over those variants), best
+    first in the metric's direction (variants without a result left out)."""
     lines = []
+    sign = 1.0 if all(v.maximize for v in variants) else -1.0
     for axis in dict.fromkeys(k for v in variants for k in v.axes):
         by: dict[Any, list[float]] = {}
         for v in variants:
-            if axis in v.axes:
-                by.setdefault(v.axes[axis], []).append(v.score if v.score is not None else 0.0)
+            if axis in v.axes and v.score is not None:
+                by.setdefault(v.axes[axis], []).append(v.score)
         if len(by) < 2:
             continue
-        stats_by = sorted(((mean(s), k, s) for k, s in by.items()), key=lambda t: -t[0])
+        stats_by = sorted(((mean(s), k, s) for k, s in by.items()), key=lambda t: -sign * t[0])
         parts = []
         for m, k, s in stats_by:
             lo, hi = mean_interval(s)
             parts.append(f"{_axis_value(k)} {m:.3f}" + (f" ± {(hi - lo) / 2:.3f}" if len(s) > 1 else ""))
-        lines.append(f"{axis}: mean best top-1 {', '.join(parts)} (best {_axis_value(stats_by[0][1])}, "
+        lines.append(f"{axis}: mean best {metric} {', '.join(parts)} (best {_axis_value(stats_by[0][1])}, "
                      f"worst {_axis_value(stats_by[-1][1])}).")
     return lines
 
@@ -236,20 +285,21 @@ def why_lost(v: VariantReport, winner: VariantReport) -> str:
     if v is winner:
         return "winner"
     statuses = {r.status for r in v.runs}
-    bad = next((r for r in v.runs if r.status in ("diverged", "failed")), None)
+    bad = next((r for r in v.runs if r.status in (DIVERGED, FAILED)), None)
     if bad is not None and v.score is None:
         return f"{bad.status}: {bad.reason}" if bad.reason else bad.status
     best, top = v.score, winner.score
     if best is None or top is None:
         return "no test result"
-    gap = top - best
+    gap = (top - best) if v.maximize else (best - top)
     bits = [(f"within noise of the winner ({gap:.3f} behind)" if v.tied else f"{gap:.3f} behind the winner")
             if gap > 0 else "tied with the winner on top-1"]
-    if statuses & {"diverged", "failed"}:
-        bits.append(f"{len([r for r in v.runs if r.status in ('diverged', 'failed')])} of {len(v.runs)} repeats "
+    if statuses & {DIVERGED, FAILED}:
+        bits.append(f"{len([r for r in v.runs if r.status in (DIVERGED, FAILED)])} of {len(v.runs)} repeats "
                     "diverged or failed")
     final, best_iter, last = v.mean_of("final_top1"), v.runs[0].values.get("best_iter"), v.mean_of("last_iter")
-    if final is not None and best - final >= PEAK_DROP and best_iter is not None and last and best_iter < last:
+    fell = 0.0 if final is None else (best - final) if v.maximize else (final - best)
+    if final is not None and fell >= PEAK_DROP and best_iter is not None and last and best_iter < last:
         bits.append(f"peaked at iteration {best_iter} ({best:.3f}) and fell back to {final:.3f}: "
                     "the lr stayed too high late in the run (lower base_lr, or a policy that decays more)")
     wl, rl = winner.mean_of("final_loss"), v.mean_of("final_loss")
@@ -263,15 +313,17 @@ def why_lost(v: VariantReport, winner: VariantReport) -> str:
     return "; ".join(bits)
 
 
-def load_runs(sweep_dir: Path) -> tuple[list[RunReport], dict]:
-    rows, meta = read_sweep(sweep_dir)
+def load_runs(sweep_dir: Path) -> tuple[list[RunReport], SweepRecord]:
+    """Every run of a sweep folder with its parsed log and diagnosis, and the sweep's record."""
+    sweep_dir = Path(sweep_dir)
+    rows, record = read_sweep(sweep_dir)
     runs = []
     for row in rows:
-        log = sweep_dir / row.variant / "train.log"
+        log = sweep_dir / row.variant / TRAIN_LOG
         curves = parse_log(log) if log.exists() else None
-        findings = diagnose(curves, max_iter=row["max_iter"], top1=meta.get("metric")) if curves is not None else []
+        findings = diagnose(curves, max_iter=row["max_iter"], top1=record.metric) if curves is not None else []
         runs.append(RunReport(row.variant, row.axes, row.status, row["reason"] or "", row.values, curves, findings))
-    return runs, meta
+    return runs, record
 
 
 def heads_text(r: RunReport, heads: list[str]) -> str | None:
@@ -285,11 +337,11 @@ def heads_text(r: RunReport, heads: list[str]) -> str | None:
     return "best per head: " + ", ".join(parts) + f" (ranked by {heads[-1]})"
 
 
-def title(meta: dict, sweep_dir: Path) -> str:
+def title(record: SweepRecord, sweep_dir: Path) -> str:
     """The report's title line: the sweep, and the net it tuned."""
-    net = meta.get("net") or {}
+    net = record.get("net") or {}
     what = f" (net {net['name']}: {net['file']})" if net.get("kind") == "user" else ""
-    return f"caffegen sweep report: {meta.get('name', sweep_dir.name)}{what}"
+    return f"caffegen sweep report: {record.name or sweep_dir.name}{what}"
 
 
 def diagnosis_text(v: VariantReport | RunReport) -> str:

@@ -7,35 +7,24 @@ drawn as red crosses at the top of the loss axis (that is where a run diverged).
 """
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..layout import study_storage
 from ..logs.curves import Curves
+from ..plotting import ema, png_bytes, pyplot, save_png
+from ..prototxt.schedule import POLICIES
+from ..run.status import DONE
 from .diagnose import metric_roles
 
 if TYPE_CHECKING:
-    from ..sweep.lrfind import LRFind
-    from ..sweep.sanity import Sanity
     from .analysis import RunReport, VariantReport
 
-__all__ = ["plot_curves", "ema", "png_bytes", "pyplot", "curves_figure", "lr_figure", "heatmap_figure", "run_figure", "plot_schedules",
-           "lr_find_figure", "sanity_figure", "study_figures"]
-
-
-def ema(values: list[float], alpha: float) -> list[float]:
-    """Exponential moving average that steps over nan/inf (they stay nan in the output)."""
-    out, s = [], None
-    for v in values:
-        if v is None or not math.isfinite(v):
-            out.append(float("nan"))
-            continue
-        s = v if s is None else alpha * s + (1 - alpha) * v
-        out.append(s)
-    return out
+__all__ = ["plot_curves", "curves_figure", "lr_figure", "heatmap_figure", "run_figure", "plot_schedules",
+           "study_figures"]
 
 
 def plot_curves(curves: Curves, out_png: str | Path, *, title: str | None = None, smooth: float = 0.6) -> Path:
@@ -88,49 +77,13 @@ def plot_curves(curves: Curves, out_png: str | Path, *, title: str | None = None
     if ax_acc.lines:
         ax_acc.legend(loc="upper left", fontsize=8)
     fig.suptitle(title or "training curves")
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (files only, no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, out_png: str | Path) -> Path:
-    """Lay out and write ``fig`` as a PNG (its folder made if need be); return the path."""
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    return out
-
-
-def png_bytes(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
-
-
-POLICY_ORDER = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+    return save_png(fig, out_png)
 
 
 def _panels(runs: list[RunReport]) -> list[tuple[str, list[RunReport]]]:
-    """One panel per lr_policy (in Caffe's order) when the sweep has several, else one panel of every run."""
-    policies = [p for p in POLICY_ORDER if any(r.axes.get("lr_policy") == p for r in runs)]
-    policies += sorted({str(r.axes.get("lr_policy")) for r in runs if "lr_policy" in r.axes} - set(policies))
+    """One panel per lr_policy (in the schedule module's order) when the sweep has several, else one panel of every
+    run."""
+    policies = _policies(runs)
     if len(policies) < 2:
         return [("", runs)]
     return [(p, [r for r in runs if str(r.axes.get("lr_policy")) == p]) for p in policies]
@@ -206,8 +159,14 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
     return png_bytes(fig)
 
 
-def lr_figure(variants: list[VariantReport]) -> bytes | None:
-    """Best test top-1 against base_lr (log axis), one line per lr_policy, with 95% error bars: the default view of
+def _policies(items) -> list[Any]:
+    """The lr_policy values present, in the schedule module's order, any other name after (sorted)."""
+    present = {str(x.axes["lr_policy"]) for x in items if "lr_policy" in x.axes}
+    return [p for p in POLICIES if p in present] + sorted(present - set(POLICIES))
+
+
+def lr_figure(variants: list[VariantReport], metric: str = "top-1") -> bytes | None:
+    """Best test metric against base_lr (log axis), one line per lr_policy, with 95% error bars: the default view of
     a learning-rate sweep. None without a base_lr axis of two values or more."""
     lrs = sorted({v.axes["base_lr"] for v in variants if isinstance(v.axes.get("base_lr"), (int, float))})
     if len(lrs) < 2:
@@ -215,11 +174,11 @@ def lr_figure(variants: list[VariantReport]) -> bytes | None:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    policies = [p for p in POLICY_ORDER if any(v.axes.get("lr_policy") == p for v in variants)] or [None]
+    policies = _policies(variants) or [None]
     cmap = plt.colormaps["tab10"]
     for i, policy in enumerate(policies):
         pts = sorted((v.axes["base_lr"], v) for v in variants if "base_lr" in v.axes and v.score is not None
-                     and (policy is None or v.axes.get("lr_policy") == policy))
+                     and (policy is None or str(v.axes.get("lr_policy")) == policy))
         if not pts:
             continue
         xs = [lr for lr, _ in pts]
@@ -229,43 +188,49 @@ def lr_figure(variants: list[VariantReport]) -> bytes | None:
         ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, color=cmap(i % 10), label=policy or "all runs",
                     ms=4, lw=1.4)
     ax.set_xscale("log")
-    ax.set(xlabel="base_lr", ylabel="best test top-1", title="best test top-1 by base_lr (95% intervals)")
+    ax.set(xlabel="base_lr", ylabel=f"best test {metric}", title=f"best test {metric} by base_lr (95% intervals)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return png_bytes(fig)
 
 
-def heatmap_figure(variants: list[VariantReport]) -> bytes | None:
-    """base_lr x lr_policy grid of the variants' scores (the best over any other axes); None without both axes."""
+def heatmap_figure(variants: list[VariantReport], metric: str = "top-1") -> bytes | None:
+    """base_lr x lr_policy grid of the variants' scores (the best over any other axes, in the metric's direction:
+    brighter is better); None without both axes."""
     lrs = sorted({v.axes["base_lr"] for v in variants if "base_lr" in v.axes}, reverse=True)
-    pols = [p for p in POLICY_ORDER if any(v.axes.get("lr_policy") == p for v in variants)]
+    pols = _policies(variants)
     if not lrs or not pols:
         return None
     plt = pyplot()
 
+    maximize = all(v.maximize for v in variants)
     grid = np.full((len(lrs), len(pols)), np.nan)
     status = [["" for _ in pols] for _ in lrs]
     for v in variants:
-        if v.axes.get("base_lr") in lrs and v.axes.get("lr_policy") in pols:
-            i, j = lrs.index(v.axes["base_lr"]), pols.index(v.axes["lr_policy"])
-            if v.score is not None and not (grid[i, j] >= v.score):
+        if v.axes.get("base_lr") in lrs and str(v.axes.get("lr_policy")) in pols:
+            i, j = lrs.index(v.axes["base_lr"]), pols.index(str(v.axes["lr_policy"]))
+            if v.score is not None and (math.isnan(grid[i, j]) or (v.score > grid[i, j]) == maximize):
                 grid[i, j] = v.score
-            if v.status != "done":
+            if v.status != DONE:
                 status[i][j] = v.status
     fig, ax = plt.subplots(figsize=(1.3 * len(pols) + 2, 0.7 * len(lrs) + 1.6))
-    im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0, vmax=max(1e-9, np.nanmax(grid))
-                   if np.isfinite(grid).any() else 1, aspect="auto")
+    finite = grid[np.isfinite(grid)]
+    lo, hi = (0.0, max(1e-9, float(finite.max()))) if maximize and finite.size else \
+        ((float(finite.min()), float(finite.max()) + 1e-9) if finite.size else (0.0, 1.0))
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis" if maximize else "viridis_r", vmin=lo, vmax=hi,
+                   aspect="auto")
     ax.set_xticks(range(len(pols)), pols)
     ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
-    ax.set(xlabel="lr_policy", ylabel="base_lr", title="best test top-1")
+    ax.set(xlabel="lr_policy", ylabel="base_lr", title=f"best test {metric}" + ("" if maximize else " (lower is better)"))
     for i in range(len(lrs)):
         for j in range(len(pols)):
             txt = "-" if math.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
             if status[i][j]:
                 txt += f"\n{status[i][j]}"
+            bright = (grid[i, j] - lo) / (hi - lo) if not math.isnan(grid[i, j]) else 0.0
             ax.text(j, i, txt, ha="center", va="center", fontsize=8,
-                    color="white" if math.isnan(grid[i, j]) or grid[i, j] < 0.6 * np.nanmax(grid) else "black")
+                    color="black" if (bright >= 0.6 if maximize else bright <= 0.4) else "white")
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     return png_bytes(fig)
@@ -295,64 +260,10 @@ def plot_schedules(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: str | 
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
-    finally:
+    except BaseException:
         plt.close(fig)
-    return out
-
-
-def lr_find_figure(result: LRFind, out_png: str | Path, title: str = "LR range test") -> Path:
-    """Smoothed loss against lr (log axis), raw losses faint, the three suggestions marked, where it blew up."""
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(8, 4.6))
-    try:
-        raw = [v if math.isfinite(v) else math.nan for v in result.losses]
-        ax.plot(result.lrs, raw, ".", color="tab:blue", alpha=0.25, ms=3, label="loss")
-        ax.plot(result.lrs, result.smoothed, "-", color="tab:blue", lw=2, label="smoothed loss (debiased EMA 0.98)")
-        styles = {"valley": ("tab:red", "o"), "steep": ("tab:orange", "^"), "minimum/10": ("tab:green", "s")}
-        for name, lr in result.suggestions.items():
-            colour, marker = styles.get(name, ("black", "x"))
-            y = result.smoothed[min(range(len(result.lrs)), key=lambda i: abs(math.log(result.lrs[i] / lr)))]
-            ax.plot([lr], [y], marker, color=colour, ms=9, label=f"{name}: {lr:.3g}" + (" (suggested)"
-                                                                                      if name == "valley" else ""))
-        if result.blew_up_at:
-            ax.axvline(result.blew_up_at, color="gray", ls="--", lw=1, label=f"blew up at {result.blew_up_at:.3g}")
-        finite = [v for v in result.smoothed if math.isfinite(v)]
-        if finite:
-            lo, hi = min(finite), max(finite[: max(1, len(finite) * 9 // 10)] + [finite[0]])
-            ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9), hi + 0.3 * (hi - lo + 1e-9))
-        ax.set_xscale("log")
-        ax.set(xlabel="learning rate", ylabel="train loss", title=title)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-        return _save(fig, out_png)
-    finally:
-        plt.close(fig)
-
-
-def sanity_figure(result: Sanity, out_png: str | Path, title: str = "sanity: overfit a tiny subset") -> Path:
-    """The tiny subset's train loss against iteration, the threshold, and the shuffled-label control's loss."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.4))
-    try:
-        for r, label, colour in ((result, "real labels", "tab:blue"), (result.control, "shuffled labels (control)",
-                                                                         "tab:gray")):
-            if r is not None and r.losses:
-                ax.plot([it for it, _ in r.losses], [v if math.isfinite(v) else math.nan for _, v in r.losses],
-                        color=colour, lw=1.6, label=label)
-        ax.axhline(result.threshold, color="tab:green", ls="--", lw=1, label=f"threshold {result.threshold:.3g}")
-        if result.reached_at:
-            ax.axvline(result.reached_at, color="tab:green", ls=":", lw=1)
-        ax.set(xlabel="iteration", ylabel=f"train loss (mean of {result.window} iterations)", title=f"{title}: {result.line[:4]}")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-        return _save(fig, out_png)
-    finally:
-        plt.close(fig)
+        raise
+    return save_png(fig, out)
 
 
 STUDY_FIGURES = (  # key, Optuna's matplotlib function
@@ -375,7 +286,7 @@ def study_figures(sweep_dir: Path, name: str) -> dict[str, bytes]:
     optuna = optuna_or_error()
     import optuna.visualization.matplotlib as views
 
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{Path(sweep_dir).resolve() / 'sweep.db'}")
+    study = optuna.load_study(study_name=name, storage=study_storage(sweep_dir))
     out = {}
     for key, fn in STUDY_FIGURES:
         with warnings.catch_warnings():

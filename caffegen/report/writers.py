@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..logs.curves import TOP1
+from ..layout import CURVES_PNG, REPORT_FIGURES, REPORT_HTML, REPORT_MD, SUMMARY_CSV
+from ..logs.curves import metric_label
 from ..paths import write_atomic
-from .analysis import (RunReport, VariantReport, Verdict, axis_summary, diagnosis_text, group_runs, heads_text,
-                       load_runs, rank, repeats_text, table_rows, title, verdict, why_lost)
+from ..run.folder import read_eval_summary
+from .analysis import (RunReport, VariantReport, Verdict, axis_summary, diagnosis_text, heads_text, load_runs,
+                       ranked_variants, repeats_text, table_rows, title, verdict, why_lost)
 from .figures import curves_figure, heatmap_figure, lr_figure, run_figure, study_figures
 
 __all__ = ["write_report", "render_html", "render_markdown", "csv_text", "LIVE_REFRESH_S"]
@@ -46,6 +48,11 @@ def _score(v: VariantReport) -> str:
         return "-"
     iv = v.interval
     return f"{v.score:.3f} ({iv[0]:.3f}-{iv[1]:.3f})" if iv else f"{v.score:.3f}"
+
+
+def _rank(v: VariantReport, ver: Verdict) -> str:
+    """The rank as the tables show it: a variant the data cannot separate from the winner says "tied"."""
+    return f"{v.label} (tied)" if v.tied and v is not ver.winner else v.label
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -126,7 +133,7 @@ def render_html(title: str, verdict_: Verdict, ranked: list[VariantReport], figs
         for c in ("#", "variant", "status", "best top-1 (95% interval)", "repeats", "final top-1", "best top-5",
                   "best iter", "final loss", "wall time", "diagnosis")) + "</tr>")
     for v in ranked:
-        out.append(f"<tr class='{'tied' if v.tied else ''}'><td>{e(v.label)}</td><td class='l'>{e(v.name)}</td>"
+        out.append(f"<tr class='{'tied' if v.tied else ''}'><td>{e(_rank(v, verdict_))}</td><td class='l'>{e(v.name)}</td>"
                    f"<td class='l {e(v.status)}'>{e(v.status)}</td><td>{e(_score(v))}</td>"
                    f"<td class='l'>{e(repeats_text(v))}</td><td>{_fmt(v.mean_of('final_top1'))}</td>"
                    f"<td>{_fmt(v.mean_of('best_top5'))}</td><td>{_fmt(v.runs[0].values.get('best_iter'))}</td>"
@@ -166,7 +173,7 @@ def render_markdown(title: str, verdict_: Verdict, ranked: list[VariantReport], 
     lines += ["| # | variant | status | best top-1 (95% interval) | repeats | final top-1 | best iter | final loss | "
               "wall time | diagnosis |", "|---|---|---|---|---|---|---|---|---|---|"]
     for v in ranked:
-        lines.append(f"| {v.label} | {v.name} | {v.status} | {_score(v)} | {repeats_text(v)} | "
+        lines.append(f"| {_rank(v, verdict_)} | {v.name} | {v.status} | {_score(v)} | {repeats_text(v)} | "
                      f"{_fmt(v.mean_of('final_top1'))} | {_fmt(v.runs[0].values.get('best_iter'))} | "
                      f"{_fmt(v.mean_of('final_loss'), 4)} | "
                      f"{_duration(sum(r.values.get('wall_s') or 0 for r in v.runs) or None)} | {diagnosis_text(v)} |")
@@ -189,39 +196,37 @@ def write_report(sweep_dir: str | Path, live: bool = False) -> dict[str, Path]:
     """Write ``report.html``, ``report.md``, ``summary.csv`` (and figures in ``report/``); return their paths.
     ``live``: the lighter report of a running sweep (no per-run figures, a refresh header)."""
     sweep_dir = Path(sweep_dir)
-    runs, meta = load_runs(sweep_dir)
+    runs, record = load_runs(sweep_dir)
     if not runs:
         raise InputError(f"{sweep_dir}: the sweep has no runs yet")
-    ranked = rank(group_runs(runs))
+    ranked = ranked_variants(runs, record)
     iterations = max((r.values.get("max_iter") or 0 for r in runs), default=0) or None
-    ver = verdict(ranked, iterations=iterations)
-    axes = axis_summary(ranked)
+    metric, label = record.metric, metric_label(record.metric)
+    ver = verdict(ranked, iterations=iterations, metric=label)
+    axes = axis_summary(ranked, metric=label)
     for v in ranked:  # "healthy, nothing to change" would contradict "why it lost"
         if v is not ver.winner:
             for r in v.runs:
                 r.findings = [f for f in r.findings if f.code != "healthy"]
-    head = title(meta, sweep_dir)
-    heads = (meta.get("net") or {}).get("heads") or []
+    head = title(record, sweep_dir)
+    heads = (record.get("net") or {}).get("heads") or []
     details = {r.variant: [t] for r in runs if (t := heads_text(r, heads))}
-    top1 = meta.get("metric") or TOP1
-    figs = {"lr": lr_figure(ranked), "top1": curves_figure(runs, "top1", top1=top1),
-            "loss": curves_figure(runs, "loss", top1=top1), "heatmap": heatmap_figure(ranked)}
+    figs = {"lr": lr_figure(ranked, label), "top1": curves_figure(runs, "top1", top1=metric),
+            "loss": curves_figure(runs, "loss", top1=metric), "heatmap": heatmap_figure(ranked, label)}
     if not live:
-        figs["time"] = curves_figure(runs, "top1", x="Seconds", top1=top1)
-        search = meta.get("search") or {}
+        figs["time"] = curves_figure(runs, "top1", x="Seconds", top1=metric)
+        search = record.get("search") or {}
         if search.get("sampler", "grid") != "grid" or search.get("pruner", "none") != "none":
-            figs.update(study_figures(sweep_dir, meta.get("name", sweep_dir.name)))
-    run_figs = {} if live else {r.variant: run_figure(r, sweep_dir / r.variant / "curves.png") for r in runs}
-    fig_dir = sweep_dir / "report"
+            figs.update(study_figures(sweep_dir, record.name or sweep_dir.name))
+    run_figs = {} if live else {r.variant: run_figure(r, sweep_dir / r.variant / CURVES_PNG) for r in runs}
+    fig_dir = sweep_dir / REPORT_FIGURES
     fig_files = {}
     for key, png in figs.items():
         if png:
             write_atomic(fig_dir / f"{key}.png", png)
-            fig_files[key] = f"report/{key}.png"
-    paths = {"html": sweep_dir / "report.html", "md": sweep_dir / "report.md", "csv": sweep_dir / "summary.csv"}
-    from ..evaluate.writers import read_summary  # what `caffegen evaluate` left in the runs' eval/ (read only)
-
-    evals = {r.variant: s for r in runs if (s := read_summary(sweep_dir / r.variant / "eval"))}
+            fig_files[key] = f"{REPORT_FIGURES}/{key}.png"
+    paths = {"html": sweep_dir / REPORT_HTML, "md": sweep_dir / REPORT_MD, "csv": sweep_dir / SUMMARY_CSV}
+    evals = {r.variant: s for r in runs if (s := read_eval_summary(sweep_dir / r.variant))}
     write_atomic(paths["html"], render_html(head, ver, ranked, figs, run_figs, axes, details, live=live,
                                             evals=evals))
     write_atomic(paths["md"], render_markdown(head, ver, ranked, fig_files, axes, details, evals=evals))

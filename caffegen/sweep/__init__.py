@@ -1,5 +1,14 @@
-"""Sweeps: a spec (:mod:`.spec`) expanded into variants, run by the driver (:mod:`.driver`) through an
-executor (:mod:`.executor`), watched (:mod:`.monitor`), stored (:mod:`.store`) and shown (:mod:`.progress`)."""
+"""The sweep engine: a spec's variants run in parallel slots, resumable, with a store.
+
+* :mod:`.spec`       the TOML spec -> :class:`~.spec.SweepSpec` and its variants (every value typed and checked);
+* :mod:`.runs`       a variant made concrete: :class:`~.runs.RunPlan` (the template net or your own net wired);
+* :mod:`.planning`   the data prepared once, every plan checked once, where the runs come from (grid or study);
+* :mod:`.driver`     the event loop: launch in slots, step each run, record, the live report;
+* :mod:`.leftovers`  one writer per run folder: what an earlier, dead driver left training;
+* :mod:`.search`     the ``[search]`` table, the Optuna study in ``sweep.db`` and its trials as runs;
+* :mod:`.store`      ``sweep.db`` (one row per run), the spec record, the lock, and the rebuild of a damaged store;
+* :mod:`.progress`   what a sweep shows: one view per run, the live table, ``caffegen status``.
+"""
 from .spec import RunSettings, SweepSpec, Variant, expand, load_spec, parse_spec
 
 __all__ = ["RunSettings", "SweepSpec", "Variant", "expand", "load_spec", "parse_spec"]

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import CaffegenError
-from .processes import is_running
+from ..layout import TRAIN_LOG
+from ..run.processes import is_running
+from ..run.status import INTERRUPTED, RUNNING
 from .store import Store
 
 
@@ -20,10 +22,10 @@ def settle_leftovers(store: Store, out_dir: Path, *, force: bool, stop_grace: fl
     folder. A run left "running" on a cluster node (no pid here) is waited for until its log is still."""
     for row in store.all():
         pid, started = row["pid"], row["pid_start"]
-        if row.status == "running" and pid is None:   # it ran on a cluster node: no pid here to look at
-            wait_quiet_log(Path(out_dir) / row.variant / "train.log", row.variant, stop_grace)
+        if row.status == RUNNING and pid is None:   # it ran on a cluster node: no pid here to look at
+            wait_quiet_log(Path(out_dir) / row.variant / TRAIN_LOG, row.variant, stop_grace)
             continue
-        if row.status != "running" or not is_running(pid, started):
+        if row.status != RUNNING or not is_running(pid, started):
             continue
         what = f"run {row.variant} is still being trained by caffe pid {pid} (started by an earlier caffegen sweep)"
         log(f"[sweep] {what}: {'killing it (--force)' if force else 'asking it to snapshot and stop'}")
@@ -39,7 +41,7 @@ def settle_leftovers(store: Store, out_dir: Path, *, force: bool, stop_grace: fl
         if is_running(pid, started):
             raise CaffegenError(f"{what} and did not stop within {stop_grace:g} s; wait for it, or "
                                 "rerun with --force to kill it")
-        store.update(row.variant, status="interrupted", pid=None, pid_start=None,
+        store.update(row.variant, status=INTERRUPTED, pid=None, pid_start=None,
                      reason=f"its caffe (pid {pid}) outlived the driver; stopped before this sweep resumed it")
 
 

@@ -3,15 +3,20 @@ checked once before any run starts, and where the sweep's runs come from (the gr
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 from ..data.sources import augmented, prepare_data
+from ..layout import SWEEP_DB, TRAIN_LOG
+from ..run.folder import read_manifest
 from .runs import RunPlan, plan_run
 from .search import Study, TrialSource, trial_name
 from .spec import RunSettings, SweepSpec, Variant, point
-from .store import FINAL, Store
+from ..logs.curves import is_loss_metric
+from ..run.status import FINAL
+from .store import Store
 
 
 class Planner:
@@ -68,23 +73,49 @@ class Planner:
         return self._lists.get(key, self._data)
 
 
-def run_source(planner: Planner, store: Store, plans: list[RunPlan], reference: RunPlan,
+def run_source(planner: Planner, store: Store, plans: list[RunPlan], reference: RunPlan, metric: str,
                register: Callable[[RunPlan], None]):
-    """Where the runs come from: the grid as it is, or an Optuna study (a sampler and/or a pruner)."""
+    """Where the runs come from: the grid as it is, or an Optuna study (a sampler and/or a pruner) that optimises
+    ``metric`` in its direction."""
     spec, out_dir = planner.spec, planner.out_dir
     search = spec.search
     if search is None or not search.uses_study:
         return GridSource([p for p in plans if store.get(p.variant.name).status not in FINAL])
-    study = Study(search, out_dir, spec.name, maximize=True, min_resource=reference.solver.test_interval or 1)
+    study = Study(search, out_dir, spec.name, maximize=not is_loss_metric(metric),
+                  min_resource=reference.solver.test_interval or 1)
     final = {r.variant: (r.status, r["best_top1"]) for r in store.all() if r.status in FINAL}
     grid_space = {**spec.grid, **({"random_seed": list(spec.seeds)} if spec.seeds else {})}
     source = TrialSource(study, grid=plans if not search.sampled else None,
                          budget=search.trials if search.sampled else None, make=planner.trial,
-                         register=register, final=final, grid_space=grid_space)
+                         register=register, final=final, grid_space=grid_space,
+                         restore=trial_records(store, out_dir, metric) if store.rebuilt else None)
+    if store.rebuilt:
+        planner.log(f"caffegen: note: the Optuna study was rebuilt from the run folders ({study.started()} trials: "
+                    "parameters, reported test passes and states; trial timings are not kept in run folders)")
     what = f"{search.sampler} sampler, {search.trials} trials" if search.sampled else "the grid"
-    planner.log(f"[sweep] Optuna study {spec.name!r} in {out_dir / 'sweep.db'}: {what}, "
+    planner.log(f"[sweep] Optuna study {spec.name!r} in {out_dir / SWEEP_DB}: {what}, "
                 f"pruner {search.pruner}; {study.started()} trials started before")
     return source
+
+
+def trial_records(store: Store, out_dir: Path, metric: str) -> list[dict[str, Any]]:
+    """Each run's trial as its folder records it (manifest: trial number, parameters; log: the test passes it
+    reported), for :meth:`~caffegen.sweep.search.Study.restore`."""
+    from ..logs import parse_log
+
+    records = []
+    for row in store.all():
+        manifest = read_manifest(out_dir / row.variant)
+        if manifest.get("trial") is None:
+            continue
+        log = out_dir / row.variant / TRAIN_LOG
+        steps = []
+        if log.exists():
+            steps = [(it, v) for it, v in parse_log(log).resolved().test.series(metric) if it > 0 and math.isfinite(v)]
+        point = {**row.axes, **({"random_seed": row["seed"]} if row["seed"] is not None else {})}
+        records.append({"number": manifest["trial"], "variant": row.variant, "params": point, "status": row.status,
+                        "value": row["best_top1"], "steps": steps})
+    return records
 
 
 class GridSource:
@@ -101,6 +132,12 @@ class GridSource:
 
     def test_pass(self, name: str, iteration: int, value: float) -> bool:  # noqa: ARG002
         return False
+
+    def prune_reason(self, name: str, iteration: int, value: float) -> str:  # noqa: ARG002
+        return ""
+
+    def trial_of(self, name: str) -> int | None:  # noqa: ARG002
+        return None
 
     def end(self, name: str, status: str, best: float | None) -> None:
         pass

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..logs.curves import TOP1
+from ..layout import TRAIN_LOG
 from ..logs.follower import LogFollower, LogTail
-from .store import FINAL, RunRow, read_sweep
+from ..run.status import (DIVERGED, DONE, EARLY_STOPPED, FAILED, FINAL, INTERRUPTED, PENDING, PRUNED, RUNNING,
+                          TIMEOUT)
+from .store import RunRow, read_sweep
 
 
 @dataclass
@@ -42,16 +44,15 @@ def run_view(row: RunRow, follower: LogFollower | None, metric: str) -> RunView:
     """One row of the table: the store's record, brought up to date from the log of a running run."""
     view = RunView(row.variant, row.status, row["last_iter"] or 0, row["max_iter"] or 0, row["final_loss"],
                    row["best_top1"], None, row["reason"] or "")
-    if follower is not None and row.status == "running":
+    if follower is not None and row.status == RUNNING:
         view.iteration = follower.iteration or 0
         view.loss = follower.last_loss
         view.top1 = follower.last_test.get(metric)
         view.eta_s = eta_seconds(view.iteration, view.max_iter, follower.iterations_per_second)
     return view
 
-_STYLE = {"done": "green", "running": "cyan", "diverged": "red", "failed": "bold red", "early-stopped": "yellow",
-          "pruned": "blue",
-          "timeout": "yellow", "interrupted": "magenta", "pending": "dim"}
+_STYLE = {DONE: "green", RUNNING: "cyan", DIVERGED: "red", FAILED: "bold red", EARLY_STOPPED: "yellow",
+          PRUNED: "blue", TIMEOUT: "yellow", INTERRUPTED: "magenta", PENDING: "dim"}
 
 
 def _num(x: float | None, fmt: str = "{:.4g}") -> str:
@@ -75,7 +76,7 @@ def status_table(views: Iterable[Any], total: int, title: str = "") -> Any:
     from rich.text import Text
 
     views = list(views)
-    finished = sum(v.status in FINAL or v.status == "failed" for v in views)
+    finished = sum(v.status in FINAL or v.status == FAILED for v in views)
     table = Table(title=f"{title}  {finished}/{total} runs finished".strip(), title_justify="left",
                   expand=False, pad_edge=False)
     for col, just in (("run", "left"), ("status", "left"), ("iter", "right"), ("loss", "right"),
@@ -86,7 +87,7 @@ def status_table(views: Iterable[Any], total: int, title: str = "") -> Any:
         style = _STYLE.get(v.status, "")
         # Text objects, not markup strings: rich.live re-renders this table inside console.print(markup=False).
         table.add_row(Text(v.variant), Text(v.status, style=style), it, _num(v.loss),
-                      _num(v.top1, "{:.3f}"), _eta(v.eta_s) if v.status == "running" else "",
+                      _num(v.top1, "{:.3f}"), _eta(v.eta_s) if v.status == RUNNING else "",
                       Text((v.reason or "")[:70]))
     return table
 
@@ -131,13 +132,13 @@ def make_display(title: str, live: bool | None = None):
 def collect_views(out_dir: str | Path) -> tuple[list[RunView], int, str]:
     """Views of every run in a sweep folder, read from sweep.db and, for running runs, their logs."""
     out_dir = Path(out_dir)
-    rows, spec = read_sweep(out_dir)
-    metric, name = spec.get("metric", TOP1), spec.get("name", out_dir.name)
+    rows, record = read_sweep(out_dir)
+    metric, name = record.metric, record.name or out_dir.name
     views = []
     for r in rows:
         follower = None
-        if r.status == "running":
-            tail = LogTail(out_dir / r.variant / "train.log")
+        if r.status == RUNNING:
+            tail = LogTail(out_dir / r.variant / TRAIN_LOG)
             tail.flush()
             follower = tail.follower
         views.append(run_view(r, follower, metric))

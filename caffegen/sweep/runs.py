@@ -1,24 +1,18 @@
-"""One run of a sweep on disk: what it trains (:func:`plan_run`, :class:`RunPlan`), its record
-(``manifest.json``), its snapshots.
-
-A run folder ``runs/NAME/<variant>/`` holds the rendered ``train_val.prototxt``, ``solver.prototxt`` and
-``deploy.prototxt``, caffe's whole output in ``train.log``, ``snapshots/`` (the pairs nearest the best test top-1,
-``keep_best`` of them, plus the newest, for resume) and ``manifest.json`` (which says which iteration each kept
-snapshot is, and why it is kept). Caffe runs with the folder as its working directory, so every path in the solver is relative.
+"""What one run of a sweep trains: a variant made concrete (:func:`plan_run`, :class:`RunPlan`): the template net's
+options or the user's net wired to the sweep's data, and the solver with the run-folder conventions (every path
+relative to the run folder, where caffe runs; snapshots under :data:`~caffegen.layout.SNAPSHOT_PREFIX`). The folder
+itself, its snapshots and manifest, is :mod:`caffegen.run.folder`'s.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..data.sources import PreparedData
-from ..errors import InputError
-from ..logs.curves import TOP1, TOP5, is_loss_metric
-from ..paths import write_atomic
+from ..layout import SNAPSHOT_PREFIX, TRAIN_VAL
+from ..logs.curves import TOP1, TOP5
 from ..prototxt.basesolver import load_solver, variant_solver
 from ..prototxt.files import Written, count_list, resolve_test_iter, write_user_variant, write_variant
 from ..prototxt.options import NetOptions, SolverOptions, coverage_note, test_iter_for
@@ -26,12 +20,7 @@ from ..prototxt.render import render_net
 from ..prototxt.usernet import DataSources, UserNet, WiredNet, describe, sha256_of, wire
 from .spec import Variant
 
-__all__ = ["RunPlan", "plan_run", "SNAPSHOT_PREFIX", "snapshots", "check_snapshot", "usable_snapshot",
-           "newest_solverstate", "best_snapshot_iters", "prune_snapshots", "settle_snapshots", "snapshot_record",
-           "find_snapshot", "read_manifest", "write_manifest"]
-
-SNAPSHOT_PREFIX = "snapshots/snap"
-MANIFEST = "manifest.json"
+__all__ = ["RunPlan", "plan_run"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +89,7 @@ class RunPlan:
 def _sweep_solver(values: dict[str, Any], gpu: bool) -> dict[str, Any]:
     """The run-folder conventions every sweep solver follows."""
     solver = dict(values)
-    solver["net"] = "train_val.prototxt"          # caffe runs with cwd = the run folder
+    solver["net"] = TRAIN_VAL          # caffe runs with cwd = the run folder
     solver["snapshot_prefix"] = SNAPSHOT_PREFIX
     solver.setdefault("random_seed", 0)
     # Periodic snapshots make an interrupted or killed run resumable; only the newest is kept.
@@ -140,171 +129,3 @@ def plan_run(variant: Variant, data: PreparedData | None, gpu: bool, *, lmdb: tu
         options["test_iter"] = test_iter_for(images, wired.test_batch)
     return RunPlan(variant, SolverOptions(**_sweep_solver(options, gpu)), user=user, wired=wired,
                    base_solver=base_solver, extras=extras, val_images=images)
-
-
-# --------------------------------------------------------------------------- snapshots
-# Caffe writes a snapshot as <prefix>_iter_N.caffemodel, then <prefix>_iter_N.solverstate (which names the
-# caffemodel); a kill or a full disk during the write leaves a truncated file or half a pair.
-
-_SNAP_RE = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)(\.h5)?$")
-
-
-def _pairs(run_dir: Path) -> dict[int, dict[str, Path]]:
-    found: dict[int, dict[str, Path]] = {}
-    for p in (Path(run_dir) / "snapshots").glob("*_iter_*"):
-        m = _SNAP_RE.search(p.name)
-        if m:
-            found.setdefault(int(m.group(1)), {})[m.group(2)] = p
-    return found
-
-
-def snapshots(run_dir: Path) -> list[tuple[int, Path]]:
-    """(iteration, .solverstate path) of every snapshot in ``run_dir/snapshots``, oldest first."""
-    return sorted((it, files["solverstate"]) for it, files in _pairs(run_dir).items() if "solverstate" in files)
-
-
-def check_snapshot(state: Path) -> str | None:
-    """Why this snapshot pair cannot be resumed from (None when it can): the solverstate and the caffemodel it names
-    must both read as whole protobuf messages, for the iteration in the file name. HDF5 snapshots are taken as
-    they are."""
-    from google.protobuf.message import DecodeError
-
-    from ..toolchain import caffe_pb2
-
-    if state.name.endswith(".h5"):
-        return None
-    pb2 = caffe_pb2()
-    it = int(_SNAP_RE.search(state.name).group(1))
-    msg = pb2.SolverState()
-    try:
-        msg.ParseFromString(state.read_bytes())
-    except (OSError, DecodeError) as exc:
-        return f"{state.name} is truncated or corrupt ({exc})"
-    if msg.iter != it:
-        return f"{state.name} holds iteration {msg.iter}, not {it}"
-    model = state.parent.parent / msg.learned_net if msg.learned_net else state.with_suffix(".caffemodel")
-    net = pb2.NetParameter()
-    try:
-        net.ParseFromString(model.read_bytes())
-    except (OSError, DecodeError) as exc:
-        return f"{model.name} is missing, truncated or corrupt ({exc})"
-    if not any(layer.blobs for layer in net.layer):
-        return f"{model.name} holds no weights"
-    return None
-
-
-def usable_snapshot(run_dir: Path) -> tuple[Path | None, list[str]]:
-    """The newest snapshot a run can resume from, and why each newer one could not be used."""
-    why = []
-    for _, state in reversed(snapshots(run_dir)):
-        problem = check_snapshot(state)
-        if problem is None:
-            return state, why
-        why.append(problem)
-    return None, why
-
-
-def newest_solverstate(run_dir: Path) -> Path | None:
-    found = snapshots(run_dir)
-    return found[-1][1] if found else None
-
-
-def best_snapshot_iters(tests: Sequence[tuple[int, float]], available: Iterable[int], k: int,
-                        metric: str = TOP1) -> list[int]:
-    """The ``k`` snapshot iterations nearest the best test values, best first. Caffe writes snapshot N just before
-    the test pass it logs at iteration N, so with ``snapshot`` = ``test_interval`` (the sweep's default) each
-    snapshot holds exactly the weights a test pass scored; otherwise a snapshot counts with the test pass nearest to
-    it (the earlier one on a tie). Equal scores: the earlier snapshot first (as ``best_iter``)."""
-    scored = [(it, v) for it, v in tests if v is not None and v == v]
-    if k <= 0 or not scored:
-        return []
-    sign = 1.0 if is_loss_metric(metric) else -1.0
-
-    def score(snap: int) -> float:
-        it, v = min(scored, key=lambda t: (abs(t[0] - snap), t[0]))
-        return sign * v
-
-    return sorted(set(available), key=lambda snap: (score(snap), snap))[:k]
-
-
-def prune_snapshots(run_dir: Path, keep: int = 1, protect: Iterable[int] = ()) -> None:
-    """While caffe runs: delete all but the ``keep`` newest snapshot pairs (the newest may be being written) and the
-    ``protect``ed iterations (the best so far)."""
-    pairs, protect = _pairs(run_dir), set(protect)
-    for it in sorted(pairs)[:-keep]:
-        if it not in protect:
-            for p in pairs[it].values():
-                p.unlink(missing_ok=True)
-
-
-def settle_snapshots(run_dir: Path, keep: int = 1, protect: Iterable[int] = ()) -> None:
-    """After caffe has exited: keep the ``keep`` newest usable pairs and the usable ``protect``ed ones; delete the
-    other pairs and the broken pieces a kill or a full disk left (which also gives the space back)."""
-    pairs, protect = _pairs(run_dir), set(protect)
-    kept = 0
-    for it in sorted(pairs, reverse=True):
-        files = pairs[it]
-        whole = "solverstate" in files and check_snapshot(files["solverstate"]) is None
-        if whole and kept < keep:
-            kept += 1
-            continue
-        if whole and it in protect:
-            continue
-        for p in files.values():
-            p.unlink(missing_ok=True)
-
-
-def snapshot_record(run_dir: Path, tests: Sequence[tuple[int, float]], best: Iterable[int]) -> list[dict[str, Any]]:
-    """What ``manifest.json`` says of each kept snapshot: its iteration, files, the test value at that iteration (when
-    a test pass ran there) and why it is kept (``best``, ``newest``)."""
-    pairs, best = _pairs(run_dir), list(best)
-    at = dict(tests)
-    newest = max(pairs, default=None)
-    out = []
-    for it in sorted(pairs):
-        files = pairs[it]
-        kept = (["best"] if it in best else []) + (["newest"] if it == newest else [])
-        out.append({"iteration": it, "caffemodel": _rel(files.get("caffemodel"), run_dir),
-                    "solverstate": _rel(files.get("solverstate"), run_dir), "test_value": at.get(it),
-                    "kept_as": kept, **({"rank": best.index(it) + 1} if it in best else {})})
-    return out
-
-
-def _rel(p: Path | None, run_dir: Path) -> str | None:
-    return str(p.relative_to(run_dir)) if p is not None else None
-
-
-def find_snapshot(run_dir: Path, which: str = "best") -> tuple[int, Path]:
-    """(iteration, .caffemodel) of a run's ``best`` snapshot (by the manifest's record, else the newest), its
-    ``last``, or iteration ``N``; one-line InputError naming what is there otherwise."""
-    run_dir = Path(run_dir)
-    models = {it: files["caffemodel"] for it, files in _pairs(run_dir).items() if "caffemodel" in files}
-    if not models:
-        raise InputError(f"{run_dir}: no snapshot (.caffemodel) in {run_dir / 'snapshots'}")
-    have = ", ".join(map(str, sorted(models)))
-    if which == "last":
-        it = max(models)
-    elif which == "best":
-        ranked = sorted((s for s in read_manifest(run_dir).get("snapshots", []) if s.get("rank")),
-                        key=lambda s: s["rank"])
-        it = next((s["iteration"] for s in ranked if s["iteration"] in models), max(models))
-    else:
-        try:
-            it = int(which)
-        except ValueError:
-            raise InputError(f"--snapshot must be best, last or an iteration, got {which!r}") from None
-        if it not in models:
-            raise InputError(f"{run_dir.name} has no snapshot at iteration {it} (it has: {have})")
-    return it, models[it]
-
-
-# --------------------------------------------------------------------------- manifest
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> Path:
-    """``manifest.json``, replaced atomically (a reader never sees half of it)."""
-    return write_atomic(Path(run_dir) / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")

@@ -28,9 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checks import nearest
 from ..errors import InputError
-from ..prototxt.checks import nearest
+from ..layout import study_storage
 from ..prototxt.schedule import parse_policies
+from ..run.status import PRUNED, WITH_RESULT
+from .values import typed
 
 __all__ = ["SearchSpec", "parse_search", "Study", "SAMPLERS", "PRUNERS", "optuna_or_error"]
 
@@ -70,8 +73,9 @@ def optuna_or_error():
     return optuna
 
 
-def parse_search(raw: dict[str, Any] | None, fields: dict[str, type], source: str) -> SearchSpec | None:
-    """``[search]`` of a spec; ``fields`` maps each searchable name (solver fields, ``net.<field>``) to its type.
+def parse_search(raw: dict[str, Any] | None, fields: dict[str, str], source: str) -> SearchSpec | None:
+    """``[search]`` of a spec; ``fields`` maps each searchable name (solver fields, ``net.<field>``) to its type (an
+    annotation, as :mod:`caffegen.sweep.values` reads it).
     One InputError line naming the key on any problem."""
     if raw is None:
         return None
@@ -111,14 +115,14 @@ def parse_search(raw: dict[str, Any] | None, fields: dict[str, type], source: st
                       reduction_factor=table.get("reduction_factor", 3), min_resource=table.get("min_resource"))
 
 
-def _distribution(name: str, value: Any, fields: dict[str, type], source: str) -> Any:
+def _distribution(name: str, value: Any, fields: dict[str, str], source: str) -> Any:
     where = f"{source}: [search.space] {name}"
     if name not in fields:
         raise InputError(f"{where}: unknown parameter{nearest(name, set(fields))} (net options take a net. prefix)")
     if isinstance(value, list):
         if not value:
             raise InputError(f"{where}: an empty list of choices")
-        choices = parse_policies(value) if name == "lr_policy" else list(value)
+        choices = parse_policies(value) if name == "lr_policy" else [typed(where, v, fields[name]) for v in value]
         if len(set(map(repr, choices))) != len(choices):
             raise InputError(f"{where}: lists a choice twice")
         return choices
@@ -134,7 +138,10 @@ def _distribution(name: str, value: Any, fields: dict[str, type], source: str) -
         raise InputError(f"{where}: log must be true or false, got {log!r}")
     if log and low <= 0:
         raise InputError(f"{where}: a log scale needs low > 0, got {low:g}")
-    integer = fields[name] is int
+    kind = fields[name].split(" | ")[0]
+    if not (kind.startswith("int") or kind.startswith("float")):
+        raise InputError(f"{where}: a range needs a numeric parameter; give {name} a list of choices")
+    integer = kind.startswith("int")
     return {"low": low, "high": high, "log": log, "int": integer, **({"step": value["step"]} if "step" in value else {})}
 
 
@@ -188,7 +195,7 @@ class Study:
         optuna = optuna_or_error()
         self.spec = spec
         self._optuna = optuna
-        storage = optuna.storages.RDBStorage(f"sqlite:///{Path(sweep_dir).resolve() / 'sweep.db'}",
+        storage = optuna.storages.RDBStorage(study_storage(sweep_dir),
                                              engine_kwargs={"connect_args": {"timeout": 30}})
         self.study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                          sampler=_sampler(spec), pruner=_pruner(spec, min_resource),
@@ -242,6 +249,39 @@ class Study:
             trial.set_user_attr("variant", name)
             self._live[name] = trial
 
+    def restore(self, records: list[dict[str, Any]], dists: dict[str, Any]) -> int:
+        """Make the trials anew from the run folders (a store rebuilt after damage; :func:`caffegen.sweep.store.
+        rebuild_store`): each run's trial under its own number, with its parameters, the test passes it reported
+        (from its log) and its state (pruned, complete with its best value, running for an unfinished run, which
+        then resumes). A number no run folder holds (a trial asked for and never used) comes back as FAIL, so new
+        trials keep their numbers. What cannot come back: trial timings and Optuna's own system attributes. Does
+        nothing when the study already has trials; returns how many it made."""
+        if self.trials():
+            return 0
+        optuna = self._optuna
+        ts = optuna.trial.TrialState
+        by_number = {r["number"]: r for r in records}
+        worst = 0.0 if self.study.direction.name == "MAXIMIZE" else float("inf")
+        for number in range(max(by_number, default=-1) + 1):
+            r = by_number.get(number)
+            if r is None:
+                self.study.add_trial(optuna.trial.create_trial(state=ts.FAIL))
+                continue
+            params = {k: v for k, v in r["params"].items() if k in dists}
+            state = ts.PRUNED if r["status"] == PRUNED else ts.COMPLETE if r["status"] in WITH_RESULT else ts.RUNNING
+            value = None
+            if state == ts.COMPLETE:
+                value = r["value"] if r["value"] is not None and math.isfinite(r["value"]) else worst
+            self.study.add_trial(optuna.trial.create_trial(
+                state=state, value=value, params=params, distributions={k: dists[k] for k in params},
+                user_attrs={"variant": r["variant"]}, intermediate_values=dict(r["steps"])))
+        return len(by_number)
+
+    def number_of(self, variant: str) -> int | None:
+        """The trial number of a run (None: not a trial of this study)."""
+        trial = self._trial(variant)
+        return trial.number if trial is not None else None
+
     def _trial(self, variant: str):
         trial = self._live.get(variant)
         if trial is None:  # a trial of an earlier driver, resumed: its handle again, by id
@@ -293,19 +333,23 @@ class TrialSource:
     sampler, new trials asked for as slots free, up to ``trials``."""
 
     def __init__(self, study: Study, *, grid: list | None, budget: int | None, make, register,
-                 final: dict[str, tuple[str, float | None]], grid_space: dict[str, list] | None = None):
+                 final: dict[str, tuple[str, float | None]], grid_space: dict[str, list] | None = None,
+                 restore: list[dict[str, Any]] | None = None):
         """``grid``: the grid's RunPlans (None for a sampler); ``make(number, params)`` -> a RunPlan, or an
         InputError for a point that cannot be built; ``register(plan)`` records a new run in the store; ``final``:
-        {variant: (status, best)} of runs already finished."""
+        {variant: (status, best)} of runs already finished; ``restore``: the trials of a rebuilt store's run folders
+        (:meth:`Study.restore`)."""
         self.study, self.budget, self.make, self.register = study, budget, make, register
         self.failed: list[tuple[str, str]] = []
+        opt = study._optuna.distributions
+        self.grid_dists = {k: opt.CategoricalDistribution(v) for k, v in (grid_space or {}).items()}
+        if restore:
+            study.restore(restore, self.grid_dists if grid is not None else distributions(study.spec.space))
         for _, name, _ in study.variants_of(("RUNNING",)):  # finished runs whose trial was never told
             if name in final:
                 self.end(name, *final[name])
         if grid is not None:
             self.pending = [p for p in grid if p.variant.name not in final]
-            opt = study._optuna.distributions
-            self.grid_dists = {k: opt.CategoricalDistribution(v) for k, v in (grid_space or {}).items()}
             study.adopt_orphans(self._pending_named, self.grid_dists)
             return
         study.adopt_orphans(trial_name, distributions(study.spec.space))
@@ -360,12 +404,20 @@ class TrialSource:
         """A run's test pass: True when the pruner stops it."""
         return iteration > 0 and self.study.report(name, iteration, value)
 
+    def prune_reason(self, name: str, iteration: int, value: float) -> str:  # noqa: ARG002
+        return f"behind the other runs at this point ({self.study.spec.pruner})"
+
+    def trial_of(self, name: str) -> int | None:
+        """The run's trial number (the manifest records it: what a rebuilt store's study is made from)."""
+        return self.study.number_of(name)
+
     def end(self, name: str, status: str, best: float | None) -> None:
         """A run reached a final status: its trial is told (pruned -> PRUNED, a result -> COMPLETE)."""
-        if status == "pruned":
+        if status == PRUNED:
             self.study.tell(name, "PRUNED", None)
-        elif status in ("done", "early-stopped", "timeout", "diverged"):
-            self.study.tell(name, "COMPLETE", best if best is not None else 0.0)
+        elif status in WITH_RESULT:
+            worst = 0.0 if self.study.study.direction.name == "MAXIMIZE" else float("inf")
+            self.study.tell(name, "COMPLETE", best if best is not None else worst)
 
 
 def trial_name(number: int, params: dict[str, Any]) -> str:

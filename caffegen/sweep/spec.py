@@ -31,11 +31,12 @@ from typing import Any
 from ..data.augment import parse_augment
 from ..data.sources import DataSpec
 from ..errors import InputError
-from ..prototxt.checks import nearest
+from ..checks import nearest
 from ..prototxt.basesolver import OWNED, load_solver, repeated, solver_fields, variant_solver
 from ..prototxt.options import NetOptions, SolverOptions, variant_name
 from ..prototxt.usernet import UserNet
 from .search import SearchSpec, parse_search
+from .values import field_types, typed, typed_proto, typed_table
 from ..prototxt.schedule import parse_policies
 
 SHIPPED = ("default", "smoke", "search")  # specs shipped in caffegen/specs/, usable by name
@@ -152,6 +153,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
         for key in net:
             if key not in _NET_FIELDS:
                 raise InputError(f"{source}: [net] unknown option {key!r}{nearest(key, _NET_FIELDS)}")
+        net = typed_table(f"{source}: [net]", net, field_types(NetOptions))
     base = solver.pop("base", None)
     if base is not None:
         if not user:
@@ -163,6 +165,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     for key in solver:
         if key not in _SOLVER_FIELDS and key not in extra_ok:
             raise InputError(f"{source}: [solver] unknown option {key!r}{nearest(key, _SOLVER_FIELDS | extra_ok)}")
+    solver = {k: _typed_solver(f"{source}: [solver] {k}", k, v) for k, v in solver.items()}
 
     net_fields = _USER_FIELDS if user else _NET_FIELDS
     grid: dict[str, list[Any]] = {}
@@ -185,6 +188,11 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
         if target not in fields or target in ("prototxt",):
             raise InputError(f"{source}: [grid] unknown axis {key!r}{nearest(target, fields)}"
                              " (net options take a net. prefix)")
+        if key.startswith("net."):
+            types = field_types(UserNet if user else NetOptions)
+            values = [typed(f"{source}: [grid] {key}", v, types[target]) for v in values]
+        elif key != "lr_policy":
+            values = [_typed_solver(f"{source}: [grid] {key}", key, v) for v in values]
         if len(set(map(repr, values))) != len(values):
             raise InputError(f"{source}: [grid] {key} lists a value twice")
         grid[key] = list(values)
@@ -225,17 +233,28 @@ def _seeds(grid: dict[str, Any], source: str) -> tuple[int, ...]:
     return tuple(axis)
 
 
-def _searchable(net_fields: set[str], user: bool, extra: set[str]) -> dict[str, type]:
-    """Every name a [search.space] may hold, with the type of its values (int fields are searched as integers)."""
-    def kind(f: dataclasses.Field) -> type:
-        t = str(f.type)
-        return int if t.startswith("int") else float if t.startswith("float") else object
-
+def _searchable(net_fields: set[str], user: bool, extra: set[str]) -> dict[str, str]:
+    """Every name a [search.space] may hold, with the type of its values (an annotation: int fields are searched as
+    integers)."""
     cls = UserNet if user else NetOptions
-    out = {f"net.{f.name}": kind(f) for f in dataclasses.fields(cls) if f.name in net_fields and f.name != "prototxt"}
-    out.update({f.name: kind(f) for f in dataclasses.fields(SolverOptions) if f.name not in OWNED})
-    out.update({name: float for name in extra})
+    out = {f"net.{name}": kind for name, kind in field_types(cls).items() if name in net_fields and name != "prototxt"}
+    out.update({name: kind for name, kind in field_types(SolverOptions).items() if name not in OWNED})
+    kinds = {"CPPTYPE_INT32": "int", "CPPTYPE_INT64": "int", "CPPTYPE_UINT32": "int", "CPPTYPE_UINT64": "int",
+             "CPPTYPE_BOOL": "bool", "CPPTYPE_STRING": "str", "CPPTYPE_ENUM": "str"}
+    fields = solver_fields() if extra else {}
+    for name in extra:
+        cpp = {v: k for k, v in vars(type(fields[name])).items() if k.startswith("CPPTYPE_")}.get(fields[name].cpp_type)
+        out[name] = kinds.get(cpp, "float")
     return out
+
+
+def _typed_solver(where: str, key: str, value: Any) -> Any:
+    """A solver value typed by its SolverOptions field, or (a user net's other solver fields) by Caffe's schema."""
+    types = field_types(SolverOptions)
+    if key in types:
+        return typed(where, value, types[key])
+    desc = solver_fields()[key]
+    return typed_proto(where, value, desc, repeated(desc))
 
 
 _NET_FIELDS = {f.name for f in dataclasses.fields(NetOptions)}
@@ -266,6 +285,7 @@ def _user_net_table(net: dict[str, Any], here: Path, source: str) -> dict[str, A
                     f"{', '.join(sorted(_USER_FIELDS))})" if key in _NET_FIELDS
                     else f"unknown option {key!r}{nearest(key, _USER_FIELDS)}")
             raise InputError(f"{source}: [net] {hint}")
+    net = typed_table(f"{source}: [net]", net, field_types(UserNet))
     net["prototxt"] = str(_existing(here, net["prototxt"], "[net] prototxt", source))
     if net.get("weights") is not None:
         net["weights"] = str(_existing(here, net["weights"], "[net] weights", source))
@@ -300,29 +320,17 @@ def _check_data(data: DataSpec, user: bool, source: str) -> None:
         parse_augment(data.augment, f"{source}: [data] augment")
 
 
-_SCALARS = {"int": int, "float": float, "str": str}
-
-
 def _section(raw: dict[str, Any], table: str, cls: type, source: str) -> Any:
     """``[table]`` of the spec as ``cls``: unknown keys and values of the wrong type are one-line errors."""
-    values = dict(raw.get(table, {}))
-    fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-    for key, value in values.items():
+    values = raw.get(table, {})
+    if not isinstance(values, dict):
+        raise InputError(f"{source}: [{table}] must be a table, got {values!r}")
+    fields = field_types(cls)
+    for key in values:
         if key not in fields:
             raise InputError(f"{source}: [{table}] unknown key {key!r}{nearest(key, set(fields))} "
                              f"(expected: {', '.join(sorted(fields))})")
-        kind = fields[key].split(" | ")[0]
-        try:
-            if kind.startswith("tuple"):
-                values[key] = tuple(int(v) for v in (value if isinstance(value, list) else [value]))
-            elif kind in _SCALARS and value is not None:
-                if kind == "int" and (isinstance(value, bool) or float(value) != int(value)):
-                    raise ValueError
-                values[key] = _SCALARS[kind](value)
-        except (TypeError, ValueError):
-            raise InputError(f"{source}: [{table}] {key} = {value!r} is not {'an' if kind == 'int' else 'a'} "
-                             f"{kind.replace('tuple[int, ...]', 'list of integers')}") from None
-    return cls(**values)
+    return cls(**typed_table(f"{source}: [{table}]", values, fields))
 
 
 BACKENDS = ("local", "ray")   # [run] backend: caffegen.sweep.executor.LocalExecutor, .ray_executor.RayExecutor

@@ -97,8 +97,9 @@ LEAN = {"opencv": False, "pycaffe": False, "blas": "reference"}
 REFERENCE_BLAS = f"/usr/lib/{platform.machine()}-linux-gnu/blas/libblas.so.3"
 
 
-def build_key(flags: BuildFlags) -> str:
-    """Hash of source version + fix-set + CMake file + flags: the cache entry's name."""
+def build_key(flags: BuildFlags, *, cuda_cmake: Path | None = None, cuda_wheels: tuple[str, ...] | None = None) -> str:
+    """Hash of source version + fix-set + CMake file + flags: the cache entry's name. ``cuda_cmake`` and
+    ``cuda_wheels`` stand for the CUDA-only inputs (default: the shipped cuda.cmake and the pinned wheels)."""
     h = hashlib.sha256()
     h.update(f"{SOURCE_PACKAGE}=={SOURCE_VERSION}:{SOURCE_SHA256}".encode())
     h.update(Path(_fixes.__file__).read_bytes())
@@ -106,8 +107,8 @@ def build_key(flags: BuildFlags) -> str:
     h.update(json.dumps(flags.as_dict(), sort_keys=True).encode())
     if flags.gpu:  # CUDA-only inputs: never part of the CPU key, so changing them leaves CPU builds alone
         h.update(Path(_fixes_cuda.__file__).read_bytes())
-        h.update(CUDA_CMAKE_FILE.read_bytes())
-        h.update(" ".join(CUDA_LIB_WHEELS).encode())
+        h.update((cuda_cmake or CUDA_CMAKE_FILE).read_bytes())
+        h.update(" ".join(cuda_wheels or CUDA_LIB_WHEELS).encode())
         h.update(" ".join(flags.cmake_args()).encode())
     kind = "cuda" if flags.gpu else "cpu"
     return f"{SOURCE_VERSION}-{kind}-{h.hexdigest()[:12]}"

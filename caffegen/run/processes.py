@@ -62,7 +62,7 @@ def _launcher() -> list[str] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        return [str(compile_c(package_file("caffegen.sweep", "launcher.c"), "caffegen-launch", ("-O2",)))]
+        return [str(compile_c(package_file("caffegen.run", "launcher.c"), "caffegen-launch", ("-O2",)))]
     except (OSError, subprocess.SubprocessError):  # no compiler: util-linux's setpriv does the same
         pass
     setpriv = shutil.which("setpriv")

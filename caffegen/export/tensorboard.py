@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..paths import replace_dir
+from ..layout import EVAL_DIR, EVAL_SCORES, EVAL_SUMMARY, SWEEP_DB, TENSORBOARD, TRAIN_LOG, is_sweep_dir
 from ..logs import parse_log
 from ..logs.curves import TOP1, TOP5, Curves
+from ..paths import replace_dir
+from ..run.folder import read_eval_summary, read_manifest
 
 __all__ = ["export_tensorboard", "TensorBoardExport", "METRICS"]
 
@@ -45,15 +47,13 @@ class TensorBoardExport:
 
 def _start_time(run_dir: Path, curves: Curves) -> float:
     """The run's start as a unix time: its manifest's started_at, else the log's mtime less its last clock value."""
-    import json
-
     try:
-        started = json.loads((run_dir / "manifest.json").read_text())["started_at"]
+        started = read_manifest(run_dir)["started_at"]
         return dt.datetime.strptime(started, "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, TypeError):
         last = max((r["Seconds"] for t in (curves.train, curves.test) for r in t.rows
                     if r.get("Seconds") == r.get("Seconds") and r.get("Seconds") is not None), default=0.0)
-        return (run_dir / "train.log").stat().st_mtime - last
+        return (run_dir / TRAIN_LOG).stat().st_mtime - last
 
 
 def _tag(table: str, column: str, loss: str | None, top1: str, top5: str) -> str | None:
@@ -82,7 +82,7 @@ def _write_run(writer_dir: Path, run_dir: Path, axes: dict[str, Any], values: di
     from tensorboard.plugins.hparams import summary_v2 as hp
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    log = run_dir / "train.log"
+    log = run_dir / TRAIN_LOG
     curves = parse_log(log).resolved() if log.exists() else None
     start = _start_time(run_dir, curves) if curves is not None else (run_dir.stat().st_mtime)
     writer = EventFileWriter(str(writer_dir))
@@ -118,14 +118,12 @@ def _write_run(writer_dir: Path, run_dir: Path, axes: dict[str, Any], values: di
             add(last_step, last_wall, scalar(f"hparams/{key}", v))
             n += 1
     curves_written = 0
-    scores = run_dir / "eval" / "scores.npz"
-    if scores.is_file():
-        import json
-
+    scores = run_dir / EVAL_DIR / EVAL_SCORES
+    summary = read_eval_summary(run_dir)
+    if scores.is_file() and summary is not None:
         from ..evaluate.metrics import counts_at
 
-        summary = json.loads((run_dir / "eval" / "summary.json").read_text(encoding="utf-8"))
-        step, wall = int(summary["iteration"]), (run_dir / "eval" / "summary.json").stat().st_mtime
+        step, wall = int(summary["iteration"]), (run_dir / EVAL_DIR / EVAL_SUMMARY).stat().st_mtime
         with np.load(scores) as z:
             probs, labels = z["probs"], z["labels"]
         for c, cls in enumerate(summary["classes"]):
@@ -179,25 +177,23 @@ def export_tensorboard(target: str | Path, out: str | Path | None = None) -> Ten
     from tensorboard.plugins.hparams import summary_v2 as hp
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-    from .analysis import load_runs
+    from ..report.analysis import load_runs
 
     target = Path(target)
-    if (target / "sweep.db").is_file():
-        runs, meta = load_runs(target)
+    if is_sweep_dir(target):
+        runs, record = load_runs(target)
         items = [(target / r.variant, r.variant, {**r.axes, **({"seed": r.values["seed"]} if r.values.get("seed")
                                                               is not None else {})}, r.values) for r in runs]
-        metric, top5 = meta.get("metric") or TOP1, meta.get("top5") or TOP5
-    elif (target / "train.log").is_file():
-        import json
-
-        manifest = json.loads((target / "manifest.json").read_text()) if (target / "manifest.json").is_file() else {}
+        metric, top5 = record.metric, record.top5
+    elif (target / TRAIN_LOG).is_file():
+        manifest = read_manifest(target)
         items = [(target, target.name, manifest.get("axes", {}), manifest.get("result", {}))]
         metric, top5 = TOP1, TOP5
     else:
-        raise InputError(f"{target}: neither a sweep folder (sweep.db) nor a run folder (train.log)")
+        raise InputError(f"{target}: neither a sweep folder ({SWEEP_DB}) nor a run folder ({TRAIN_LOG})")
     if not items:
         raise InputError(f"{target}: the sweep has no runs yet")
-    logdir = Path(out) if out else target / "tensorboard"
+    logdir = Path(out) if out else target / TENSORBOARD
     tmp = logdir.with_name(logdir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

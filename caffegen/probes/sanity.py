@@ -26,12 +26,15 @@ from typing import Callable
 from ..data.lists import read_list
 from ..data.sources import PreparedData
 from ..errors import InputError
+from ..layout import TRAIN_VAL
 from ..paths import write_atomic
 from ..prototxt.usernet import heads_of
+from ..run.policy import Decision
+from ..run.status import DONE, FAILED
+from ..sweep.runs import plan_run
+from ..sweep.spec import SweepSpec, Variant
 from ..toolchain import CaffeInstall
-from .oneshot import train_following
-from .runs import plan_run
-from .spec import SweepSpec, Variant
+from .oneshot import train_once
 
 __all__ = ["Sanity", "sanity", "threshold_for", "guess_lr", "tiny_subset", "causes", "frozen_classifier"]
 
@@ -201,18 +204,21 @@ def _one(spec: SweepSpec, data: PreparedData, items: list[tuple[str, int]], run_
     plan = dataclasses.replace(plan, solver=dataclasses.replace(plan.solver, snapshot=0, snapshot_prefix="sanity"))
     if plan.wired is not None:  # your own net: its TRAIN mirror off too
         plan = dataclasses.replace(plan, wired=dataclasses.replace(plan.wired, text=_no_mirror(plan.wired.text)))
-    frozen = frozen_classifier(plan.net_text, str(run_dir / "train_val.prototxt"))
+    frozen = frozen_classifier(plan.net_text, str(run_dir / TRAIN_VAL))
     reached: list[int] = []
+    seen = [0]
 
-    def stop(pts: list[tuple[int, float]]) -> bool:
-        it, v = pts[-1]
-        if not reached and it >= WINDOW and math.isfinite(v) and v < threshold:
-            reached.append(it)
-        return bool(reached) or not math.isfinite(v)
+    def rule(f) -> Decision | None:
+        for it, v in f.loss_history[seen[0]:]:
+            seen[0] += 1
+            if not reached and it >= WINDOW and math.isfinite(v) and v < threshold:
+                reached.append(it)
+        return Decision(DONE, f"train loss below {threshold:.3g}", kill=True) if reached else None
 
-    run = train_following(plan, run_dir, caffe, stop=stop, gpus=gpus, name=run_dir.name, notes=log)
-    losses = [p for p in run.losses if not reached or p[0] <= reached[0]]
-    failed = run.fatal if run.rc not in (0, None) and not run.stopped else None
+    run = train_once(plan, run_dir, caffe, rule=rule, gpus=gpus, name=run_dir.name, log=log)
+    losses = [p for p in run.follower.loss_history if not reached or p[0] <= reached[0]]
+    status, _ = run.outcome
+    failed = run.follower.fatal_line or f"exit status {run.rc}" if status == FAILED else None
     result = Sanity(bool(reached) and failed is None, len(items), data.num_classes, lr, threshold, iters,
                     reached[0] if reached else None, losses, run_dir=run_dir, failed=failed)
     if not result.passed:
@@ -228,8 +234,8 @@ def _no_mirror(text: str) -> str:
     from ..prototxt.usernet import data_layers
     from ..prototxt.validate import parse_text
 
-    net = parse_text(text, "net", "train_val.prototxt")
-    data_layers(net, "train_val.prototxt")["TRAIN"].transform_param.mirror = False
+    net = parse_text(text, "net", TRAIN_VAL)
+    data_layers(net, TRAIN_VAL)["TRAIN"].transform_param.mirror = False
     return text_format.MessageToString(net)
 
 

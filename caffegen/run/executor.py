@@ -1,5 +1,5 @@
 """Where runs execute. The driver talks only to :class:`Executor`; :class:`LocalExecutor` runs
-``caffe train`` as child processes on this machine, :class:`~caffegen.sweep.ray_executor.RayExecutor` as Ray
+``caffe train`` as child processes on this machine, :class:`~caffegen.run.ray_executor.RayExecutor` as Ray
 actors on a cluster. A backend implements the same two methods and nothing else changes.
 """
 from __future__ import annotations

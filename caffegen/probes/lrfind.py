@@ -24,12 +24,15 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError
+from ..layout import TRAIN_LOG
 from ..paths import write_atomic
 from ..prototxt.schedule import learning_rate
+from ..run.policy import Decision
+from ..run.status import DONE, FAILED
+from ..sweep.runs import plan_run
+from ..sweep.spec import SweepSpec, Variant
 from ..toolchain import CaffeInstall
-from .oneshot import train_following
-from .runs import plan_run
-from .spec import SweepSpec, Variant
+from .oneshot import train_once
 
 __all__ = ["gamma_for", "smooth", "suggest", "LRFind", "lr_find", "grid_around", "spec_with_lrs", "BETA",
            "BLOW_UP"]
@@ -142,12 +145,16 @@ def lr_find(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, start: float
     plan = dataclasses.replace(plan, solver=dataclasses.replace(plan.solver, snapshot=0, snapshot_prefix="lr_find"))
     run_dir = out_dir / "lr-find"
     log(f"[lr-find] lr {start:g} -> {end:g} over {iters} iterations (exp, gamma {gamma:.6g}); "
-        f"log: {run_dir / 'train.log'}")
-    run = train_following(plan, run_dir, caffe, stop=lambda pts: blown_up(smooth([v for _, v in pts])), gpus=gpus,
-                          name="lr-find", notes=log)
-    losses, logfile = run.losses, run.log
-    if run.rc not in (0, None) and not run.stopped:
-        raise InputError(f"lr-find: caffe failed: {run.fatal or f'exit status {run.rc}'} (see {logfile})")
+        f"log: {run_dir / TRAIN_LOG}")
+    def rule(f) -> Decision | None:
+        return Decision(DONE, "the smoothed loss blew up", kill=True) \
+            if blown_up(smooth([v for _, v in f.loss_history])) else None
+
+    run = train_once(plan, run_dir, caffe, rule=rule, gpus=gpus, name="lr-find", log=log)
+    losses, logfile = list(run.follower.loss_history), run.log_path
+    status, reason = run.outcome
+    if status == FAILED:
+        raise InputError(f"lr-find: caffe failed: {reason}")
     if len(losses) < 3:
         raise InputError(f"lr-find: caffe logged only {len(losses)} losses (see {logfile})")
     its = [it for it, _ in losses]

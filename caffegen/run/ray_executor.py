@@ -1,4 +1,4 @@
-"""Runs on a Ray cluster: the same :class:`~caffegen.sweep.executor.Executor` as the local one, one Ray actor per
+"""Runs on a Ray cluster: the same :class:`~caffegen.run.executor.Executor` as the local one, one Ray actor per
 ``caffe train``, so the driver (store, stop policy, pruning, resume) does not change.
 
 Logs flow through the file system: every node sees the sweep folder at the same absolute path (NFS, Lustre, a
@@ -7,7 +7,7 @@ driver reads that file as it reads a local run's. Stopping works as locally: the
 (caffe snapshots and stops) or SIGKILL reaches caffe's process group while the actor's ``run`` waits on it.
 
 A run whose actor dies with its node (a raylet killed, a machine gone) is *lost*: ``poll()`` returns
-:data:`~caffegen.sweep.executor.LOST` and ``handle.lost`` says why, and the driver queues it again; the retry
+:data:`~caffegen.run.executor.LOST` and ``handle.lost`` says why, and the driver queues it again; the retry
 resumes from the run's newest snapshot on another node (never one it was lost on, while there is another). Ray itself is imported only here, and only
 when a sweep or ``caffegen doctor`` asks for it (``pip install 'caffegen[ray]'``).
 """

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from ..errors import InputError
+from .errors import InputError
 
 __all__ = ["as_int", "as_float", "as_choice", "as_tuple", "parse_floats", "parse_lrs", "nearest"]
 

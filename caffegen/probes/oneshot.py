@@ -1,0 +1,34 @@
+"""One short ``caffe train`` outside a sweep, for ``lr-find`` and ``sanity``: the plan written into a fresh run folder
+(built by pycaffe first), trained through the one run path (:class:`~caffegen.run.trainer.Training`), stopped as soon
+as the probe's own rule is met."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+from ..errors import Interrupted
+from ..run.policy import StopPolicy
+from ..run.status import INTERRUPTED
+from ..run.trainer import Rule, Training, follow, local_slot
+from ..sweep.runs import RunPlan
+from ..toolchain import CaffeInstall
+
+__all__ = ["train_once"]
+
+
+def train_once(plan: RunPlan, run_dir: Path, caffe: CaffeInstall, *, rule: Rule, gpus: tuple[int, ...] = (),
+               name: str = "run", log: Callable[[str], None] = print) -> Training:
+    """Write ``plan`` into ``run_dir`` and train it until ``rule`` (a :data:`~caffegen.run.trainer.Rule`) stops it
+    or caffe ends. The probe's rule, not the divergence kill, decides about an exploding loss (an lr range test
+    makes one on purpose); a nan still ends it. Ctrl-C, SIGTERM or SIGHUP: :class:`~caffegen.errors.Interrupted`."""
+    written = plan.write(run_dir, pycaffe_check=True)
+    for note in written.notes:
+        log(f"caffegen: note: {note}")
+    executor, slot = local_slot(gpus)
+    training = Training(run_dir, caffe, executor, slot, StopPolicy(metric=None, diverge_factor=math.inf), name=name,
+                        weights=plan.user.weights if plan.user is not None else None, rules=[rule], fresh=True)
+    status, reason = follow(training, log=log, poll_s=0.1)
+    if status == INTERRUPTED:
+        raise Interrupted(f"{name}: {reason}", training.stopped_by or 2)
+    return training
