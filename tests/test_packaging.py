@@ -48,13 +48,13 @@ def test_a_non_editable_install_renders_and_writes_solvers_from_an_empty_folder(
     # a plain path line: the set-up env's packages become importable, but its .pth hooks (the editable caffegen
     # finder among them) are not run
     (site / "setup_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}   # nothing but the venv decides what imports
     proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index",
                            "--disable-pip-version-check", "-q", str(wheel)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     work = tmp_path / "empty"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}   # nothing but the venv decides what imports
     where = subprocess.run([str(py), "-c", "import caffegen; print(caffegen.__file__)"], cwd=work, env=env,
                            capture_output=True, text=True, check=True, timeout=300).stdout.strip()
     assert Path(where).is_relative_to(site), where  # the wheel's copy, not the checkout

@@ -92,7 +92,7 @@ def test_a_node_killed_mid_run_loses_nothing_its_run_resumes_elsewhere(cluster, 
     worker_id = cluster.node_id(worker)
     raylet = worker.raylet()
     assert raylet, "the worker node's raylet"
-    spec = write_spec(tmp_path, name="lost", max_iter=300, test_interval=40, display=10, lrs="[0.01, 0.02]",
+    spec = write_spec(tmp_path, name="lost", max_iter=320, test_interval=40, display=10, lrs="[0.01, 0.02]",
                       policies='["fixed", "step"]', jobs=2)
     out = tmp_path / "runs" / "lost"
     driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report", "--backend", "ray", "--address",
@@ -122,7 +122,7 @@ def test_a_node_killed_mid_run_loses_nothing_its_run_resumes_elsewhere(cluster, 
     table = rows(out)
     assert sorted(table) == ["lr0.01_fixed", "lr0.01_step", "lr0.02_fixed", "lr0.02_step"], table
     for name, row in table.items():
-        assert row["status"] == "done" and row["last_iter"] == 300, row
+        assert row["status"] == "done" and row["last_iter"] == 320, row
         assert row["attempts"] == (2 if name == victim else 1), (name, row)
     log = out / victim / "train.log"
     text = log.read_text()
@@ -138,7 +138,7 @@ def test_a_node_killed_mid_run_loses_nothing_its_run_resumes_elsewhere(cluster, 
     follower = LogFollower()
     follower.feed(text)
     tests = [r["NumIters"] for r in follower.test_rows_seen()]
-    assert tests[-1] == 300
+    assert tests[-1] == 320
     assert not caffes(tmp_path)       # the dead node's caffe stopped with its actor
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from ..layout import LIST_TRAIN, LIST_VAL
 from ..errors import InputError
 from ..checks import as_choice, as_float, as_int, as_tuple
-from .schedule import POLICIES, POLICY_PARAMS, policy_defaults, resolve_policy
+from .schedule import POLICIES, POLICY_PARAMS, learning_rate, policy_defaults, resolve_policy
 from .text import prototxt_string
 
 __all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "SOLVER_MODES", "TYPE_DEFAULTS", "DEFAULT_VAL_IMAGES",
@@ -276,6 +276,21 @@ class SolverOptions:
             if value is not None:
                 params[key] = list(value) if key == "stepvalue" else value
         return params
+
+    def lr_at(self, it: int) -> float:
+        """The lr Caffe uses at iteration ``it`` with this solver (:func:`~caffegen.prototxt.schedule.learning_rate`)."""
+        p = self.policy_params()
+        return learning_rate(self.lr_policy, it, self.base_lr, gamma=p.get("gamma", 0.0),
+                             stepsize=p.get("stepsize", 0), stepvalue=p.get("stepvalue", ()),
+                             power=p.get("power", 0.0), max_iter=self.max_iter)
+
+    def decay_left(self, it: int) -> float:
+        """Decades of lr decay still ahead at iteration ``it``: log10(lr(it) / lr(last iteration)) (0 for fixed, 0
+        at the end; what :mod:`caffegen.sweep.pruning` compares runs by)."""
+        now, end = self.lr_at(it), self.lr_at(self.max_iter - 1)
+        if now <= 0:
+            return 0.0
+        return math.log10(now / end) if end > 0 else math.log10(now / (self.base_lr * 1e-6))
 
     def type_params(self) -> dict[str, float]:
         """The optimiser hyper-parameters this solver type reads: defaults overridden by given values."""

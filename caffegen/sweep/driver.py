@@ -163,6 +163,8 @@ class Driver:
         self.source = source
         free = list(self.executor.slots())
         active: dict[str, Active] = {}
+        source.spent = lambda: (sum(r["wall_s"] or 0.0 for r in store.all())
+                                + sum(time.time() - a.training.started for a in active.values()))
         abandoned = False
         try:
             while ((source.remaining() or self._retry) and not self.stopping) or active:

@@ -12,8 +12,8 @@ from ..data.sources import augmented, prepare_data
 from ..layout import SWEEP_DB, TRAIN_LOG
 from ..run.folder import read_manifest
 from .runs import RunPlan, plan_run
-from .search import Study, TrialSource, trial_name
-from .spec import RunSettings, SweepSpec, Variant, point
+from .search import RunShape, Study, TrialSource, trial_name
+from .spec import RunSettings, SweepSpec, Variant, grid_space, point
 from ..logs.curves import is_loss_metric
 from ..run.status import FINAL
 from .store import Store
@@ -28,6 +28,7 @@ class Planner:
         self._checked: set[str] = set()
         self._data: Any = None
         self._lists: dict[str, Any] = {}  # augmentation (as JSON) -> the lists its variants read, made once each
+        self._solvers: dict[str, Any] = {}  # a point's parameters (as JSON) -> its SolverOptions (False: refused)
 
     def plans(self) -> tuple[list[RunPlan], RunPlan]:
         """Every grid variant made concrete (none for a sampler: its trials are made as they are asked for), and each
@@ -56,6 +57,25 @@ class Planner:
         net, solver = point(self.spec, params, name=name)
         return self.make(Variant(name=name, axes=params, net=net, solver=solver, group=name))
 
+    def decay_left(self, params: dict[str, Any], it: int) -> float:
+        """Decades of lr decay a run of the spec at these parameters still has ahead at iteration ``it`` (what the
+        noise pruner compares runs by); 0 for a point the options refuse."""
+        key = json.dumps(params, sort_keys=True, default=str)
+        solver = self._solvers.get(key)
+        if solver is None:
+            from ..errors import InputError
+            from ..prototxt.basesolver import load_solver, variant_solver
+            from ..prototxt.options import SolverOptions
+
+            try:
+                _, values = point(self.spec, params)
+                base = load_solver(self.spec.base_solver) if self.spec.base_solver else None
+                solver = SolverOptions(**variant_solver(values, base)[0])
+            except InputError:
+                solver = False
+            self._solvers[key] = solver
+        return solver.decay_left(it) if solver else 0.0
+
     def check(self, plan: RunPlan) -> list[str]:
         """Build the plan's net with pycaffe once per distinct net (its notes the first time)."""
         if plan.net_text in self._checked:
@@ -81,13 +101,15 @@ def run_source(planner: Planner, store: Store, plans: list[RunPlan], reference: 
     search = spec.search
     if search is None or not search.uses_study:
         return GridSource([p for p in plans if store.get(p.variant.name).status not in FINAL])
+    solver = reference.solver.effective(reference.test_batch)
+    shape = RunShape(max_iter=solver["max_iter"], test_interval=solver["test_interval"],
+                     test_images=reference.test_images, decay_left=planner.decay_left)
     study = Study(search, out_dir, spec.name, maximize=not is_loss_metric(metric),
-                  min_resource=reference.solver.test_interval or 1)
+                  min_resource=reference.solver.test_interval or 1, shape=shape)
     final = {r.variant: (r.status, r["best_top1"]) for r in store.all() if r.status in FINAL}
-    grid_space = {**spec.grid, **({"random_seed": list(spec.seeds)} if spec.seeds else {})}
     source = TrialSource(study, grid=plans if not search.sampled else None,
                          budget=search.trials if search.sampled else None, make=planner.trial,
-                         register=register, final=final, grid_space=grid_space,
+                         register=register, final=final, grid_space=grid_space(spec),
                          restore=trial_records(store, out_dir, metric) if store.rebuilt else None)
     if store.rebuilt:
         planner.log(f"caffegen: note: the Optuna study was rebuilt from the run folders ({study.started()} trials: "
@@ -120,6 +142,8 @@ def trial_records(store: Store, out_dir: Path, metric: str) -> list[dict[str, An
 
 class GridSource:
     """The runs of a grid without a study: in order, no pruning (the interface :class:`TrialSource` also has)."""
+
+    spent: Any = None
 
     def __init__(self, plans: list[RunPlan]):
         self.pending = list(plans)

@@ -35,10 +35,10 @@ from ..prototxt.schedule import parse_policies
 from ..run.status import PRUNED, WITH_RESULT
 from .values import typed
 
-__all__ = ["SearchSpec", "parse_search", "Study", "SAMPLERS", "PRUNERS", "optuna_or_error"]
+__all__ = ["SearchSpec", "parse_search", "Study", "RunShape", "SAMPLERS", "PRUNERS", "optuna_or_error"]
 
 SAMPLERS = ("grid", "random", "tpe", "qmc")
-PRUNERS = ("none", "asha", "hyperband", "median")
+PRUNERS = ("none", "noise", "asha", "hyperband", "median")   # "noise": caffegen.sweep.pruning
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,9 @@ class SearchSpec:
     pruner: str = "none"
     space: dict[str, Any] = field(default_factory=dict)   # name -> {"low", "high", "log", "int"} or [choices]
     reduction_factor: int = 3                            # ASHA / Hyperband: keep the best 1/reduction_factor
-    min_resource: int | None = None                      # iterations before a first cut [default: the first test]
+    min_resource: int | None = None                      # iterations before a first cut [default: per pruner]
+    seconds: float | None = None                         # compute budget: no new trial once the runs together
+                                                         # have trained this many seconds (running ones finish)
 
     @property
     def sampled(self) -> bool:
@@ -110,9 +112,18 @@ def parse_search(raw: dict[str, Any] | None, fields: dict[str, str], source: str
             raise InputError(f"{source}: [search] sampler {sampler!r} needs trials = N (how many runs to start)")
         if not space_raw:
             raise InputError(f"{source}: [search] sampler {sampler!r} needs a [search.space] table")
+    seconds = table.get("seconds")
+    if seconds is not None:
+        seconds = typed(f"{source}: [search] seconds", seconds, "float")
+        if seconds <= 0:
+            raise InputError(f"{source}: [search] seconds must be > 0, got {seconds:g}")
+        if sampler == "grid":
+            raise InputError(f"{source}: [search] seconds goes with a sampler (random, tpe, qmc): a grid runs all its "
+                             "points")
     space = {name: _distribution(name, value, fields, source) for name, value in space_raw.items()}
     return SearchSpec(sampler=sampler, trials=trials, seed=table.get("seed", 0), pruner=pruner, space=space,
-                      reduction_factor=table.get("reduction_factor", 3), min_resource=table.get("min_resource"))
+                      reduction_factor=table.get("reduction_factor", 3), min_resource=table.get("min_resource"),
+                      seconds=seconds)
 
 
 def _distribution(name: str, value: Any, fields: dict[str, str], source: str) -> Any:
@@ -174,9 +185,28 @@ def _sampler(spec: SearchSpec):
     return s.RandomSampler(seed=spec.seed)  # the grid: every trial is enqueued with its point, nothing is sampled
 
 
-def _pruner(spec: SearchSpec, min_resource: int):
+@dataclass(frozen=True)
+class RunShape:
+    """What a pruner needs to know of the sweep's runs: their length, test interval, the images a test pass
+    evaluates, and, for a trial's parameters, the decades of lr decay its schedule still has ahead at an iteration."""
+
+    max_iter: int
+    test_interval: int
+    test_images: int | None
+    decay_left: Any = None    # Callable[[dict, int], float]
+
+
+def _pruner(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):
     optuna = optuna_or_error()
     p = optuna.pruners
+    if spec.pruner == "noise":
+        from .pruning import noise_pruner
+
+        if shape is None:
+            raise InputError("[search] pruner \"noise\" needs the runs' shape (max_iter, test_interval)")
+        return noise_pruner(max_iter=shape.max_iter, test_interval=shape.test_interval,
+                            min_resource=spec.min_resource, eta=spec.reduction_factor, maximize=maximize,
+                            test_images=shape.test_images, decay_left=shape.decay_left or (lambda params, it: 0.0))
     if spec.pruner == "asha":
         return p.SuccessiveHalvingPruner(min_resource=spec.min_resource or min_resource,
                                          reduction_factor=spec.reduction_factor)
@@ -191,14 +221,15 @@ def _pruner(spec: SearchSpec, min_resource: int):
 class Study:
     """The sweep's Optuna study in its ``sweep.db``: trials asked, reported to and told, each one a run."""
 
-    def __init__(self, spec: SearchSpec, sweep_dir: Path, name: str, *, maximize: bool, min_resource: int):
+    def __init__(self, spec: SearchSpec, sweep_dir: Path, name: str, *, maximize: bool, min_resource: int,
+                 shape: RunShape | None = None):
         optuna = optuna_or_error()
         self.spec = spec
         self._optuna = optuna
         storage = optuna.storages.RDBStorage(study_storage(sweep_dir),
                                              engine_kwargs={"connect_args": {"timeout": 30}})
         self.study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                         sampler=_sampler(spec), pruner=_pruner(spec, min_resource),
+                                         sampler=_sampler(spec), pruner=_pruner(spec, min_resource, maximize, shape),
                                          direction="maximize" if maximize else "minimize")
         self._live: dict[str, Any] = {}  # variant -> its optuna Trial, while it runs
 
@@ -359,8 +390,17 @@ class TrialSource:
                 self.pending.append(plan)
                 register(plan)
 
+    spent: Any = None   # () -> seconds the runs have trained so far (set by the driver): [search] seconds
+
+    def _within_budget(self) -> bool:
+        """More trials may be asked: fewer than ``trials`` started, and the compute budget (``seconds``) not spent."""
+        if self.budget is None or self.study.started() >= self.budget:
+            return False
+        seconds = self.study.spec.seconds
+        return seconds is None or self.spent is None or self.spent() < seconds
+
     def remaining(self) -> bool:
-        return bool(self.pending) or (self.budget is not None and self.study.started() < self.budget)
+        return bool(self.pending) or self._within_budget()
 
     def _pending_named(self, number: int, params: dict[str, Any]) -> str | None:  # noqa: ARG002
         """The pending grid run these trial parameters are (None: no pending one)."""
@@ -383,7 +423,7 @@ class TrialSource:
                     plan = next(p for p in self.pending if p.variant.name == name)
                 self.pending.remove(plan)
                 return plan
-            if self.budget is None or self.study.started() >= self.budget:
+            if not self._within_budget():
                 return None
             plan = self._made(*self.study.ask(trial_name))
             if plan is not None:
@@ -405,7 +445,8 @@ class TrialSource:
         return iteration > 0 and self.study.report(name, iteration, value)
 
     def prune_reason(self, name: str, iteration: int, value: float) -> str:  # noqa: ARG002
-        return f"behind the other runs at this point ({self.study.spec.pruner})"
+        why = getattr(self.study.study.pruner, "last_reason", "") or "behind the other runs at this point"
+        return f"{why} ({self.study.spec.pruner})"
 
     def trial_of(self, name: str) -> int | None:
         """The run's trial number (the manifest records it: what a rebuilt store's study is made from)."""

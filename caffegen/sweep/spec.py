@@ -91,6 +91,7 @@ class SweepSpec:
     seeds: tuple[int, ...] = ()         # the repeats' random seeds ([grid] repeats or random_seed); () = no repeats
     search: SearchSpec | None = None    # [search]: a sampler choosing the runs, and/or a pruner stopping them
     variants: tuple[Variant, ...] = ()   # the grid, expanded once by parse_spec
+    points: tuple[dict[str, Any], ...] = ()   # [grid] points: the variants listed one by one, not a product
 
     @property
     def user_net(self) -> bool:
@@ -100,6 +101,7 @@ class SweepSpec:
     def fingerprint(self) -> str:
         blob = json.dumps({"data": dataclasses.asdict(self.data), "net": self.net, "solver": self.solver,
                            "grid": self.grid, "base_solver": self.base_solver, "seeds": self.seeds,
+                           **({"points": self.points} if self.points else {}),
                            "search": dataclasses.asdict(self.search) if self.search else None}, sort_keys=True,
                           default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -171,18 +173,20 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     grid: dict[str, list[Any]] = {}
     raw_grid = dict(raw.get("grid", {}))
     seeds = _seeds(raw_grid, source)
-    for key, values in raw_grid.items():
+    raw_points = raw_grid.pop("points", None)
+
+    def axis(key: str, values: Any, where: str) -> list[Any]:
+        """One axis's values, checked: a known field (net. prefix for the net's), each value typed by it."""
         if key == "lr_policy":
-            values = parse_policies(values if isinstance(values, str) else ",".join(map(str, values)))
-        elif not isinstance(values, list) or not values:
-            raise InputError(f"{source}: [grid] {key} must be a non-empty list")
+            return parse_policies(values if isinstance(values, str) else ",".join(map(str, values)))
+        if not isinstance(values, list) or not values:
+            raise InputError(f"{where} must be a non-empty list")
         if key.startswith("data."):
             if key != "data.augment":
-                raise InputError(f"{source}: [grid] {key!r}: of [data], only data.augment can be an axis")
+                raise InputError(f"{where}: of [data], only data.augment can be an axis")
             for value in values:
                 parse_augment(value, f"{source}: [grid] data.augment")
-            grid[key] = list(values)
-            continue
+            return list(values)
         target = key[4:] if key.startswith("net.") else key
         fields = net_fields if key.startswith("net.") else _SOLVER_FIELDS | extra_ok
         if target not in fields or target in ("prototxt",):
@@ -190,26 +194,45 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
                              " (net options take a net. prefix)")
         if key.startswith("net."):
             types = field_types(UserNet if user else NetOptions)
-            values = [typed(f"{source}: [grid] {key}", v, types[target]) for v in values]
-        elif key != "lr_policy":
-            values = [_typed_solver(f"{source}: [grid] {key}", key, v) for v in values]
+            return [typed(where, v, types[target]) for v in values]
+        return [_typed_solver(where, key, v) for v in values]
+
+    for key, values in raw_grid.items():
+        values = axis(key, values, f"{source}: [grid] {key}")
         if len(set(map(repr, values))) != len(values):
             raise InputError(f"{source}: [grid] {key} lists a value twice")
         grid[key] = list(values)
+    points: list[dict[str, Any]] = []
+    if raw_points is not None:
+        if grid:
+            raise InputError(f"{source}: [grid] points lists whole points: give {sorted(grid)[0]} inside each point")
+        if not isinstance(raw_points, list) or not raw_points or not all(isinstance(pt, dict) and pt
+                                                                         for pt in raw_points):
+            raise InputError(f"{source}: [grid] points must be a list of tables, e.g. [{{ base_lr = 0.01, "
+                             f"lr_policy = \"step\" }}]")
+        keys = list(raw_points[0])
+        for i, pt in enumerate(raw_points, 1):
+            if list(pt) != keys:
+                raise InputError(f"{source}: [grid] points: point {i} sets {', '.join(pt)}, the first sets "
+                                 f"{', '.join(keys)}: every point sets the same keys")
+            points.append({k: axis(k, [v] if k != "lr_policy" else v, f"{source}: [grid] points[{i}].{k}")[0]
+                           for k, v in pt.items()})
+        if len({json.dumps(pt, sort_keys=True) for pt in points}) != len(points):
+            raise InputError(f"{source}: [grid] points lists a point twice")
     search = parse_search(raw.get("search"), _searchable(net_fields, user, extra_ok), source)
     if search is not None and search.sampled:
-        if grid:
+        if grid or points:
             raise InputError(f"{source}: [grid] and [search] sampler = {search.sampler!r} both choose the runs: put "
                              "the axes in [search.space] (or use sampler = \"grid\")")
         if seeds:
             raise InputError(f"{source}: [grid] repeats go with the grid sampler")
-    elif not grid:
+    elif not grid and not points:
         raise InputError(f"{source}: [grid] is empty: give at least base_lr = [...]")
 
     run = _section(raw, "run", RunSettings, source)
     check_run_settings(run, source)
     spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source, base_solver=base,
-                     seeds=seeds, search=search)
+                     seeds=seeds, search=search, points=tuple(points))
     return dataclasses.replace(spec, variants=tuple(expand(spec)))  # checks every combination's options now
 
 
@@ -380,16 +403,34 @@ def point(spec: SweepSpec, axes: dict[str, Any], base=None, name: str | None = N
     return net, solver
 
 
-def expand(spec: SweepSpec) -> list[Variant]:
-    """The cross product of the grid, base_lr first, then lr_policy, then the other axes in spec order; each point
-    once per seed of a repeated sweep (``lr0.01_step_seed0``, ``lr0.01_step_seed1``)."""
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The grid's points (axes -> value): the cross product of the axes, base_lr first, then lr_policy, then the
+    others in spec order; or the ``[grid] points`` as listed."""
+    if spec.points:
+        return [dict(pt) for pt in spec.points]
     order = [k for k in ("base_lr", "lr_policy") if k in spec.grid] + \
             [k for k in spec.grid if k not in ("base_lr", "lr_policy")]
+    return [dict(zip(order, combo)) for combo in itertools.product(*(spec.grid[k] for k in order))] \
+        if spec.grid else []
+
+
+def grid_space(spec: SweepSpec) -> dict[str, list[Any]]:
+    """Each axis with the values the grid's points take (what a study over the grid is told of it)."""
+    space: dict[str, list[Any]] = {}
+    for pt in grid_points(spec):
+        for k, v in pt.items():
+            if v not in space.setdefault(k, []):
+                space[k].append(v)
+    return {**space, **({"random_seed": list(spec.seeds)} if spec.seeds else {})}
+
+
+def expand(spec: SweepSpec) -> list[Variant]:
+    """Every point of the grid (:func:`grid_points`), each once per seed of a repeated sweep
+    (``lr0.01_step_seed0``, ``lr0.01_step_seed1``)."""
     variants = []
     seen: set[str] = set()
     base = load_solver(spec.base_solver) if spec.base_solver else None
-    for combo in itertools.product(*(spec.grid[k] for k in order)) if spec.grid else ():
-        axes = dict(zip(order, combo))
+    for axes in grid_points(spec):
         net, solver = point(spec, axes, base)
         group = variant_name(axes)
         if group in seen:

@@ -1,0 +1,175 @@
+"""The plan first, the bill last: ``--budget`` parsed, the compute of each stage estimated from this net's measured
+speed on this hardware, the number of trials chosen to fit, and the full grid's cost beside it. Pure functions.
+
+Costs are in wall-clock seconds on this machine. One run of ``iters`` iterations with a test pass every
+``test_interval`` costs ``start + iters * iter_s + passes * test_s`` in one slot; ``slots`` runs go at once
+(``[run] jobs``, or one per GPU). A budget in runs (``40runs``) is that many full-length runs' worth of slot time.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import InputError
+
+__all__ = ["Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
+           "duration"]
+
+CONFIRM_CANDIDATES = 3      # the search's best runs that the confirm stage repeats
+CONFIRM_ROUNDS = 2          # seeds added to them (each a round: a verdict between rounds may end it early)
+SEARCH_TRIALS_MIN = 6       # a search of fewer trials is refused: too few to model anything
+SEARCH_TRIALS_MAX = 200
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``--budget``: wall-clock seconds (``2h``, ``90m``, ``45s``) or full-length runs (``40runs``)."""
+
+    text: str
+    seconds: float | None = None
+    runs: float | None = None
+
+
+_UNITS = {"h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "m": 60, "min": 60, "mins": 60, "minute": 60,
+          "minutes": 60, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1}
+
+
+def parse_budget(text: str) -> Budget:
+    """``2h``, ``1h30m``, ``90m``, ``600s``, ``40runs`` (or ``40 runs``); one InputError line otherwise."""
+    raw = str(text).strip().lower().replace(" ", "")
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)runs?", raw)
+    if m:
+        runs = float(m.group(1))
+        if runs <= 0:
+            raise InputError(f"--budget {text!r}: a budget of 0 runs trains nothing")
+        return Budget(str(text), runs=runs)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([a-z]+)", raw)
+    if not parts or "".join(a + b for a, b in parts) != raw or any(u not in _UNITS for _, u in parts):
+        raise InputError(f"--budget {text!r}: give a time (2h, 90m, 1h30m, 600s) or a number of full-length runs "
+                         "(40runs)")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise InputError(f"--budget {text!r}: a budget of 0 s trains nothing")
+    return Budget(str(text), seconds=seconds)
+
+
+def duration(seconds: float) -> str:
+    """``1h02m``, ``4m05s``, ``12s``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+@dataclass(frozen=True)
+class Speed:
+    """This net on this hardware, measured by a short real run (``caffegen.probes.timing``)."""
+
+    iter_s: float        # one training iteration
+    test_s: float        # one test pass
+    start_s: float       # a caffe's start until its first iteration (net setup, data layers)
+    slots: int           # runs at once
+
+    def run_s(self, iters: int, test_interval: int) -> float:
+        """One run of ``iters`` iterations in one slot: its start, its iterations, its test passes (the one at
+        iteration 0 included)."""
+        return self.start_s + iters * self.iter_s + (iters // max(1, test_interval) + 1) * self.test_s
+
+
+@dataclass
+class Stage:
+    name: str
+    what: str
+    seconds: float                      # wall-clock estimate (planned) or spent (billed)
+    runs: float = 0.0                   # full-length-run equivalents of slot time
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """Each stage with its estimated wall time, and the full grid over the same space beside them."""
+
+    budget: Budget
+    wall_s: float                        # the budget as wall-clock seconds on this machine
+    speed: Speed
+    stages: list[Stage]
+    grid_s: float                        # the full grid (every policy x 3 base_lr, one seed), wall
+    grid_runs: int
+    trials: int
+    search_iters: int
+    iters: int
+    test_interval: int
+    search_seconds: float                # the search stage's compute budget ([search] seconds), slot-seconds
+
+    @property
+    def total_s(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    def lines(self) -> list[str]:
+        out = [f"[tune] plan for a budget of {self.budget.text} ({duration(self.wall_s)} here at "
+               f"{self.speed.iter_s * 1000:.1f} ms/iteration, {self.speed.test_s:.2f} s/test pass, "
+               f"{self.speed.slots} runs at once):"]
+        for i, s in enumerate(self.stages, 1):
+            out.append(f"  {i}. {s.name:<8} {duration(s.seconds):>7}  {s.what}")
+        out.append(f"  total   {duration(self.total_s):>7}  ({100 * self.total_s / self.grid_s:.0f}% of the full grid: "
+                   f"{self.grid_runs} runs of {self.iters} iterations, {duration(self.grid_s)}; "
+                   f"{100 * self.total_s / (3 * self.grid_s):.0f}% of it with 3 repeats)")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"budget": asdict(self.budget), "wall_s": self.wall_s, "speed": asdict(self.speed),
+                "stages": [asdict(s) for s in self.stages], "grid_s": self.grid_s, "grid_runs": self.grid_runs,
+                "trials": self.trials, "search_iters": self.search_iters, "iters": self.iters,
+                "test_interval": self.test_interval, "search_seconds": self.search_seconds}
+
+
+def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, test_interval: int,
+              search_test_interval: int, policies: int, sanity_iters: int, lrfind_iters: int, final: str,
+              skip_sanity: bool = False) -> Plan:
+    """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run);
+    then the confirm stage (``CONFIRM_CANDIDATES`` x ``CONFIRM_ROUNDS`` runs of ``search_iters``); the search gets
+    the rest, as a compute budget for its study and a number of trials (unpruned: a pruned trial only gives time
+    back). A budget too small for sanity, lr-find, a minimal search and the final run is refused (one line)."""
+    full = speed.run_s(iters, test_interval)
+    short = speed.run_s(search_iters, search_test_interval)
+    wall = budget.seconds if budget.seconds is not None else budget.runs * full / speed.slots
+    sanity = 0.0 if skip_sanity else speed.start_s + sanity_iters * speed.iter_s
+    lrfind = speed.start_s + lrfind_iters * speed.iter_s
+    final_s = full if final != "none" else 0.0
+    confirm_runs = CONFIRM_CANDIDATES * CONFIRM_ROUNDS
+    confirm = math.ceil(confirm_runs / speed.slots) * short
+    minimum = sanity + lrfind + final_s + math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short
+    if wall < minimum:
+        need = duration(minimum)
+        runs = minimum * speed.slots / full
+        raise InputError(f"--budget {budget.text} is {duration(wall)} here, too small for sanity, lr-find, a search of "
+                         f"{SEARCH_TRIALS_MIN} trials and the final run: give at least {need} "
+                         f"(--budget {math.ceil(runs)}runs)")
+    search = wall - sanity - lrfind - final_s - confirm
+    if search < math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short:   # a small budget: confirm gets less
+        search = math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short
+        confirm = max(0.0, wall - sanity - lrfind - final_s - search)
+    # the study stops asking at its compute budget; the runs still going then finish: keep one round of them back
+    search_seconds = max(short, search * speed.slots - speed.slots * short * 0.5)
+    trials = max(SEARCH_TRIALS_MIN, min(SEARCH_TRIALS_MAX, int(search * speed.slots // short)))
+    stages = []
+    if not skip_sanity:
+        stages.append(Stage("sanity", f"overfit a tiny subset (at most {sanity_iters} iterations)", sanity,
+                            sanity / full))
+    stages += [
+        Stage("lr-find", f"LR range test, {lrfind_iters} iterations", lrfind, lrfind / full),
+        Stage("search", f"TPE + noise-aware pruning, up to {trials} trials of {search_iters} iterations",
+              search, search * speed.slots / full, {"trials": trials}),
+        Stage("confirm", f"the best {CONFIRM_CANDIDATES} repeated with up to {CONFIRM_ROUNDS} more seeds",
+              confirm, confirm * speed.slots / full),
+    ]
+    if final != "none":
+        stages.append(Stage("final", f"the winner {'retrained' if final == 'retrain' else 'extended'} to "
+                                     f"{iters} iterations", final_s, 1.0))
+    stages.append(Stage("look", "evaluate per class, report, TensorBoard", 0.0, 0.0))
+    grid_runs = policies * 3
+    grid_s = math.ceil(grid_runs / speed.slots) * full
+    return Plan(budget, wall, speed, stages, grid_s, grid_runs, trials, search_iters, iters, test_interval,
+                search_seconds)
