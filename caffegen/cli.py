@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "lists": ("data", "lists", "Turn an image folder (or CSV) into shuffled, stratified list files."),
     "demo-data": ("data", "demo_data", "Generate the deterministic synthetic demo image set."),
     "prepare": ("data", "prepare", "Convert the list files to LMDB with Caffe's convert_imageset."),
+    "tune": ("tune", "tune", "From a net and an image folder to a trusted answer: sanity, lr-find, search, confirm, "
+                             "final."),
     "sweep": ("sweep", "sweep", "Run `caffe train` for every variant of a sweep spec."),
     "status": ("sweep", "status", "Show the state of a sweep, also while it runs."),
     "sanity": ("sweep", "sanity", "Overfit a tiny subset first (PASS/FAIL): are the net, labels and data wired right?"),
@@ -58,6 +60,9 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """Tune Caffe models with reproducible sweeps on the real Caffe.
 
+    \b
+    The expert workflow in one command:
+      caffegen tune --data ~/my-images     sanity, lr-find, search, confirm, final
     \b
     The pipeline, one command per stage:
       caffegen render --lr 0.01            baseline train_val/solver/deploy prototxt

@@ -12,7 +12,9 @@ from ..errors import InputError
 @click.argument("sweep_dir", type=click.Path(file_okay=False, path_type=Path), default=None, required=False)
 @click.option("--live", is_flag=True, help="The lighter report of a running sweep: no per-run figures, and a refresh "
               "header so an open browser tab follows it (what `caffegen sweep` writes after each test pass).")
-def report(sweep_dir: Path | None, live: bool) -> int:
+@click.option("--tensorboard", "tensorboard", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Also export the sweep as a TensorBoard log into DIR (`caffegen export tensorboard`).")
+def report(sweep_dir: Path | None, live: bool, tensorboard: Path | None) -> int:
     """Rank and diagnose a sweep: report.html, report.md, summary.csv.
 
     \b
@@ -40,6 +42,10 @@ def report(sweep_dir: Path | None, live: bool) -> int:
     paths = write_report(d, live=live)
     for key in ("html", "md", "csv"):
         click.echo(str(paths[key]))
+    if tensorboard is not None:
+        from ..export.tensorboard import export_tensorboard
+
+        click.echo(str(export_tensorboard(d, tensorboard).logdir))
     return 0
 
 

@@ -19,7 +19,7 @@ from .oneshot import train_once
 
 __all__ = ["Timing", "measure", "test_pass_seconds"]
 
-_CLOCK = re.compile(r"^[IWEF]\d{4} (\d\d):(\d\d):(\d\d\.\d+)")
+_CLOCK = re.compile(r"^[IWEF]\d{4,8} (\d\d):(\d\d):(\d\d\.\d+)")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Timing:
     start_s: float      # the rest of a run's wall time: start (net setup, data layers), final snapshot, exit
     iters: int
     wall_s: float       # the probe's own cost
+    check_s: float      # building the net once with pycaffe (what every sweep does first, and evaluate)
+    figure_s: float     # drawing one run's curves (what a report does per run)
 
 
 def _seconds(line: str) -> float | None:
@@ -69,7 +71,11 @@ def measure(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, iters: int =
                     base_solver=spec.base_solver)
     plan = dataclasses.replace(plan, solver=dataclasses.replace(plan.solver, snapshot=0, snapshot_prefix="timing"))
     t0 = time.time()
-    run = train_once(plan, out_dir / "timing", caffe, rule=lambda f: None, gpus=gpus, name="timing", log=log)
+    plan.write(out_dir / "timing", pycaffe_check=True)       # (train_once writes it again: cached, no check)
+    check = time.time() - t0
+    t0 = time.time()
+    run = train_once(plan, out_dir / "timing", caffe, rule=lambda f: None, gpus=gpus, name="timing", log=log,
+                     check=False)
     wall = time.time() - t0
     status, reason = run.outcome
     if status == FAILED:
@@ -80,4 +86,11 @@ def measure(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, iters: int =
         raise InputError(f"timing run: too little in its log to time it (see {run.log_path})")
     iter_s, test_s = 1.0 / speed, max(passes)
     start = max(0.0, wall - iters * iter_s - len(passes) * test_s)
-    return Timing(iter_s, test_s, start, iters, wall)
+    from ..logs import parse_log
+    from ..report.figures import plot_curves
+
+    curves = parse_log(run.log_path)
+    plot_curves(curves, out_dir / "timing" / "curves.png", title="timing")   # (the first pays matplotlib's import)
+    t0 = time.time()
+    plot_curves(curves, out_dir / "timing" / "curves.png", title="timing")
+    return Timing(iter_s, test_s, start, iters, wall + check, check, time.time() - t0)

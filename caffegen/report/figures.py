@@ -177,8 +177,8 @@ def lr_figure(variants: list[VariantReport], metric: str = "top-1") -> bytes | N
     policies = _policies(variants) or [None]
     cmap = plt.colormaps["tab10"]
     for i, policy in enumerate(policies):
-        pts = sorted((v.axes["base_lr"], v) for v in variants if "base_lr" in v.axes and v.score is not None
-                     and (policy is None or str(v.axes.get("lr_policy")) == policy))
+        pts = sorted(((v.axes["base_lr"], v) for v in variants if "base_lr" in v.axes and v.score is not None
+                      and (policy is None or str(v.axes.get("lr_policy")) == policy)), key=lambda t: t[0])
         if not pts:
             continue
         xs = [lr for lr, _ in pts]

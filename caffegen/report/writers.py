@@ -192,9 +192,10 @@ def render_markdown(title: str, verdict_: Verdict, ranked: list[VariantReport], 
     return "\n".join(lines)
 
 
-def write_report(sweep_dir: str | Path, live: bool = False) -> dict[str, Path]:
+def write_report(sweep_dir: str | Path, live: bool = False, run_figures: bool = True) -> dict[str, Path]:
     """Write ``report.html``, ``report.md``, ``summary.csv`` (and figures in ``report/``); return their paths.
-    ``live``: the lighter report of a running sweep (no per-run figures, a refresh header)."""
+    ``live``: the lighter report of a running sweep (no per-run figures, a refresh header); ``run_figures`` False:
+    no figure of each run's own curves (a search of a hundred trials: the small multiples show them)."""
     sweep_dir = Path(sweep_dir)
     runs, record = load_runs(sweep_dir)
     if not runs:
@@ -218,7 +219,8 @@ def write_report(sweep_dir: str | Path, live: bool = False) -> dict[str, Path]:
         search = record.get("search") or {}
         if search.get("sampler", "grid") != "grid" or search.get("pruner", "none") != "none":
             figs.update(study_figures(sweep_dir, record.name or sweep_dir.name))
-    run_figs = {} if live else {r.variant: run_figure(r, sweep_dir / r.variant / CURVES_PNG) for r in runs}
+    run_figs = {} if live or not run_figures else {r.variant: run_figure(r, sweep_dir / r.variant / CURVES_PNG)
+                                                     for r in runs}
     fig_dir = sweep_dir / REPORT_FIGURES
     fig_files = {}
     for key, png in figs.items():

@@ -80,7 +80,7 @@ class Driver:
     def __init__(self, spec: SweepSpec, out_dir: Path, run: RunSettings, caffe: CaffeInstall,
                  executor: Executor | None = None, display: Any = None,
                  log: Callable[[str], None] = print, poll_s: float = 0.25, force: bool = False,
-                 live_report: bool = False) -> None:
+                 live_report: bool = False, tensorboard: Path | None = None) -> None:
         self.spec = spec
         self.out_dir = Path(out_dir)
         self.run = run
@@ -93,6 +93,7 @@ class Driver:
         self._disk_full: str | None = None
         self.force = force
         self.live_report = live_report
+        self.tensorboard = tensorboard   # the live report also exports a TensorBoard log here
         self._report_due = False
         self._report_at = 0.0
         self._report_proc: subprocess.Popen | None = None
@@ -340,8 +341,9 @@ class Driver:
         if self._report_proc is not None and self._report_proc.poll() is None:
             return
         self._report_due, self._report_at = False, time.time()
+        tb = ["--tensorboard", str(self.tensorboard)] if self.tensorboard else []
         self._report_proc = subprocess.Popen(
-            launch_prefix() + [sys.executable, "-m", "caffegen", "report", str(self.out_dir), "--live"],
+            launch_prefix() + [sys.executable, "-m", "caffegen", "report", str(self.out_dir), "--live", *tb],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
     def _disk_error(self, exc: BaseException) -> bool:
@@ -408,14 +410,22 @@ def make_executor(run: RunSettings) -> Executor:
     return LocalExecutor(jobs=run.jobs, gpus=run.gpus, per_gpu=run.per_gpu)
 
 
+def slot_count(run: RunSettings) -> int:
+    """How many runs go at once under ``[run]`` (on a Ray cluster: ``jobs``, else 2; the cluster decides the rest)."""
+    if run.backend == "ray":
+        return run.jobs or 2
+    return len(LocalExecutor(jobs=run.jobs, gpus=run.gpus, per_gpu=run.per_gpu).slots())
+
+
 def run_sweep(spec: SweepSpec, out_dir: Path | None = None, run: RunSettings | None = None,
               caffe: CaffeInstall | None = None, display: Any = None,
-              log: Callable[[str], None] = print, force: bool = False, live_report: bool = False) -> SweepResult:
+              log: Callable[[str], None] = print, force: bool = False, live_report: bool = False,
+              tensorboard: Path | None = None) -> SweepResult:
     """Run (or resume) every variant of ``spec`` in ``out_dir`` (default ``runs/<spec.name>``); ``force`` kills a
     caffe that an earlier, dead driver left training a run of it (else it is asked to stop, and waited for);
-    ``live_report`` rewrites report.html while the sweep runs."""
+    ``live_report`` rewrites report.html while the sweep runs (and a TensorBoard log into ``tensorboard``)."""
     from ..toolchain import locate
 
     out = Path(out_dir) if out_dir else Path("runs") / spec.name
     return Driver(spec, out, run or spec.run, caffe or locate(), display=display, log=log, force=force,
-                  live_report=live_report).execute()
+                  live_report=live_report, tensorboard=tensorboard).execute()

@@ -173,16 +173,19 @@ def distributions(space: dict[str, Any]):
     return out
 
 
-def _sampler(spec: SearchSpec):
+def _sampler(spec: SearchSpec, made: int = 0):
+    """The sampler, seeded from the spec's seed and the number of trials the study already ``made``: a resumed
+    study draws on from where it was, not the first draws again (they would repeat its first trials)."""
     optuna = optuna_or_error()
     s = optuna.samplers
+    seed = spec.seed + 7919 * made
     if spec.sampler == "random":
-        return s.RandomSampler(seed=spec.seed)
+        return s.RandomSampler(seed=seed)
     if spec.sampler == "tpe":
-        return s.TPESampler(seed=spec.seed, constant_liar=True)  # constant_liar: trials asked while others run
-    if spec.sampler == "qmc":
+        return s.TPESampler(seed=seed, constant_liar=True)  # constant_liar: trials asked while others run
+    if spec.sampler == "qmc":   # a scrambled sequence: its points come in order, so the seed stays the spec's
         return s.QMCSampler(seed=spec.seed, scramble=True)
-    return s.RandomSampler(seed=spec.seed)  # the grid: every trial is enqueued with its point, nothing is sampled
+    return s.RandomSampler(seed=seed)  # the grid: every trial is enqueued with its point, nothing is sampled
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,9 @@ class Study:
         self.study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                          sampler=_sampler(spec), pruner=_pruner(spec, min_resource, maximize, shape),
                                          direction="maximize" if maximize else "minimize")
+        made = len(self.trials())
+        if made:
+            self.study.sampler = _sampler(spec, made)
         self._live: dict[str, Any] = {}  # variant -> its optuna Trial, while it runs
 
     def trials(self):
@@ -465,5 +471,6 @@ def trial_name(number: int, params: dict[str, Any]) -> str:
     """``t007_lr0.0123_poly_wd0.00031``: the trial number, then its sampled values at 3 significant digits."""
     from ..prototxt.options import variant_name
 
-    rounded = {k: float(f"{v:.3g}") if isinstance(v, float) else v for k, v in params.items()}
+    order = [k for k in ("base_lr", "lr_policy") if k in params] + sorted(set(params) - {"base_lr", "lr_policy"})
+    rounded = {k: float(f"{params[k]:.3g}") if isinstance(params[k], float) else params[k] for k in order}
     return f"t{number:03d}_{variant_name(rounded)}"

@@ -71,6 +71,19 @@ class Speed:
     test_s: float        # one test pass
     start_s: float       # a caffe's start until its first iteration (net setup, data layers)
     slots: int           # runs at once
+    check_s: float = 0.0     # the net built once by pycaffe: what a sweep does before its first run (and evaluate)
+    figure_s: float = 0.0    # one run's curves drawn: what a report costs per run
+
+    @property
+    def sweep_s(self) -> float:
+        """A sweep's own cost beside its runs: its start (the net checked) and its end (the store, a report)."""
+        return self.check_s + 1.0
+
+    def look_s(self, runs: int, sweeps: int, search_runs: int = 0) -> float:
+        """The look stage: every sweep's report (a few figures of its own, one per run but the search's), one
+        evaluation (the net built and a test pass), the TensorBoard logs (all runs)."""
+        return ((runs + 6 * sweeps) * self.figure_s + self.check_s + 2 * self.test_s
+                + 0.1 * (runs + search_runs) * (1 + self.figure_s))
 
     def run_s(self, iters: int, test_interval: int) -> float:
         """One run of ``iters`` iterations in one slot: its start, its iterations, its test passes (the one at
@@ -97,7 +110,7 @@ class Plan:
     stages: list[Stage]
     grid_s: float                        # the full grid (every policy x 3 base_lr, one seed), wall
     grid_runs: int
-    trials: int
+    trials: int                          # the study's cap: twice what fits unpruned (its compute budget binds first)
     search_iters: int
     iters: int
     test_interval: int
@@ -137,39 +150,48 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     wall = budget.seconds if budget.seconds is not None else budget.runs * full / speed.slots
     sanity = 0.0 if skip_sanity else speed.start_s + sanity_iters * speed.iter_s
     lrfind = speed.start_s + lrfind_iters * speed.iter_s
-    final_s = full if final != "none" else 0.0
+    final_s = full + speed.sweep_s if final != "none" else 0.0
     confirm_runs = CONFIRM_CANDIDATES * CONFIRM_ROUNDS
-    confirm = math.ceil(confirm_runs / speed.slots) * short
-    minimum = sanity + lrfind + final_s + math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short
+    confirm = CONFIRM_ROUNDS * (math.ceil(CONFIRM_CANDIDATES / speed.slots) * short + speed.sweep_s)
+    search_min = math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short + speed.sweep_s
+    sweeps = 1 + CONFIRM_ROUNDS + (final != "none")
+    look = speed.look_s(confirm_runs + 1, sweeps, SEARCH_TRIALS_MIN)
+    minimum = sanity + lrfind + final_s + search_min + look
     if wall < minimum:
         need = duration(minimum)
         runs = minimum * speed.slots / full
         raise InputError(f"--budget {budget.text} is {duration(wall)} here, too small for sanity, lr-find, a search of "
                          f"{SEARCH_TRIALS_MIN} trials and the final run: give at least {need} "
                          f"(--budget {math.ceil(runs)}runs)")
-    search = wall - sanity - lrfind - final_s - confirm
-    if search < math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short:   # a small budget: confirm gets less
-        search = math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short
-        confirm = max(0.0, wall - sanity - lrfind - final_s - search)
-    # the study stops asking at its compute budget; the runs still going then finish: keep one round of them back
-    search_seconds = max(short, search * speed.slots - speed.slots * short * 0.5)
-    trials = max(SEARCH_TRIALS_MIN, min(SEARCH_TRIALS_MAX, int(search * speed.slots // short)))
+    # the search gets the rest; the look's cost grows with the trials (a figure each): solve for both
+    rest = wall - sanity - lrfind - final_s - confirm - speed.sweep_s - speed.look_s(confirm_runs + 1, sweeps)
+    per_trial = short / speed.slots + speed.look_s(0, 0, 1) - speed.look_s(0, 0)
+    trials = int(rest // per_trial) if rest > 0 else 0
+    if trials < SEARCH_TRIALS_MIN:   # a small budget: the confirm stage gets less
+        trials = SEARCH_TRIALS_MIN
+        confirm = max(0.0, wall - sanity - lrfind - final_s - search_min - speed.look_s(confirm_runs + 1, sweeps,
+                                                                                         trials))
+    trials = min(SEARCH_TRIALS_MAX, trials)
+    search = math.ceil(trials / speed.slots) * short + speed.sweep_s
+    look = speed.look_s(confirm_runs + 1, sweeps, trials)
+    # the study stops asking at its compute budget; the runs still going then finish: keep half a round back
+    search_seconds = max(short, (search - speed.sweep_s) * speed.slots - speed.slots * short * 0.5)
     stages = []
     if not skip_sanity:
         stages.append(Stage("sanity", f"overfit a tiny subset (at most {sanity_iters} iterations)", sanity,
                             sanity / full))
     stages += [
         Stage("lr-find", f"LR range test, {lrfind_iters} iterations", lrfind, lrfind / full),
-        Stage("search", f"TPE + noise-aware pruning, up to {trials} trials of {search_iters} iterations",
-              search, search * speed.slots / full, {"trials": trials}),
+        Stage("search", f"TPE + noise-aware pruning: {trials} trials of {search_iters} iterations' worth (more when "
+                        "some are pruned)", search, search * speed.slots / full, {"trials": trials}),
         Stage("confirm", f"the best {CONFIRM_CANDIDATES} repeated with up to {CONFIRM_ROUNDS} more seeds",
               confirm, confirm * speed.slots / full),
     ]
     if final != "none":
         stages.append(Stage("final", f"the winner {'retrained' if final == 'retrain' else 'extended'} to "
                                      f"{iters} iterations", final_s, 1.0))
-    stages.append(Stage("look", "evaluate per class, report, TensorBoard", 0.0, 0.0))
+    stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, 0.0))
     grid_runs = policies * 3
     grid_s = math.ceil(grid_runs / speed.slots) * full
-    return Plan(budget, wall, speed, stages, grid_s, grid_runs, trials, search_iters, iters, test_interval,
-                search_seconds)
+    return Plan(budget, wall, speed, stages, grid_s, grid_runs, min(SEARCH_TRIALS_MAX, 2 * trials), search_iters,
+                iters, test_interval, search_seconds)

@@ -1,0 +1,86 @@
+"""``caffegen tune``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .sweep import _gpus
+
+
+@click.command()
+@click.argument("net", required=False, metavar="[NET]")
+@click.option("--data", required=True, metavar="FOLDER|TRAIN_LIST,VAL_LIST",
+              help="An image folder (one sub-folder per class; split 8:2 once) or two list files.")
+@click.option("--weights", default=None, metavar="W.caffemodel", help="Fine-tune NET from these weights.")
+@click.option("--solver", default=None, metavar="SOLVER", help="NET's own solver.prototxt, the base of every run's.")
+@click.option("--budget", default="7runs", show_default=True, metavar="2h|90m|40runs",
+              help="The whole command's budget: wall-clock time, or full-length runs' worth of compute.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tune"),
+              show_default=True, help="The tune folder. Rerunning the same command into it resumes.")
+@click.option("--iters", type=click.IntRange(10), default=None, metavar="N",
+              help="The full length the winner trains to [default: 6 epochs of the train list].")
+@click.option("--search-iters", type=click.IntRange(10), default=None, metavar="H",
+              help="The length of the search's and the confirm's runs [default: N/3: iterate fast].")
+@click.option("--final", type=click.Choice(["retrain", "extend", "none"]), default="retrain", show_default=True,
+              help="The winner at the full length: retrained from scratch, or its search run extended from its "
+                   "snapshot.")
+@click.option("--sanity/--no-sanity", default=True, show_default=True,
+              help="Check first that the net can overfit a tiny subset (a FAIL stops the tune).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="The search's sampler seed.")
+@click.option("--policies", default=None, metavar="all|step,poly,...",
+              help="The schedules the search compares [default: all of Caffe's seven].")
+@click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Parallel CPU runs [default: min(2, cores)].")
+@click.option("--gpus", callback=_gpus, default=None, metavar="0,1", help="Train on these GPUs (CUDA build).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where runs execute: here, or on a Ray cluster (docs/cluster.md).")
+@click.option("--address", default=None, metavar="auto|HOST:PORT", help="With --backend ray: the cluster.")
+def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sanity, seed, policies, jobs, gpus,
+         backend, address) -> int:
+    """From a net and an image folder to a trusted answer, in one command.
+
+    \b
+    The order an expert works in (docs/tune.md), every stage shown as it runs:
+      measure  time this net on this hardware, print the plan and its cost
+               beside the full grid's (a budget too small is refused here)
+      sanity   can the net overfit 2 images per class? FAIL stops, with causes
+      lr-find  the LR range test sets the base_lr decades to search
+      search   TPE over base_lr x the schedules; a run is pruned only when it
+               is behind beyond the val set's noise, against runs at the same
+               stage of their schedule
+      confirm  the best 3 repeated with more seeds until the pooled seed-noise
+               test separates a winner (else: tied, and named)
+      final    the winner retrained to the full length (or extended)
+      look     evaluated per class; reports; TensorBoard log; the bill
+    \b
+    NET is your train_val.prototxt (none: the template net at a fast size).
+    Everything lands in --out: a spec per stage (specs/, rerun any with
+    `caffegen sweep`), tune.json (the decisions and their numbers),
+    report.html, tensorboard/. Rerunning the same command resumes after
+    Ctrl-C, SIGTERM or kill -9; other arguments on the same folder are
+    refused. Exit 0 with a winner, 1 when sanity fails or nothing trained,
+    2 on bad input, 130/143/129 when interrupted.
+
+    \b
+    Examples:
+      caffegen tune --data ~/data/flowers
+      caffegen tune models/finetune_flickr_style/train_val.prototxt \\
+          --weights bvlc_reference_caffenet.caffemodel --data ~/data/styles --budget 2h
+    """
+    from ..prototxt.schedule import POLICIES, parse_policies
+    from ..sweep.progress import make_display
+    from ..tune import TuneOptions
+    from ..tune import tune as run_tune
+
+    opts = TuneOptions(data=data, net=net, weights=weights, solver=solver, budget=budget, out=out, iters=iters,
+                       search_iters=search_iters, final=final, sanity=sanity, seed=seed,
+                       policies=tuple(parse_policies(policies)) if policies else POLICIES, jobs=jobs,
+                       gpus=gpus or (), backend=backend, address=address)
+    display = make_display(f"tune -> {out}")
+    result = run_tune(opts, log=display.log, display=display)
+    if result.exit_code:
+        click.echo(f"caffegen: error: {result.message}", err=True)
+    else:
+        click.echo(result.message)
+        click.echo(f"[tune] report: {result.report}")
+    return result.exit_code

@@ -1,0 +1,110 @@
+"""The tune's own report: ``report.html`` and ``report.md`` in the tune folder, rewritten after every stage: the plan
+(each stage's estimated time beside the full grid's), each stage's decision with its numbers, the bill (what each
+stage spent, and the fraction of the full grid), and links to each stage's sweep report and the evaluation."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from ..layout import REPORT_HTML, REPORT_MD, TENSORBOARD, study_storage
+from ..paths import write_atomic
+from .budget import duration
+from .state import TuneState
+
+__all__ = ["write_tune_report", "bill_of"]
+
+
+def bill_of(state: TuneState) -> list[dict[str, Any]]:
+    """What each stage spent: wall seconds, compute (slot-seconds), and its fraction of the full grid's compute."""
+    plan = state.plan or {}
+    grid = (plan.get("grid_s") or 0.0) * ((plan.get("speed") or {}).get("slots") or 1)
+    out = []
+    for name, s in state.stages.items():
+        compute = float(s.get("compute_s", 0.0))
+        out.append({"stage": name, "status": s.get("status"), "spent_s": float(s.get("spent_s", 0.0)),
+                    "compute_s": compute, "of_grid": compute / grid if grid else None})
+    return out
+
+
+def _decision(name: str, d: dict[str, Any] | None) -> str:
+    if not d:
+        return ""
+    if name == "measure":
+        return (f"{1000 * d['iter_s']:.1f} ms per iteration, {d['test_s']:.2f} s per test pass, "
+                f"{d['start_s']:.1f} s start and end of a run")
+    if name == "sanity":
+        return d["line"] + ("" if d["passed"] else " — " + "; ".join(d["causes"]))
+    if name == "lr-find":
+        return f"base_lr {d['low']:g} .. {d['high']:g}: {d['why']}"
+    if name == "search":
+        cands = d.get("candidates") or []
+        return (f"{len(cands)} finished trials; the best: "
+                + ", ".join(f"{c['name']} ({c['value']:.3f})" for c in cands[:3]))
+    if name == "confirm":
+        return d.get("headline", "")
+    if name == "final":
+        return f"the winner {d['how']} to {d['iters']} iterations"
+    if name == "look":
+        ev = d.get("evaluation")
+        return (f"evaluated {ev['run']} @ iteration {ev['iteration']}: top-1 {ev['top1']:.4f} on {ev['images']} "
+                f"images") if ev else ""
+    return ""
+
+
+def _links(folder: Path, state: TuneState) -> list[tuple[str, str]]:
+    """(what, relative path or command) of everything the tune made."""
+    out = []
+    for name, p in [("search", folder / "search" / REPORT_HTML),
+                    *((f"confirm {p.parent.name}", p) for p in sorted((folder / "confirm").glob(f"seed*/{REPORT_HTML}"))),
+                    ("final", folder / "final" / REPORT_HTML)]:
+        if p.exists():
+            out.append((f"{name} report", str(p.relative_to(folder))))
+    ev = ((state.stages.get("look") or {}).get("decision") or {}).get("evaluation")
+    if ev:
+        index = Path(ev["index"])
+        rel = index.resolve().relative_to(folder.resolve()) if index.resolve().is_relative_to(folder.resolve()) \
+            else index
+        out.append(("the winner per class (evaluate)", str(rel)))
+    return out
+
+
+def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``report.md`` and ``report.html`` of a tune folder (from the same rows); return the HTML's path."""
+    folder = Path(folder)
+    bill = bill if bill is not None else bill_of(state)
+    plan = state.plan or {}
+    confirm = (state.stages.get("confirm") or {}).get("decision")
+    headline = confirm["headline"] if confirm else "in progress"
+    summary = (f"Budget {plan['budget']['text']} = {duration(plan['wall_s'])} here; the full grid over the same "
+               f"space: {plan['grid_runs']} runs of {plan['iters']} iterations, {duration(plan['grid_s'])} "
+               f"({duration(3 * plan['grid_s'])} with 3 repeats).") if plan else ""
+    plan_rows = [[s["name"], duration(s["seconds"]), s["what"]] for s in plan.get("stages", [])]
+    stage_rows = [[b["stage"], b["status"] or "", duration(b["spent_s"]), duration(b["compute_s"]),
+                   f"{100 * b['of_grid']:.1f}%" if b["of_grid"] is not None else "-",
+                   _decision(b["stage"], (state.stages.get(b["stage"]) or {}).get("decision"))] for b in bill]
+    links = _links(folder, state)
+    commands = [f"tensorboard --logdir {folder / TENSORBOARD}", f"optuna-dashboard {study_storage(folder / 'search')}",
+                f"caffegen sweep {folder / 'specs'}/<stage>.toml   # rerun or tweak one stage"]
+    md = [f"# caffegen tune: {folder.name}", "", f"**{headline}**", "", "## Plan", "", summary, "",
+          "| stage | estimated | what |", "|---|---|---|", *(f"| {' | '.join(r)} |" for r in plan_rows), "",
+          "## Stages", "", "| stage | status | wall | compute | of the full grid | decision |",
+          "|---|---|---|---|---|---|", *(f"| {' | '.join(r)} |" for r in stage_rows), "", "## Links", "",
+          *(f"- {what}: [{path}]({path})" for what, path in links), *(f"- `{c}`" for c in commands), ""]
+    write_atomic(folder / REPORT_MD, "\n".join(md) + "\n")
+    e = html.escape
+
+    def table(head: list[str], rows: list[list[str]]) -> str:
+        return ("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>caffegen tune: {e(folder.name)}</title>"
+            "<style>body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}"
+            "th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2em}</style></head><body>"
+            f"<h1>caffegen tune: {e(folder.name)}</h1><p><b>{e(headline)}</b></p><h2>Plan</h2><p>{e(summary)}</p>"
+            f"{table(['stage', 'estimated', 'what'], plan_rows)}<h2>Stages</h2>"
+            f"{table(['stage', 'status', 'wall', 'compute', 'of the full grid', 'decision'], stage_rows)}"
+            "<h2>Links</h2><ul>" + "".join(f"<li>{e(w)}: <a href='{e(p)}'>{e(p)}</a></li>" for w, p in links)
+            + "".join(f"<li><code>{e(c)}</code></li>" for c in commands) + "</ul></body></html>\n")
+    return write_atomic(folder / REPORT_HTML, page)

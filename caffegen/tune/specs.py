@@ -1,0 +1,93 @@
+"""The spec of each stage ``caffegen tune`` runs, as TOML tables (pure): written into the tune folder, so anyone can
+rerun or tweak a stage with ``caffegen sweep``, and parsed by the sweep engine like any spec."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..prototxt.options import coverage_note
+
+__all__ = ["TuneNet", "base_tables", "search_tables", "confirm_tables", "final_tables", "test_batch_for", "lr_range",
+           "template_net"]
+
+# The template net at the default sweep's fast size (the seed's net, resize 44 -> crop 40, BatchNorm): what a tune
+# without a NET trains (docs/sweep.md: why the default sweep looks the way it does).
+TEMPLATE_NET = {"resize": 44, "test_resize": 40, "crop": 40, "batchnorm": True, "train_batch": 16}
+TEST_PASSES_SEARCH = 6     # test passes per search/confirm run: the rungs of eta = 3 halving fall on them
+TEST_PASSES_FINAL = 12
+
+
+@dataclass(frozen=True)
+class TuneNet:
+    """The net a tune trains: the template (``prototxt`` None) or your own, with its weights and base solver."""
+
+    prototxt: str | None = None
+    weights: str | None = None
+    solver: str | None = None
+    num_classes: int | None = None     # your own net resized to the data's classes (None: it matches)
+
+
+def test_batch_for(val_images: int, near: int = 20) -> int:
+    """A TEST batch that covers the val set exactly once per test pass, near ``near`` (prototxt.options'
+    coverage rule)."""
+    note = coverage_note(val_images, math.ceil(val_images / near), near)
+    if note is None:
+        return near
+    return int(note.split("TEST batch ")[-1].split()[0])
+
+
+def template_net(classes: int, val_images: int) -> dict[str, Any]:
+    return {**TEMPLATE_NET, "num_classes": classes, "test_batch": test_batch_for(val_images)}
+
+
+def interval(iters: int, passes: int) -> int:
+    return max(1, iters // passes)
+
+
+def base_tables(name: str, train_list: Path, val_list: Path, net: TuneNet, *, classes: int, val_images: int,
+                iters: int, passes: int, run: dict[str, Any]) -> dict[str, Any]:
+    """The tables every stage shares: the data (the tune's own lists), the net, the solver (``iters`` with
+    ``passes`` test passes, seed 0), how to run."""
+    if net.prototxt is None:
+        net_table = template_net(classes, val_images)
+        solver = {"momentum": 0.9, "weight_decay": 0.0005}
+    else:
+        net_table = {"prototxt": net.prototxt, **({"weights": net.weights} if net.weights else {}),
+                     **({"num_classes": net.num_classes} if net.num_classes else {})}
+        solver = {"base": net.solver} if net.solver else {}
+    solver.update({"max_iter": iters, "test_interval": interval(iters, passes), "display": max(1, iters // 20),
+                   "random_seed": 0})
+    return {"name": name, "data": {"train_list": str(train_list), "val_list": str(val_list)}, "net": net_table,
+            "solver": solver, "run": dict(run)}
+
+
+def lr_range(suggested: float, blew_up_at: float | None) -> tuple[float, float]:
+    """The base_lr range the search covers around the range test's suggestion: a decade either side (seed 002's x10
+    moves; a single suggestion is known to be unreliable), never past a third of where the loss blew up."""
+    low, high = suggested / 10, suggested * 10
+    if blew_up_at:
+        high = min(high, blew_up_at / 3)
+    if high <= low:
+        high = low * 10
+    return float(f"{low:.3g}"), float(f"{high:.3g}")
+
+
+def search_tables(base: dict[str, Any], *, lr: tuple[float, float], policies: list[str], trials: int,
+                  seconds: float, seed: int) -> dict[str, Any]:
+    """TPE over base_lr (log) x the schedules, pruned by the noise pruner, within a compute budget."""
+    return {**base, "search": {"sampler": "tpe", "trials": trials, "seed": seed, "pruner": "noise",
+                               "reduction_factor": 3, "seconds": round(seconds, 1),
+                               "space": {"base_lr": {"low": lr[0], "high": lr[1], "log": True},
+                                         "lr_policy": list(policies)}}}
+
+
+def confirm_tables(base: dict[str, Any], points: list[dict[str, Any]], seed: int) -> dict[str, Any]:
+    """The candidates, listed point by point, run with one more random seed."""
+    return {**base, "grid": {"points": [dict(p) for p in points], "random_seed": [seed]}}
+
+
+def final_tables(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """The winner at the full length."""
+    return {**base, "grid": {"points": [dict(point)]}}

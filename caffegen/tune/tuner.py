@@ -1,0 +1,508 @@
+"""``caffegen tune``: from a net and an image folder to a trusted answer, in the order an expert works (seeds 001-003).
+
+    measure  a short real run times this net on this hardware: the plan and its budget are printed first;
+    sanity   can the net overfit a tiny subset? (a FAIL stops here, with its causes);
+    lr-find  the range test sets the decade(s) of base_lr to search;
+    search   TPE over base_lr x the schedules, pruned only beyond the val set's noise (``sweep.pruning``);
+    confirm  the best few repeated with more seeds, round by round, until the pooled seed-noise test separates a
+             winner (Hsu's comparisons with the best) or the stage's budget ends: then the verdict says "tied";
+    final    the winner retrained (or extended) to the full length;
+    look     it evaluated per class, every stage's report, a TensorBoard log, the tune's own report (plan and bill).
+
+Every stage is an ordinary sweep or probe whose spec is written into the folder (``specs/``), and every decision goes
+into ``tune.json`` with its numbers: a rerun of the same command resumes, a finished stage is reused, and another
+tune's arguments on the same folder are refused.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import CaffegenError, InputError, Interrupted, ValidationError
+from ..layout import LIST_TRAIN, LIST_VAL, REPORT_HTML, TENSORBOARD, study_storage
+from ..logs.curves import metric_label
+from ..paths import exclusive
+from ..prototxt.options import variant_name
+from ..prototxt.schedule import POLICIES
+from ..run.status import PRUNED, WITH_RESULT
+from ..toolchain import CaffeInstall
+from .budget import CONFIRM_CANDIDATES, CONFIRM_ROUNDS, Budget, Plan, Speed, duration, make_plan, parse_budget
+from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, search_tables
+from .state import TuneState
+
+__all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
+
+STAGES = ("measure", "sanity", "lr-find", "search", "confirm", "final", "look")
+FINALS = ("retrain", "extend", "none")
+SANITY_ITERS = 300
+LRFIND_ITERS = 100
+DEFAULT_EPOCHS = 6
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """What ``caffegen tune`` was asked (the CLI's options; the library takes the same)."""
+
+    data: str                                  # an image folder (a folder per class) or "TRAIN_LIST,VAL_LIST"
+    net: str | None = None                     # your train_val.prototxt (None: the template net)
+    weights: str | None = None
+    solver: str | None = None                  # your base solver.prototxt
+    budget: str = "7runs"
+    out: Path = Path("runs/tune")
+    iters: int | None = None                   # the full length [default: 6 epochs]
+    search_iters: int | None = None            # the search's and confirm's length [default: iters / 3]
+    final: str = "retrain"
+    sanity: bool = True
+    seed: int = 0                              # the search's sampler seed
+    policies: tuple[str, ...] = POLICIES
+    val_fraction: float = 0.2
+    jobs: int | None = None
+    gpus: tuple[int, ...] = ()
+    backend: str = "local"
+    address: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What defines the tune (a rerun must match it): not where or how wide it runs."""
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items() if k not in ("out", "jobs", "gpus", "backend", "address")}
+
+
+@dataclass
+class TuneResult:
+    out: Path
+    exit_code: int = 0
+    message: str = ""
+    winner: dict[str, Any] | None = None
+    report: Path | None = None
+    bill: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Interrupt(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _resolve(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{what} not found: {p}")
+    return str(p.resolve())
+
+
+class Tuner:
+    def __init__(self, opts: TuneOptions, caffe: CaffeInstall, log: Callable[[str], None], display: Any = None):
+        self.opts, self.caffe, self.log, self.display = opts, caffe, log, display
+        self.out = Path(opts.out)
+        self.stage_t0 = time.time()   # when the stage now running started
+
+    # -- the pieces every stage uses
+    def _write_spec(self, name: str, tables: dict[str, Any]):
+        import tomli_w
+
+        from ..sweep.spec import load_spec
+
+        path = self.out / "specs" / f"{name}.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = f"# written by caffegen tune: rerun or tweak this stage with `caffegen sweep {path}`\n"
+        path.write_text(text + tomli_w.dumps(tables), encoding="utf-8")
+        return load_spec(path)
+
+    def _run_table(self) -> dict[str, Any]:
+        o = self.opts
+        run: dict[str, Any] = {"backend": o.backend}
+        if o.jobs:
+            run["jobs"] = o.jobs
+        if o.gpus:
+            run["gpus"] = list(o.gpus)
+        if o.address:
+            run["address"] = o.address
+        return run
+
+    def _stage(self, name: str):
+        """Context of a stage: its wall time added to the state even when it is interrupted."""
+        tuner = self
+
+        class Timed:
+            def __enter__(self):
+                self.t0 = tuner.stage_t0 = time.time()
+                entry = tuner.state.stage(name)
+                entry["status"] = "running"
+                tuner.state.save()
+                i = STAGES.index(name) + 1
+                tuner.log(f"[tune] stage {i}/{len(STAGES)}: {name}")
+                return entry
+
+            def __exit__(self, kind, exc, tb):
+                entry = tuner.state.stage(name)
+                entry["spent_s"] = round(entry.get("spent_s", 0.0) + time.time() - self.t0, 3)
+                if kind is None:
+                    entry["status"] = "done"
+                tuner.state.save()
+                from .report import write_tune_report
+
+                write_tune_report(tuner.out, tuner.state)   # the report follows the stages as they end
+                return False
+
+        return Timed()
+
+    def _sweep(self, spec, out: Path, stage: str) -> Any:
+        from ..sweep.driver import run_sweep
+
+        res = run_sweep(spec, out, spec.run, caffe=self.caffe, display=self.display, log=self.log,
+                        live_report=True, tensorboard=self.out / TENSORBOARD / out.relative_to(self.out))
+        entry = self.state.stage(stage)
+        entry["compute_s"] = round(entry.get("compute_s", 0.0) + _compute(out), 3)
+        if res.interrupted or res.error:
+            raise _Interrupt(res.exit_code, f"stage {stage} stopped: "
+                             + (res.error or f"interrupted by {signal.Signals(res.signal).name}")
+                             + "; rerun the same command to resume")
+        return res
+
+    # -- the stages
+    def run(self) -> TuneResult:
+        o = self.opts
+        if o.final not in FINALS:
+            raise InputError(f"--final must be one of {', '.join(FINALS)}, got {o.final!r}")
+        self.budget = parse_budget(o.budget)
+        created = self.out.absolute()   # the outermost folder this tune creates (None: it exists: a resume)
+        while not created.parent.exists():
+            created = created.parent
+        created = None if created.exists() else created
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with exclusive(self.out / ".tune.lock", f"another caffegen tune (pid {{pid}}) is running in {self.out}"):
+                self.state = TuneState.open(self.out, o.identity())
+                try:
+                    return self._run()
+                except _Interrupt as exc:
+                    return TuneResult(self.out, exc.code, str(exc))
+                except Interrupted as exc:
+                    return TuneResult(self.out, exc.exit_code, f"{exc}; rerun the same command to resume")
+        except (InputError, ValidationError):
+            if created is not None:   # refused (a bad net, data or budget): a new folder is not left half made
+                shutil.rmtree(created, ignore_errors=True)
+            raise
+
+    def _data(self):
+        """The tune's own lists (made once in its folder): a folder split 8:2, or the lists given."""
+        from ..data.sources import DataSpec, prepare_data
+
+        o = self.opts
+        if "," in o.data:
+            train, val = (s.strip() for s in o.data.split(",", 1))
+            spec = DataSpec(train_list=_resolve(train, "--data train list"), val_list=_resolve(val, "--data val list"))
+        else:
+            root = _resolve(o.data, "--data folder")
+            if not Path(root).is_dir():
+                raise InputError(f"--data {o.data}: give an image folder (a folder per class) or TRAIN_LIST,VAL_LIST")
+            spec = DataSpec(root=root, val_fraction=o.val_fraction)
+        data = prepare_data(spec, self.out, self.log, "--data")
+        if data.num_classes < 2:
+            raise InputError(f"--data {o.data}: {data.num_classes} class found; tuning a classifier needs two or more")
+        return data
+
+    def _net(self, classes: int) -> TuneNet:
+        o = self.opts
+        if o.net is None:
+            if o.weights or o.solver:
+                raise InputError("--weights and --solver go with your own NET (the template net starts from scratch)")
+            return TuneNet()
+        from ..prototxt.usernet import heads_of, load_net
+
+        prototxt = _resolve(o.net, "NET")
+        net = load_net(prototxt)
+        head = heads_of(net, prototxt)[-1]
+        layer = next(layer for layer in net.layer if layer.name == head.classifier)
+        have = (layer.inner_product_param.num_output if layer.type == "InnerProduct"
+                else layer.convolution_param.num_output)
+        resize = None
+        if have != classes:
+            resize = classes
+            self.log(f"caffegen: note: {Path(prototxt).name} classifies {have} classes, the data holds {classes}: "
+                     f"its classifier is resized (renamed when fine-tuning, so it starts fresh)")
+        return TuneNet(prototxt, _resolve(o.weights, "--weights"), _resolve(o.solver, "--solver"), resize)
+
+    def _run(self) -> TuneResult:
+        o = self.opts
+        data = self._data()
+        val_images = sum(1 for line in Path(data.val_list).read_text().splitlines() if line.strip())
+        train_images = sum(1 for line in Path(data.train_list).read_text().splitlines() if line.strip())
+        net = self._net(data.num_classes)
+        batch = 16 if net.prototxt is None else None
+        iters = o.iters or max(20, 10 * round(DEFAULT_EPOCHS * train_images / (batch or 16) / 10))
+        search_iters = o.search_iters or max(10, iters // 3)
+        if search_iters > iters:
+            raise InputError(f"--search-iters {search_iters} is above --iters {iters}")
+        tables = dict(train_list=data.train_list, val_list=data.val_list, net=net, classes=data.num_classes,
+                      val_images=val_images, run=self._run_table())
+        short = base_tables("search", iters=search_iters, passes=6, **tables)
+        full = base_tables("final", iters=iters, passes=12, **tables)
+        probe_spec = self._write_spec("probe", {**short, "name": "probe", "grid": {"base_lr": [0.01]}})
+
+        # 0. measure: the speed of this net here, then the plan (refused before training when it cannot fit)
+        if not self.state.done("measure"):
+            with self._stage("measure") as entry:
+                from ..probes.timing import measure
+
+                t = measure(probe_spec, self.out / "measure", self.caffe, gpus=o.gpus, log=self.log)
+                entry["decision"] = asdict(t)
+                entry["compute_s"] = round(t.wall_s, 3)
+        t = self.state.stage("measure")["decision"]
+        from ..sweep.driver import slot_count
+
+        slots = slot_count(probe_spec.run)
+        speed = Speed(t["iter_s"], t["test_s"], t["start_s"], slots, t.get("check_s", 0.0), t.get("figure_s", 0.0))
+        plan = make_plan(self.budget, speed, iters=iters, search_iters=search_iters,
+                         test_interval=full["solver"]["test_interval"],
+                         search_test_interval=short["solver"]["test_interval"], policies=len(o.policies),
+                         sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final=o.final,
+                         skip_sanity=not o.sanity)
+        if self.state.plan is None:
+            self.state.plan = plan.to_json()
+            self.state.save()
+        for line in plan.lines():
+            self.log(line)
+        self.log(f"[tune] live: {self.out / REPORT_HTML}; tensorboard --logdir {self.out / TENSORBOARD}")
+
+        # 1. sanity
+        if o.sanity and not self.state.done("sanity"):
+            with self._stage("sanity") as entry:
+                from ..probes.sanity import sanity
+
+                t0 = time.time()
+                result = sanity(probe_spec, self.out / "sanity", self.caffe, per_class=2, max_iter=SANITY_ITERS,
+                                gpus=o.gpus, log=self.log)
+                entry["compute_s"] = round(time.time() - t0, 3)   # one run in one slot
+                entry["decision"] = {"passed": result.passed, "line": result.line, "causes": result.causes}
+                self.log(f"[tune] sanity: {result.line}")
+                if not result.passed:
+                    causes = "; ".join(f"{i}. {c}" for i, c in enumerate(result.causes, 1))
+                    raise _Interrupt(1, f"sanity {result.line} -- likely causes: {causes} (fix the net or data, "
+                                        "or skip the check with --no-sanity)")
+
+        # 2. lr-find: the decades of base_lr the search covers
+        if not self.state.done("lr-find"):
+            with self._stage("lr-find") as entry:
+                from ..probes.lrfind import lr_find
+
+                t0 = time.time()
+                found = lr_find(probe_spec, self.out / "lr-find", self.caffe, iters=LRFIND_ITERS, gpus=o.gpus,
+                                log=self.log)
+                entry["compute_s"] = round(time.time() - t0, 3)
+                if found.suggested:
+                    low, high = lr_range(found.suggested, found.blew_up_at)
+                    why = (f"valley {found.suggested:.3g} (steep {found.suggestions.get('steep', 0):.3g}, "
+                           f"minimum/10 {found.suggestions.get('minimum/10', 0):.3g}), a decade either side"
+                           + (f", below a third of where the loss blew up ({found.blew_up_at:.3g})"
+                              if found.blew_up_at else ""))
+                else:
+                    low, high, why = 1e-4, 0.1, "too few finite losses to suggest a rate: the seed's 1e-4..0.1"
+                entry["decision"] = {"low": low, "high": high, "suggestions": found.suggestions,
+                                     "blew_up_at": found.blew_up_at, "why": why}
+        lr = self.state.stage("lr-find")["decision"]
+        self.log(f"[tune] search range: base_lr {lr['low']:g} .. {lr['high']:g} ({lr['why']})")
+
+        # 3. search
+        search_spec = self._write_spec("search", search_tables(
+            short, lr=(lr["low"], lr["high"]), policies=list(o.policies), trials=self.state.plan["trials"],
+            seconds=self.state.plan["search_seconds"], seed=o.seed))
+        search_dir = self.out / "search"
+        if not self.state.done("search"):
+            with self._stage("search") as entry:
+                self.log(f"[tune] the study: optuna-dashboard {study_storage(search_dir)}")
+                self._sweep(search_spec, search_dir, "search")
+                entry["decision"] = {"candidates": _candidates(search_dir)}
+        candidates = self.state.stage("search")["decision"]["candidates"]
+        if not candidates:
+            raise _Interrupt(1, f"no trial of the search produced a test result (see {search_dir / REPORT_HTML})")
+
+        # 4. confirm: rounds of one more seed for the candidates still in contention
+        if not self.state.done("confirm"):
+            with self._stage("confirm") as entry:
+                self._confirm(entry, short, candidates, speed, plan)
+        verdict = self.state.stage("confirm")["decision"]
+        winner = verdict["winner"]
+        self.log(f"[tune] {verdict['headline']}")
+
+        # 5. final
+        final_dir = self.out / "final"
+        if o.final != "none" and not self.state.done("final"):
+            with self._stage("final") as entry:
+                if o.final == "retrain":
+                    spec = self._write_spec("final", final_tables(full, winner["point"]))
+                    self._sweep(spec, final_dir, "final")
+                else:
+                    from ..probes.extend import extend_run
+
+                    t0 = time.time()
+                    extend_run(search_dir / winner["runs"][0], iters, self.caffe, log=self.log, gpus=o.gpus)
+                    entry["compute_s"] = round(entry.get("compute_s", 0.0) + time.time() - t0, 3)
+                entry["decision"] = {"how": o.final, "iters": iters}
+
+        # 6. look
+        if not self.state.done("look"):
+            with self._stage("look") as entry:
+                entry["decision"] = self._look(final_dir if o.final == "retrain" else search_dir, winner)
+        return self._finish(winner, verdict)
+
+    def _confirm(self, entry: dict[str, Any], short: dict[str, Any], candidates: list[dict[str, Any]], speed: Speed,
+                 plan: Plan) -> None:
+        """Repeat the candidates with seed 1, 2, ...: after each round, the pooled seed-noise test (Hsu's MCB) drops
+        the ones that cannot be the best; stop when one is left, the rounds are done, or the budget would not hold."""
+        from ..report.stats import could_be_best, seed_noise
+
+        rounds = entry.setdefault("rounds", [])
+        alive = [c for c in candidates[:CONFIRM_CANDIDATES]]
+        values = {c["name"]: {0: c["value"]} for c in alive}
+        maximize = candidates[0]["maximize"]
+        for done in rounds:        # a resumed confirm: the rounds already run
+            for name, v in done["values"].items():
+                values.setdefault(name, {})[done["seed"]] = v
+            alive = [c for c in alive if c["name"] in done["alive"]]
+        run_s = speed.run_s(plan.search_iters, short["solver"]["test_interval"])
+        final_s = sum(s.seconds for s in plan.stages if s.name == "final")
+        searched = len(_rows(self.out / "search"))
+        method = "one seed each: no repeats to estimate the seed noise"
+        for seed in range(len(rounds) + 1, CONFIRM_ROUNDS + 1):
+            if len(alive) < 2:
+                break
+            cost = math.ceil(len(alive) / speed.slots) * run_s + speed.sweep_s
+            runs = sum(len(r["values"]) for r in rounds) + len(alive) + 1
+            reserve = final_s + speed.look_s(runs, 2 + len(rounds) + (self.opts.final != "none"), searched)
+            if self.state.spent() + (time.time() - self.stage_t0) + cost + reserve > 1.05 * plan.wall_s:
+                self.log(f"[tune] confirm: no round {seed}: {duration(cost)} would not fit the budget")
+                break
+            spec = self._write_spec(f"confirm-seed{seed}", confirm_tables(
+                {**short, "name": f"confirm-seed{seed}"}, [c["point"] for c in alive], seed))
+            out = self.out / "confirm" / f"seed{seed}"
+            self._sweep(spec, out, "confirm")
+            got = _round_values(out, alive, seed)
+            for name, v in got.items():
+                values[name][seed] = v
+            noise = seed_noise({c["name"]: values[c["name"]] for c in alive})
+            if noise is not None:
+                scores = {c["name"]: sum(values[c["name"]].values()) / len(values[c["name"]]) for c in alive}
+                bounds = could_be_best(scores, {c["name"]: len(values[c["name"]]) for c in alive}, noise,
+                                       maximize=maximize)
+                method = f"Hsu's multiple comparisons with the best over seeds 0..{seed}, {noise.describe()}"
+                alive = [c for c in alive if bounds[c["name"]] >= 0]
+            rounds.append({"seed": seed, "values": got, "alive": [c["name"] for c in alive], "method": method})
+            self.state.save()
+        sign = 1.0 if maximize else -1.0
+
+        def mean(c):
+            vs = values[c["name"]]
+            return sum(vs.values()) / len(vs)
+
+        alive.sort(key=lambda c: -sign * mean(c))
+        win = alive[0]
+        tied = [c["name"] for c in alive[1:]]
+        n = len(values[win["name"]])
+        metric = metric_label(candidates[0]["metric"])
+        head = (f"winner {win['name']}: mean best {metric} {mean(win):.3f} over {n} seed{'s' * (n > 1)}"
+                + (f"; tied with {', '.join(tied)} (not separated at this noise: {method})" if tied else
+                   f", separated from the other candidates ({method})" if len(candidates) > 1 else ""))
+        entry["decision"] = {"winner": {**win, "mean": mean(win), "seeds": n}, "tied": tied, "method": method,
+                             "headline": head, "values": values}
+
+    def _look(self, sweep_dir: Path, winner: dict[str, Any]) -> dict[str, Any]:
+        from ..evaluate import evaluate_sweep
+        from ..export.tensorboard import export_tensorboard
+        from ..report import write_report
+
+        out: dict[str, Any] = {}
+        for d in self._sweep_dirs():
+            write_report(d, run_figures=d.name != "search")   # a search's many trials: its small multiples show them
+            export_tensorboard(d, self.out / TENSORBOARD / d.relative_to(self.out))
+        try:
+            ev = evaluate_sweep(sweep_dir, snapshot="best")[0]
+            out["evaluation"] = {"run": ev.run_dir.name, "iteration": ev.iteration, "top1": ev.top1, "top5": ev.top5,
+                                 "images": ev.images, "index": str(ev.out_dir / "index.html")}
+            self.log(f"[tune] evaluated {ev.run_dir.name} @ iteration {ev.iteration}: top-1 {ev.top1:.4f} on "
+                     f"{ev.images} images ({ev.out_dir / 'index.html'})")
+        except CaffegenError as exc:     # an LMDB-only net or a missing snapshot: the reports still stand
+            self.log(f"caffegen: note: evaluate: {exc}")
+        return out
+
+    def _sweep_dirs(self) -> list[Path]:
+        return [d for d in (self.out / "search", *sorted((self.out / "confirm").glob("seed*")), self.out / "final")
+                if (d / "sweep.db").is_file()]
+
+    def _finish(self, winner: dict[str, Any], verdict: dict[str, Any]) -> TuneResult:
+        from .report import bill_of, write_tune_report
+
+        bill = bill_of(self.state)
+        grid = self.state.plan["grid_s"] * self.state.plan["speed"]["slots"]
+        before_final = sum(b["compute_s"] for b in bill if b["stage"] not in ("final", "look"))
+        self.log(f"[tune] bill: {duration(self.state.spent())} wall in all, {duration(self.state.plan['wall_s'])} "
+                 f"budgeted; compute before the final {duration(before_final)} = {100 * before_final / grid:.1f}% of "
+                 f"the full grid's estimate ({100 * before_final / (3 * grid):.1f}% of it with 3 repeats)")
+        for b in bill:
+            self.log(f"  {b['stage']:<8} {duration(b['spent_s']):>7} wall, {duration(b['compute_s']):>7} compute")
+        report = write_tune_report(self.out, self.state, bill)
+        return TuneResult(self.out, 0, verdict["headline"], winner, report, bill)
+
+
+def _rows(sweep_dir: Path) -> list:
+    from ..sweep.store import read_sweep
+
+    return read_sweep(sweep_dir)[0]
+
+
+def _compute(sweep_dir: Path) -> float:
+    """The slot-seconds a sweep's runs trained (the sum of their wall times)."""
+    from ..sweep.store import read_sweep
+
+    rows, _ = read_sweep(sweep_dir)
+    return sum(r["wall_s"] or 0.0 for r in rows)
+
+
+def _candidates(search_dir: Path) -> list[dict[str, Any]]:
+    """The search's finished trials with a result, best first, one per point: the confirm stage's candidates."""
+    from ..report.analysis import load_runs, ranked_variants
+
+    runs, record = load_runs(search_dir)
+    out, seen = [], set()
+    for v in ranked_variants(runs, record):
+        r = v.runs[0]
+        if v.score is None or r.status not in WITH_RESULT or r.status == PRUNED:
+            continue
+        point = {k: r.axes[k] for k in ("base_lr", "lr_policy") if k in r.axes}
+        point.update({k: val for k, val in r.axes.items() if k not in point})
+        name = variant_name(point)
+        if name in seen:
+            continue
+        seen.add(name)
+        out.append({"name": name, "point": point, "value": v.score, "runs": [r.variant], "metric": record.metric,
+                    "maximize": record.maximize})
+    return out
+
+
+def _round_values(out: Path, alive: list[dict[str, Any]], seed: int) -> dict[str, float]:
+    """Each candidate's best value in a confirm round (its run of that seed)."""
+    from ..sweep.store import read_sweep
+
+    rows, _ = read_sweep(out)
+    got = {}
+    for c in alive:
+        name = f"{variant_name(c['point'])}_seed{seed}"
+        row = next((r for r in rows if r.variant == name), None)
+        if row is not None and row["best_top1"] is not None:
+            got[c["name"]] = row["best_top1"]
+    return got
+
+
+def tune(opts: TuneOptions, caffe: CaffeInstall | None = None, *, log: Callable[[str], None] = print,
+         display: Any = None) -> TuneResult:
+    """Run (or resume) the tune ``opts`` describes; see the module docstring."""
+    from ..toolchain import locate
+
+    return Tuner(opts, caffe or locate(), log, display).run()

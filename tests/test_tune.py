@@ -1,0 +1,143 @@
+"""`caffegen tune` end to end on the real binary: a tiny net of your own on a tiny image folder (each run takes a
+second), killed in its search and resumed, within its budget, and bad input refused in one line."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from caffegen.prototxt import NetOptions, render_net
+from conftest import make_imageset
+from sweep_state import store_rows, wait_for
+
+CAFFEGEN = [sys.executable, "-m", "caffegen"]
+TINY = dict(resize=36, test_resize=32, crop=32, conv_widths=(8, 8, 16, 16, 16), train_batch=8, test_batch=4,
+            batchnorm=True)
+FAST = ["--iters", "60", "--search-iters", "30"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """3 classes x 16 images: one folder per class, as a practitioner's data comes."""
+    root = tmp_path_factory.mktemp("images")
+    make_imageset(root, classes=3, per_class=16)
+    return root
+
+
+def net(tmp_path: Path, **kw) -> Path:
+    """Your own train_val (caffegen's template rendered small, written as a user's file)."""
+    path = tmp_path / "train_val.prototxt"
+    path.write_text(render_net(NetOptions(num_classes=3, **{**TINY, **kw})))
+    return path
+
+
+def tune(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(CAFFEGEN + ["tune", *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.caffe
+def test_tune_runs_every_stage_within_its_budget_and_a_rerun_resumes(folder, tmp_path):
+    import optuna
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "t"
+    proc = tune(tmp_path, net(tmp_path), "--data", folder, *FAST, "--budget", "35s", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    err = proc.stderr
+    assert "[tune] plan for a budget of 35s" in err and "of the full grid: 21 runs of 60 iterations" in err
+    for i, stage in enumerate(("measure", "sanity", "lr-find", "search", "confirm", "final", "look"), 1):
+        assert f"[tune] stage {i}/7: {stage}" in err
+    assert "[tune] bill:" in err and "optuna-dashboard sqlite:///" in err
+    state = json.loads((out / "tune.json").read_text())
+    assert all(state["stages"][s]["status"] == "done" for s in ("measure", "sanity", "lr-find", "search", "confirm",
+                                                                  "final", "look"))
+    spent = sum(s["spent_s"] for s in state["stages"].values())
+    assert spent <= 1.1 * state["plan"]["wall_s"], (spent, state["plan"]["wall_s"])    # the budget holds
+    lr = state["stages"]["lr-find"]["decision"]
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'search' / 'sweep.db'}")
+    trials = study.get_trials()
+    assert len(trials) >= 6 and all(lr["low"] <= t.params["base_lr"] <= lr["high"] for t in trials)
+    assert sorted(t.user_attrs["variant"] for t in trials) == sorted(store_rows(out / "search"))
+    verdict = state["stages"]["confirm"]["decision"]
+    winner = verdict["winner"]
+    assert verdict["headline"].startswith(f"winner {winner['name']}: mean best top-1")
+    final = store_rows(out / "final")
+    assert list(final) == [winner["name"]] and final[winner["name"]]["last_iter"] == 60
+    for stage in ("search", "final"):                 # every stage's spec is a sweep anyone can rerun
+        assert "caffegen sweep" in (out / "specs" / f"{stage}.toml").read_text()
+    assert (out / "report.html").is_file() and winner["name"] in (out / "report.md").read_text()
+    assert (out / "final" / winner["name"] / "eval" / "summary.json").is_file()
+    ea = EventAccumulator(str(out / "tensorboard" / "final" / winner["name"])).Reload()
+    assert "test/top1" in ea.Tags()["scalars"]
+    again = tune(tmp_path, net(tmp_path), "--data", folder, *FAST, "--budget", "35s", "--out", out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "[tune] stage 4/7: search" not in again.stderr          # a finished stage is reused, not run again
+    other = tune(tmp_path, net(tmp_path), "--data", folder, *FAST, "--budget", "40s", "--out", out)
+    lines = other.stderr.strip().splitlines()
+    assert other.returncode == 2 and len(lines) == 1 and "holds a tune with other arguments (budget" in lines[0]
+
+
+@pytest.mark.caffe
+def test_kill_9_in_the_search_and_a_rerun_loses_no_trial_and_runs_none_twice(folder, tmp_path):
+    import optuna
+
+    out = tmp_path / "k"
+    args = [net(tmp_path), "--data", folder, "--iters", "1000", "--search-iters", "500", "--budget", "30s",
+            "--out", out, "--no-sanity", "--final", "none"]
+    err = tmp_path / "first.log"        # a file, not a pipe: nothing blocks the tune when nobody reads it
+    proc = subprocess.Popen(CAFFEGEN + ["tune", *map(str, args)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=err.open("w"))
+    storage = f"sqlite:///{out / 'search' / 'sweep.db'}"
+
+    def running_trials() -> bool:
+        assert proc.poll() is None, err.read_text()[-3000:]     # the tune is still at work
+        rows = store_rows(out / "search")
+        return sum(r["status"] == "running" for r in rows.values()) >= 2
+
+    try:
+        wait_for(running_trials, timeout=300)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+    again = tune(tmp_path, *args, timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    trials = optuna.load_study(study_name="search", storage=storage).get_trials()
+    names = [t.user_attrs.get("variant") for t in trials]
+    assert [t.number for t in trials] == list(range(len(trials)))        # none lost
+    assert len(set(names)) == len(names) and None not in names            # none run twice, every one named
+    points = {(t.params["base_lr"], t.params["lr_policy"]) for t in trials}
+    assert len(points) == len(trials)     # the resumed sampler drew on: it did not repeat its first draws
+    rows = store_rows(out / "search")
+    assert sorted(rows) == sorted(names) and all(r["status"] in ("done", "pruned") for r in rows.values())
+    assert any(r["attempts"] == 2 for r in rows.values())                # the ones running at the kill resumed
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/nonexistent/images"], "--data folder not found: /nonexistent/images"),
+    (["--data", "{folder}", "--budget", "0"], "--budget '0'"),
+    (["--data", "{folder}", "--budget", "0runs"], "a budget of 0 runs trains nothing"),
+    (["--data", "{folder}", "--budget", "fast"], "give a time (2h, 90m, 1h30m, 600s)"),
+    (["--data", "{folder}", "--bugdet", "2h"], "No such option '--bugdet'. (Did you mean one of: '--budget'"),
+    (["{deploy}", "--data", "{folder}"], "deploy"),
+    (["{net}", "--data", "{folder}", "--budget", "1runs", "--iters", "60"], "too small for sanity, lr-find"),
+])
+@pytest.mark.caffe
+def test_bad_input_is_one_line_and_exit_2(folder, tmp_path, args, message):
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text('name: "d"\nlayer { name: "data" type: "Input" top: "data" '
+                      'input_param { shape { dim: 1 dim: 3 dim: 32 dim: 32 } } }\n'
+                      'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+                      'inner_product_param { num_output: 3 } }\n')
+    argv = [a.format(folder=folder, deploy=deploy, net=net(tmp_path)) for a in args]
+    proc = tune(tmp_path, *argv, "--out", tmp_path / "bad")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("caffegen: error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
