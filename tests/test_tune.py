@@ -35,6 +35,34 @@ def net(tmp_path: Path, **kw) -> Path:
     return path
 
 
+def dashboard_trials(db: Path) -> int:
+    """The trials optuna-dashboard itself serves of the study "search" in ``db`` (its JSON API on 127.0.0.1)."""
+    import json as _json
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).parent / "optuna-dashboard"
+    server = subprocess.Popen([str(exe), f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def studies():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    return _json.loads(r.read())["study_summaries"]
+            except OSError:
+                return None
+        found = wait_for(studies, timeout=60)
+        study = next(s for s in found if s["study_name"] == "search")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}", timeout=10) as r:
+            return len(_json.loads(r.read())["trials"])
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+
+
 def tune(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(CAFFEGEN + ["tune", *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
@@ -74,6 +102,7 @@ def test_tune_runs_every_stage_within_its_budget_and_a_rerun_resumes(folder, tmp
     assert (out / "final" / winner["name"] / "eval" / "summary.json").is_file()
     ea = EventAccumulator(str(out / "tensorboard" / "final" / winner["name"])).Reload()
     assert "test/top1" in ea.Tags()["scalars"]
+    assert dashboard_trials(out / "search" / "sweep.db") == len(trials)   # optuna-dashboard reads the study
     again = tune(tmp_path, net(tmp_path), "--data", folder, *FAST, "--budget", "35s", "--out", out)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "[tune] stage 4/7: search" not in again.stderr          # a finished stage is reused, not run again

@@ -44,15 +44,16 @@ def _metavar(f: dataclasses.Field) -> str:
     return "VALUE"
 
 
-def _fields(cls: type, exclude: Iterable[str]) -> list[dataclasses.Field]:
-    skip = set(exclude)
-    return [f for f in dataclasses.fields(cls) if f.name not in skip]
+def _fields(cls: type, exclude: Iterable[str], include: Iterable[str] | None = None) -> list[dataclasses.Field]:
+    skip, only = set(exclude), set(include) if include is not None else None
+    return [f for f in dataclasses.fields(cls) if f.name not in skip and (only is None or f.name in only)]
 
 
-def dataclass_options(cls: type, exclude: Iterable[str] = ()) -> Callable:
-    """A decorator adding one option per field of ``cls`` (booleans as ``--x/--no-x``), each defaulting to None."""
+def dataclass_options(cls: type, exclude: Iterable[str] = (), include: Iterable[str] | None = None) -> Callable:
+    """A decorator adding one option per field of ``cls`` (booleans as ``--x/--no-x``), each defaulting to None
+    (``include``: only these fields)."""
     def deco(fn: Callable) -> Callable:
-        for f in reversed(_fields(cls, exclude)):
+        for f in reversed(_fields(cls, exclude, include)):
             help_ = f"{f.metadata.get('help', '')} [default: {_shown_default(f)}]"
             flag = _flag(f)
             if isinstance(f.default, bool) or str(f.type).startswith("bool"):

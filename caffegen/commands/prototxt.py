@@ -11,6 +11,7 @@ import click
 
 from ..errors import InputError
 from ..prototxt.options import NetOptions, SolverOptions
+from ..prototxt.chains import CHAINED, describe_chain_defaults
 from ..prototxt.schedule import POLICIES, describe_policy_defaults
 from .options import dataclass_options, pick
 
@@ -18,11 +19,12 @@ _SOLVER_FIXED = ("base_lr", "lr_policy", "net")  # given as --lr/--policy by eac
 
 
 def _policy_help() -> str:
-    rows = describe_policy_defaults()
+    rows = describe_policy_defaults() + describe_chain_defaults()
     width = max(len(params) for _, params, _ in rows)
-    lines = [f"  {policy:<10} {params:<{width}}  ends at {end}" for policy, params, end in rows]
+    lines = [f"  {policy:<12} {params:<{width}}  ends at {end}" for policy, params, end in rows]
     return "\n".join(["\b", "Policy parameters (defaults derived from --max-iter N; each one overridable):", *lines,
-                      "A solver carries only the parameters its policy reads."])
+                      "A solver carries only the parameters its policy reads. The schedules after Caffe's seven are",
+                      "chains of segments, each a caffe train resumed from the last snapshot (docs/schedules.md)."])
 
 
 POLICY_HELP = _policy_help()
@@ -131,10 +133,10 @@ def solvers(lr: str, policy: str, out: str, net_file: Path | None, base_solver: 
     """
     from ..checks import parse_lrs
     from ..prototxt.files import write_solver_set, write_user_solver_set
-    from ..prototxt.schedule import parse_policies
+    from ..prototxt.chains import parse_schedules
 
     lrs = parse_lrs(lr)
-    policies = parse_policies(policy)
+    policies = parse_schedules(policy)
     if base_solver is not None and net_file is None:
         raise InputError("--base-solver goes with --net (the template net's solvers take the options directly)")
     if net_file is not None:
@@ -157,50 +159,79 @@ def solvers(lr: str, policy: str, out: str, net_file: Path | None, base_solver: 
     click.echo(f"{len(written.rows)} solvers, index: {Path(out) / 'index.csv'}")
 
 
+_CHAIN_OPTIONS = ("min_lr", "max_lr", "period", "period_mult", "peak_at", "anneal_ratio", "patience", "cooldown",
+                  "warmup_iter", "warmup_start", "test_interval")
+
+
 @click.command(epilog=POLICY_HELP)
 @click.option("--lr", "lr", default="0.01", show_default=True, metavar="LR", help="base_lr (> 0).")
-@click.option("--policy", default="all", show_default=True, help="'all' or a comma list of policies.")
+@click.option("--policy", default="all", show_default=True,
+              help="'all' (Caffe's seven), 'every' (those and the chained schedules) or a comma list, e.g. "
+                   "step,cosine,onecycle,step+warmup.")
 @click.option("--max-iter", "max_iter", default="10000", show_default=True, metavar="N", help="Iterations.")
 @click.option("--gamma", default=None, metavar="VALUE", help="Override gamma for every plotted policy that reads it.")
-@click.option("--stepsize", default=None, metavar="VALUE", help="Override stepsize (step, sigmoid).")
+@click.option("--stepsize", default=None, metavar="VALUE", help="Override stepsize (step, sigmoid, triangular).")
 @click.option("--stepvalue", default=None, metavar="VALUE", help="Override stepvalue (multistep), e.g. 5000,7500.")
 @click.option("--power", default=None, metavar="VALUE", help="Override power (inv, poly).")
+@dataclass_options(SolverOptions, include=_CHAIN_OPTIONS)
 @click.option("--out", "out", default="lr_schedule.png", show_default=True, type=click.Path(dir_okay=False),
-              help="PNG to write (log y axis).")
+              help="PNG to write.")
 def schedule(lr: str, policy: str, max_iter: str, out: str, **overrides: Any) -> None:
-    """Plot lr against iteration for each policy, with Caffe's own math.
+    """Plot lr against iteration for each schedule, with Caffe's own math.
 
     \b
-    The curves come from caffegen.prototxt.schedule, a port of Caffe 1.0's
-    SGDSolver::GetLearningRate (float32 parameters, multistep bookkeeping),
-    tested against the lr that a real `caffe train` prints. Also prints the lr
-    at 0, N/4, N/2, 3N/4 and N-1 for each policy.
+    Caffe's seven policies come from caffegen.prototxt.schedule, a port of
+    Caffe 1.0's SGDSolver::GetLearningRate (float32 parameters, multistep
+    bookkeeping), tested against the lr a real `caffe train` prints. The
+    chained schedules (cosine, sgdr, onecycle, triangular, linear, plateau,
+    <any>+warmup) are drawn twice: their ideal curve (dashed) and the lr
+    Caffe uses along their segments (solid); the largest gap between the two
+    is printed (0 for the piecewise-linear ones; within 1% of base_lr for
+    cosine and sgdr at the default --tolerance). A plateau's drops depend on
+    the run: only its start is drawn. Also prints the lr at 0, N/4, N/2, 3N/4
+    and N-1 and each schedule's number of segments.
 
     \b
     Example:
-      caffegen schedule --lr 0.01 --policy all --max-iter 10000 --out lr.png
+      caffegen schedule --lr 0.01 --policy every --max-iter 600 --out lr.png
     """
-    from ..prototxt.schedule import format_lr, lr_curve, parse_policies
+    import numpy as np
+
+    from ..prototxt.chains import chain_lr, ideal_lr, parse_schedules
+    from ..prototxt.schedule import format_lr, lr_curve
     from ..report.figures import plot_schedules
 
     base_lr = _one_lr(lr)
     given = {k: v for k, v in overrides.items() if v is not None}
-    curves = {}
+    curves, ideal, rows = {}, {}, []
     n = None
-    for pol in parse_policies(policy):
+    for pol in parse_schedules(policy):
         opts = SolverOptions(base_lr=base_lr, lr_policy=pol, max_iter=max_iter, **given)
         n = opts.max_iter
         params = opts.policy_params()
         shown = ", ".join(f"{k} {','.join(map(str, v)) if isinstance(v, list) else format(v, 'g')}"
                           for k, v in params.items())
-        curves[f"{pol} ({shown})" if shown else pol] = lr_curve(pol, opts.base_lr, n, **params)
+        label = f"{pol} ({shown})" if shown else pol
+        its = np.arange(n)
+        if opts.is_chain:
+            pieces = opts.pieces()
+            curves[label] = (its, chain_lr(pieces, its))
+            ideal[label] = (its, ideal_lr(pol, opts.base_lr, n, params, its))
+            gap = float(np.max(np.abs(curves[label][1] - ideal[label][1])))
+            rows.append((label, len(pieces), gap))
+        else:
+            curves[label] = lr_curve(pol, opts.base_lr, n, **params)
+            rows.append((label, 1, 0.0))
     assert n is not None
     marks = sorted({0, n // 4, n // 2, (3 * n) // 4, n - 1})
     width = max(len(k) for k in curves)
-    click.echo(f"{'policy':<{width}}  " + "  ".join(f"{'it ' + str(m):>12}" for m in marks))
-    for label, (_, lrs) in curves.items():
-        click.echo(f"{label:<{width}}  " + "  ".join(f"{format_lr(lrs[m]):>12}" for m in marks))
-    click.echo(str(plot_schedules(curves, out, title=f"lr schedules, base_lr {base_lr:g}, max_iter {n}")))
+    click.echo(f"{'policy':<{width}}  " + "  ".join(f"{'it ' + str(m):>12}" for m in marks)
+               + f"  {'segments':>8}  largest gap to the ideal curve")
+    for (label, (_, lrs)), (_, segments, gap) in zip(curves.items(), rows):
+        click.echo(f"{label:<{width}}  " + "  ".join(f"{format_lr(lrs[m]):>12}" for m in marks)
+                   + f"  {segments:>8}  {format_lr(gap)} ({100 * gap / base_lr:.2f}% of base_lr)")
+    click.echo(str(plot_schedules(curves, out, ideal=ideal or None,
+                                  title=f"lr schedules, base_lr {base_lr:g}, max_iter {n}")))
 
 
 @click.group()

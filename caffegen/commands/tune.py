@@ -67,14 +67,15 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sa
       caffegen tune models/finetune_flickr_style/train_val.prototxt \\
           --weights bvlc_reference_caffenet.caffemodel --data ~/data/styles --budget 2h
     """
-    from ..prototxt.schedule import POLICIES, parse_policies
+    from ..prototxt.chains import parse_schedules
+    from ..prototxt.schedule import POLICIES
     from ..sweep.progress import make_display
     from ..tune import TuneOptions
     from ..tune import tune as run_tune
 
     opts = TuneOptions(data=data, net=net, weights=weights, solver=solver, budget=budget, out=out, iters=iters,
                        search_iters=search_iters, final=final, sanity=sanity, seed=seed,
-                       policies=tuple(parse_policies(policies)) if policies else POLICIES, jobs=jobs,
+                       policies=tuple(parse_schedules(policies)) if policies else POLICIES, jobs=jobs,
                        gpus=gpus or (), backend=backend, address=address)
     display = make_display(f"tune -> {out}")
     result = run_tune(opts, log=display.log, display=display)

@@ -16,9 +16,10 @@
 from .files import Written, resolve_test_iter, write_solver_set, write_variant
 from .options import SOLVER_TYPES, NetOptions, SolverOptions, variant_name
 from .render import render_deploy, render_net, render_solver
-from .schedule import POLICIES, parse_policies
+from .chains import parse_schedules
+from .schedule import POLICIES
 from .text import prototxt_string
 
-__all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "POLICIES", "Written", "parse_policies", "prototxt_string",
+__all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "POLICIES", "Written", "parse_schedules", "prototxt_string",
            "render_deploy", "render_net", "render_solver", "resolve_test_iter", "variant_name", "write_solver_set",
            "write_variant"]

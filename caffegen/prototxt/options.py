@@ -17,7 +17,9 @@ from typing import Any, Literal
 from ..layout import LIST_TRAIN, LIST_VAL
 from ..errors import InputError
 from ..checks import as_choice, as_float, as_int, as_tuple
-from .schedule import POLICIES, POLICY_PARAMS, learning_rate, policy_defaults, resolve_policy
+from .chains import (CHAINED, base_of, chain_defaults, chain_lr, chained, check_params, pieces, resolve_schedule,
+                     schedule_params)
+from .schedule import POLICIES, POLICY_PARAMS, learning_rate, policy_defaults
 from .text import prototxt_string
 
 __all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "SOLVER_MODES", "TYPE_DEFAULTS", "DEFAULT_VAL_IMAGES",
@@ -174,13 +176,26 @@ class SolverOptions:
     """
 
     base_lr: float = knob(0.01, "base_lr (> 0).", flag="--lr")
-    lr_policy: str = knob("step", f"lr_policy: {', '.join(POLICIES)}.", flag="--policy")
+    lr_policy: str = knob("step", f"lr_policy: {', '.join(POLICIES)} (Caffe's own), or a schedule Caffe lacks, run "
+                                  f"as a chain of segments: {', '.join(CHAINED)}, <any>+warmup.", flag="--policy")
     max_iter: int = knob(10000, "Iterations (>= 1); the policy defaults scale with it.")
     gamma: float | None = knob(None, "lr_policy gamma (see the table below).", derived="per policy")
     stepsize: int | None = knob(None, "step/sigmoid stepsize.", derived="per policy")
     stepvalue: tuple[int, ...] | None = knob(None, "multistep iterations, strictly increasing, e.g. 5000,7500.",
                                              derived="N/2,3N/4")
     power: float | None = knob(None, "inv/poly power.", derived="per policy")
+    min_lr: float | None = knob(None, "linear/cosine/sgdr: the lr at the end (of each cycle); plateau: its floor.",
+                                derived="per schedule")
+    max_lr: float | None = knob(None, "onecycle/triangular: the peak lr.", derived="per schedule")
+    period: int | None = knob(None, "sgdr: the first cycle's length in iterations.", derived="N/7")
+    period_mult: float | None = knob(None, "sgdr: each cycle this many times longer than the last.", derived="2")
+    peak_at: float | None = knob(None, "onecycle: the fraction of the run at the peak.", derived="0.45")
+    anneal_ratio: float | None = knob(None, "onecycle: the final lr as a fraction of base_lr.", derived="0.01")
+    patience: int | None = knob(None, "plateau: test passes without a gain before a drop by gamma.", derived="2")
+    cooldown: int | None = knob(None, "plateau: test passes after a drop before the next can come.", derived="0")
+    warmup_iter: int | None = knob(None, "<schedule>+warmup: iterations of the linear warm-up.", derived="N/20")
+    warmup_start: float | None = knob(None, "<schedule>+warmup: where the warm-up starts, as a fraction of the "
+                                            "schedule's value.", derived="0.1")
     net: str = knob("train_val.prototxt", "The net the solver trains (relative to caffe's working directory).")
     test_iter: int | None = knob(None, "Test batches per test pass; derived from the val list so the whole set is "
                                        f"covered; ceil({DEFAULT_VAL_IMAGES}/test batch) when the list is not readable.",
@@ -211,7 +226,7 @@ class SolverOptions:
         """Coerce and check every field; raise InputError naming the first bad one."""
         set_ = functools.partial(object.__setattr__, self)
         set_("base_lr", as_float("base_lr (--lr)", self.base_lr, gt=0))
-        set_("lr_policy", resolve_policy(self.lr_policy))
+        set_("lr_policy", resolve_schedule(self.lr_policy))
         set_("max_iter", as_int("max_iter", self.max_iter, 1))
         if self.gamma is not None:
             set_("gamma", as_float("gamma", self.gamma))
@@ -227,6 +242,12 @@ class SolverOptions:
             set_("stepvalue", values)
         if self.power is not None:
             set_("power", as_float("power", self.power))
+        for name in ("min_lr", "max_lr", "period_mult", "peak_at", "anneal_ratio", "warmup_start"):
+            if getattr(self, name) is not None:
+                set_(name, as_float(name, getattr(self, name), ge=0))
+        for name, lowest in (("period", 1), ("patience", 1), ("cooldown", 0), ("warmup_iter", 1)):
+            if getattr(self, name) is not None:
+                set_(name, as_int(name, getattr(self, name), lowest))
         for name in ("net", "snapshot_prefix"):
             value = getattr(self, name)
             value = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
@@ -261,6 +282,12 @@ class SolverOptions:
 
     def _check_policy(self, p: dict[str, Any]) -> None:
         pol = self.lr_policy
+        if chained(pol):
+            check_params(pol, self.base_lr, self.max_iter, p)
+            base, _ = base_of(pol)
+            if base not in POLICIES:
+                return
+            pol = base
         if pol in ("step", "exp", "multistep") and not p["gamma"] > 0:
             raise InputError(f"lr_policy {pol} needs gamma > 0, got {p['gamma']!r}")
         if pol == "inv" and not p["gamma"] >= 0:
@@ -269,16 +296,35 @@ class SolverOptions:
             raise InputError(f"lr_policy poly needs power >= 0, got {p['power']!r}")
 
     def policy_params(self) -> dict[str, Any]:
-        """The policy parameters this solver writes: defaults from max_iter, overridden by given values."""
-        params = policy_defaults(self.lr_policy, self.max_iter)
-        for key in POLICY_PARAMS[self.lr_policy]:
+        """The schedule's parameters: defaults from max_iter, overridden by given values (Caffe's own policies: the
+        fields their solver writes; a chained schedule: what plans its segments)."""
+        if chained(self.lr_policy):
+            params = chain_defaults(self.lr_policy, self.max_iter, self.base_lr)
+            keys = list(schedule_params(self.lr_policy)) + list(POLICY_PARAMS.get(base_of(self.lr_policy)[0], ()))
+        else:
+            params = policy_defaults(self.lr_policy, self.max_iter)
+            keys = list(POLICY_PARAMS[self.lr_policy])
+        for key in keys:
             value = getattr(self, key)
             if value is not None:
                 params[key] = list(value) if key == "stepvalue" else value
         return params
 
+    @property
+    def is_chain(self) -> bool:
+        """A schedule Caffe lacks: the run is a chain of segments (:mod:`caffegen.prototxt.chains`)."""
+        return chained(self.lr_policy)
+
+    def pieces(self):
+        """The chain's segments (a chained schedule; for plateau, its first only), knots off the test passes."""
+        return pieces(self.lr_policy, self.base_lr, self.max_iter, self.policy_params(),
+                      test_interval=self.test_interval or max(1, self.max_iter // 20))
+
     def lr_at(self, it: int) -> float:
-        """The lr Caffe uses at iteration ``it`` with this solver (:func:`~caffegen.prototxt.schedule.learning_rate`)."""
+        """The lr Caffe uses at iteration ``it`` with this solver (:func:`~caffegen.prototxt.schedule.learning_rate`;
+        a chain: its segment's)."""
+        if self.is_chain:
+            return float(chain_lr(self.pieces(), [it])[0])
         p = self.policy_params()
         return learning_rate(self.lr_policy, it, self.base_lr, gamma=p.get("gamma", 0.0),
                              stepsize=p.get("stepsize", 0), stepvalue=p.get("stepvalue", ()),
@@ -307,7 +353,11 @@ class SolverOptions:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for key in ("gamma", "stepsize", "stepvalue", "power", "momentum", "momentum2", "delta", "rms_decay"):
             d[key] = None
-        d.update(self.policy_params())
+        if self.is_chain:   # the solver file of its first segment (the chain writes the others as it goes)
+            first = self.pieces()[0]
+            d.update(first.solver_fields())
+        else:
+            d.update(self.policy_params())
         d.update(self.type_params())
         if d["stepvalue"] is not None:
             d["stepvalue"] = list(d["stepvalue"])

@@ -47,21 +47,9 @@ SIGMOID_END_RATIO = 1e-3    # sigmoid: centred at max_iter/2, ~base_lr at 0 and 
 
 
 def resolve_policy(name: str) -> str:
-    """The canonical policy name for ``name`` (case-insensitive); an unknown name names the nearest one."""
+    """The canonical name of one of Caffe's own seven policies (case-insensitive); an unknown name names the nearest
+    one. Every schedule, the chained ones too: :func:`caffegen.prototxt.chains.resolve_schedule`."""
     return as_choice("lr_policy", name, POLICIES, also="or 'all'")
-
-
-def parse_policies(spec: str | Iterable[str]) -> list[str]:
-    """``"all"`` -> the 7 policies in Caffe's order; ``"step,exp"`` -> ``["step", "exp"]`` (no duplicates)."""
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    items = [s.strip() for s in items if s.strip()]
-    if not items:
-        raise InputError("no lr_policy given (use a name such as 'step', a list 'step,exp', or 'all')")
-    out: list[str] = []
-    for item in items:
-        names = POLICIES if item.lower() == "all" else (resolve_policy(item),)
-        out += [n for n in names if n not in out]
-    return out
 
 
 def policy_defaults(policy: str, max_iter: int) -> dict:

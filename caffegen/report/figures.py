@@ -16,7 +16,7 @@ import numpy as np
 from ..layout import study_storage
 from ..logs.curves import Curves
 from ..plotting import ema, png_bytes, pyplot, save_png
-from ..prototxt.schedule import POLICIES
+from ..prototxt.chains import SCHEDULES
 from ..run.status import DONE
 from .diagnose import metric_roles
 
@@ -160,9 +160,9 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
 
 
 def _policies(items) -> list[Any]:
-    """The lr_policy values present, in the schedule module's order, any other name after (sorted)."""
+    """The lr_policy values present, Caffe's seven then the chained schedules, any other (+warmup) after, sorted."""
     present = {str(x.axes["lr_policy"]) for x in items if "lr_policy" in x.axes}
-    return [p for p in POLICIES if p in present] + sorted(present - set(POLICIES))
+    return [p for p in SCHEDULES if p in present] + sorted(present - set(SCHEDULES))
 
 
 def lr_figure(variants: list[VariantReport], metric: str = "top-1") -> bytes | None:
@@ -244,22 +244,32 @@ def run_figure(r: RunReport, out_png: Path) -> bytes | None:
 
 
 def plot_schedules(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: str | Path, *,
+                   ideal: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
                    title: str = "Learning-rate schedules (Caffe's GetLearningRate)") -> Path:
-    """Plot lr against iteration for each named curve on a log y axis and save a PNG."""
+    """Plot lr against iteration for each named curve (what Caffe uses) and, dashed in the same colour, the ideal
+    curve of a schedule a chain approximates; a log y axis for Caffe's own policies alone, linear when a chain is
+    drawn (its tolerance is a fraction of base_lr: on a log axis its last small steps would look like cliffs)."""
     plt = pyplot()
 
     out = Path(out)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=110)
+    log = not ideal and all((lrs > 0).all() for _, lrs in curves.values())
     try:
-        for label, (its, lrs) in curves.items():
-            y = np.where(lrs > 0, lrs, np.nan)  # log axis: lr = 0 has no place on it
-            ax.plot(its, y, label=label, linewidth=1.5)
-        ax.set_yscale("log")
+        for i, (label, (its, lrs)) in enumerate(curves.items()):
+            colour = plt.colormaps["tab10"](i % 10)
+            ax.plot(its, lrs, label=label, linewidth=1.5, color=colour)
+            if ideal and label in ideal:
+                its2, lrs2 = ideal[label]
+                ax.plot(its2, lrs2, linestyle="--", linewidth=1.0, color=colour, alpha=0.8)
+        if ideal:
+            ax.plot([], [], linestyle="--", color="grey", label="ideal curve (dashed)")
+        if log:
+            ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.set_ylabel("learning rate")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     except BaseException:
         plt.close(fig)
         raise

@@ -12,9 +12,9 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-from ..layout import SNAPSHOT_DIR, SOLVER, TRAIN_LOG
+from ..layout import SNAPSHOT_DIR, SOLVER, TRAIN_LOG, parse_snapshot_name
 from ..logs.follower import LogFollower, LogTail
 from ..toolchain import CaffeInstall
 from .executor import LOST, Executor, Handle, Job, LocalExecutor, Slot
@@ -29,6 +29,15 @@ PRUNE_EVERY_S = 10.0   # while caffe runs, old snapshots are deleted at most thi
 
 Rule = Callable[[LogFollower], "Decision | None"]             # a caller's own stop rule (a probe's)
 TestJudge = Callable[[int, float], "Decision | None"]         # told each whole test pass (iteration, metric value)
+
+
+class Chain(Protocol):
+    """The segments of a run whose schedule Caffe lacks (``caffegen.sweep.chain.RunChain``): each a ``caffe train``
+    of its own solver, resumed from the previous one's snapshot."""
+
+    def start(self, at: int, tests: Sequence[tuple[int, float]] = ()) -> Any: ...   # .solver, .start, .end
+
+    def next(self, at: int, tests: Sequence[tuple[int, float]] = ()) -> Any: ...    # None: the run is done
 
 
 def train_argv(caffe: CaffeInstall, *, solver: str = SOLVER, snapshot: str | None = None,
@@ -79,18 +88,23 @@ class Training:
 
     ``resume``: the snapshot to continue from (its log is kept and read: one curve across attempts); without one an
     old ``train.log`` is kept aside as ``train.log.attemptN`` (``fresh``: removed). ``rules``: the caller's stop rules
-    beside the policy (a probe's); ``judge``: told each whole test pass of ``policy.metric`` (a pruner)."""
+    beside the policy (a probe's); ``judge``: told each whole test pass of ``policy.metric`` (a pruner); ``chain``:
+    a schedule Caffe lacks, trained segment after segment in the same log; ``on_launch``: told each caffe started (a
+    new pid with every segment: who trains the run now)."""
 
     def __init__(self, run_dir: Path, caffe: CaffeInstall, executor: Executor, slot: Slot, policy: StopPolicy, *,
                  name: str | None = None, resume: Path | None = None, weights: str | None = None,
                  rules: Sequence[Rule] = (), judge: TestJudge | None = None, keep_best: int = 1,
-                 top5: str | None = None, attempt: int = 1, fresh: bool = False) -> None:
+                 top5: str | None = None, attempt: int = 1, fresh: bool = False, chain: Chain | None = None,
+                 on_launch: Callable[[Handle], None] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.name = name or self.run_dir.name
         self.caffe, self.executor, self.slot, self.policy = caffe, executor, slot, policy
         self.resume, self.weights = resume, weights
         self.rules, self.judge = tuple(rules), judge
         self.keep_best, self.top5, self.attempt, self.fresh = keep_best, top5, attempt, fresh
+        self.chain, self.on_launch = chain, on_launch
+        self.segment: Any = None                 # the chain's segment training now
         self.log_path = self.run_dir / TRAIN_LOG
         self.tail = LogTail(self.log_path)
         self.argv = train_argv(caffe, snapshot=str(resume.relative_to(self.run_dir)) if resume else None,
@@ -124,11 +138,40 @@ class Training:
             else:
                 self.tail.read()             # a resumed run keeps its earlier curve
         self.reported = max((r["NumIters"] for r in self.follower.test_rows_seen()), default=0)
-        self.handle = self.executor.launch(Job(self.name, self.argv, self.run_dir, self.log_path,
-                                               env=self.caffe.env()), self.slot)
+        if self.chain is not None:
+            at = parse_snapshot_name(self.resume.name)[0] if self.resume else 0
+            self.segment = self.chain.start(at, self._tests())
+            self.argv = train_argv(self.caffe, solver=self.segment.solver,
+                                   snapshot=str(self.resume.relative_to(self.run_dir)) if self.resume else None,
+                                   weights=self.weights)
+        self._launch()
         self.started = time.time()
         self.overhead_s += time.perf_counter() - t0
         return self
+
+    def _launch(self) -> None:
+        self.handle = self.executor.launch(Job(self.name, self.argv, self.run_dir, self.log_path,
+                                               env=self.caffe.env()), self.slot)
+        if self.on_launch is not None:
+            self.on_launch(self.handle)
+
+    def _tests(self) -> list[tuple[int, float]]:
+        """(iteration, value) of each test pass of the ranking metric so far (a plateau decides on them)."""
+        return self.follower.test_history(self.policy.metric) if self.policy.metric else []
+
+    def _next_segment(self) -> bool:
+        """A segment of a chain ended cleanly: start the next from its snapshot. False when the run is done."""
+        state, _ = usable_snapshot(self.run_dir)
+        at = parse_snapshot_name(state.name)[0] if state is not None else None
+        if at is None or at < self.segment.end:
+            return False                     # it did not reach its end (a failure is the outcome as it is)
+        nxt = self.chain.next(at, self._tests())
+        if nxt is None:
+            return False
+        self.segment = nxt
+        self.argv = train_argv(self.caffe, solver=nxt.solver, snapshot=str(state.relative_to(self.run_dir)))
+        self._launch()
+        return True
 
     def poll(self) -> bool:
         """Read what caffe logged, apply the policy, the rules and the judge; True once caffe has exited (then
@@ -136,8 +179,8 @@ class Training:
         if self.rc is not None:
             return True
         t0 = time.perf_counter()
-        self.tail.read()
         rc = self.handle.poll()
+        self.tail.read()                     # (after the poll: all a caffe that has exited wrote is read)
         f = self.follower
         if self.judge is not None and self.policy.metric:
             rows = f.test_rows_seen()
@@ -161,6 +204,9 @@ class Training:
         if rc is None and time.time() - self._pruned_at > PRUNE_EVERY_S:  # the newest may be being written: keep 2
             prune_snapshots(self.run_dir, keep=2, protect=self.best_snapshots())
             self._pruned_at = time.time()
+        if rc == 0 and self.chain is not None and self._free() and self._next_segment():
+            self.overhead_s += time.perf_counter() - t0
+            return False
         if rc is not None:
             self.rc = rc
             self.tail.flush()

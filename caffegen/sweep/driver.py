@@ -33,6 +33,7 @@ from ..toolchain import CaffeInstall
 from .leftovers import settle_leftovers
 from .planning import Planner, net_record, run_source
 from .progress import run_view
+from .chain import RunChain
 from .runs import RunPlan
 from .spec import RunSettings, SweepSpec
 from .store import Store, open_store, record_spec, sweep_lock
@@ -230,9 +231,20 @@ class Driver:
         weights = plan.user.weights if plan.user else None
         row = store.get(v.name)
         attempts = (row["attempts"] or 0) + 1 if row else 1
+        chain = RunChain(plan, run_dir, metric=self.metric, maximize=not is_loss_metric(self.metric or "")) \
+            if plan.solver.is_chain else None
+
+        def launched(handle) -> None:   # each segment of a chain is a new caffe: the store says who trains the run
+            if chain is not None and chain.segments() and len(chain.segments()) > 1:
+                self._record(store, v.name, pid=handle.pid, pid_start=handle.started)
+                manifest = read_manifest(run_dir)
+                manifest.update(pid=handle.pid, pid_start=handle.started, segments=chain.segments())
+                write_manifest(run_dir, manifest)
+
         training = Training(run_dir, self.caffe, self.executor, slot, self._policy(), name=v.name, resume=resume,
                             weights=weights, judge=lambda it, value: self._judge(v.name, it, value),
-                            keep_best=self.run.keep_best, top5=self.top5, attempt=attempts)
+                            keep_best=self.run.keep_best, top5=self.top5, attempt=attempts, chain=chain,
+                            on_launch=launched)
         manifest = {
             "variant": v.name, "axes": v.axes,
             "params": {"net": asdict(plan.net) if plan.net else plan.identity["net"], "solver": asdict(solver),
@@ -253,9 +265,11 @@ class Driver:
             "identity": plan.identity, "max_iter": plan.solver.max_iter, "ordinal": row["ordinal"] if row else None,
             "group": v.group or v.name, "seed": v.seed, "test_images": plan.test_images,
             "trial": self.source.trial_of(v.name),
+            **({"chain": {"schedule": solver.lr_policy, "params": solver.policy_params()}} if chain else {}),
         }
         training.start()
-        manifest.update(pid=training.handle.pid, pid_start=training.handle.started)
+        manifest.update(pid=training.handle.pid, pid_start=training.handle.started,
+                        **({"segments": chain.segments(), "command": training.argv} if chain else {}))
         write_manifest(run_dir, manifest)
         store.update(v.name, status=RUNNING, reason=None, started_at=manifest["started_at"], pid=training.handle.pid,
                      pid_start=training.handle.started, attempts=attempts)
@@ -380,7 +394,8 @@ class Driver:
                          "wall_s": summary["wall_s"], "overhead_s": round(t.overhead_s, 4),
                          "result": {k: summary[k] for k in ("best_top1", "best_top5", "best_iter", "final_top1",
                                                            "final_top5", "final_loss", "last_iter")},
-                         "snapshots": t.snapshot_record()})
+                         "snapshots": t.snapshot_record(),
+                         **({"segments": t.chain.segments()} if t.chain is not None else {})})
         manifest.update(self._where(a))
         write_manifest(t.run_dir, manifest)
         self.log(f"[sweep] {a.name}: {status}" + (f": {reason}" if reason and status == FAILED else "")

@@ -31,7 +31,7 @@ from typing import Any
 from ..checks import nearest
 from ..errors import InputError
 from ..layout import study_storage
-from ..prototxt.schedule import parse_policies
+from ..prototxt.chains import parse_schedules
 from ..run.status import PRUNED, WITH_RESULT
 from .values import typed
 
@@ -133,7 +133,7 @@ def _distribution(name: str, value: Any, fields: dict[str, str], source: str) ->
     if isinstance(value, list):
         if not value:
             raise InputError(f"{where}: an empty list of choices")
-        choices = parse_policies(value) if name == "lr_policy" else [typed(where, v, fields[name]) for v in value]
+        choices = parse_schedules(value) if name == "lr_policy" else [typed(where, v, fields[name]) for v in value]
         if len(set(map(repr, choices))) != len(choices):
             raise InputError(f"{where}: lists a choice twice")
         return choices

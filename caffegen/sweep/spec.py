@@ -37,7 +37,7 @@ from ..prototxt.options import NetOptions, SolverOptions, variant_name
 from ..prototxt.usernet import UserNet
 from .search import SearchSpec, parse_search
 from .values import field_types, typed, typed_proto, typed_table
-from ..prototxt.schedule import parse_policies
+from ..prototxt.chains import parse_schedules
 
 SHIPPED = ("default", "smoke", "search")  # specs shipped in caffegen/specs/, usable by name
 
@@ -178,7 +178,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     def axis(key: str, values: Any, where: str) -> list[Any]:
         """One axis's values, checked: a known field (net. prefix for the net's), each value typed by it."""
         if key == "lr_policy":
-            return parse_policies(values if isinstance(values, str) else ",".join(map(str, values)))
+            return parse_schedules(values if isinstance(values, str) else ",".join(map(str, values)))
         if not isinstance(values, list) or not values:
             raise InputError(f"{where} must be a non-empty list")
         if key.startswith("data."):

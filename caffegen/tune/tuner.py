@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CaffegenError, InputError, Interrupted, ValidationError
-from ..layout import LIST_TRAIN, LIST_VAL, REPORT_HTML, TENSORBOARD, study_storage
+from ..layout import REPORT_HTML, TENSORBOARD, study_storage
 from ..logs.curves import metric_label
 from ..paths import exclusive
 from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
 from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
-from .budget import CONFIRM_CANDIDATES, CONFIRM_ROUNDS, Budget, Plan, Speed, duration, make_plan, parse_budget
+from .budget import CONFIRM_CANDIDATES, CONFIRM_ROUNDS, Plan, Speed, duration, make_plan, parse_budget
 from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, search_tables
 from .state import TuneState
 

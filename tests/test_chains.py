@@ -1,0 +1,270 @@
+"""Schedules Caffe 1.0 lacks, as chains of segments on the unmodified binary: the lr Caffe logs equals the
+prediction iteration by iteration, a plateau drops where its rule says, the training data carries on across the
+boundaries (every image once per epoch, whatever the segmentation), and a kill -9 mid-segment resumes the schedule."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from caffegen.errors import InputError
+from caffegen.prototxt import SolverOptions
+from caffegen.prototxt.chains import (CHAINED, SCHEDULES, chain_lr, ideal_lr, parse_schedules, plateau_replay,
+                                      resolve_schedule)
+from caffegen.prototxt.schedule import POLICIES, format_lr
+from conftest import tiny_net
+from sweep_state import store_rows, wait_for
+
+CAFFEGEN = [sys.executable, "-m", "caffegen"]
+LR_LINE = re.compile(r"Iteration (\d+), lr = (\S+)")
+
+
+# ------------------------------------------------------------------------------------------ pure
+
+
+def test_names_every_and_warmup_and_the_nearest_on_a_typo():
+    assert parse_schedules("all") == list(POLICIES)            # "all" keeps meaning the seed's seven
+    assert parse_schedules("every") == list(SCHEDULES) and set(CHAINED) < set(SCHEDULES)
+    assert resolve_schedule("Cosine+Warmup") == "cosine+warmup" and resolve_schedule("step+warmup") == "step+warmup"
+    for typo, near in (("cosin", "cosine"), ("onecylce", "onecycle"), ("step+warmpu", "step+warmup")):
+        with pytest.raises(InputError, match=f"did you mean '{re.escape(near)}'"):
+            resolve_schedule(typo)
+
+
+@pytest.mark.parametrize("name", ["linear", "onecycle", "triangular", "step+warmup", "linear+warmup"])
+def test_piecewise_linear_schedules_are_exact(name):
+    s = SolverOptions(base_lr=0.02, lr_policy=name, max_iter=900, test_interval=50)
+    its = np.arange(900)
+    ours, ideal = chain_lr(s.pieces(), its), ideal_lr(name, 0.02, 900, s.policy_params(), its)
+    np.testing.assert_allclose(ours, ideal, rtol=1e-4, atol=1e-9)      # exact, but for float32 rounding
+
+
+@pytest.mark.parametrize("name", ["cosine", "sgdr", "cosine+warmup"])
+def test_smooth_schedules_stay_within_one_percent_and_never_go_below_min_lr(name):
+    s = SolverOptions(base_lr=0.02, lr_policy=name, max_iter=3000, test_interval=100, min_lr=0.0)
+    its = np.arange(3000)
+    ours = chain_lr(s.pieces(), its)
+    assert np.max(np.abs(ours - ideal_lr(name, 0.02, 3000, s.policy_params(), its))) <= 0.01 * 0.02 + 1e-12
+    assert ours.min() >= 0.0 and len(s.pieces()) <= (16 if name == "sgdr" else 7)
+
+
+def test_knots_on_a_test_pass_move_one_iteration_on_where_the_schedule_is_continuous():
+    s = SolverOptions(base_lr=0.01, lr_policy="triangular", max_iter=400, stepsize=100, test_interval=50)
+    assert [(p.start, p.end) for p in s.pieces()] == [(0, 101), (101, 201), (201, 301), (301, 400)]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"lr_policy": "cosine", "min_lr": 0.5}, "min_lr 0.5 must be >= 0 and below base_lr 0.01"),
+    ({"lr_policy": "step+warmup", "warmup_iter": 700}, "warmup_iter 700 must be in 1..599"),
+    ({"lr_policy": "sgdr", "period": 0}, "period must be >= 1"),
+    ({"lr_policy": "onecycle", "max_lr": 0.001}, "max_lr 0.001 must be above base_lr"),
+    ({"lr_policy": "cosine+warmup", "warmup_start": 0.0}, "warmup_start 0.0 must be in (0, 1)"),
+])
+def test_parameters_out_of_range_are_one_line(fields, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        SolverOptions(base_lr=0.01, max_iter=600, **fields)
+
+
+def test_the_plateau_rule_drops_after_patience_passes_without_a_gain_in_the_metrics_direction():
+    p = {"gamma": 0.1, "patience": 2, "cooldown": 0, "min_lr": 1e-6}
+    tests = [(0, 0.1), (10, 0.3), (20, 0.3), (30, 0.25), (40, 0.4), (50, 0.39), (60, 0.38)]
+    s = plateau_replay(0.01, p, tests, maximize=True)
+    assert s.drops == [(31, pytest.approx(0.001)), (61, pytest.approx(0.0001))]
+    loss = plateau_replay(0.01, p, [(0, 2.0), (10, 1.0), (20, 1.5), (30, 1.2)], maximize=False)
+    assert loss.drops == [(31, pytest.approx(0.001))]
+
+
+def test_bad_spec_values_for_schedules_are_one_line_and_name_the_variant():
+    from caffegen.sweep import parse_spec
+
+    with pytest.raises(InputError, match=r"did you mean 'cosine'"):
+        parse_spec({"data": {"demo": {}}, "grid": {"base_lr": [0.1], "lr_policy": ["cosinus"]}}, source="s.toml")
+    with pytest.raises(InputError, match=r"variant lr0.1_sgdr: period must be >= 1, got 0"):
+        parse_spec({"data": {"demo": {}}, "solver": {"period": 0}, "grid": {"base_lr": [0.1], "lr_policy": ["sgdr"]}},
+                   source="s.toml")
+
+
+# ------------------------------------------------------------------------------------------ real caffe
+
+SWEEP = """
+name = "{name}"
+[data]
+demo = {{ classes = 3, per_class = 10, seed = 0 }}
+""" + tiny_net().replace("{", "{{").replace("}", "}}") + """[solver]
+max_iter = {max_iter}
+test_interval = 10
+display = 1
+random_seed = 0
+{solver}
+[grid]
+base_lr = [0.01]
+lr_policy = {policies}
+[run]
+jobs = 2
+"""
+
+
+def chained_sweep(tmp_path: Path, name: str, policies: str, max_iter: int = 60, solver: str = "") -> Path:
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(SWEEP.format(name=name, policies=policies, max_iter=max_iter, solver=solver))
+    return spec
+
+
+def logged_lr(log: Path) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    for it, lr in LR_LINE.findall(log.read_text()):
+        out.setdefault(int(it), set()).add(lr)
+    return out
+
+
+@pytest.mark.caffe
+def test_every_new_schedule_logs_the_lr_caffegen_schedule_predicts(tmp_path):
+    from caffegen.sweep.spec import load_spec
+
+    names = ["linear", "cosine", "sgdr", "onecycle", "triangular", "step+warmup", "cosine+warmup"]
+    spec = chained_sweep(tmp_path, "lr", json.dumps(names), max_iter=90)
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "runs" / "lr"
+    for v in load_spec(spec).variants:
+        run = out / v.name
+        opts = SolverOptions(**{**v.solver, "net": "train_val.prototxt"})
+        printed = logged_lr(run / "train.log")
+        assert sorted(printed) == list(range(90)), v.name
+        predicted = {it: format_lr(chain_lr(opts.pieces(), [it])[0]) for it in printed}
+        assert {it: lrs for it, lrs in printed.items()} == {it: {lr} for it, lr in predicted.items()}, v.name
+        tests = re.findall(r"Iteration (\d+), Testing net", (run / "train.log").read_text())
+        assert [int(t) for t in tests] == list(range(0, 91, 10)), v.name      # a boundary's pass once
+        segments = json.loads((run / "manifest.json").read_text())["segments"]
+        assert [s["start"] for s in segments] == [p.start for p in opts.pieces()]
+        assert store_rows(out)[v.name]["status"] == "done"
+
+
+@pytest.mark.caffe
+def test_a_plateau_drops_the_lr_where_its_rule_says_on_the_test_metric(tmp_path):
+    from caffegen.logs import parse_log
+
+    spec = chained_sweep(tmp_path, "pl", '["plateau"]', max_iter=80, solver="patience = 1\nmin_lr = 1e-13")
+    spec.write_text(spec.read_text().replace("base_lr = [0.01]", "base_lr = [1e-9]"))   # it cannot learn: plateaus
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "runs" / "pl" / "lr1e-09_plateau"
+    tests = [(r["NumIters"], r["accuracy_at_1"]) for r in parse_log(run / "train.log").resolved().test.rows]
+    state = plateau_replay(1e-9, {"gamma": 0.1, "patience": 1, "cooldown": 0, "min_lr": 1e-13}, tests, True)
+    printed = logged_lr(run / "train.log")
+    for it, lr in state.drops:
+        assert printed[it] == {format_lr(np.float32(lr))}, (it, printed.get(it))
+    assert len({next(iter(v)) for v in printed.values()}) == 1 + len(state.drops)
+
+
+PROBE = """name: "probe"
+layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TRAIN }
+  image_data_param { source: "train.txt" batch_size: 2 shuffle: true new_height: 8 new_width: 8 } }
+layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TEST }
+  image_data_param { source: "val.txt" batch_size: 2 new_height: 8 new_width: 8 } }
+layer { name: "seen" type: "Power" bottom: "label" top: "seen" }
+layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc"
+  inner_product_param { num_output: 12 weight_filler { type: "xavier" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc" bottom: "label" top: "loss" }
+"""
+
+
+def seen(log: Path) -> list[int]:
+    """The label of every image the TRAIN net read, in order (its unconsumed "seen" blob, printed each iteration)."""
+    return [int(float(v)) for v in re.findall(r"Train net output #\d+: seen = (\S+)", log.read_text())]
+
+
+@pytest.mark.caffe
+def test_a_chained_run_reads_every_image_once_per_epoch_whatever_its_segments(tmp_path):
+    """12 images, each its own label; batch 2: an epoch is 6 iterations. Over 4 epochs, a triangular schedule cut
+    into segments of 2 and of 3 iterations, a one-segment linear one and Caffe's own fixed policy each see every
+    image once per epoch; the chained runs see the same sequence, whatever their segmentation."""
+    from PIL import Image
+
+    images = tmp_path / "img"
+    images.mkdir()
+    lines = []
+    for k in range(12):
+        Image.new("RGB", (8, 8), (20 * k, 100, 200 - 10 * k)).save(images / f"{k:02d}.png")
+        lines.append(f"{images / f'{k:02d}.png'} {k}")
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "val.txt").write_text("\n".join(lines[:4]) + "\n")
+    (tmp_path / "probe.prototxt").write_text(PROBE)
+    spec = tmp_path / "probe.toml"
+    spec.write_text(f"""
+name = "probe"
+[data]
+train_list = "{tmp_path / 'train.txt'}"
+val_list = "{tmp_path / 'val.txt'}"
+[net]
+prototxt = "probe.prototxt"
+[solver]
+max_iter = 24
+test_interval = 100
+display = 1
+random_seed = 3
+[grid]
+points = [{{ base_lr = 0.01, lr_policy = "triangular", stepsize = 2 }},
+          {{ base_lr = 0.01, lr_policy = "triangular", stepsize = 3 }},
+          {{ base_lr = 0.01, lr_policy = "linear", stepsize = 1 }},
+          {{ base_lr = 0.01, lr_policy = "fixed", stepsize = 1 }}]
+""")
+    proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "runs" / "probe"
+    runs = {name: seen(out / name / "train.log") for name in store_rows(out)}
+    assert len(runs) == 4
+    for name, labels in runs.items():
+        labels = labels[:48]                           # 24 iterations x batch 2
+        epochs = [labels[i:i + 12] for i in range(0, 48, 12)]
+        assert all(sorted(e) == list(range(12)) for e in epochs), (name, epochs)
+    chained = [runs[n][:48] for n in runs if "fixed" not in n]
+    assert chained[0] == chained[1] == chained[2]       # the same stream, however it is cut
+    assert len(json.loads((out / "lr0.01_triangular_stepsize2" / "manifest.json").read_text())["segments"]) >= 12
+
+
+@pytest.mark.caffe
+def test_kill_9_of_the_driver_mid_segment_resumes_the_schedule_where_it_was(tmp_path):
+    spec = chained_sweep(tmp_path, "k9", '["cosine"]', max_iter=1200, solver="")
+    spec.write_text(spec.read_text().replace("display = 1", "display = 10").replace("test_interval = 10",
+                                                                                    "test_interval = 500"))
+    out = tmp_path / "runs" / "k9"
+    run = out / "lr0.01_cosine"
+    driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def mid_second_segment() -> bool:
+            chain = run / "segments" / "chain.json"
+            if not chain.exists() or len(json.loads(chain.read_text())["segments"]) < 2:
+                return False
+            its = [int(i) for i in re.findall(r"Iteration (\d+), loss", (run / "train.log").read_text())]
+            first_end = json.loads(chain.read_text())["segments"][0]["end"]
+            return bool(its) and its[-1] > first_end + 20
+        wait_for(mid_second_segment, timeout=300)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait(timeout=60)
+    again = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    row = store_rows(out)["lr0.01_cosine"]
+    assert row["status"] == "done" and row["last_iter"] == 1200 and row["attempts"] == 2
+    log = (run / "train.log").read_text()
+    resumed = int(re.search(r"Resuming from snapshots/snap_iter_(\d+)\.solverstate", log).group(1))
+    opts = SolverOptions(base_lr=0.01, lr_policy="cosine", max_iter=1200, test_interval=500)
+    printed = logged_lr(run / "train.log")
+    for it in sorted(printed):       # the whole curve, before and after the kill, is the schedule's
+        assert printed[it] == {format_lr(chain_lr(opts.pieces(), [it])[0])}, it
+    assert resumed > 0 and log.count("Iteration 0, loss") == 1      # never from its start again
