@@ -11,7 +11,7 @@ import click
 
 from ..errors import InputError
 from ..prototxt.options import NetOptions, SolverOptions
-from ..prototxt.chains import CHAINED, describe_chain_defaults
+from ..prototxt.chains import describe_chain_defaults
 from ..prototxt.schedule import POLICIES, describe_policy_defaults
 from .options import dataclass_options, pick
 
