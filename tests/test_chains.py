@@ -182,30 +182,30 @@ def seen(log: Path) -> list[int]:
     return [int(float(v)) for v in re.findall(r"Train net output #\d+: seen = (\S+)", log.read_text())]
 
 
-@pytest.mark.caffe
-def test_a_chained_run_reads_every_image_once_per_epoch_whatever_its_segments(tmp_path):
-    """12 images, each its own label; batch 2: an epoch is 6 iterations. Over 4 epochs, a triangular schedule cut
-    into segments of 2 and of 3 iterations, a one-segment linear one and Caffe's own fixed policy each see every
-    image once per epoch; the chained runs see the same sequence, whatever their segmentation."""
+def probe_images(folder: Path) -> None:
+    """12 tiny images, each its own label, listed in train.txt (all) and val.txt (4), and the probe net."""
     from PIL import Image
 
-    images = tmp_path / "img"
+    images = folder / "img"
     images.mkdir()
     lines = []
     for k in range(12):
         Image.new("RGB", (8, 8), (20 * k, 100, 200 - 10 * k)).save(images / f"{k:02d}.png")
         lines.append(f"{images / f'{k:02d}.png'} {k}")
-    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
-    (tmp_path / "val.txt").write_text("\n".join(lines[:4]) + "\n")
-    (tmp_path / "probe.prototxt").write_text(PROBE)
-    spec = tmp_path / "probe.toml"
-    spec.write_text(f"""
-name = "probe"
+    (folder / "list_train_shuffle.txt").write_text("\n".join(lines) + "\n")
+    (folder / "list_val_shuffle.txt").write_text("\n".join(lines[:4]) + "\n")
+    (folder / "probe.prototxt").write_text(PROBE)
+
+
+PROBE_SPEC = """
+name = "{name}"
 [data]
-train_list = "{tmp_path / 'train.txt'}"
-val_list = "{tmp_path / 'val.txt'}"
+train_list = "{folder}/list_train_shuffle.txt"
+val_list = "{folder}/list_val_shuffle.txt"
+{lmdb}
 [net]
 prototxt = "probe.prototxt"
+{net}
 [solver]
 max_iter = 24
 test_interval = 100
@@ -216,20 +216,47 @@ points = [{{ base_lr = 0.01, lr_policy = "triangular", stepsize = 2 }},
           {{ base_lr = 0.01, lr_policy = "triangular", stepsize = 3 }},
           {{ base_lr = 0.01, lr_policy = "linear", stepsize = 1 }},
           {{ base_lr = 0.01, lr_policy = "fixed", stepsize = 1 }}]
-""")
+"""
+
+
+def probe_sweep(tmp_path: Path, name: str, lmdb: str = "", net: str = "") -> dict[str, list[int]]:
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(PROBE_SPEC.format(name=name, folder=tmp_path, lmdb=lmdb, net=net))
     proc = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = tmp_path / "runs" / "probe"
-    runs = {name: seen(out / name / "train.log") for name in store_rows(out)}
+    out = tmp_path / "runs" / name
+    return {n: seen(out / n / "train.log")[:48] for n in store_rows(out)}   # 24 iterations x batch 2
+
+
+@pytest.mark.caffe
+def test_a_chained_run_reads_every_image_once_per_epoch_whatever_its_segments(tmp_path):
+    """12 images, each its own label; batch 2: an epoch is 6 iterations. Over 4 epochs, a triangular schedule cut
+    into segments of 2 and of 3 iterations, a one-segment linear one and Caffe's own fixed policy each see every
+    image once per epoch; the chained runs see the same sequence, whatever their segmentation. On an LMDB (read in
+    key order) the chained runs see exactly what the unchained one sees."""
+    probe_images(tmp_path)
+    runs = probe_sweep(tmp_path, "probe")
     assert len(runs) == 4
     for name, labels in runs.items():
-        labels = labels[:48]                           # 24 iterations x batch 2
         epochs = [labels[i:i + 12] for i in range(0, 48, 12)]
         assert all(sorted(e) == list(range(12)) for e in epochs), (name, epochs)
-    chained = [runs[n][:48] for n in runs if "fixed" not in n]
+    chained = [runs[n] for n in runs if "fixed" not in n]
     assert chained[0] == chained[1] == chained[2]       # the same stream, however it is cut
-    assert len(json.loads((out / "lr0.01_triangular_stepsize2" / "manifest.json").read_text())["segments"]) >= 12
+    manifest = json.loads((tmp_path / "runs" / "probe" / "lr0.01_triangular_stepsize2" / "manifest.json").read_text())
+    assert len(manifest["segments"]) >= 12 and all(s["sha256"]["solver"] for s in manifest["segments"])
+    prep = subprocess.run(CAFFEGEN + ["prepare", "--lmdb", "--resize", "8", "--lists", str(tmp_path), "--out", "db"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    (tmp_path / "probe.prototxt").write_text(PROBE.replace('type: "ImageData"', 'type: "Data"').replace(
+        "image_data_param { source: \"train.txt\" batch_size: 2 shuffle: true new_height: 8 new_width: 8 }",
+        "data_param { source: \"x\" batch_size: 2 backend: LMDB }").replace(
+        "image_data_param { source: \"val.txt\" batch_size: 2 new_height: 8 new_width: 8 }",
+        "data_param { source: \"y\" batch_size: 2 backend: LMDB }"))
+    lmdb_runs = probe_sweep(tmp_path, "probelmdb", lmdb=f'train_lmdb = "{tmp_path / "db" / "train_lmdb"}"\n'
+                                                       f'val_lmdb = "{tmp_path / "db" / "val_lmdb"}"')
+    sequences = list(lmdb_runs.values())
+    assert all(seq == sequences[0] for seq in sequences) and sorted(sequences[0][:12]) == list(range(12))
 
 
 @pytest.mark.caffe
@@ -268,3 +295,46 @@ def test_kill_9_of_the_driver_mid_segment_resumes_the_schedule_where_it_was(tmp_
     for it in sorted(printed):       # the whole curve, before and after the kill, is the schedule's
         assert printed[it] == {format_lr(chain_lr(opts.pieces(), [it])[0])}, it
     assert resumed > 0 and log.count("Iteration 0, loss") == 1      # never from its start again
+
+
+@pytest.mark.caffe
+def test_extending_chained_runs_stretches_or_goes_on_as_the_schedule_means(tmp_path):
+    """A onecycle run stopped mid-way is stretched (the lr goes on from where it was to the same end value at the
+    new max_iter); a triangular run's cycles go on."""
+    from caffegen.sweep.chain import extended
+
+    spec = chained_sweep(tmp_path, "ex", '["onecycle", "triangular"]', max_iter=300)
+    spec.write_text(spec.read_text().replace("display = 1", "display = 1\nsnapshot = 50"))
+    driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = tmp_path / "runs" / "ex"
+    try:   # stop both mid-run (Ctrl-C: a snapshot where each is)
+        wait_for(lambda: all(max(logged_lr(out / n / "train.log"), default=0) > 110 for n in
+                             ("lr0.01_onecycle", "lr0.01_triangular") if (out / n / "train.log").exists())
+                 and len(list(out.glob("*/train.log"))) == 2, timeout=300)
+        driver.send_signal(signal.SIGINT)
+        driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        driver.wait(timeout=60)
+    for name in ("lr0.01_onecycle", "lr0.01_triangular"):
+        run = out / name
+        at = max(int(p.name.split("_iter_")[1].split(".")[0]) for p in (run / "snapshots").glob("*.solverstate"))
+        proc = subprocess.run(CAFFEGEN + ["extend", str(run), "--iters", "500"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        opts = SolverOptions(base_lr=0.01, lr_policy=name.split("_")[1], max_iter=300, test_interval=10)
+        new, pieces, note = extended(opts, at, 500)
+        assert ("stretched to 500" if "onecycle" in name else "its cycles go on") in proc.stderr and note in proc.stderr
+        chain = pieces if pieces is not None else new.pieces()
+        printed = logged_lr(run / "train.log")
+        after = [it for it in printed if it >= at]
+        assert max(after) == 499
+        for it in after:
+            assert printed[it] >= {format_lr(chain_lr(chain, [it])[0])}, (name, it)
+        if "onecycle" in name:     # the same end value (base_lr/100), at the new end; no jump where it resumed
+            last = chain[-1]
+            assert last.end == 500 and last.base_lr * (1 + last.gamma * 500) == pytest.approx(1e-4, rel=1e-4)
+            assert abs(chain_lr(chain, [at])[0] - chain_lr(opts.pieces(), [at])[0]) < 1e-3 * 0.01
+        assert store_rows(out)[name]["status"] == "done" and store_rows(out)[name]["max_iter"] == 500

@@ -10,8 +10,8 @@ import pytest
 from caffegen.errors import InputError
 from conftest import pixels_like
 from caffegen.prototxt import SolverOptions, render_solver
-from caffegen.prototxt.schedule import (POLICIES, format_lr, learning_rate, lr_curve, parse_policies,
-                                        policy_defaults, resolve_policy)
+from caffegen.prototxt.chains import parse_schedules
+from caffegen.prototxt.schedule import POLICIES, format_lr, learning_rate, lr_curve, policy_defaults, resolve_policy
 from caffegen.report.figures import plot_schedules
 
 
@@ -21,8 +21,8 @@ def test_policy_names_are_case_insensitive_and_typos_name_the_nearest():
         resolve_policy("stpe")
     with pytest.raises(InputError, match="did you mean 'sigmoid'"):
         resolve_policy("sigmod")
-    assert parse_policies("all") == list(POLICIES)
-    assert parse_policies("exp, STEP,exp") == ["exp", "step"]
+    assert parse_schedules("all") == list(POLICIES)
+    assert parse_schedules("exp, STEP,exp") == ["exp", "step"]
 
 
 @pytest.mark.parametrize("policy, end_ratio", [
@@ -80,7 +80,9 @@ def test_schedule_command_prints_the_table_and_writes_the_png(tmp_path):
                                       "--out", str(tmp_path / "lr.png")])
     assert result.exit_code == 0, result.output
     step_row = next(line for line in result.output.splitlines() if line.startswith("step"))
-    assert step_row.split()[-5:] == ["0.01", "0.01", "0.001", "0.0001", "0.0001"]  # its 0, 75, 150, 225, 299
+    values = step_row.split(")", 1)[1].split()
+    assert values[:5] == ["0.01", "0.01", "0.001", "0.0001", "0.0001"]  # its 0, 75, 150, 225, 299
+    assert values[5] == "1" and values[6] == "0"    # one segment: Caffe's own policy, no gap to the ideal
     assert pixels_like(tmp_path / "lr.png", "blue", tol=30) > 50 and pixels_like(tmp_path / "lr.png", "orange",
                                                                                    tol=30) > 50
 

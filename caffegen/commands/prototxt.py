@@ -297,7 +297,7 @@ def netscope(net_file: Path | None, out: str | None, input_shape, no_pycaffe_che
                              "do not apply to it")
         if not net_file.is_file():
             raise InputError(f"no such net file: {net_file}")
-        text = deploy_text(load_net(net_file), input_shape, where=str(net_file))
+        text = deploy_text(load_net(net_file), input_shape, where=str(net_file), root=net_file.parent)
         check_text(text, "net", where)
         if not no_pycaffe_check:
             check_forward(text, where)

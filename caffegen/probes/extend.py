@@ -5,8 +5,11 @@ parameters as they were written, so the schedule continues as it was defined: ``
 stepsize, ``multistep`` stays at its last rate after its last stepvalue, ``exp``/``inv`` run on along their curves,
 ``sigmoid`` keeps its centre, ``fixed`` is fixed. ``poly`` is the exception Caffe makes: it computes
 ``base_lr * (1 - iter/max_iter)^power`` from the solver's own max_iter, so the decay that was left is stretched to
-the new end, and the lr at the restore iteration rises from about 0 to ``base_lr * (1 - old/new)^power``. The run's
-manifest records each extension (from which iteration, the old and new max_iter, what happened to the policy).
+the new end, and the lr at the restore iteration rises from about 0 to ``base_lr * (1 - old/new)^power``. A schedule
+Caffe lacks (a chain) is extended as :func:`caffegen.sweep.chain.extended` says: linear, cosine and one-cycle are
+defined by the run's length, so their part not yet trained is stretched to the new end; sgdr's and triangular's
+cycles go on; a plateau keeps deciding. The run's manifest records each extension (from which iteration, the old and
+new max_iter, what happened to the schedule).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from ..run.folder import read_manifest, write_manifest
 from ..run.policy import StopPolicy
 from ..run.status import INTERRUPTED, RUNNING
 from ..run.trainer import Training, follow, local_slot, resume_point
+from ..sweep.chain import RunChain, extended
 from ..sweep.spec import RunSettings
 from ..sweep.store import open_store, read_sweep, sweep_lock
 from ..toolchain import CaffeInstall
@@ -54,6 +58,20 @@ def policy_note(solver, from_iter: int, new_max: int) -> str:
             f"lr at iteration {from_iter} goes from {before:.3g} to {after:.3g}")
 
 
+def _solver_options(run_dir: Path):
+    """The run's SolverOptions as its manifest records them (None: a run of an older caffegen or a user net's
+    extra fields that SolverOptions cannot take)."""
+    from ..prototxt.options import SolverOptions
+
+    values = (read_manifest(run_dir).get("params") or {}).get("solver")
+    if not values:
+        return None
+    try:
+        return SolverOptions(**values)
+    except (InputError, TypeError):
+        return None
+
+
 def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[[str], None] = print,
                gpus: tuple[int, ...] = (), settings: RunSettings | None = None) -> Extended:
     """Continue ``run_dir`` (a sweep's run folder) to ``iters`` iterations, followed as the sweep follows its runs:
@@ -77,7 +95,13 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
         solver = parse_text(path.read_text(encoding="utf-8"), "solver", str(path))
         if iters <= from_iter:
             raise InputError(f"{run_dir.name} is at iteration {from_iter}: --iters must be above it, got {iters}")
-        old_max, note = solver.max_iter, policy_note(solver, from_iter, iters)
+        opts = _solver_options(run_dir)
+        chain_plan = None
+        if opts is not None and opts.is_chain:    # a schedule Caffe lacks: what extending it means, done
+            new_opts, pieces, note = extended(opts, from_iter, iters)
+            old_max, chain_plan = opts.max_iter, (new_opts, pieces)
+        else:
+            old_max, note = solver.max_iter, policy_note(solver, from_iter, iters)
         store = open_store(sweep_dir)
         try:
             _, record = read_sweep(sweep_dir)
@@ -90,9 +114,11 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
             executor, slot = local_slot(gpus)
             policy = StopPolicy(metric=settings.metric or record.metric, diverge_factor=settings.diverge_factor,
                                 patience=settings.early_stop, timeout=settings.timeout, stop_grace=settings.stop_grace)
+            chain = RunChain(chain_plan[0], run_dir, metric=policy.metric, maximize=record.maximize,
+                             pieces=chain_plan[1]) if chain_plan else None
             training = Training(run_dir, caffe, executor, slot, policy, resume=state,
                                 keep_best=int(record.get("keep_best", settings.keep_best)), top5=record.top5,
-                                attempt=attempts)
+                                attempt=attempts, chain=chain)
             log(f"[extend] {run_dir.name}: from {state.name} (iteration {from_iter}) to max_iter {iters} "
                 f"(was {old_max}); {note}")
             manifest = read_manifest(run_dir)
@@ -113,7 +139,8 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
             manifest.update(status=status, reason=reason, pid=None, pid_start=None,
                             result={k: results[k] for k in ("best_top1", "best_top5", "best_iter", "final_top1",
                                                             "final_top5", "final_loss", "last_iter")},
-                            snapshots=training.snapshot_record())
+                            snapshots=training.snapshot_record(),
+                            **({"segments": chain.segments()} if chain else {}))
             manifest["extensions"][-1]["status"] = status
             write_manifest(run_dir, manifest)
         finally:

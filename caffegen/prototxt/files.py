@@ -227,7 +227,8 @@ def write_user_variant(out_dir: str | Path, wired: WiredNet, solver: SolverOptio
     texts = {
         "train_val.prototxt": ("net", wired.text),
         "solver.prototxt": ("solver", merge(render_solver(solver), base, extras)),
-        "deploy.prototxt": ("net", deploy_text(parse_text(wired.text, "net"), where=str(wired.source))),
+        "deploy.prototxt": ("net", deploy_text(parse_text(wired.text, "net"), where=str(wired.source),
+                                                 fix='set [net] crop, or data = "imagedata" with [net] resize')),
     }
     if validate:
         for name, (kind, text) in texts.items():

@@ -372,9 +372,11 @@ def _add_accuracy(net, heads: list[Head], notes: list[str]) -> list[Head]:
 # ------------------------------------------------------------------------------------------ deploy form
 
 
-def deploy_text(net, input_shape: tuple[int, ...] | None = None, where: str = "net") -> str:
+def deploy_text(net, input_shape: tuple[int, ...] | None = None, where: str = "net",
+                fix: str = "pass --input-shape 1,3,H,W", root: str | Path | None = None) -> str:
     """The deploy form Netscope draws and pycaffe loads: the data layers become one ``Input`` (shape [1, C, crop,
-    crop] from the TEST data layer's transform_param, C from is_color or the mean's channels, or ``input_shape``),
+    crop] from the TEST data layer's transform_param, C from is_color or the mean's channels; an LMDB's own shape
+    from its first record when there is no crop; or ``input_shape``), 
     layers that read the label (losses, Accuracy, Silence) and TRAIN-only layers go, and each SoftmaxWithLoss
     becomes a Softmax: ``prob`` for the main (last) head, ``prob_1``, ``prob_2``... for the others."""
     from google.protobuf import text_format
@@ -387,7 +389,7 @@ def deploy_text(net, input_shape: tuple[int, ...] | None = None, where: str = "n
     test = next((layer for layer in data if "TEST" in phases(layer)), data[0])
     data_blob = test.top[0]
     label = test.top[1] if len(test.top) > 1 else None
-    shape = tuple(input_shape) if input_shape else _input_shape(test, where)
+    shape = tuple(input_shape) if input_shape else _input_shape(test, where, fix, root)
     out = caffe_pb2().NetParameter()
     if net.name:
         out.name = net.name
@@ -411,24 +413,51 @@ def deploy_text(net, input_shape: tuple[int, ...] | None = None, where: str = "n
     return text_format.MessageToString(out)
 
 
-def _input_shape(layer, where: str) -> tuple[int, int, int, int]:
+def _input_shape(layer, where: str, fix: str, root: str | Path | None) -> tuple[int, ...]:
     tp = layer.transform_param
     if layer.type == "Input":
-        return tuple(layer.input_param.shape[0].dim)  # type: ignore[return-value]
+        return tuple(layer.input_param.shape[0].dim)
     channels = 3
     if layer.type == "ImageData" and not layer.image_data_param.is_color:
         channels = 1
     elif len(tp.mean_value) in (1, 3) and layer.type != "ImageData":
         channels = len(tp.mean_value)
     side = tp.crop_size
+    if layer.type == "Data":
+        stored = lmdb_shape(layer.data_param.source, root) if layer.data_param.backend == 1 else None  # LMDB
+        if stored is not None:
+            return (1, stored[0], side or stored[1], side or stored[2])
     if not side and layer.type == "ImageData":
         p = layer.image_data_param
         if p.new_height and p.new_width:
             return (1, channels, p.new_height, p.new_width)
     if not side:
-        raise InputError(f"{where}: data layer {layer.name!r} has no crop_size (nor new_height/new_width) to take "
-                         "the input shape from: pass --input-shape 1,3,H,W")
+        what = "nor new_height/new_width" if layer.type == "ImageData" else f"and its LMDB {layer.data_param.source!r} " \
+            "is not there to read the shape from"
+        raise InputError(f"{where}: data layer {layer.name!r} has no crop_size ({what}): {fix}")
     return (1, channels, side, side)
+
+
+def lmdb_shape(source: str, root: str | Path | None = None) -> tuple[int, int, int] | None:
+    """(channels, height, width) of an LMDB's first record (a Caffe ``Datum``, as ``convert_imageset`` writes it), or
+    None when there is no LMDB at ``source`` (relative to ``root``, then to the working folder)."""
+    candidates = [Path(source)]
+    if root is not None and not Path(source).is_absolute():
+        candidates.insert(0, Path(root) / source)
+    db = next((c for c in candidates if (c / "data.mdb").is_file()), None)
+    if db is None:
+        return None
+    import lmdb
+
+    from ..toolchain import caffe_pb2
+
+    with lmdb.open(str(db), readonly=True, lock=False) as env, env.begin() as txn:
+        first = next(iter(txn.cursor()), None)
+    if first is None:
+        raise InputError(f"{db}: an empty LMDB")
+    datum = caffe_pb2().Datum()
+    datum.ParseFromString(first[1])
+    return (datum.channels, datum.height, datum.width)
 
 
 def sha256_of(path: str | Path | None) -> str | None:

@@ -140,6 +140,8 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
             labelled.add(key)
             ax.plot([a for a, _ in ser], ys, "-" if what == "loss" else ".-", color=colours.get(key), ms=3,
                     lw=0.8 if repeat else 1.6, alpha=0.6 if repeat else 1.0, label=label)
+            if what == "top1" and x == "NumIters" and not repeat:
+                _lr_shape(ax, curves, colours.get(key), dropped=str(policy) == "plateau")
         ax.set_title(policy or ("test top-1" if what == "top1" else "train loss"), fontsize=9)
         ax.grid(alpha=0.3)
         if what == "loss":
@@ -148,7 +150,8 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
         ax.set_visible(False)
     xlabel = "iteration" if x == "NumIters" else "wall-clock seconds"
     fig.supxlabel(xlabel, fontsize=9)
-    fig.supylabel("test top-1" if what == "top1" else "train loss (EMA 0.6)", fontsize=9)
+    fig.supylabel("test top-1 (dotted: the lr's shape; dashed: a plateau's drop)" if what == "top1" and
+                  x == "NumIters" else "test top-1" if what == "top1" else "train loss (EMA 0.6)", fontsize=9)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     for ax in list(axes.flat)[1:]:
         h, lab = ax.get_legend_handles_labels()
@@ -157,6 +160,26 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     return png_bytes(fig)
+
+
+def _lr_shape(ax, curves: Curves, colour: Any, dropped: bool) -> None:
+    """The run's logged lr, as a fraction of its largest (a dotted line on a hidden 0..1 axis: each panel shows the
+    schedule's shape); with ``dropped`` (a plateau run), a dashed mark where the lr fell."""
+    lr = [(r["NumIters"], r["LearningRate"]) for r in curves.train.rows
+          if isinstance(r.get("LearningRate"), float) and math.isfinite(r["LearningRate"])]
+    if len(lr) < 2:
+        return
+    top = max(v for _, v in lr) or 1.0
+    twin = getattr(ax, "_lr_twin", None)
+    if twin is None:
+        twin = ax._lr_twin = ax.twinx()
+        twin.set_ylim(0, 1.05)
+        twin.set_yticks([])
+    twin.plot([i for i, _ in lr], [v / top for _, v in lr], ":", color=colour, lw=0.9, alpha=0.6)
+    if dropped:
+        for (_, a), (i, b) in zip(lr, lr[1:]):
+            if b < 0.99 * a:
+                ax.axvline(i, color=colour, ls="--", lw=0.8, alpha=0.8)
 
 
 def _policies(items) -> list[Any]:

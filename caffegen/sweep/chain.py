@@ -21,17 +21,19 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+
+import numpy as np
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import InputError
 from ..layout import SOLVER, TRAIN_VAL
-from ..paths import write_atomic
-from ..prototxt.chains import Piece, base_of, plateau_next
-from .runs import RunPlan
+from ..paths import sha256_file, write_atomic
+from ..prototxt.chains import TOLERANCE, Piece, _polyline, base_of, chain_lr, line, plateau_next
+from ..prototxt.options import SolverOptions
 
-__all__ = ["Segment", "RunChain", "stream", "SEGMENTS", "PREFETCH_MARGIN"]
+__all__ = ["Segment", "RunChain", "stream", "extended", "SEGMENTS", "PREFETCH_MARGIN", "STRETCHED"]
 
 SEGMENTS = "segments"
 PREFETCH_MARGIN = 6      # batches beyond a segment's need in its list (Caffe prefetches 4 ahead; the rest unread)
@@ -71,13 +73,16 @@ class RunChain:
     """The segments of one chained run (the run path's :class:`~caffegen.run.trainer.Training` asks for them: its
     ``chain``). ``metric``/``maximize``: what a plateau watches, in its direction."""
 
-    def __init__(self, plan: RunPlan, run_dir: Path, *, metric: str | None, maximize: bool = True) -> None:
-        self.plan, self.run_dir = plan, Path(run_dir)
-        self.opts = plan.solver
+    def __init__(self, opts: SolverOptions, run_dir: Path, *, metric: str | None, maximize: bool = True,
+                 pieces: list[Piece] | None = None) -> None:
+        """``opts``: the run's solver options (its schedule); ``pieces``: the chain to follow instead of the
+        schedule's own (an extension's)."""
+        self.run_dir = Path(run_dir)
+        self.opts = opts
         self.metric, self.maximize = metric, maximize
         self.name = self.opts.lr_policy
         self.base, _ = base_of(self.name)
-        self.static = None if self.base == "plateau" else self.opts.pieces()
+        self.static = pieces if pieces is not None else None if self.base == "plateau" else self.opts.pieces()
         self.test_interval = self.opts.test_interval or max(1, self.opts.max_iter // 20)
         self.folder = self.run_dir / SEGMENTS
 
@@ -130,8 +135,10 @@ class RunChain:
         rel = f"{SEGMENTS}/{stem}.{SOLVER}"
         write_atomic(self.run_dir / rel, text_format.MessageToString(solver))
         seg = Segment(index, at, piece.end, rel, piece.policy, piece.base_lr, piece.note)
+        record = {**asdict(seg), "sha256": {"solver": sha256_file(self.run_dir / rel),
+                                            "net": sha256_file(self.folder / f"{stem}.{TRAIN_VAL}")}}
         write_atomic(self.folder / "chain.json", json.dumps({"schedule": self.name, "segments": [
-            *records, asdict(seg)]}, indent=2) + "\n")
+            *records, record]}, indent=2) + "\n")
         return seg
 
     def segments(self) -> list[dict[str, Any]]:
@@ -178,10 +185,7 @@ def _lines(run_dir: Path, source: str) -> list[str]:
 def rotated_lmdb(run_dir: Path, source: str, consumed: int) -> Path:
     """The run's LMDB as a copy that starts at record ``consumed mod N`` (key order, as Caffe's Data layer reads it):
     made once per offset, beside the sweep (``.chains/``); the source itself at offset 0."""
-    try:
-        import lmdb
-    except ImportError:
-        raise InputError("a chained schedule on an LMDB input needs the lmdb package: pip install lmdb") from None
+    import lmdb
     src = Path(source)
     src = src if src.is_absolute() else run_dir / src
     with lmdb.open(str(src), readonly=True, lock=False) as env:
@@ -211,3 +215,54 @@ def rotated_lmdb(run_dir: Path, source: str, consumed: int) -> Path:
             shutil.rmtree(dst, ignore_errors=True)
         tmp.rename(dst)
     return dst.resolve()
+
+
+STRETCHED = ("linear", "cosine", "onecycle")   # defined by the run's length: an extension stretches what is left
+
+
+def extended(opts: SolverOptions, at: int, new_max: int) -> tuple[SolverOptions, list[Piece] | None, str]:
+    """What extending a chained run from iteration ``at`` to ``new_max`` means, done: (its new options, the pieces
+    to follow from ``at`` (None: the schedule's own), the sentence that says so).
+
+    * ``linear``, ``cosine``, ``onecycle`` are defined by the run's length: the part not yet trained is stretched to
+      the new end (the lr goes on from where it is and reaches the same end value at the new max_iter; a cosine
+      keeps its shape over the longer rest);
+    * ``sgdr``, ``triangular`` and ``plateau`` are not: their cycles go on (more restarts, more cycles) and a
+      plateau keeps deciding, with their parameters as they were resolved;
+    * after a warm-up, Caffe's own policies keep their parameters as written (as ``caffegen extend`` does for them).
+    """
+    import dataclasses
+
+    frozen = {k: (tuple(v) if isinstance(v, list) else v) for k, v in opts.policy_params().items()}
+    new = dataclasses.replace(opts, max_iter=new_max, **frozen)
+    base, _ = base_of(opts.lr_policy)
+    if base not in STRETCHED:
+        return new, None, (f"{opts.lr_policy}: its parameters are kept as resolved ({', '.join(f'{k} {v:g}' if isinstance(v, (int, float)) else f'{k} {v}' for k, v in frozen.items())}); "
+                           f"{'its cycles go on' if base in ('sgdr', 'triangular') else 'it keeps deciding' if base == 'plateau' else 'the schedule continues as it was defined'} to {new_max}")
+    old = opts.pieces()
+    k = (new_max - at) / max(1, opts.max_iter - at)
+    out: list[Piece] = []
+    for p in old:
+        if p.end <= at:
+            continue
+        a = max(p.start, at)
+        s0, s1 = at + round((a - at) * k), at + round((p.end - at) * k)
+        if s1 <= s0:
+            continue
+        if p.policy == "inv" and p.power == -1.0:
+            la, lb = float(chain_lr([p], [a])[0]), p.base_lr * (1 + p.gamma * p.end)
+            out.append(line(s0, s1, (s0, la), (s1, lb), f"{p.note}, stretched"))
+        else:   # a curved piece: a polyline of it, stretched
+            f = (lambda q: (lambda its: chain_lr([q], np.clip(np.round(at + (its - at) / k), q.start, q.end - 1)
+                                                 .astype(int))))(p)
+            out += _polyline(f, s0, s1, TOLERANCE * opts.base_lr, f"{p.note}, stretched")
+    if not out:      # a run that had finished its schedule: it goes on at its final lr
+        final = float(chain_lr(old, [opts.max_iter - 1])[0])
+        return new, [Piece(at, new_max, "fixed", final, note="the schedule's end, held")], (
+            f"{opts.lr_policy}: defined by the run's length, and already at its end: it goes on at its final lr "
+            f"{final:.3g} to {new_max}")
+    out[-1] = Piece(out[-1].start, new_max, out[-1].policy, out[-1].base_lr, out[-1].gamma, out[-1].power,
+                    out[-1].stepsize, out[-1].stepvalue, out[-1].note)
+    return new, out, (f"{opts.lr_policy}: defined by the run's length, so the part not yet trained (from iteration "
+                      f"{at}) is stretched to {new_max}: the lr goes on from {float(chain_lr(old, [at])[0]):.3g} and "
+                      f"ends where it would have ended")

@@ -231,7 +231,7 @@ class Driver:
         weights = plan.user.weights if plan.user else None
         row = store.get(v.name)
         attempts = (row["attempts"] or 0) + 1 if row else 1
-        chain = RunChain(plan, run_dir, metric=self.metric, maximize=not is_loss_metric(self.metric or "")) \
+        chain = RunChain(plan.solver, run_dir, metric=self.metric, maximize=not is_loss_metric(self.metric or "")) \
             if plan.solver.is_chain else None
 
         def launched(handle) -> None:   # each segment of a chain is a new caffe: the store says who trains the run
