@@ -125,6 +125,7 @@ def logged_lr(log: Path) -> dict[int, set[str]]:
 
 @pytest.mark.caffe
 def test_every_new_schedule_logs_the_lr_caffegen_schedule_predicts(tmp_path):
+    from caffegen.logs import parse_log
     from caffegen.sweep.spec import load_spec
 
     names = ["linear", "cosine", "sgdr", "onecycle", "triangular", "step+warmup", "cosine+warmup"]
@@ -145,6 +146,27 @@ def test_every_new_schedule_logs_the_lr_caffegen_schedule_predicts(tmp_path):
         segments = json.loads((run / "manifest.json").read_text())["segments"]
         assert [s["start"] for s in segments] == [p.start for p in opts.pieces()]
         assert store_rows(out)[v.name]["status"] == "done"
+        lines, native = (parse_log(run / "train.log", engine=e) for e in ("lines", "native"))
+        assert native.engine == "native" and native.train.rows == lines.train.rows, v.name   # the engines agree
+        assert native.test.rows == lines.test.rows, v.name
+    # the TensorBoard export: one lr point per iteration, continuous across the boundaries
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert subprocess.run(CAFFEGEN + ["export", "tensorboard", str(out), "--out", "tb"], cwd=tmp_path,
+                          capture_output=True, timeout=300).returncode == 0
+    ea = EventAccumulator(str(tmp_path / "tb" / "lr0.01_onecycle"), size_guidance={"scalars": 0}).Reload()
+    lrs = [(e.step, e.value) for e in ea.Scalars("train/lr")]
+    assert [step for step, _ in lrs] == list(range(90))
+    onecycle = SolverOptions(**{**next(v for v in load_spec(spec).variants if v.name.endswith("onecycle")).solver,
+                                "net": "train_val.prototxt"})
+    predicted = chain_lr(onecycle.pieces(), list(range(90)))
+    # a row's LearningRate is the last "lr =" printed before it (parse_log.py's rule): the previous iteration's
+    assert [lr for _, lr in lrs][1:] == pytest.approx(list(predicted[:-1]), rel=1e-5)
+    # evaluate a chained run's last snapshot
+    ev = subprocess.run(CAFFEGEN + ["evaluate", str(out / "lr0.01_cosine"), "--snapshot", "last"], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert json.loads((out / "lr0.01_cosine" / "eval" / "summary.json").read_text())["images"] > 0
 
 
 @pytest.mark.caffe
@@ -338,3 +360,30 @@ def test_extending_chained_runs_stretches_or_goes_on_as_the_schedule_means(tmp_p
             assert last.end == 500 and last.base_lr * (1 + last.gamma * 500) == pytest.approx(1e-4, rel=1e-4)
             assert abs(chain_lr(chain, [at])[0] - chain_lr(opts.pieces(), [at])[0]) < 1e-3 * 0.01
         assert store_rows(out)[name]["status"] == "done" and store_rows(out)[name]["max_iter"] == 500
+
+
+@pytest.mark.caffe
+def test_solvers_writes_a_chain_as_segment_solvers_and_a_script_that_caffe_runs_exactly(caffe_install, tmp_path):
+    from test_schedule import DUMMY_NET
+
+    (tmp_path / "net.prototxt").write_text(DUMMY_NET)
+    common = ["--net", "net.prototxt", "--lr", "0.01", "--max-iter", "40", "--display", "1", "--test-iter", "1",
+              "--test-interval", "1000", "--out", "s"]
+    proc = subprocess.run(CAFFEGEN + ["solvers", "--policy", "onecycle,step+warmup", *common], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    index = {row["name"]: row for row in json.loads((tmp_path / "s" / "index.json").read_text())["variants"]}
+    for name, policy in (("lr0.01_onecycle", "onecycle"), ("lr0.01_step+warmup", "step+warmup")):
+        assert index[name]["lr_policy"] == policy and index[name]["file"] == f"{name}.sh"
+        run = subprocess.run(["sh", f"{name}.sh"], cwd=tmp_path / "s", capture_output=True, text=True, timeout=120,
+                             env={**caffe_install.env(threads=1), "CAFFE": str(caffe_install.binary)})
+        assert run.returncode == 0, run.stderr[-2000:]
+        printed = {int(it): lr for it, lr in LR_LINE.findall(run.stderr)}
+        assert sorted(printed) == list(range(40)), name
+        opts = SolverOptions(base_lr=0.01, lr_policy=policy, max_iter=40, net="net.prototxt", test_interval=1000)
+        assert len(opts.pieces()) == index[name]["segments"] >= 2
+        assert printed == {it: format_lr(chain_lr(opts.pieces(), [it])[0]) for it in printed}, name
+    refused = subprocess.run(CAFFEGEN + ["solvers", "--policy", "plateau", *common[:-1], "p"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "only `caffegen sweep`" in refused.stderr and not (tmp_path / "p").exists()

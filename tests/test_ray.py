@@ -64,7 +64,7 @@ def test_runs_spread_over_both_nodes_and_each_manifest_names_its_node(cluster, t
     ips = {n["NodeID"]: n["NodeManagerAddress"] for n in nodes}
     assert set(ids) == {"head", *(w.name for w in cluster.alive_workers())}
     spec = write_spec(tmp_path, name="spread", max_iter=30, test_interval=15, display=5, lrs="[0.01, 0.02]",
-                      policies='["fixed", "step"]', jobs=2)
+                      policies='["fixed", "onecycle"]', jobs=2)
     done = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report", "--backend", "ray",
                                       "--address", cluster.address], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env=cluster.env)
@@ -81,6 +81,10 @@ def test_runs_spread_over_both_nodes_and_each_manifest_names_its_node(cluster, t
         assert Path(node["caffe"]).name.startswith("caffe") and node["launch_s"] >= 0
         seen.add(node["id"])
         assert "Optimization Done." in (out / name / "train.log").read_text()
+        if name.endswith("onecycle"):      # a chain of caffe processes, each segment placed by Ray
+            assert len(m["segments"]) >= 3 and all(s["sha256"]["solver"] for s in m["segments"])
+            logged = [int(i) for i in re.findall(r"Iteration (\d+), lr = ", (out / name / "train.log").read_text())]
+            assert logged == list(range(0, 30, 5))    # display 5: one curve, each iteration once
     assert seen == set(ids.values())                             # 1 CPU per node, 1 per run: both nodes trained
     assert not caffes(tmp_path)
 

@@ -1,6 +1,7 @@
 """Search beyond the grid with Optuna, pruning on live Caffe curves, and `caffegen extend`, on the real Caffe."""
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -155,14 +156,19 @@ def test_grid_points_a_killed_driver_asked_or_enqueued_are_run_once_each(tmp_pat
 
 
 @pytest.mark.caffe
-def test_grid_sampler_with_asha_prunes_grid_runs(tmp_path):
-    grid = '[grid]\nbase_lr = [0.01, 0.000001]\nlr_policy = ["fixed", "step"]'
+def test_grid_sampler_with_asha_prunes_grid_runs_chained_ones_included(tmp_path):
+    """A cosine run is a chain of caffe processes: it is still one trial, pruned (or not) on its whole curve."""
+    grid = '[grid]\nbase_lr = [0.01, 0.000001]\nlr_policy = ["fixed", "cosine"]'
     spec = write(tmp_path, "gasha", search='sampler = "grid"\npruner = "asha"\nreduction_factor = 2', grid=grid)
     sweep(tmp_path, spec)
-    study, runs = one_trial_per_run(tmp_path / "runs" / "gasha")
-    assert set(runs) == {"lr0.01_fixed", "lr0.01_step", "lr1e-06_fixed", "lr1e-06_step"}
+    out = tmp_path / "runs" / "gasha"
+    study, runs = one_trial_per_run(out)
+    assert set(runs) == {"lr0.01_fixed", "lr0.01_cosine", "lr1e-06_fixed", "lr1e-06_cosine"}
     assert "pruned" in runs.values(), runs
     assert len(study) == 4
+    for name in ("lr0.01_cosine", "lr1e-06_cosine"):
+        segments = json.loads((out / name / "manifest.json").read_text())["segments"]
+        assert len(segments) >= 2, name    # started as a chain; the trial's intermediate values span them
 
 
 @pytest.mark.caffe

@@ -87,8 +87,13 @@ def render(lr: str, policy: str, out: str, no_pycaffe_check: bool, **kwargs: Any
     """
     from ..prototxt.files import write_variant
 
-    if "," in policy or policy.strip().lower() == "all":
+    from ..prototxt.chains import chained, resolve_schedule
+
+    if "," in policy or policy.strip().lower() in ("all", "every"):
         raise InputError(f"render takes one --policy, got {policy!r}; use `caffegen solvers --policy {policy}`")
+    if chained(resolve_schedule(policy)):
+        raise InputError(f"{policy} is a chain of segments, not one solver: `caffegen solvers --lr {lr} --policy "
+                         f"{policy}` writes its segment solvers and a script that runs them; `caffegen sweep` runs it")
     net = _net(kwargs)
     solver = _solver(kwargs, base_lr=_one_lr(lr), lr_policy=policy)
     written = write_variant(out, net, solver, validate=True, pycaffe_check=not no_pycaffe_check)
@@ -100,7 +105,8 @@ def render(lr: str, policy: str, out: str, no_pycaffe_check: bool, **kwargs: Any
 @click.command(epilog=POLICY_HELP + "\n\n" + FILES_HELP.replace("solver.prototxt", "<name>.prototxt"))
 @click.option("--lr", "lr", required=True, metavar="LR[,LR...]", help="base_lr values, e.g. 0.1,0.01,0.001.")
 @click.option("--policy", default="all", show_default=True,
-              help=f"'all' or a comma list of {', '.join(POLICIES)}.")
+              help=f"'all' (Caffe's seven), 'every' (those and the chained schedules) or a comma list of "
+                   f"{', '.join(POLICIES)} and the chained ones (below).")
 @click.option("--out", "out", default="solvers", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the solvers, train_val.prototxt and index.csv/index.json.")
 @click.option("--net", "net_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -126,8 +132,15 @@ def solvers(lr: str, policy: str, out: str, net_file: Path | None, base_solver: 
     parameters come from the base only for the base's own lr_policy.
 
     \b
+    A chained schedule (cosine, onecycle, step+warmup...) is several solvers,
+    <name>.segNN.prototxt, and <name>.sh that runs them in turn, each resumed
+    from the previous one's snapshot (`caffegen sweep` also carries the TRAIN
+    data stream across them; plateau needs the sweep: it is refused here).
+
+    \b
     Examples:
       caffegen solvers --lr 0.1,0.01,0.001 --policy all      # 21 solvers
+      caffegen solvers --lr 0.01 --policy cosine,onecycle     # 2 chains
       caffegen solvers --net models/finetune_flickr_style/train_val.prototxt \\
           --base-solver models/finetune_flickr_style/solver.prototxt --lr 0.001,0.0001
     """

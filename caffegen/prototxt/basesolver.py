@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import InputError
 from .options import SolverOptions
+from .chains import resolve_schedule
 from .schedule import POLICY_PARAMS, resolve_policy
 
 __all__ = ["load_solver", "base_options", "merge", "solver_fields", "repeated", "variant_solver", "OWNED"]
@@ -64,7 +65,7 @@ def base_options(msg, lr_policy: str | None = None) -> dict[str, Any]:
         elif name in known:
             out[name] = _float32_text(value) if desc.type == desc.TYPE_FLOAT else value
     base_policy = resolve_policy(msg.lr_policy) if msg.HasField("lr_policy") else None
-    if lr_policy is not None and base_policy is not None and resolve_policy(lr_policy) != base_policy:
+    if lr_policy is not None and base_policy is not None and resolve_schedule(lr_policy) != base_policy:
         for name in _POLICY_FIELDS:
             out.pop(name, None)
     return out

@@ -22,18 +22,19 @@ from ..paths import write_atomic
 from ..checks import as_float
 from .options import NetOptions, SolverOptions, coverage_note, test_iter_for, variant_name
 from .basesolver import load_solver, merge, variant_solver
+from .chains import Piece, base_of, chained
 from .render import render_deploy, render_net, render_solver
 from .schedule import resolve_policy
 from .usernet import WiredNet, deploy_text, heads_of, load_net, phases
 from .validate import check_net_shapes, check_text, check_user_net, parse_text
 
 __all__ = ["Written", "count_list", "resolve_test_iter", "write_variant", "write_user_variant", "write_solver_set",
-           "write_user_solver_set", "FILES", "INDEX_FIELDS"]
+           "write_user_solver_set", "segment_solver", "FILES", "INDEX_FIELDS"]
 
 FILES = ("train_val.prototxt", "solver.prototxt", "deploy.prototxt")
 INDEX_FIELDS = ("name", "file", "base_lr", "lr_policy", "gamma", "stepsize", "stepvalue", "power", "max_iter",
                 "type", "momentum", "momentum2", "delta", "rms_decay", "weight_decay", "test_iter",
-                "test_interval", "snapshot_prefix")
+                "test_interval", "snapshot_prefix", "segments")
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,53 @@ def write_variant(out_dir: str | Path, net: NetOptions, solver: SolverOptions, v
     return Written(paths, solver, notes=[note] if note else [])
 
 
+def segment_solver(text: str, piece: Piece, net: str | None = None, where: str = "solver") -> str:
+    """A chain segment's solver: ``text`` (a whole solver) with the piece's policy fields and its ``max_iter``
+    (the segment's end), the other policies' fields cleared; ``net`` replaces the net path when given."""
+    from google.protobuf import text_format
+
+    solver = parse_text(text, "solver", where)
+    for name in ("gamma", "power", "stepsize", "stepvalue"):
+        solver.ClearField(name)
+    for name, value in piece.solver_fields().items():
+        if name == "stepvalue":
+            solver.stepvalue.extend(value)
+        else:
+            setattr(solver, name, value)
+    if net is not None:
+        solver.net = net
+    return text_format.MessageToString(solver)
+
+
+CHAIN_SCRIPT = """#!/bin/sh
+# {name}: {schedule} as {n} segments, each a `caffe train` of Caffe's own policies resumed from the previous
+# segment's snapshot (docs/schedules.md). Run it from this folder; CAFFE names the binary (default: caffe).
+# Each caffe opens its data layers at their first record again: `caffegen sweep` carries the TRAIN stream
+# across the boundaries, this script does not.
+set -e
+CAFFE="${{CAFFE:-caffe}}"
+{lines}
+"""
+
+
+def _chain_set_files(name: str, opts: SolverOptions, text: str, prefix: str) -> tuple[dict[str, str], int]:
+    """The files of one chained variant of a solver set: ``<name>.segNN.prototxt`` per segment and ``<name>.sh``
+    that runs them in turn (plateau, decided on the test metric as it trains, needs the driver: refused)."""
+    if base_of(opts.lr_policy)[0] == "plateau":
+        raise InputError(f"{name}: plateau decides its drops on the test metric as the run goes; only `caffegen "
+                         "sweep` (or tune) can run it, not a solver file")
+    pieces = opts.pieces()
+    files, lines = {}, []
+    for k, piece in enumerate(pieces):
+        seg = f"{name}.seg{k:02d}.prototxt"
+        files[seg] = segment_solver(text, piece, where=seg)
+        resume = f" -snapshot {prefix}_iter_{piece.start}.solverstate" if k else ""
+        lines.append(f'"$CAFFE" train -solver {seg}{resume} "$@"')
+    files[f"{name}.sh"] = CHAIN_SCRIPT.format(name=name, schedule=opts.lr_policy, n=len(pieces),
+                                              lines="\n".join(lines))
+    return files, len(pieces)
+
+
 def write_solver_set(out_dir: str | Path, net: NetOptions, base: SolverOptions, lrs: list[float],
                      policies: list[str], validate: bool = True, pycaffe_check: bool = True) -> Written:
     """One solver per (lr, policy) in ``out_dir`` plus ``train_val.prototxt`` and ``index.csv``/``index.json``.
@@ -123,21 +171,20 @@ def write_solver_set(out_dir: str | Path, net: NetOptions, base: SolverOptions, 
     rows: list[dict[str, Any]] = []
     for lr in lrs:
         for policy in policies:
-            axes = {"base_lr": lr, "lr_policy": resolve_policy(policy)}
+            axes = {"base_lr": lr, "lr_policy": policy if chained(policy) else resolve_policy(policy)}
             if base.type != "SGD":
                 axes["type"] = base.type
             name = variant_name(axes)
-            if name in solvers:
-                raise InputError(f"two variants would both be written as {name}.prototxt (duplicate --lr?)")
+            if any(row["name"] == name for row in rows):
+                raise InputError(f"two variants would both be written as {name} (duplicate --lr?)")
             prefix = name if base.snapshot_prefix == "snapshot" else f"{base.snapshot_prefix}_{name}"
-            opts = dataclasses.replace(base, base_lr=lr, lr_policy=policy, snapshot_prefix=prefix)
-            solvers[name] = render_solver(opts, net)
-            eff = opts.effective(net.test_batch)
-            rows.append({"name": name, "file": f"{name}.prototxt", **{k: eff[k] for k in INDEX_FIELDS[2:]}})
+            opts = dataclasses.replace(base, base_lr=lr, lr_policy=axes["lr_policy"], snapshot_prefix=prefix)
+            rows.append(_index_row(name, opts, opts.effective(net.test_batch), render_solver(opts, net), solvers))
     if validate:
         check_text(net_text, "net", str(out / "train_val.prototxt"))
-        for name, text in solvers.items():
-            check_text(text, "solver", str(out / f"{name}.prototxt"))
+        for file, text in solvers.items():
+            if file.endswith(".prototxt"):
+                check_text(text, "solver", str(out / file))
         if pycaffe_check:
             check_net_shapes(net_text, net, where=str(out / "train_val.prototxt"))
     files = {out / "train_val.prototxt": net_text, **_solver_set_files(out, solvers, rows, net.to_dict())}
@@ -145,16 +192,32 @@ def write_solver_set(out_dir: str | Path, net: NetOptions, base: SolverOptions, 
     return Written(paths, base, rows=rows, notes=[note] if note else [])
 
 
+def _index_row(name: str, opts: SolverOptions, eff: dict[str, Any], text: str, files: dict[str, str]) -> dict:
+    """One variant of a solver set: its files added to ``files`` (``<name>.prototxt``, or a chain's segment solvers
+    and script), its index row returned."""
+    segments = 1
+    if opts.is_chain:   # the index shows the schedule, not its first segment's solver fields
+        chain, segments = _chain_set_files(name, opts, text, opts.snapshot_prefix)
+        files.update(chain)
+        eff = {**eff, "base_lr": opts.base_lr, "lr_policy": opts.lr_policy, "max_iter": opts.max_iter,
+               "gamma": None, "stepsize": None, "stepvalue": None, "power": None}
+    else:
+        files[f"{name}.prototxt"] = text
+    file = f"{name}.sh" if opts.is_chain else f"{name}.prototxt"
+    return {"name": name, "file": file, **{k: eff[k] for k in INDEX_FIELDS[2:-1]}, "segments": segments}
+
+
 def _solver_set_files(out: Path, solvers: dict[str, str], rows: list[dict[str, Any]],
                       net: dict[str, Any]) -> dict[Path, str]:
-    """The solver files of a set and its index (CSV and JSON: each variant's effective parameters)."""
+    """The solver files of a set (by file name) and its index (CSV and JSON: each variant's effective parameters;
+    a chained one's are its first segment's)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=INDEX_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else ",".join(map(str, v)) if isinstance(v, list) else v)
                          for k, v in row.items()})
-    files = {out / f"{name}.prototxt": text for name, text in solvers.items()}
+    files = {out / file: text for file, text in solvers.items()}
     files[out / "index.json"] = json.dumps({"net": net, "variants": rows}, indent=2) + "\n"
     files[out / "index.csv"] = buf.getvalue()
     return files
@@ -192,21 +255,21 @@ def write_user_solver_set(out_dir: str | Path, net_path: str | Path, lrs: list[f
     rows: list[dict[str, Any]] = []
     for lr in lrs:
         for policy in policies:
-            values = {**overrides, "base_lr": lr, "lr_policy": resolve_policy(policy)}
+            values = {**overrides, "base_lr": lr, "lr_policy": policy if chained(policy) else resolve_policy(policy)}
             options, extras = variant_solver(values, base)
             opts = SolverOptions(**{**options, "net": str(net_path)})
             axes = {"base_lr": lr, "lr_policy": opts.lr_policy, **({"type": opts.type} if opts.type != "SGD" else {})}
             name = variant_name(axes)
-            if name in solvers:
-                raise InputError(f"two variants would both be written as {name}.prototxt (duplicate --lr?)")
+            if any(row["name"] == name for row in rows):
+                raise InputError(f"two variants would both be written as {name} (duplicate --lr?)")
             opts = dataclasses.replace(opts, snapshot_prefix=f"{prefix}_{name}" if prefix else name)
-            solvers[name] = merge(render_solver(opts), base, extras)
-            eff = opts.effective()
-            rows.append({"name": name, "file": f"{name}.prototxt", **{k: eff[k] for k in INDEX_FIELDS[2:]}})
-    for name, text in solvers.items():
-        check_text(text, "solver", str(out / f"{name}.prototxt"))
+            rows.append(_index_row(name, opts, opts.effective(), merge(render_solver(opts), base, extras), solvers))
+    for file, text in solvers.items():
+        if file.endswith(".prototxt"):
+            check_text(text, "solver", str(out / file))
     record = {"prototxt": str(net_path), "base_solver": str(Path(base_path).resolve()) if base_path else None}
-    paths = {path.name: write_atomic(path, text) for path, text in _solver_set_files(out, solvers, rows, record).items()}
+    files = _solver_set_files(out, solvers, rows, record)
+    paths = {path.name: write_atomic(path, text) for path, text in files.items()}
     first = SolverOptions(**variant_solver({**overrides, "base_lr": lrs[0], "lr_policy": policies[0]}, base)[0])
     return Written(paths, first, rows=rows, notes=notes)
 

@@ -113,9 +113,7 @@ class RunChain:
 
     # -- the files
     def _write(self, piece: Piece, at: int) -> Segment:
-        from google.protobuf import text_format
-
-        from ..prototxt.validate import parse_text
+        from ..prototxt.files import segment_solver
 
         records = self.segments()
         index = len(records)
@@ -123,17 +121,10 @@ class RunChain:
         stem = f"seg{index:02d}"
         net_text = self._net(at, piece.end, stem)
         write_atomic(self.folder / f"{stem}.{TRAIN_VAL}", net_text)
-        solver = parse_text((self.run_dir / SOLVER).read_text(encoding="utf-8"), "solver", str(self.run_dir / SOLVER))
-        for name in ("gamma", "power", "stepsize", "stepvalue"):
-            solver.ClearField(name)
-        for name, value in piece.solver_fields().items():
-            if name == "stepvalue":
-                solver.stepvalue.extend(value)
-            else:
-                setattr(solver, name, value)
-        solver.net = f"{SEGMENTS}/{stem}.{TRAIN_VAL}"
         rel = f"{SEGMENTS}/{stem}.{SOLVER}"
-        write_atomic(self.run_dir / rel, text_format.MessageToString(solver))
+        text = (self.run_dir / SOLVER).read_text(encoding="utf-8")
+        write_atomic(self.run_dir / rel, segment_solver(text, piece, net=f"{SEGMENTS}/{stem}.{TRAIN_VAL}",
+                                                        where=str(self.run_dir / SOLVER)))
         seg = Segment(index, at, piece.end, rel, piece.policy, piece.base_lr, piece.note)
         record = {**asdict(seg), "sha256": {"solver": sha256_file(self.run_dir / rel),
                                             "net": sha256_file(self.folder / f"{stem}.{TRAIN_VAL}")}}
@@ -237,8 +228,10 @@ def extended(opts: SolverOptions, at: int, new_max: int) -> tuple[SolverOptions,
     new = dataclasses.replace(opts, max_iter=new_max, **frozen)
     base, _ = base_of(opts.lr_policy)
     if base not in STRETCHED:
-        return new, None, (f"{opts.lr_policy}: its parameters are kept as resolved ({', '.join(f'{k} {v:g}' if isinstance(v, (int, float)) else f'{k} {v}' for k, v in frozen.items())}); "
-                           f"{'its cycles go on' if base in ('sgdr', 'triangular') else 'it keeps deciding' if base == 'plateau' else 'the schedule continues as it was defined'} to {new_max}")
+        kept = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in frozen.items())
+        how = ("its cycles go on" if base in ("sgdr", "triangular") else "it keeps deciding" if base == "plateau"
+               else "the schedule continues as it was defined")
+        return new, None, f"{opts.lr_policy}: its parameters are kept as resolved ({kept}); {how} to {new_max}"
     old = opts.pieces()
     k = (new_max - at) / max(1, opts.max_iter - at)
     out: list[Piece] = []
