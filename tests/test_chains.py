@@ -282,41 +282,45 @@ def test_a_chained_run_reads_every_image_once_per_epoch_whatever_its_segments(tm
 
 
 @pytest.mark.caffe
-def test_kill_9_of_the_driver_mid_segment_resumes_the_schedule_where_it_was(tmp_path):
+def test_sigterm_then_kill_9_of_the_driver_mid_segment_resume_the_schedule_where_it_was(tmp_path):
+    """SIGTERM of the driver in segment 2 (a snapshot, exit 143), a rerun killed -9 in a later segment, a second
+    rerun: one run, one curve, the schedule's lr at every iteration, never from its start again."""
     spec = chained_sweep(tmp_path, "k9", '["cosine"]', max_iter=1200, solver="")
     spec.write_text(spec.read_text().replace("display = 1", "display = 10").replace("test_interval = 10",
                                                                                     "test_interval = 500"))
     out = tmp_path / "runs" / "k9"
     run = out / "lr0.01_cosine"
-    driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def mid_second_segment() -> bool:
-            chain = run / "segments" / "chain.json"
-            if not chain.exists() or len(json.loads(chain.read_text())["segments"]) < 2:
-                return False
-            its = [int(i) for i in re.findall(r"Iteration (\d+), loss", (run / "train.log").read_text())]
-            first_end = json.loads(chain.read_text())["segments"][0]["end"]
-            return bool(its) and its[-1] > first_end + 20
-        wait_for(mid_second_segment, timeout=300)
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-        driver.wait(timeout=60)
+
+    def past_segment(k: int) -> bool:
+        chain = run / "segments" / "chain.json"
+        if not chain.exists() or len(json.loads(chain.read_text())["segments"]) <= k:
+            return False
+        its = [int(i) for i in re.findall(r"Iteration (\d+), loss", (run / "train.log").read_text())]
+        return bool(its) and its[-1] > json.loads(chain.read_text())["segments"][k - 1]["end"] + 20
+
+    for sig, segment in ((signal.SIGTERM, 1), (signal.SIGKILL, 3)):
+        driver = subprocess.Popen(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: past_segment(segment), timeout=300)
+            driver.send_signal(sig)
+            assert driver.wait(timeout=60) == (143 if sig == signal.SIGTERM else -9)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+            driver.wait(timeout=60)
     again = subprocess.run(CAFFEGEN + ["sweep", str(spec), "--no-report"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     row = store_rows(out)["lr0.01_cosine"]
-    assert row["status"] == "done" and row["last_iter"] == 1200 and row["attempts"] == 2
+    assert row["status"] == "done" and row["last_iter"] == 1200 and row["attempts"] == 3
     log = (run / "train.log").read_text()
-    resumed = int(re.search(r"Resuming from snapshots/snap_iter_(\d+)\.solverstate", log).group(1))
+    resumed = [int(i) for i in re.findall(r"Resuming from snapshots/snap_iter_(\d+)\.solverstate", log)]
     opts = SolverOptions(base_lr=0.01, lr_policy="cosine", max_iter=1200, test_interval=500)
     printed = logged_lr(run / "train.log")
-    for it in sorted(printed):       # the whole curve, before and after the kill, is the schedule's
+    for it in sorted(printed):       # the whole curve, before and after each stop, is the schedule's
         assert printed[it] == {format_lr(chain_lr(opts.pieces(), [it])[0])}, it
-    assert resumed > 0 and log.count("Iteration 0, loss") == 1      # never from its start again
+    assert len(resumed) >= 2 and all(r > 0 for r in resumed) and log.count("Iteration 0, loss") == 1
 
 
 @pytest.mark.caffe

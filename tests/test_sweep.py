@@ -153,16 +153,17 @@ def test_sweep_runs_every_variant_and_records_it(tmp_path, caffe_install):
 
 @pytest.mark.caffe
 def test_a_diverging_run_is_killed_within_a_few_display_intervals(tmp_path, caffe_install):
-    spec = write_spec(tmp_path, name="div", max_iter=5000, display=5, lrs="[10.0]")
+    spec = write_spec(tmp_path, name="div", max_iter=5000, display=5, lrs="[10.0]", policies='["fixed", "cosine"]')
     spec.write_text(spec.read_text().replace("batchnorm = true", "batchnorm = false"))
     proc = sweep(tmp_path, str(spec), "--no-report")
     assert proc.returncode == 0, proc.stderr
-    row = rows(tmp_path / "runs" / "div")["lr10_fixed"]
-    assert row["status"] == "diverged", row
-    caught_at = int(re.search(r"at iteration (\d+)", row["reason"]).group(1))
-    assert caught_at <= 3 * 5, row                 # caught within its first three display intervals
-    assert "loss" in row["reason"]
-    assert row["last_iter"] < 5000                 # and stopped: caffe would print nan to the end
+    for name in ("lr10_fixed", "lr10_cosine"):      # a chain of segments is watched like any run
+        row = rows(tmp_path / "runs" / "div")[name]
+        assert row["status"] == "diverged", row
+        caught_at = int(re.search(r"at iteration (\d+)", row["reason"]).group(1))
+        assert caught_at <= 3 * 5, row                 # caught within its first three display intervals
+        assert "loss" in row["reason"]
+        assert row["last_iter"] < 5000                 # and stopped: caffe would print nan to the end
 
 
 @pytest.mark.caffe
@@ -263,20 +264,24 @@ def test_second_sweep_on_the_same_folder_refuses_and_changed_spec_is_refused(tmp
 
 @pytest.mark.caffe
 def test_early_stop_and_timeout_keep_a_snapshot(tmp_path, caffe_install):
-    spec = write_spec(tmp_path, name="es", max_iter=5000, test_interval=20, display=20, lrs="[1e-12]")
+    spec = write_spec(tmp_path, name="es", max_iter=5000, test_interval=20, display=20, lrs="[1e-12]",
+                      policies='["fixed", "cosine"]')
     proc = sweep(tmp_path, str(spec), "--no-report", "--early-stop", "2")
     assert proc.returncode == 0, proc.stderr
-    row = rows(tmp_path / "runs" / "es")["lr1e-12_fixed"]
-    assert row["status"] == "early-stopped" and "has not improved" in row["reason"]
-    assert row["last_iter"] < 5000
-    assert list((tmp_path / "runs" / "es" / "lr1e-12_fixed" / "snapshots").glob("*.solverstate"))
+    for name in ("lr1e-12_fixed", "lr1e-12_cosine"):   # a chained run too, across its segments
+        row = rows(tmp_path / "runs" / "es")[name]
+        assert row["status"] == "early-stopped" and "has not improved" in row["reason"]
+        assert row["last_iter"] < 5000
+        assert list((tmp_path / "runs" / "es" / name / "snapshots").glob("*.solverstate"))
 
-    spec = write_spec(tmp_path, name="to", max_iter=100000, test_interval=50000, display=100)
+    spec = write_spec(tmp_path, name="to", max_iter=100000, test_interval=50000, display=100,
+                      policies='["fixed", "cosine"]')
     proc = sweep(tmp_path, str(spec), "--no-report", "--timeout", "3")
     assert proc.returncode == 0, proc.stderr
-    row = rows(tmp_path / "runs" / "to")["lr0.01_fixed"]
-    assert row["status"] == "timeout"
-    assert list((tmp_path / "runs" / "to" / "lr0.01_fixed" / "snapshots").glob("*.solverstate"))
+    for name in ("lr0.01_fixed", "lr0.01_cosine"):
+        row = rows(tmp_path / "runs" / "to")[name]
+        assert row["status"] == "timeout"
+        assert list((tmp_path / "runs" / "to" / name / "snapshots").glob("*.solverstate"))
 
 
 @pytest.mark.caffe

@@ -32,9 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from caffegen.logs import parse_log  # noqa: E402
 from caffegen.report.stats import proportions_differ, wilson  # noqa: E402
+from problems import digits_folder  # noqa: E402
 
 GRID = '[grid]\nbase_lr = [0.1, 0.01, 0.001]\nlr_policy = "all"\n'
 TPE = ('[search]\nsampler = "tpe"\ntrials = {trials}\nseed = 0\npruner = "asha"\nreduction_factor = 3\n'
@@ -66,31 +68,13 @@ random_seed = 0
 """
 
 
-def digits_folder(dst: Path) -> Path:
-    """scikit-learn's digits as 32x32 PNGs, one folder per class."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        sys.exit("bench/search needs scikit-learn for the digits set: .venv/bin/pip install -e '.[bench]'")
-    from PIL import Image
-
-    d = load_digits()
-    for i, (img, label) in enumerate(zip(d.images, d.target)):
-        folder = dst / f"digit_{label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        px = (img * (255 / 16)).clip(0, 255).astype("uint8")
-        Image.fromarray(px, "L").convert("RGB").resize((32, 32), Image.NEAREST).save(folder / f"{i:04d}.png")
-    return dst
-
-
 def base_spec(problem: str, work: Path, name: str) -> str:
     if problem == "default":
         text = (ROOT / "caffegen" / "specs" / "default.toml").read_text()
         head, _, rest = text.partition("[grid]")
         run = rest[rest.index("[run]"):]
         return head.replace('name = "default"', f'name = "{name}"') + run
-    return DIGITS.format(name=name, root=digits_folder(work / "digits") if not (work / "digits").exists()
-                         else work / "digits")
+    return DIGITS.format(name=name, root=digits_folder(work / "digits"))
 
 
 def runs(out: Path) -> list[dict]:

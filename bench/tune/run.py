@@ -3,18 +3,15 @@
     .venv/bin/pip install -e '.[bench]'        # scikit-learn: the digits image set ships inside it
     .venv/bin/python bench/tune/run.py [--only default|digits] [--seeds 5] [--budget 7runs]
 
-Two problems, on this machine, one sweep or tune after the other:
+Two problems (bench/problems.py: the default spec's demo set, scikit-learn's digits), on this machine, one sweep or
+tune after the other. Both train the net ``caffegen tune`` trains without a NET (the seed's net at resize 44 / crop
+40 with BatchNorm) for 6 epochs (600 and 540 iterations), on the tune's own lists, so the grid and the tuner see the
+same data, net and solver. For each problem:
 
-* ``default``: the default spec's 20-class demo set (80 train / 20 val images per class: 400 val images);
-* ``digits``: scikit-learn's 1,797 8x8 digits (10 classes) as 32x32 PNGs, split 8:2 by ``caffegen tune``.
-
-Both train the net ``caffegen tune`` trains without a NET (the seed's net at resize 44 / crop 40 with BatchNorm),
-for 6 epochs (600 and 540 iterations), on the tune's own lists, so the grid and the tuner see the same data, net
-and solver. For each problem:
-
-* the **repeated grid**: base_lr 0.1 / 0.01 / 0.001 x the seven policies x random_seed 0, 1, 2 (63 runs), and the
-  **single-seed grid** (its seed-0 runs: 21); their compute is the sum of their runs' wall seconds (slot-seconds);
-  the best variant is the one with the best mean over its three seeds (the pooled seed noise gives its interval);
+* the **repeated grid**: base_lr 0.1 / 0.01 / 0.001 x the seven policies x random_seed 0, 1, 2 (63 runs; the Caffe
+  part of bench/problems.py's grid, which bench/schedules shares), and the **single-seed grid** (its seed-0 runs:
+  21); their compute is the sum of their runs' wall seconds (slot-seconds); the best variant is the one with the
+  best mean over its three seeds (the pooled seed noise gives its interval);
 * ``caffegen tune --seed S`` for S in 0..4 (default budget): the compute of everything before the final stage (the
   sum of its runs' wall seconds, the probes' included) as a fraction of each grid's, the final stage's on its own;
   the winner retrained to the full length: its best top-1, and whether it is **tied with or better than** the
@@ -36,82 +33,34 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from caffegen.report.analysis import load_runs, ranked_variants, seed_noise_of  # noqa: E402
+from problems import KINDS, epochs_iters, folder_of, lists, repeated_grid  # noqa: E402
+
+from caffegen.prototxt.schedule import POLICIES  # noqa: E402
+from caffegen.report.analysis import load_runs, ranked_variants, seed_noise_of, verdict  # noqa: E402
 from caffegen.sweep.store import read_sweep  # noqa: E402
-from caffegen.tune.specs import TuneNet, base_tables  # noqa: E402
 
 Z95 = 1.6448536269514722     # one-sided 5%
 
 
-def digits_folder(dst: Path) -> Path:
-    """scikit-learn's digits as 32x32 PNGs, one folder per class."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        sys.exit("bench/tune needs scikit-learn for the digits set: .venv/bin/pip install -e '.[bench]'")
-    from PIL import Image
-
-    if dst.exists():
-        return dst
-    d = load_digits()
-    for i, (img, label) in enumerate(zip(d.images, d.target)):
-        folder = dst / f"digit_{label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        px = (img * (255 / 16)).clip(0, 255).astype("uint8")
-        Image.fromarray(px, "L").convert("RGB").resize((32, 32), Image.NEAREST).save(folder / f"{i:04d}.png")
-    return dst
-
-
-def demo_folder(dst: Path) -> Path:
-    if not dst.exists():
-        subprocess.run([sys.executable, "-m", "caffegen", "demo-data", str(dst), "--classes", "20",
-                        "--per-class", "100"], check=True, capture_output=True)
-    return dst
-
-
-def lists(folder: Path, work: Path) -> tuple[Path, Path, int, int, int]:
-    """The lists `caffegen tune` makes of a folder (8:2, seed 0), made once here for the grid and every tune."""
-    from caffegen.data.sources import DataSpec, prepare_data
-
-    data = prepare_data(DataSpec(root=str(folder), val_fraction=0.2), work, lambda _: None)
-    n_val = sum(1 for _ in open(data.val_list))
-    n_train = sum(1 for _ in open(data.train_list))
-    return data.train_list, data.val_list, data.num_classes, n_val, n_train
-
-
-def sweep_compute(out: Path) -> float:
-    rows, _ = read_sweep(out)
-    return sum(r["wall_s"] or 0.0 for r in rows)
-
-
-def grid(name: str, work: Path, train: Path, val: Path, classes: int, n_val: int, iters: int) -> dict:
-    import tomli_w
-
-    tables = base_tables(name, train, val, TuneNet(), classes=classes, val_images=n_val, iters=iters, passes=12,
-                         run={"backend": "local"})
-    tables["grid"] = {"base_lr": [0.1, 0.01, 0.001], "lr_policy": "all", "repeats": 3}
-    spec = work / f"{name}.toml"
-    spec.write_text(tomli_w.dumps(tables))
-    out = work / "runs" / name
-    t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "caffegen", "sweep", str(spec), "--out", str(out)], cwd=work,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def grid(kind: str, work: Path) -> dict:
+    """The Caffe-policy part of the repeated grid: its compute, its best and how sure that is."""
+    out = repeated_grid(kind, work)
     runs, record = load_runs(out)
-    ranked = [v for v in ranked_variants(runs, record) if v.score is not None]
+    native = [r for r in runs if r.axes.get("lr_policy") in POLICIES]
+    ranked = [v for v in ranked_variants(native, record) if v.score is not None]
+    v = verdict(ranked)
     noise = seed_noise_of(ranked)
     best = ranked[0]
-    rows, _ = read_sweep(out)
+    rows = [r for r in read_sweep(out)[0] if r.axes.get("lr_policy") in POLICIES]
     seed0 = [r for r in rows if r["seed"] == 0]
     best0 = max(seed0, key=lambda r: r["best_top1"] or -1)
-    return {"runs": len(rows), "compute_s": sweep_compute(out), "seed0_compute_s": sum(r["wall_s"] or 0 for r in seed0),
-            "wall_s": round(time.time() - t0, 1), "best": best.name, "best_mean": best.score,
+    return {"runs": len(rows), "compute_s": sum(r["wall_s"] or 0 for r in rows),
+            "seed0_compute_s": sum(r["wall_s"] or 0 for r in seed0), "best": best.name, "best_mean": best.score,
             "best_seeds": best.best, "sd": noise.sigma if noise else None, "df": noise.df if noise else None,
-            "tied": [v.name for v in ranked if v.tied and v is not best],
-            "seed0_best": best0["variant"], "seed0_best_top1": best0["best_top1"]}
+            "tied": [t.name for t in ranked if t.tied and t is not best], "verdict": v.headline,
+            "seed0_best": best0.variant, "seed0_best_top1": best0["best_top1"]}
 
 
 def tune(name: str, work: Path, train: Path, val: Path, iters: int, seed: int, budget: str) -> dict:
@@ -137,11 +86,9 @@ def tune(name: str, work: Path, train: Path, val: Path, iters: int, seed: int, b
 
 
 def problem(kind: str, work: Path, seeds: int, budget: str) -> dict:
-    folder = demo_folder(work / "demo20") if kind == "default" else digits_folder(work / "digits")
-    data_dir = work / f"data-{kind}"
-    train, val, classes, n_val, n_train = lists(folder, data_dir)
-    iters = 10 * round(6 * n_train / 16 / 10)
-    g = grid(f"{kind}_grid", work, train, val, classes, n_val, iters)
+    train, val, classes, n_val, n_train = lists(folder_of(kind, work), work / f"data-{kind}")
+    iters = epochs_iters(n_train)
+    g = grid(kind, work)
     tunes = [tune(f"{kind}_tune_s{s}", work, train, val, iters, s, budget) for s in range(seeds)]
     margin = Z95 * g["sd"] * math.sqrt(1 + 1 / 3) if g["sd"] else 0.0
     for t in tunes:
@@ -157,15 +104,15 @@ def problem(kind: str, work: Path, seeds: int, budget: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["default", "digits"], default=None)
+    ap.add_argument("--only", choices=KINDS, default=None)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", default="7runs")
-    ap.add_argument("--work", type=Path, default=Path(__file__).parent / "work")
+    ap.add_argument("--work", type=Path, default=Path(__file__).parents[1] / "work")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = {"date": dt.date.today().isoformat(), "cores": os.cpu_count(), "load_before": os.getloadavg(),
                "budget": args.budget}
-    for kind in ([args.only] if args.only else ["default", "digits"]):
+    for kind in ([args.only] if args.only else KINDS):
         results[kind] = problem(kind, args.work, args.seeds, args.budget)
         r = results[kind]
         g = r["grid"]
