@@ -5,9 +5,11 @@ bench/schedules import this file).
 * ``digits``: scikit-learn's 1,797 8x8 digits (10 classes) as 32x32 PNGs.
 
 The **repeated grid** trains the net ``caffegen tune`` trains without a NET (the seed's net at resize 44 / crop 40
-with BatchNorm) for 6 epochs on the lists ``caffegen tune`` makes (8:2, seed 0): base_lr 0.1 / 0.01 / 0.001 x every
-schedule (Caffe's seven and the chained ones: ``"every"``) x random_seed 0, 1, 2. bench/tune compares the tuner with
-its Caffe-policy part (63 runs), bench/schedules the chained schedules with the seven. The sweep resumes when rerun.
+with BatchNorm) for 6 epochs on the lists ``caffegen tune`` makes (8:2, seed 0): base_lr 0.1 / 0.01 / 0.001 x a set
+of schedules x random_seed 0, 1, 2. Two sweeps of it, same data, net, solver and seeds: ``<kind>_grid`` over Caffe's
+seven (63 runs: what bench/tune compares the tuner with; its compute is measured, so it runs on a quiet machine) and
+``<kind>_chains`` over the chained schedules (54 runs: bench/schedules puts them beside the seven; only their scores
+are used). Each sweep resumes when rerun.
 """
 from __future__ import annotations
 
@@ -69,17 +71,19 @@ def epochs_iters(n_train: int, epochs: int = 6, batch: int = 16) -> int:
     return 10 * round(epochs * n_train / batch / 10)
 
 
-def repeated_grid(kind: str, work: Path) -> Path:
-    """Run (or resume) the repeated grid of ``kind``; its sweep folder."""
+def repeated_grid(kind: str, work: Path, chains: bool = False) -> Path:
+    """Run (or resume) the repeated grid of ``kind`` over Caffe's seven policies (or the chained schedules); its
+    sweep folder."""
     import tomli_w
 
+    from caffegen.prototxt.chains import CHAINED
     from caffegen.tune.specs import TuneNet, base_tables
 
     train, val, classes, n_val, n_train = lists(folder_of(kind, work), work / f"data-{kind}")
-    name = f"{kind}_grid"
+    name = f"{kind}_{'chains' if chains else 'grid'}"
     tables = base_tables(name, train, val, TuneNet(), classes=classes, val_images=n_val,
                          iters=epochs_iters(n_train), passes=12, run={"backend": "local"})
-    tables["grid"] = {"base_lr": [0.1, 0.01, 0.001], "lr_policy": "every", "repeats": 3}
+    tables["grid"] = {"base_lr": [0.1, 0.01, 0.001], "lr_policy": list(CHAINED) if chains else "all", "repeats": 3}
     spec = work / f"{name}.toml"
     spec.write_text(tomli_w.dumps(tables))
     out = work / "runs" / name
@@ -87,6 +91,6 @@ def repeated_grid(kind: str, work: Path) -> Path:
     proc = subprocess.run([sys.executable, "-m", "caffegen", "sweep", str(spec), "--out", str(out)], cwd=work,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    print(f"{kind}: the repeated grid, {len(read_sweep(out)[0])} runs, {time.time() - t0:.0f} s this time",
+    print(f"{name}: {len(read_sweep(out)[0])} runs, {time.time() - t0:.0f} s this time",
           flush=True)
     return out

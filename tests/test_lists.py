@@ -72,9 +72,10 @@ def test_lists_split_warns_and_trains_in_real_caffe(folder_with_bad_files, tmp_p
     out = tmp_path / "lists"
     code, stdout, stderr = run_cli(["lists", str(folder_with_bad_files), "--out", str(out)], capsys)
     assert code == 0
-    # exactly the two bad files are reported, once each, with a reason
-    assert stderr.count("caffegen: warning:") == 1
+    # exactly the two bad files are reported, once each, with a reason (in one warning; the others: thin classes)
+    assert stderr.count("caffegen: warning: left out") == 1 and stderr.count("left out") == 1
     assert "left out 2 files" in stderr
+    assert stderr.count("caffegen: warning: class ") == 3 and "only 2 val images" in stderr   # 2 of 20: thin
     assert "broken.jpg: truncated" in stderr and "notes.txt: not an image" in stderr
     # 9:1 per class -> 18/2, and the table says so
     train, val = read_list(out / LIST_TRAIN), read_list(out / LIST_VAL)

@@ -15,7 +15,7 @@ from caffegen.errors import InputError
 from caffegen.logs import parse_log
 from caffegen.paths import sha256_file
 from caffegen.prototxt import NetOptions, render_net
-from caffegen.prototxt.usernet import DataSources, UserNet, heads_of, load_net, wire
+from caffegen.prototxt.usernet import DataSources, UserNet, heads_of, load_net, spatial_sizes, wire
 from caffegen.sweep.store import open_store
 from sweep_state import store_rows
 
@@ -124,6 +124,11 @@ def test_export_netscope_of_every_model_zoo_train_val_loads_and_runs_forward(mod
     (shapes,) = run_probe([(str(tmp_path / "net.prototxt"), "TEST", None, True)])  # built and run forward
     classes = 20 if name == "finetune_flickr_style" else 1000
     assert all(shapes[p] == [1, classes] for p in probs)
+    # the pure size walk [net] crop relies on gives pycaffe's own blob shapes (Caffe's conv and pool rules)
+    sizes, empty = spatial_sizes(load_net(models / name / "train_val.prototxt"), shapes["data"][2])
+    assert empty is None
+    compared = [b for b, shape in shapes.items() if len(shape) == 4 and b in sizes]
+    assert len(compared) > 10 and all(tuple(shapes[b][2:]) == sizes[b] for b in compared), name
 
 
 def test_several_heads_are_found_by_top_k_and_the_last_one_ranks(models):
@@ -289,7 +294,7 @@ def _edit(text: str, kind: str) -> str:
     ("HDF5Data", "", "data layer 'data' (HDF5Data) reads HDF5 files"),
     ("K mismatch", "", "classifier 'fc' has 3 outputs but the data has 4 classes: set [net] num_classes = 4"),
     ("missing weights", 'weights = "nothere.caffemodel"', "[net] weights not found"),
-    ("template options", "crop = 32", "'crop' is a template option"),
+    ("template options", "batchnorm = true", "'batchnorm' is a template option"),
     ("unknown layer type", "", "Unknown layer type: NoSuchLayer"),
     ("missing mean file", "", "set [net] mean = [104, 117, 123]"),
 ])

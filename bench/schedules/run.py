@@ -7,8 +7,8 @@
   the policies fixed (one caffe) and cosine, onecycle, sgdr (chains), each run ``--repeats`` times one after the
   other (jobs 1, nothing else running); a schedule's overhead is the median of its runs' wall seconds minus fixed's,
   per boundary (segments - 1) and as a share of fixed's run. Target: < 2 s per boundary, < 5% of a run.
-* **help**: bench/problems.py's repeated grid (base_lr 0.1 / 0.01 / 0.001 x every schedule x seeds 0, 1, 2) on the
-  default problem and on digits: the best mean of each schedule over its base_lr values, Hsu's MCB on the pooled
+* **help**: bench/problems.py's repeated grids (base_lr 0.1 / 0.01 / 0.001 x Caffe's seven, and x the chained
+  schedules, x seeds 0, 1, 2: same data, net, solver and seeds) on the default problem and on digits, as one set: the best mean of each schedule over its base_lr values, Hsu's MCB on the pooled
   seed noise (caffegen's own verdict): which schedules could be the best, and whether the best chained schedule
   beats the best of Caffe's seven beyond that noise.
 
@@ -73,9 +73,9 @@ def cost(work: Path, repeats: int) -> dict:
 
 
 def helps(kind: str, work: Path) -> dict:
-    out = repeated_grid(kind, work)
-    runs, record = load_runs(out)
-    ranked = [v for v in ranked_variants(runs, record) if v.score is not None]
+    runs, record = load_runs(repeated_grid(kind, work))
+    chained_runs, _ = load_runs(repeated_grid(kind, work, chains=True))
+    ranked = [v for v in ranked_variants(runs + chained_runs, record) if v.score is not None]
     ver = verdict(ranked)
     noise = seed_noise_of(ranked)
     bounds = could_be_best({v.name: v.score for v in ranked}, {v.name: len(v.best) for v in ranked}, noise)

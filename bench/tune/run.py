@@ -8,8 +8,8 @@ tune after the other. Both train the net ``caffegen tune`` trains without a NET 
 40 with BatchNorm) for 6 epochs (600 and 540 iterations), on the tune's own lists, so the grid and the tuner see the
 same data, net and solver. For each problem:
 
-* the **repeated grid**: base_lr 0.1 / 0.01 / 0.001 x the seven policies x random_seed 0, 1, 2 (63 runs; the Caffe
-  part of bench/problems.py's grid, which bench/schedules shares), and the **single-seed grid** (its seed-0 runs:
+* the **repeated grid**: base_lr 0.1 / 0.01 / 0.001 x the seven policies x random_seed 0, 1, 2 (63 runs;
+  bench/problems.py's, which bench/schedules shares), and the **single-seed grid** (its seed-0 runs:
   21); their compute is the sum of their runs' wall seconds (slot-seconds); the best variant is the one with the
   best mean over its three seeds (the pooled seed noise gives its interval);
 * ``caffegen tune --seed S`` for S in 0..4 (default budget): the compute of everything before the final stage (the
@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from problems import KINDS, epochs_iters, folder_of, lists, repeated_grid  # noqa: E402
 
-from caffegen.prototxt.schedule import POLICIES  # noqa: E402
 from caffegen.report.analysis import load_runs, ranked_variants, seed_noise_of, verdict  # noqa: E402
 from caffegen.sweep.store import read_sweep  # noqa: E402
 
@@ -45,15 +44,14 @@ Z95 = 1.6448536269514722     # one-sided 5%
 
 
 def grid(kind: str, work: Path) -> dict:
-    """The Caffe-policy part of the repeated grid: its compute, its best and how sure that is."""
+    """The repeated grid: its compute, its best and how sure that is."""
     out = repeated_grid(kind, work)
     runs, record = load_runs(out)
-    native = [r for r in runs if r.axes.get("lr_policy") in POLICIES]
-    ranked = [v for v in ranked_variants(native, record) if v.score is not None]
+    ranked = [v for v in ranked_variants(runs, record) if v.score is not None]
     v = verdict(ranked)
     noise = seed_noise_of(ranked)
     best = ranked[0]
-    rows = [r for r in read_sweep(out)[0] if r.axes.get("lr_policy") in POLICIES]
+    rows = read_sweep(out)[0]
     seed0 = [r for r in rows if r["seed"] == 0]
     best0 = max(seed0, key=lambda r: r["best_top1"] or -1)
     return {"runs": len(rows), "compute_s": sum(r["wall_s"] or 0 for r in rows),

@@ -59,7 +59,7 @@ def lists(root: Path, val_fraction: float, seed: int, classes: str | None, per_c
       caffegen lists ~/data/GHIM-10k --out lists/ --augment "rotate=15,shift=0.1,flip,copies=2"
     """
     from ..data.augment import augment_list, parse_augment
-    from ..data.lists import SkippedFilesWarning, format_counts, scan, skipped_message, write_lists
+    from ..data.lists import SkippedFilesWarning, format_counts, scan, skipped_message, thin_classes, write_lists
 
     aug = parse_augment(augment, "--augment")  # a bad spec fails before any image is read
     with warnings.catch_warnings():
@@ -70,6 +70,8 @@ def lists(root: Path, val_fraction: float, seed: int, classes: str | None, per_c
         click.echo(f"caffegen: warning: {skipped_message(listset.skipped)}", err=True)
     files = write_lists(listset, out)
     click.echo(format_counts(listset))
+    for line in thin_classes(listset, val_fraction):
+        click.echo(f"caffegen: warning: {line}", err=True)
     if aug is None:
         (out / "augment.json").unlink(missing_ok=True)  # the lists just written are plain again
     else:

@@ -331,6 +331,30 @@ def load_list(path: str | os.PathLike, missing_hint: str = "") -> list[tuple[str
     return items
 
 
+FEW_VAL = 3   # fewer val images than this per class and its accuracy is a coin toss (one image is 33 points)
+
+
+def thin_classes(listset: ListSet, val_fraction: float, few: int = FEW_VAL) -> list[str]:
+    """One warning line per class that gets no val image or fewer than ``few`` (its accuracy is then barely
+    measured, and a class without val images is ignored by every test pass), with the fix."""
+    out = []
+    for label, name in enumerate(listset.labels):
+        c = listset.counts[name]
+        if c.val >= few:
+            continue
+        n = c.train + c.val
+        need = next(m for m in range(n + 1, n + 10_000) if n_val_for(m, val_fraction or 0.1) >= few)
+        fix = f"give it {need - n} more image{'s' * (need - n > 1)}"
+        if n > few:
+            f = next((k / 100 for k in range(1, 100) if n_val_for(n, k / 100) >= few), None)
+            if f is not None and f > val_fraction:
+                fix += f" or set val_fraction {f:g}"
+        what = "no val image: it is never tested" if c.val == 0 else \
+            f"only {c.val} val image{'s' * (c.val > 1)}: its accuracy is barely measured"
+        out.append(f"class {name!r} (label {label}) has {what} ({n} image{'s' * (n != 1)} in all); {fix}")
+    return out
+
+
 def format_counts(listset: ListSet) -> str:
     """The per-class table ``caffegen lists`` prints: label, class, train, val, skipped."""
     width = max([len("class"), *(len(n) for n in listset.labels)])

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from ..errors import InputError
 from ..paths import cache_root
 from ..layout import LABELS, LIST_TRAIN, LIST_VAL
-from .lists import read_list, scan, write_lists
+from .lists import read_list, scan, thin_classes, write_lists
 
 __all__ = ["DataSpec", "PreparedData", "prepare_data", "demo_dataset", "augmented"]
 
@@ -75,6 +75,8 @@ def prepare_data(d: DataSpec, out_dir: Path, log: Callable[[str], None], where: 
         listset = scan(root, val_fraction=d.val_fraction, seed=d.seed, classes=d.classes, per_class=d.per_class)
         for path, reason in listset.skipped:
             log(f"warning: skipped {path}: {reason}")
+        for line in thin_classes(listset, d.val_fraction):
+            log(f"warning: {line}")
         write_lists(listset, lists_dir)
     labels = [ln for ln in labels_path.read_text(encoding="utf-8").splitlines() if ln.strip()]  # line i: label i
     return PreparedData(train_path.resolve(), val_path.resolve(), "", len(labels), labels)
@@ -126,15 +128,21 @@ def demo_dataset(params: dict[str, Any], log: Callable[[str], None]) -> Path:
     """The demo image set for ``params``, generated once into ``<cache>/demo/<hash>``."""
     from . import demo
 
+    import fcntl
+
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     root = cache_root() / "demo" / key
-    done = root / ".complete"
-    if not done.exists():
-        log(f"[data] generating the demo image set into {root}")
-        tmp = root.with_name(root.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        demo.generate(tmp, **params)
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
-        done.write_text(json.dumps(params))
+    if (root / ".complete").exists():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.with_name(key + ".lock"), "w") as lock:   # two sweeps starting at once: one generates
+        fcntl.flock(lock, fcntl.LOCK_EX)                      # (released when the file closes, or its holder dies)
+        if not (root / ".complete").exists():
+            log(f"[data] generating the demo image set into {root}")
+            tmp = root.with_name(root.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            demo.generate(tmp, **params)
+            (tmp / ".complete").write_text(json.dumps(params))   # the folder appears complete, or not at all
+            shutil.rmtree(root, ignore_errors=True)
+            os.replace(tmp, root)
     return root

@@ -11,6 +11,7 @@ layer and offers the fix.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ class UserNet:
     data: Literal["keep", "imagedata"] = knob("keep", "'imagedata': replace LMDB Data layers by ImageData layers "
                                                       "on the sweep's lists (needs resize).")
     resize: int | None = knob(None, "new_height/new_width of every ImageData layer.", derived="the net's own")
+    crop: int | None = knob(None, "Train and test at this crop_size (a matching resize unless given): iterate fast "
+                                  "at a smaller input. For nets whose head pools globally.", derived="the net's own")
     train_batch: int | None = knob(None, "TRAIN batch_size.", derived="the net's own")
     test_batch: int | None = knob(None, "TEST batch_size.", derived="the net's own")
 
@@ -63,7 +66,7 @@ class UserNet:
                 set_(name, os.fspath(value))
         if self.num_classes is not None:
             set_("num_classes", as_int("num_classes", self.num_classes, 2))
-        for name in ("resize", "train_batch", "test_batch"):
+        for name in ("resize", "crop", "train_batch", "test_batch"):
             if getattr(self, name) is not None:
                 set_(name, as_int(name, getattr(self, name), 1))
         if self.mean is not None:
@@ -72,8 +75,11 @@ class UserNet:
                 raise InputError(f"[net] mean takes 1 or 3 values (B,G,R), got {len(mean)}")
             set_("mean", tuple(as_float("mean", m) for m in mean))
         set_("data", as_choice("[net] data", self.data, ("keep", "imagedata")))
-        if self.data == "imagedata" and self.resize is None:
+        if self.data == "imagedata" and self.resize is None and self.crop is None:
             raise InputError('[net] data = "imagedata" needs [net] resize (the new_height/new_width of the images)')
+        if self.crop is not None and self.resize is not None and self.resize < self.crop:
+            raise InputError(f"[net] resize {self.resize} is smaller than crop {self.crop}: the crop is taken from "
+                             "the resized image")
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class Head:
     num_output: int
     top1: str | None = None
     top5: str | None = None
+    path: tuple[str, ...] = ()    # the layers between the classifier and the loss (a pooling, a ReLU...)
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,7 @@ class WiredNet:
     notes: tuple[str, ...] = ()
     val_list: Path | None = None
     test_batch: int = 1
+    reduced: str | None = None    # [net] crop: the sentence the report repeats (a reduced-input sweep)
 
     @property
     def metric(self) -> str | None:
@@ -174,23 +182,64 @@ def data_layers(net, where: str) -> dict[str, Any]:
     return found
 
 
+# Layers a classifier's output may pass through on its way to the loss: they keep the class (channel) axis.
+KEEPS_CLASSES = frozenset({
+    "Pooling", "ReLU", "PReLU", "ELU", "TanH", "Sigmoid", "AbsVal", "BNLL", "Power", "Exp", "Log", "Dropout",
+    "Flatten", "Reshape", "BatchNorm", "Scale", "Bias", "Split", "Concat",
+})
+CLASSIFIERS = ("InnerProduct", "Convolution", "Deconvolution")
+PER_CHANNEL = ("BatchNorm", "Scale", "Bias", "PReLU")   # learned per class after the classifier: renamed with it
+
+
+def _producers(net) -> dict[str, list[tuple[int, Any]]]:
+    """{blob: [(layer index, layer) that writes it, in order]} (in-place layers write their bottom again)."""
+    out: dict[str, list[tuple[int, Any]]] = {}
+    for i, layer in enumerate(net.layer):
+        for top in layer.top:
+            out.setdefault(top, []).append((i, layer))
+    return out
+
+
+def classifier_of(net, loss_index: int, where: str) -> tuple[Any, tuple[str, ...]]:
+    """The layer that holds a loss's classes (an InnerProduct or Convolution), found by walking back from the loss
+    through layers that keep the class axis (:data:`KEEPS_CLASSES`), and the names of the layers walked through;
+    one error line naming the layer where the walk stopped."""
+    producers = _producers(net)
+    loss = net.layer[loss_index]
+    blob, before, path = loss.bottom[0], loss_index, []
+    while True:
+        writers = [(i, layer) for i, layer in producers.get(blob, []) if i < before]
+        if not writers:
+            raise InputError(f"{where}: loss layer {loss.name!r} reads {blob!r}, which no layer before it produces")
+        i, layer = writers[-1]
+        if layer.type in CLASSIFIERS:
+            return layer, tuple(path)
+        walk = " <- ".join([loss.name, *path, layer.name])
+        if layer.type not in KEEPS_CLASSES:
+            raise InputError(f"{where}: the classifier of loss {loss.name!r} cannot be found: the walk {walk} stopped "
+                             f"at {layer.name!r} ({layer.type}), which is neither an InnerProduct/Convolution nor a "
+                             "layer that keeps the class axis")
+        if layer.type == "Concat" and len(layer.bottom) != 1:
+            raise InputError(f"{where}: the classifier of loss {loss.name!r} cannot be found: the walk {walk} stopped "
+                             f"at Concat {layer.name!r}, which joins {len(layer.bottom)} blobs (which one holds the "
+                             "classes is not known)")
+        if not layer.bottom:
+            raise InputError(f"{where}: the walk {walk} reached {layer.name!r} ({layer.type}), which reads nothing")
+        path.append(layer.name)
+        blob, before = layer.bottom[0], i
+
+
 def heads_of(net, where: str) -> list[Head]:
-    """Each SoftmaxWithLoss's classifier (the InnerProduct/Convolution whose top it reads) and its Accuracy
-    outputs, in layer order; top-1/top-5 recognised by ``accuracy_param.top_k``, not by name."""
-    producers: dict[str, Any] = {}
+    """Each SoftmaxWithLoss's classifier (:func:`classifier_of`: through pooling, activations, dropout, flatten,
+    batch norm...) and its Accuracy outputs, in layer order; top-1/top-5 recognised by ``accuracy_param.top_k``, not
+    by name."""
     heads = []
-    for layer in net.layer:
+    for i, layer in enumerate(net.layer):
         if layer.type == LOSS:
             if len(layer.bottom) < 2:
                 raise InputError(f"{where}: loss layer {layer.name!r} has no label bottom")
-            clf = producers.get(layer.bottom[0])
-            if clf is None:
-                raise InputError(f"{where}: loss layer {layer.name!r} reads {layer.bottom[0]!r}, which no "
-                                 "InnerProduct or Convolution layer produces")
-            heads.append(Head(clf.name, layer.bottom[0], layer.bottom[1], _num_output(clf)))
-        for top in layer.top:
-            if layer.type in ("InnerProduct", "Convolution"):
-                producers[top] = layer
+            clf, path = classifier_of(net, i, where)
+            heads.append(Head(clf.name, layer.bottom[0], layer.bottom[1], _num_output(clf), path=path))
     if not heads:
         raise InputError(f"{where}: no {LOSS} layer: caffegen tunes classifiers trained with a softmax loss")
     by_blob = {h.blob: i for i, h in enumerate(heads)}
@@ -230,6 +279,7 @@ def wire(user: UserNet, sources: DataSources | None, where: str | None = None) -
     base = Path(user.root).expanduser() if user.root else path.parent
     notes: list[str] = []
     layers = data_layers(net, where)
+    own = _own_side(layers["TEST"], base)
     val_list: Path | None = None
     for phase, layer in layers.items():
         list_path = _wire_source(layer, phase, user, sources, base, where)
@@ -242,12 +292,16 @@ def wire(user: UserNet, sources: DataSources | None, where: str | None = None) -
         if layer.type == "ImageData" and user.resize is not None:
             param.new_height = param.new_width = user.resize
         _wire_mean(layer, user, base, where)
+    reduced = _apply_crop(net, layers, user, own, where) if user.crop is not None else None
+    if reduced:
+        notes.append(reduced)
     test_layer = layers["TEST"]
     test_batch = (test_layer.image_data_param if test_layer.type == "ImageData" else test_layer.data_param).batch_size
     heads = _fit_classes(net, user, sources, where, notes)
     heads = _add_accuracy(net, heads, notes)
     return WiredNet(text=text_format.MessageToString(net), name=net.name or path.stem, source=path.resolve(),
-                    heads=tuple(heads), notes=tuple(notes), val_list=val_list, test_batch=max(1, test_batch))
+                    heads=tuple(heads), notes=tuple(notes), val_list=val_list, test_batch=max(1, test_batch),
+                    reduced=reduced)
 
 
 def _wire_source(layer, phase: str, user: UserNet, sources: DataSources | None, base: Path,
@@ -289,6 +343,125 @@ def _wire_source(layer, phase: str, user: UserNet, sources: DataSources | None, 
                          f"(give the sweep a [data] table, or [net] root = the folder its paths are relative to)")
     p.source = str(src)
     return None
+
+
+def _own_side(layer, base: Path) -> int | None:
+    """The side of the input the net was written for (its TEST crop_size, new_height, or its LMDB's), if known."""
+    try:
+        return int(_input_shape(layer, "", "", base)[2])
+    except (InputError, IndexError):
+        return None
+
+
+MATCHING_RESIZE = 8 / 7   # resize / crop when the net says none (256 -> 224, the Model Zoo's usual ratio)
+PATCH_LIMIT = 1.5         # an LMDB image larger than this x the crop would be cropped to a patch, not shrunk
+
+
+def _apply_crop(net, layers: dict[str, Any], user: UserNet, own: int | None, where: str) -> str:
+    """``[net] crop``: every data layer crops ``user.crop`` (ImageData resized to match: the net's own
+    resize/crop ratio, or ``user.resize``), after checking that the net runs at that size; the sentence that says
+    so."""
+    side = int(user.crop)  # type: ignore[arg-type]
+    check_input_size(net, side, own, where)
+    for layer in layers.values():
+        if layer.type == "Data":
+            stored = lmdb_shape(layer.data_param.source)
+            if stored is None or min(stored[1:]) > PATCH_LIMIT * side:
+                size = f"holds {stored[1]}x{stored[2]} images" if stored else "cannot be read"
+                raise InputError(f"{where}: [net] crop {side}: layer {layer.name!r} reads an LMDB that {size}: a "
+                                 f"{side} crop of them is a patch, not a smaller image; set [net] data = \"imagedata\" "
+                                 f"(the sweep's lists, resized to match) or make the LMDB at that size (caffegen "
+                                 f"prepare --lmdb --resize {round(side * MATCHING_RESIZE)})")
+        layer.transform_param.crop_size = side
+        if layer.type == "ImageData":
+            p = layer.image_data_param
+            if user.resize is None:
+                ratio = p.new_height / own if p.new_height and own else MATCHING_RESIZE
+                p.new_height = p.new_width = max(side, round(side * ratio))
+    resize = next((lay.image_data_param.new_height for lay in layers.values() if lay.type == "ImageData"), None)
+    return (f"[net] crop {side}: the net trains and tests at {side}x{side}" + (f" (images resized to {resize})"
+            if resize else "") + (f" instead of its own {own}x{own}" if own else "")
+            + ": a fast, reduced-input sweep; confirm the winner at full size")
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    return (size + 2 * p - (d * (k - 1) + 1)) // s + 1
+
+
+def _pool_out(size: int, k: int, s: int, p: int) -> int:
+    """Caffe's PoolingLayer::Reshape: ceil, then one less when the last window would start in the padding."""
+    out = int(math.ceil((size + 2 * p - k) / s)) + 1
+    if p and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _dim(values, single: int, default: int) -> int:
+    return int(values[0]) if len(values) else (int(single) if single else default)
+
+
+def spatial_sizes(net, side: int) -> tuple[dict[str, tuple[int, int]], tuple[str, str, tuple[int, int]] | None]:
+    """The TEST net's blob heights and widths for a side x side input (Caffe's own output-size rules for
+    Convolution, Deconvolution and Pooling; other layers keep their first input's), and the first layer whose
+    output would be empty ((name, type, size)), if any. An InnerProduct's output is not spatial."""
+    sizes: dict[str, tuple[int, int]] = {}
+    test = [layer for layer in net.layer if "TEST" in phases(layer)]
+    for layer in test:
+        if _is_data(layer):
+            for top in layer.top[:1]:
+                sizes[top] = (side, side)
+            continue
+        src = sizes.get(layer.bottom[0]) if layer.bottom else None
+        if src is None or layer.type in ("InnerProduct", "Embed"):
+            continue
+        h, w = src
+        if layer.type in ("Convolution", "Deconvolution"):
+            c = layer.convolution_param
+            kh, kw = (c.kernel_h, c.kernel_w) if c.HasField("kernel_h") else (_dim(c.kernel_size, 0, 1),) * 2
+            sh, sw = (c.stride_h, c.stride_w) if c.HasField("stride_h") else (_dim(c.stride, 0, 1),) * 2
+            ph, pw = (c.pad_h, c.pad_w) if c.HasField("pad_h") else (_dim(c.pad, 0, 0),) * 2
+            d = _dim(c.dilation, 0, 1)
+            if layer.type == "Convolution":
+                out = (_conv_out(h, kh, sh, ph, d), _conv_out(w, kw, sw, pw, d))
+            else:
+                out = ((h - 1) * sh - 2 * ph + d * (kh - 1) + 1, (w - 1) * sw - 2 * pw + d * (kw - 1) + 1)
+        elif layer.type == "Pooling":
+            q = layer.pooling_param
+            if q.global_pooling:
+                out = (1, 1)
+            else:
+                kh, kw = (q.kernel_h, q.kernel_w) if q.HasField("kernel_h") else (q.kernel_size,) * 2
+                sh, sw = (q.stride_h, q.stride_w) if q.HasField("stride_h") else (q.stride,) * 2
+                ph, pw = (q.pad_h, q.pad_w) if q.HasField("pad_h") else (q.pad,) * 2
+                out = (_pool_out(h, kh, sh, ph), _pool_out(w, kw, sw, pw))
+        else:
+            out = src
+        if min(out) < 1:
+            return sizes, (layer.name, layer.type, out)
+        for top in layer.top:
+            sizes[top] = out
+    return sizes, None
+
+
+def check_input_size(net, side: int, own: int | None, where: str) -> None:
+    """One line when the net cannot train at ``side`` x ``side``: a layer whose output would be empty, or an
+    InnerProduct whose input would change size (a fixed-size head: its weights are per input position)."""
+    sizes, empty = spatial_sizes(net, side)
+    if empty is not None:
+        name, kind, out = empty
+        raise InputError(f"{where}: [net] crop {side}: layer {name!r} ({kind}) would have no output at that size "
+                         f"({out[0]}x{out[1]}): use a larger crop")
+    if own is None or own == side:
+        return
+    before, _ = spatial_sizes(net, own)
+    for layer in net.layer:
+        if layer.type != "InnerProduct" or "TEST" not in phases(layer) or not layer.bottom:
+            continue
+        a, b = before.get(layer.bottom[0]), sizes.get(layer.bottom[0])
+        if a is not None and b is not None and a != b:
+            raise InputError(f"{where}: [net] crop {side}: layer {layer.name!r} (InnerProduct) reads a {a[0]}x{a[1]} "
+                             f"map at the net's own {own} and {b[0]}x{b[1]} at {side}: a fixed-size head (its weights "
+                             "are per position); [net] crop works for nets whose head pools globally")
 
 
 def _to_imagedata(layer, resize: int | None, phase: str) -> None:
@@ -342,12 +515,35 @@ def _fit_classes(net, user: UserNet, sources: DataSources | None, where: str, no
         name = h.classifier
         if user.weights:  # Caffe copies weights by layer name: a new name makes the resized layer start fresh
             name = layer.name = f"{h.classifier}_{want}cls"
+            renamed = [name]
+            for between in reversed(h.path):   # per-class parameters after it (a BatchNorm, a Scale) start fresh
+                other = by_name[between]
+                if other.type in PER_CHANNEL and not (other.type == "PReLU" and other.prelu_param.channel_shared):
+                    other.name = f"{between}_{want}cls"
+                    renamed.append(other.name)
             notes.append(f"classifier {h.classifier!r} resized to {want} outputs and renamed {name!r}, so that "
-                         f"-weights does not copy its {h.num_output}-class weights into it: it starts fresh")
+                         f"-weights does not copy its {h.num_output}-class weights into it: it starts fresh"
+                         + (f" (and {', '.join(repr(n) for n in renamed[1:])} after it)" if renamed[1:] else ""))
         else:
             notes.append(f"classifier {h.classifier!r} resized from {h.num_output} to {want} outputs")
         out.append(dataclasses.replace(h, classifier=name, num_output=want))
-    return out
+    return _drop_topk_above(net, out, want, notes)
+
+
+def _drop_topk_above(net, heads: list[Head], classes: int, notes: list[str]) -> list[Head]:
+    """Accuracy layers whose top_k exceeds the class count (a top-5 on 3 classes: Caffe refuses to build it, and it
+    would be 1.0 anyway) leave the net, with a note."""
+    blobs = {h.blob for h in heads}
+    gone = [layer for layer in net.layer if layer.type == "Accuracy" and layer.bottom and layer.bottom[0] in blobs
+            and layer.accuracy_param.top_k > classes]
+    for layer in gone:
+        net.layer.remove(layer)
+    if not gone:
+        return heads
+    names = {layer.top[0] for layer in gone}
+    notes.append(f"{', '.join(repr(layer.name) for layer in gone)} removed: top-{gone[0].accuracy_param.top_k} "
+                 f"of {classes} classes is always 1")
+    return [dataclasses.replace(h, top5=None if h.top5 in names else h.top5) for h in heads]
 
 
 def _add_accuracy(net, heads: list[Head], notes: list[str]) -> list[Head]:

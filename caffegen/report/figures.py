@@ -275,12 +275,15 @@ def plot_schedules(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: str | 
     plt = pyplot()
 
     out = Path(out)
-    fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=110)
+    many = len(curves) > 7          # the legend goes beside the plot, not over the curves
+    fig, ax = plt.subplots(figsize=(11.5 if many else 8.5, 4.8), dpi=110)
     log = not ideal and all((lrs > 0).all() for _, lrs in curves.values())
     try:
         for i, (label, (its, lrs)) in enumerate(curves.items()):
             colour = plt.colormaps["tab10"](i % 10)
-            ax.plot(its, lrs, label=label, linewidth=1.5, color=colour)
+            marks = {"marker": "os^"[i // 10 - 1], "markevery": max(1, len(its) // 12), "markersize": 4} \
+                if i >= 10 else {}         # past ten curves the colours repeat: markers tell them apart
+            ax.plot(its, lrs, label=label, linewidth=1.5, color=colour, **marks)
             if ideal and label in ideal:
                 its2, lrs2 = ideal[label]
                 ax.plot(its2, lrs2, linestyle="--", linewidth=1.0, color=colour, alpha=0.8)
@@ -292,7 +295,11 @@ def plot_schedules(curves: dict[str, tuple[np.ndarray, np.ndarray]], out: str | 
         ax.set_ylabel("learning rate")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        if many:
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            fig.tight_layout()
+        else:
+            ax.legend(fontsize=7)
     except BaseException:
         plt.close(fig)
         raise

@@ -205,6 +205,9 @@ def write_report(sweep_dir: str | Path, live: bool = False, run_figures: bool = 
     metric, label = record.metric, metric_label(record.metric)
     ver = verdict(ranked, iterations=iterations, metric=label)
     axes = axis_summary(ranked, metric=label)
+    reduced = (record.get("net") or {}).get("reduced")
+    if reduced:     # a [net] crop sweep: the ranking is at a smaller input than the net's own
+        axes.append("Reduced input: " + reduced.removeprefix("[net] ") + ".")
     for v in ranked:  # "healthy, nothing to change" would contradict "why it lost"
         if v is not ver.winner:
             for r in v.runs:

@@ -174,4 +174,4 @@ def net_record(plan: RunPlan) -> dict[str, Any]:
     user = plan.identity["net"]
     return {"kind": "user", "name": plan.wired.name, "file": user["prototxt"], "sha256": user["sha256"],
             "weights": user["weights"], "weights_sha256": user["weights_sha256"],
-            "heads": [h.top1 for h in plan.wired.heads if h.top1]}
+            "heads": [h.top1 for h in plan.wired.heads if h.top1], "reduced": plan.wired.reduced}
