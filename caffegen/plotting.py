@@ -32,11 +32,17 @@ def save_png(fig, out_png: str | Path) -> Path:
     return out
 
 
-def png_bytes(fig) -> bytes:
-    """``fig`` as PNG bytes (for embedding in HTML), closed after."""
+def png_bytes(fig, *, outside: bool = False) -> bytes:
+    """``fig`` laid out and as PNG bytes (for embedding in HTML), closed after: one layout pass and one draw.
+    ``outside``: a legend sits outside the axes (Optuna's views, the per-class curves), which only a tight bounding
+    box keeps whole (it costs two draws more: a report draws dozens of figures, so only those ask for it)."""
     buf = io.BytesIO()
     try:
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        if outside:
+            fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        else:
+            fig.tight_layout()
+            fig.savefig(buf, format="png", dpi=100)
     finally:
         pyplot().close(fig)
     return buf.getvalue()

@@ -69,63 +69,22 @@ def tune(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProce
 
 
 @pytest.mark.caffe
-def test_tune_runs_every_stage_within_its_budget_and_a_rerun_resumes(folder, tmp_path):
+@pytest.mark.quiet      # held to a wall-clock budget: alone on the machine
+def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_budget(folder, tmp_path):
+    """kill -9 of the tune while two search trials run; the rerun loses no trial, runs none twice, resumes the
+    killed ones, and finishes every stage within the budget; a third run reuses every stage."""
     import optuna
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "t"
-    proc = tune(tmp_path, net(tmp_path), "--data", folder, *FAST, "--budget", "35s", "--out", out)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    err = proc.stderr
-    assert "[tune] plan for a budget of 35s" in err and "of the full grid: 21 runs of 60 iterations" in err
-    for i, stage in enumerate(("measure", "sanity", "lr-find", "search", "confirm", "final", "look"), 1):
-        assert f"[tune] stage {i}/7: {stage}" in err
-    assert "[tune] bill:" in err and "optuna-dashboard sqlite:///" in err
-    state = json.loads((out / "tune.json").read_text())
-    assert all(state["stages"][s]["status"] == "done" for s in ("measure", "sanity", "lr-find", "search", "confirm",
-                                                                  "final", "look"))
-    spent = sum(s["spent_s"] for s in state["stages"].values())
-    assert spent <= 1.1 * state["plan"]["wall_s"], (spent, state["plan"]["wall_s"])    # the budget holds
-    lr = state["stages"]["lr-find"]["decision"]
-    study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'search' / 'sweep.db'}")
-    trials = study.get_trials()
-    assert len(trials) >= 6 and all(lr["low"] <= t.params["base_lr"] <= lr["high"] for t in trials)
-    assert sorted(t.user_attrs["variant"] for t in trials) == sorted(store_rows(out / "search"))
-    verdict = state["stages"]["confirm"]["decision"]
-    winner = verdict["winner"]
-    assert verdict["headline"].startswith(f"winner {winner['name']}: mean best top-1")
-    final = store_rows(out / "final")
-    assert list(final) == [winner["name"]] and final[winner["name"]]["last_iter"] == 60
-    for stage in ("search", "final"):                 # every stage's spec is a sweep anyone can rerun
-        assert "caffegen sweep" in (out / "specs" / f"{stage}.toml").read_text()
-    assert (out / "report.html").is_file() and winner["name"] in (out / "report.md").read_text()
-    assert (out / "final" / winner["name"] / "eval" / "summary.json").is_file()
-    ea = EventAccumulator(str(out / "tensorboard" / "final" / winner["name"])).Reload()
-    assert "test/top1" in ea.Tags()["scalars"]
-    assert dashboard_trials(out / "search" / "sweep.db") == len(trials)   # optuna-dashboard reads the study
-    again = tune(tmp_path, net(tmp_path), "--data", folder, *FAST, "--budget", "35s", "--out", out)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "[tune] stage 4/7: search" not in again.stderr          # a finished stage is reused, not run again
-    other = tune(tmp_path, net(tmp_path), "--data", folder, *FAST, "--budget", "40s", "--out", out)
-    lines = other.stderr.strip().splitlines()
-    assert other.returncode == 2 and len(lines) == 1 and "holds a tune with other arguments (budget" in lines[0]
-
-
-@pytest.mark.caffe
-def test_kill_9_in_the_search_and_a_rerun_loses_no_trial_and_runs_none_twice(folder, tmp_path):
-    import optuna
-
-    out = tmp_path / "k"
-    args = [net(tmp_path), "--data", folder, "--iters", "1000", "--search-iters", "500", "--budget", "30s",
-            "--out", out, "--no-sanity", "--final", "none"]
-    err = tmp_path / "first.log"        # a file, not a pipe: nothing blocks the tune when nobody reads it
+    args = [net(tmp_path), "--data", folder, *FAST, "--budget", "35s", "--out", out]
+    first = tmp_path / "first.log"      # a file, not a pipe: nothing blocks the tune when nobody reads it
     proc = subprocess.Popen(CAFFEGEN + ["tune", *map(str, args)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=err.open("w"))
-    storage = f"sqlite:///{out / 'search' / 'sweep.db'}"
+                            stderr=first.open("w"))
 
     def running_trials() -> bool:
-        assert proc.poll() is None, err.read_text()[-3000:]     # the tune is still at work
-        rows = store_rows(out / "search")
+        assert proc.poll() is None, first.read_text()[-3000:]     # the tune is still at work
+        rows = store_rows(out / "search") if (out / "search" / "sweep.db").exists() else {}
         return sum(r["status"] == "running" for r in rows.values()) >= 2
 
     try:
@@ -136,17 +95,50 @@ def test_kill_9_in_the_search_and_a_rerun_loses_no_trial_and_runs_none_twice(fol
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=60)
-    again = tune(tmp_path, *args, timeout=900)
+    again = tune(tmp_path, *args)
     assert again.returncode == 0, again.stderr[-4000:]
-    trials = optuna.load_study(study_name="search", storage=storage).get_trials()
+    err = first.read_text() + again.stderr
+    assert "[tune] plan for a budget of 35s" in err and "of the full grid: 21 runs of 60 iterations" in err
+    for i, stage in enumerate(("measure", "sanity", "lr-find", "search", "confirm", "final", "look"), 1):
+        assert f"[tune] stage {i}/7: {stage}" in err
+    assert "[tune] stage 1/7: measure" not in again.stderr            # the stages done before the kill are kept
+    assert "[tune] bill:" in err and "optuna-dashboard sqlite:///" in err
+    state = json.loads((out / "tune.json").read_text())
+    assert all(state["stages"][s]["status"] == "done" for s in ("measure", "sanity", "lr-find", "search", "confirm",
+                                                                  "final", "look"))
+    spent = sum(s["spent_s"] for s in state["stages"].values())
+    assert spent <= 1.1 * state["plan"]["wall_s"], (spent, state["plan"]["wall_s"])    # the budget holds
+    # the search: none lost, none run twice, the sampler drew on, the killed trials resumed
+    lr = state["stages"]["lr-find"]["decision"]
+    trials = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'search' / 'sweep.db'}").get_trials()
     names = [t.user_attrs.get("variant") for t in trials]
-    assert [t.number for t in trials] == list(range(len(trials)))        # none lost
-    assert len(set(names)) == len(names) and None not in names            # none run twice, every one named
-    points = {(t.params["base_lr"], t.params["lr_policy"]) for t in trials}
-    assert len(points) == len(trials)     # the resumed sampler drew on: it did not repeat its first draws
+    assert len(trials) >= 6 and all(lr["low"] <= t.params["base_lr"] <= lr["high"] for t in trials)
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert len(set(names)) == len(names) and None not in names
+    assert len({(t.params["base_lr"], t.params["lr_policy"]) for t in trials}) == len(trials)
     rows = store_rows(out / "search")
     assert sorted(rows) == sorted(names) and all(r["status"] in ("done", "pruned") for r in rows.values())
-    assert any(r["attempts"] == 2 for r in rows.values())                # the ones running at the kill resumed
+    assert any(r["attempts"] == 2 for r in rows.values())
+    # the verdict, the final run, the look
+    verdict = state["stages"]["confirm"]["decision"]
+    winner = verdict["winner"]
+    assert verdict["headline"].startswith(f"winner {winner['name']}: mean best top-1")
+    final = store_rows(out / "final")
+    assert list(final) == [winner["name"]] and final[winner["name"]]["last_iter"] == 60
+    for stage in ("search", "final"):                 # every stage's spec is a sweep anyone can rerun
+        assert "caffegen sweep" in (out / "specs" / f"{stage}.toml").read_text()
+    assert (out / "report.html").is_file() and winner["name"] in (out / "report.md").read_text()
+    assert (out / "final" / winner["name"] / "eval" / "summary.json").is_file()
+    assert f"href='{winner['name']}/eval/index.html'" in (out / "final" / "report.html").read_text()  # linked
+    ea = EventAccumulator(str(out / "tensorboard" / "final" / winner["name"])).Reload()
+    assert "test/top1" in ea.Tags()["scalars"]
+    assert dashboard_trials(out / "search" / "sweep.db") == len(trials)   # optuna-dashboard reads the study
+    third = tune(tmp_path, *args)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "[tune] stage 4/7: search" not in third.stderr          # a finished stage is reused, not run again
+    other = tune(tmp_path, *args[:-4], "--budget", "40s", "--out", out)
+    lines = other.stderr.strip().splitlines()
+    assert other.returncode == 2 and len(lines) == 1 and "holds a tune with other arguments (budget" in lines[0]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -170,3 +162,21 @@ def test_bad_input_is_one_line_and_exit_2(folder, tmp_path, args, message):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("caffegen: error:")]
     assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_the_plan_counts_what_the_measure_stage_spent_and_names_the_budget_that_would_do():
+    from caffegen.errors import InputError
+    from caffegen.tune.budget import Speed, make_plan, parse_budget
+
+    speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
+    kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
+              lrfind_iters=100, final="retrain")
+    fresh = make_plan(parse_budget("10m"), speed, **kw)
+    measured = make_plan(parse_budget("10m"), speed, spent=60.0, **kw)
+    assert measured.stages[0].name == "measure" and measured.stages[0].seconds == 60.0
+    assert measured.wall_s == fresh.wall_s == 600.0                   # the budget is the whole command's
+    assert measured.search_seconds < fresh.search_seconds               # the minute measured is the search's less
+    assert measured.total_s <= 600.0 * 1.1
+    with pytest.raises(InputError, match=r"too small .* give at least 2m01s \(--budget 7runs\)") as err:
+        make_plan(parse_budget("60s"), speed, spent=5.0, **kw)
+    assert "\n" not in str(err.value)

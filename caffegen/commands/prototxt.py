@@ -200,7 +200,7 @@ def schedule(lr: str, policy: str, max_iter: str, out: str, **overrides: Any) ->
     <any>+warmup) are drawn twice: their ideal curve (dashed) and the lr
     Caffe uses along their segments (solid); the largest gap between the two
     is printed (0 for the piecewise-linear ones; within 1% of base_lr for
-    cosine and sgdr at the default --tolerance). A plateau's drops depend on
+    cosine and sgdr). A plateau's drops depend on
     the run: only its start is drawn. Also prints the lr at 0, N/4, N/2, 3N/4
     and N-1 and each schedule's number of segments.
 

@@ -189,9 +189,9 @@ def _sweep_metric(run_dir: Path) -> str | None:
     return read_sweep(run_dir.parent)[1].metric
 
 
-def evaluate_sweep(sweep_dir: str | Path, *, top: int = 1, **kwargs: Any) -> list[Evaluation]:
+def evaluate_sweep(sweep_dir: str | Path, *, top: int = 1, report: bool = True, **kwargs: Any) -> list[Evaluation]:
     """Evaluate the sweep's winner (or its ``top`` best variants; of repeats, the best seed), then rewrite
-    ``report.html`` so it links each evaluation."""
+    ``report.html`` so it links each evaluation (``report`` False: the caller writes it, once)."""
     from ..report.analysis import load_runs, ranked_variants
     from ..report.writers import write_report
 
@@ -205,5 +205,6 @@ def evaluate_sweep(sweep_dir: str | Path, *, top: int = 1, **kwargs: Any) -> lis
         sign = 1.0 if v.maximize else -1.0
         best = max((r for r in v.runs if r.best_top1 is not None), key=lambda r: sign * r.best_top1)
         out.append(evaluate_run(sweep_dir / best.variant, **kwargs))
-    write_report(sweep_dir)
+    if report:
+        write_report(sweep_dir)
     return out

@@ -30,7 +30,7 @@ def confusion_figure(conf: np.ndarray, names: list[str], title: str) -> bytes:
                     ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if share[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
-    return png_bytes(fig)
+    return png_bytes(fig, outside=True)
 
 
 def curves_figure(curves: list[tuple[np.ndarray, np.ndarray]], names: list[str], areas: list[float], kind: str,
@@ -67,4 +67,4 @@ def curves_figure(curves: list[tuple[np.ndarray, np.ndarray]], names: list[str],
         handles, labels = handles[1:] + handles[:1], labels[1:] + labels[:1]
     ax.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5),
               title=("AP" if kind == "pr" else "AUC") + ", worst first", title_fontsize=8)
-    return png_bytes(fig)
+    return png_bytes(fig, outside=True)

@@ -158,7 +158,6 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
         handles, labels = handles + h, labels + lab
     if handles:
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
     return png_bytes(fig)
 
 
@@ -214,7 +213,6 @@ def lr_figure(variants: list[VariantReport], metric: str = "top-1") -> bytes | N
     ax.set(xlabel="base_lr", ylabel=f"best test {metric}", title=f"best test {metric} by base_lr (95% intervals)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
     return png_bytes(fig)
 
 
@@ -255,7 +253,6 @@ def heatmap_figure(variants: list[VariantReport], metric: str = "top-1") -> byte
             ax.text(j, i, txt, ha="center", va="center", fontsize=8,
                     color="black" if (bright >= 0.6 if maximize else bright <= 0.4) else "white")
     fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
     return png_bytes(fig)
 
 
@@ -339,5 +336,5 @@ def study_figures(sweep_dir: Path, name: str) -> dict[str, bytes]:
         fig = first.figure
         fig.set_size_inches(8, 4.5)
         fig.tight_layout()
-        out[key] = png_bytes(fig)
+        out[key] = png_bytes(fig, outside=True)
     return out

@@ -140,14 +140,16 @@ class Plan:
 
 def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, test_interval: int,
               search_test_interval: int, policies: int, sanity_iters: int, lrfind_iters: int, final: str,
-              skip_sanity: bool = False) -> Plan:
+              skip_sanity: bool = False, spent: float = 0.0) -> Plan:
     """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run);
     then the confirm stage (``CONFIRM_CANDIDATES`` x ``CONFIRM_ROUNDS`` runs of ``search_iters``); the search gets
     the rest, as a compute budget for its study and a number of trials (unpruned: a pruned trial only gives time
-    back). A budget too small for sanity, lr-find, a minimal search and the final run is refused (one line)."""
+    back). ``spent``: what the budget already paid (the measure stage). A budget too small for sanity, lr-find, a
+    minimal search and the final run is refused (one line)."""
     full = speed.run_s(iters, test_interval)
     short = speed.run_s(search_iters, search_test_interval)
-    wall = budget.seconds if budget.seconds is not None else budget.runs * full / speed.slots
+    total = budget.seconds if budget.seconds is not None else budget.runs * full / speed.slots
+    wall = total - spent
     sanity = 0.0 if skip_sanity else speed.start_s + sanity_iters * speed.iter_s
     lrfind = speed.start_s + lrfind_iters * speed.iter_s
     final_s = full + speed.sweep_s if final != "none" else 0.0
@@ -158,9 +160,9 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     look = speed.look_s(confirm_runs + 1, sweeps, SEARCH_TRIALS_MIN)
     minimum = sanity + lrfind + final_s + search_min + look
     if wall < minimum:
-        need = duration(minimum)
-        runs = minimum * speed.slots / full
-        raise InputError(f"--budget {budget.text} is {duration(wall)} here, too small for sanity, lr-find, a search of "
+        need = duration(minimum + spent)
+        runs = (minimum + spent) * speed.slots / full
+        raise InputError(f"--budget {budget.text} is {duration(total)} here, too small for sanity, lr-find, a search of "
                          f"{SEARCH_TRIALS_MIN} trials and the final run: give at least {need} "
                          f"(--budget {math.ceil(runs)}runs)")
     # the search gets the rest; the look's cost grows with the trials (a figure each): solve for both
@@ -176,7 +178,7 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     look = speed.look_s(confirm_runs + 1, sweeps, trials)
     # the study stops asking at its compute budget; the runs still going then finish: keep half a round back
     search_seconds = max(short, (search - speed.sweep_s) * speed.slots - speed.slots * short * 0.5)
-    stages = []
+    stages = [Stage("measure", "this net timed here (done)", spent, spent / full)] if spent else []
     if not skip_sanity:
         stages.append(Stage("sanity", f"overfit a tiny subset (at most {sanity_iters} iterations)", sanity,
                             sanity / full))
@@ -193,5 +195,5 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, 0.0))
     grid_runs = policies * 3
     grid_s = math.ceil(grid_runs / speed.slots) * full
-    return Plan(budget, wall, speed, stages, grid_s, grid_runs, min(SEARCH_TRIALS_MAX, 2 * trials), search_iters,
+    return Plan(budget, total, speed, stages, grid_s, grid_runs, min(SEARCH_TRIALS_MAX, 2 * trials), search_iters,
                 iters, test_interval, search_seconds)

@@ -67,8 +67,9 @@ class TuneOptions:
     address: str | None = None
 
     def identity(self) -> dict[str, Any]:
-        """What defines the tune (a rerun must match it): not where or how wide it runs."""
-        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+        """What defines the tune (a rerun must match it): not where or how wide it runs; paths absolute (a rerun
+        from another folder names the same files)."""
+        return {k: (str(v.resolve()) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
                 for k, v in asdict(self).items() if k not in ("out", "jobs", "gpus", "backend", "address")}
 
 
@@ -264,7 +265,7 @@ class Tuner:
                          test_interval=full["solver"]["test_interval"],
                          search_test_interval=short["solver"]["test_interval"], policies=len(o.policies),
                          sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final=o.final,
-                         skip_sanity=not o.sanity)
+                         skip_sanity=not o.sanity, spent=self.state.spent("measure"))
         if self.state.plan is None:
             self.state.plan = plan.to_json()
             self.state.save()
@@ -310,10 +311,15 @@ class Tuner:
         lr = self.state.stage("lr-find")["decision"]
         self.log(f"[tune] search range: base_lr {lr['low']:g} .. {lr['high']:g} ({lr['why']})")
 
-        # 3. search
+        # 3. search: its compute budget set when it starts, from what the stages before it really took (kept for a
+        # resumed search, whose spec must not change)
+        entry = self.state.stage("search")
+        if "seconds" not in entry:
+            entry["seconds"] = self._search_seconds(plan, speed, short)
+            self.state.save()
         search_spec = self._write_spec("search", search_tables(
             short, lr=(lr["low"], lr["high"]), policies=list(o.policies), trials=self.state.plan["trials"],
-            seconds=self.state.plan["search_seconds"], seed=o.seed))
+            seconds=entry["seconds"], seed=o.seed))
         search_dir = self.out / "search"
         if not self.state.done("search"):
             with self._stage("search") as entry:
@@ -352,6 +358,15 @@ class Tuner:
             with self._stage("look") as entry:
                 entry["decision"] = self._look(final_dir if o.final == "retrain" else search_dir, winner)
         return self._finish(winner, verdict)
+
+    def _search_seconds(self, plan: Plan, speed: Speed, short: dict[str, Any]) -> float:
+        """The search's compute budget (slot-seconds): the plan's, less what the stages before it overran (a
+        machine slower than measured, a busier one), never below one run."""
+        run_s = speed.run_s(plan.search_iters, short["solver"]["test_interval"])
+        planned = {s.name: s.seconds for s in plan.stages}
+        before = sum(planned.get(n, 0.0) for n in ("measure", "sanity", "lr-find"))
+        overrun = max(0.0, self.state.spent() - before)
+        return round(max(run_s, plan.search_seconds - overrun * speed.slots), 1)
 
     def _confirm(self, entry: dict[str, Any], short: dict[str, Any], candidates: list[dict[str, Any]], speed: Speed,
                  plan: Plan) -> None:
@@ -419,17 +434,17 @@ class Tuner:
         from ..report import write_report
 
         out: dict[str, Any] = {}
-        for d in self._sweep_dirs():
-            write_report(d, run_figures=d.name != "search")   # a search's many trials: its small multiples show them
-            export_tensorboard(d, self.out / TENSORBOARD / d.relative_to(self.out))
-        try:
-            ev = evaluate_sweep(sweep_dir, snapshot="best")[0]
+        try:     # first: each report is written once, after it, linking the evaluation
+            ev = evaluate_sweep(sweep_dir, snapshot="best", report=False)[0]
             out["evaluation"] = {"run": ev.run_dir.name, "iteration": ev.iteration, "top1": ev.top1, "top5": ev.top5,
                                  "images": ev.images, "index": str(ev.out_dir / "index.html")}
             self.log(f"[tune] evaluated {ev.run_dir.name} @ iteration {ev.iteration}: top-1 {ev.top1:.4f} on "
                      f"{ev.images} images ({ev.out_dir / 'index.html'})")
         except CaffegenError as exc:     # an LMDB-only net or a missing snapshot: the reports still stand
             self.log(f"caffegen: note: evaluate: {exc}")
+        for d in self._sweep_dirs():
+            write_report(d, run_figures=d.name != "search")   # a search's many trials: its small multiples show them
+            export_tensorboard(d, self.out / TENSORBOARD / d.relative_to(self.out))
         return out
 
     def _sweep_dirs(self) -> list[Path]:
