@@ -293,14 +293,28 @@ def corpus() -> list[Path]:
     return found
 
 
+def imagenet_mean(caffe_root: Path) -> None:
+    """The mean file the ImageNet nets read, ``data/ilsvrc12/imagenet_mean.binaryproto`` under the Caffe root (a
+    download of get_ilsvrc_aux.sh, not shipped): its shape, 3x256x256, with the BGR means 104, 117, 123."""
+    import numpy as np
+
+    blob = _pb2().BlobProto()
+    blob.shape.dim.extend([1, 3, 256, 256])
+    blob.data.extend(np.repeat([104.0, 117.0, 123.0], 256 * 256).tolist())
+    path = caffe_root / "data" / "ilsvrc12" / "imagenet_mean.binaryproto"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(blob.SerializeToString())
+
+
 def test_every_net_in_the_caffe_source_tree_sweeps_or_is_refused_in_one_line(tmp_path):
-    """Each: two short runs on demo data (the classifier resized to its 3 classes, the ImageNet mean as values: the
-    mean file is not shipped; LMDB inputs read the demo lists instead, resized to 256 as ImageNet's LMDBs are) at
-    batch 1, or one error line that names the reason."""
+    """Each as shipped, its own mean file included: two short runs on demo data (the classifier resized to its 3
+    classes; LMDB inputs read the demo lists instead, resized to 256 as ImageNet's LMDBs are, so a 256x256 mean under
+    a 227 crop, as in Caffe's own ImageNet recipe) at batch 1, or one error line that names the reason."""
+    imagenet_mean(tmp_path / "caffe")
     outcome = {}
     for k, net in enumerate(corpus()):
-        extra = ('num_classes = 3\nmean = [104, 117, 123]\ntrain_batch = 1\ntest_batch = 1\ndata = "imagedata"\n'
-                 'resize = 256')
+        extra = (f'num_classes = 3\nroot = "{tmp_path / "caffe"}"\ntrain_batch = 1\ntest_batch = 1\n'
+                 'data = "imagedata"\nresize = 256')
         path = spec(tmp_path, f"corpus{k}", net, 3, extra, lrs="[0.0001, 0.00001]", max_iter=2)
         path.write_text(path.read_text().replace("test_interval = 6", "test_interval = 2\ntest_iter = 1"))
         proc = caffegen(tmp_path, "sweep", path, "--no-report")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from caffegen.probes.sanity import causes, guess_lr, shuffled_labels, sparkline, threshold_for, tiny_subset
+from caffegen.probes.sanity import (Sanity, causes, guess_lr, shuffled_labels, sparkline, threshold_for, tiny_subset,
+                                    too_high)
 from caffegen.sweep.spec import parse_spec
 
 from conftest import tiny_net
@@ -126,3 +127,11 @@ def test_the_pure_parts():
     c = causes(flat, lr=0.01, classes=3, labels={1}, frozen="fc", max_iter=40)
     assert "'fc' is frozen" in c[0] and "every image of the subset has label 1" in c[1]
     assert sparkline([(1, 3.0), (2, 2.0), (3, 1.0)]) == "█▄▁"
+    # a run the divergence check stopped: a FAIL that says so, and the rate is the first suspect (the tune retries x0.1)
+    assert too_high([(0, 1.1), (5, 1.8)]) and too_high([(0, 1.1), (5, float("inf"))]) and not too_high(flat)
+    c = causes([(0, 1.1), (2, 5.0)], lr=0.01, classes=3, labels={0, 1, 2}, frozen=None, max_iter=40, blew_up=True)
+    assert "base_lr 0.01 looks far too high" in c[0]
+    blown = Sanity(False, 6, 3, 0.01, 0.11, 300, None, [(0, 1.1), (2, 5.0), (9, 0.9)], blew_up="loss 5 > 4 x first")
+    assert blown.diverged and "FAIL: the loss blew up: loss 5 > 4 x first" in blown.line
+    crashed = Sanity(False, 6, 3, 0.01, 0.11, 300, None, [(0, 1.1), (2, float("nan"))], failed="Check failed")
+    assert not crashed.diverged

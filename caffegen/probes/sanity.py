@@ -30,13 +30,13 @@ from ..layout import TRAIN_VAL
 from ..paths import write_atomic
 from ..prototxt.usernet import heads_of
 from ..run.policy import Decision
-from ..run.status import DONE, FAILED
+from ..run.status import DIVERGED, DONE, FAILED
 from ..sweep.runs import plan_run
 from ..sweep.spec import SweepSpec, Variant
 from ..toolchain import CaffeInstall
 from .oneshot import train_once
 
-__all__ = ["Sanity", "sanity", "threshold_for", "guess_lr", "tiny_subset", "causes", "frozen_classifier"]
+__all__ = ["Sanity", "sanity", "threshold_for", "guess_lr", "tiny_subset", "causes", "too_high", "frozen_classifier"]
 
 WINDOW = 5  # the displayed loss is the mean over this many iterations
 CONTROL_BUDGET = 2.0   # the control trains up to this many times the iterations the real labels needed...
@@ -106,6 +106,7 @@ class Sanity:
     control: Sanity | None = None
     run_dir: Path | None = None
     failed: str | None = None            # caffe's fatal line when it crashed
+    blew_up: str | None = None           # the divergence check's reason when it stopped the run
     window: int = WINDOW                 # the displayed loss is averaged over this many iterations
 
     @property
@@ -114,12 +115,19 @@ class Sanity:
         if self.passed:
             return (f"PASS: overfit {self.images} images in {self.reached_at} iterations (train loss "
                     f"{self.final_loss:.3g} < {self.threshold:.3g}, base_lr {self.lr:g})")
-        what = f"caffe failed: {self.failed}" if self.failed else (
+        what = f"caffe failed: {self.failed}" if self.failed else f"the loss blew up: {self.blew_up}" if \
+            self.blew_up else (
             f"train loss {self.final_loss:.3g} after {self.last_iter} iterations, not below {self.threshold:.3g}"
             if self.losses else "no train loss logged")
         if self.passed_alone:
             what = "the loss fell as fast with the labels shuffled (see the control)"
         return f"FAIL: {what} ({self.images} images, {self.classes} classes, base_lr {self.lr:g})"
+
+    @property
+    def diverged(self) -> bool:
+        """A FAIL whose loss blew up (:func:`too_high`; caffe itself did not crash): the rate, not the net, is the
+        first suspect."""
+        return not self.passed and self.failed is None and (self.blew_up is not None or too_high(self.losses))
 
     @property
     def passed_alone(self) -> bool:
@@ -138,8 +146,14 @@ class Sanity:
         return "iteration,loss\n" + "".join(f"{it},{v!r}\n" for it, v in self.losses)
 
 
+def too_high(losses: list[tuple[int, float]]) -> bool:
+    """The loss turned nan/inf or rose by half over the run: the rate is too high for this net (pure)."""
+    vals = [v for _, v in losses]
+    return bool(vals) and (any(not math.isfinite(v) for v in vals) or vals[-1] > 1.5 * vals[0])
+
+
 def causes(losses: list[tuple[int, float]], *, lr: float, classes: int, labels: set[int], frozen: str | None,
-           max_iter: int) -> list[str]:
+           max_iter: int, blew_up: bool = False) -> list[str]:
     """The likely causes of a FAIL from what the loss did, in the seeds' order (pure)."""
     out = []
     if frozen:
@@ -152,7 +166,7 @@ def causes(losses: list[tuple[int, float]], *, lr: float, classes: int, labels: 
     chance = math.log(max(2, classes))
     if not vals:
         out.append("no train loss was logged: check display > 0 in the solver")
-    elif any(not math.isfinite(v) for v in vals) or vals[-1] > 1.5 * vals[0]:
+    elif blew_up or too_high(losses):
         out.append(f"learning rate: base_lr {lr:g} looks far too high: the loss "
                    + ("turned nan/inf" if any(not math.isfinite(v) for v in vals) else
                       f"rose from {vals[0]:.3g} to {vals[-1]:.3g}") + f"; try {lr / 10:g} (or `caffegen lr-find`)")
@@ -216,14 +230,16 @@ def _one(spec: SweepSpec, data: PreparedData, items: list[tuple[str, int]], run_
         return Decision(DONE, f"train loss below {threshold:.3g}", kill=True) if reached else None
 
     run = train_once(plan, run_dir, caffe, rule=rule, gpus=gpus, name=run_dir.name, log=log)
+    rule(run.follower)     # the lines logged after the last poll: a fast net can finish before the first one
     losses = [p for p in run.follower.loss_history if not reached or p[0] <= reached[0]]
-    status, _ = run.outcome
+    status, reason = run.outcome
     failed = run.follower.fatal_line or f"exit status {run.rc}" if status == FAILED else None
-    result = Sanity(bool(reached) and failed is None, len(items), data.num_classes, lr, threshold, iters,
-                    reached[0] if reached else None, losses, run_dir=run_dir, failed=failed)
+    blew_up = reason if status == DIVERGED else None
+    result = Sanity(bool(reached) and failed is None and blew_up is None, len(items), data.num_classes, lr, threshold,
+                    iters, reached[0] if reached else None, losses, run_dir=run_dir, failed=failed, blew_up=blew_up)
     if not result.passed:
         result.causes = causes(losses, lr=lr, classes=data.num_classes, labels={label for _, label in items},
-                               frozen=frozen, max_iter=iters)
+                               frozen=frozen, max_iter=iters, blew_up=blew_up is not None)
     write_atomic(run_dir / "loss.csv", result.csv())
     return result
 

@@ -335,6 +335,8 @@ def study_figures(sweep_dir: Path, name: str) -> dict[str, bytes]:
         first = ax.flat[0] if hasattr(ax, "flat") else ax
         fig = first.figure
         fig.set_size_inches(8, 4.5)
-        fig.tight_layout()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "tight layout not applied": the tight bounding box below still holds
+            fig.tight_layout()
         out[key] = png_bytes(fig, outside=True)
     return out

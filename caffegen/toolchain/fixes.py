@@ -65,6 +65,13 @@ CPU_FIXES: tuple[Fix, ...] = (
     }
     LOG(INFO) << "Copying source layer " << source_layer_name;""",
         "a fine-tuning log says which layers it copied and which it left to start fresh"),
+    Fix("src/caffe/data_transformer.cpp", """  if (has_mean_file) {
+    CHECK_EQ(cv_cropped_image.rows, data_mean_.height());
+    CHECK_EQ(cv_cropped_image.cols, data_mean_.width());
+  }
+  CHECK(cv_cropped_image.data);""", """  CHECK(cv_cropped_image.data);""",
+        "an image read by ImageData and cropped smaller than its mean_file (every ImageNet net: a 256x256 mean, a "
+        "227 crop) was refused, though the loop below subtracts the mean at the crop's offset as BVLC's does"),
 )
 
 GPU_FIXES: tuple[Fix, ...] = ()

@@ -40,6 +40,7 @@ __all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
 STAGES = ("measure", "sanity", "lr-find", "search", "confirm", "final", "look")
 FINALS = ("retrain", "extend", "none")
 SANITY_ITERS = 300
+SANITY_RETRIES = 2     # a sanity run whose loss blows up is tried again at x0.1, this many times (seed 002)
 LRFIND_ITERS = 100
 DEFAULT_EPOCHS = 6
 
@@ -281,8 +282,17 @@ class Tuner:
                 t0 = time.time()
                 result = sanity(probe_spec, self.out / "sanity", self.caffe, per_class=2, max_iter=SANITY_ITERS,
                                 gpus=o.gpus, log=self.log)
+                for retry in range(1, SANITY_RETRIES + 1):   # a guessed rate that blows up says nothing of the net
+                    if not result.diverged:
+                        break
+                    lr = result.lr / 10
+                    self.log(f"[tune] sanity: the loss blew up at base_lr {result.lr:g}: again at {lr:g} (x10 lower, "
+                             f"{retry} of {SANITY_RETRIES})")
+                    result = sanity(probe_spec, self.out / f"sanity-lr{lr:g}", self.caffe, per_class=2,
+                                    max_iter=SANITY_ITERS, lr=lr, gpus=o.gpus, log=self.log)
                 entry["compute_s"] = round(time.time() - t0, 3)   # one run in one slot
-                entry["decision"] = {"passed": result.passed, "line": result.line, "causes": result.causes}
+                entry["decision"] = {"passed": result.passed, "line": result.line, "causes": result.causes,
+                                     "lr": result.lr}
                 self.log(f"[tune] sanity: {result.line}")
                 if not result.passed:
                     causes = "; ".join(f"{i}. {c}" for i, c in enumerate(result.causes, 1))
