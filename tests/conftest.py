@@ -78,6 +78,7 @@ max_iter = {max_iter}
 test_interval = {test_interval}
 display = {display}
 random_seed = 0
+{solver}
 [grid]
 base_lr = {lrs}
 lr_policy = {policies}
@@ -87,10 +88,37 @@ jobs = {jobs}
 
 
 def write_spec(tmp_path: Path, name="t", max_iter=20, test_interval=10, display=5, lrs="[0.01]",
-               policies='["fixed"]', jobs=1) -> Path:
+               policies='["fixed"]', jobs=1, solver: str = "") -> Path:
+    """``solver``: more ``[solver]`` lines (a schedule's parameters)."""
     path = tmp_path / f"{name}.toml"
     path.write_text(TINY.format(name=name, max_iter=max_iter, test_interval=test_interval, display=display,
-                                lrs=lrs, policies=policies, jobs=jobs))
+                                lrs=lrs, policies=policies, jobs=jobs, solver=solver))
+    return path
+
+
+def own_net_spec(folder: Path, name: str, prototxt: str, classes: int, *, net_extra: str = "", data: str = "",
+                 lrs: str = "[0.01]", max_iter: int = 10, test_interval: int = 5, jobs: int = 1) -> Path:
+    """A sweep spec over your own net ``prototxt`` (as the spec names it): ``classes`` classes of demo data (or the
+    ``data`` lines), ``net_extra`` more ``[net]`` lines, lr_policy fixed, a snapshot at the end."""
+    path = folder / f"{name}.toml"
+    path.write_text(f"""
+name = "{name}"
+[data]
+{data or f"demo = {{ classes = {classes}, per_class = 6, seed = 0 }}"}
+[net]
+prototxt = "{prototxt}"
+{net_extra}
+[solver]
+max_iter = {max_iter}
+test_interval = {test_interval}
+display = 1
+snapshot = {max_iter}
+[grid]
+base_lr = {lrs}
+lr_policy = ["fixed"]
+[run]
+jobs = {jobs}
+""")
     return path
 
 

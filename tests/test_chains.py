@@ -18,7 +18,7 @@ from caffegen.prototxt import SolverOptions
 from caffegen.prototxt.chains import (CHAINED, SCHEDULES, chain_lr, ideal_lr, parse_schedules, plateau_replay,
                                       resolve_schedule)
 from caffegen.prototxt.schedule import POLICIES, format_lr
-from conftest import tiny_net
+from conftest import write_spec
 from sweep_state import store_rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -92,28 +92,9 @@ def test_bad_spec_values_for_schedules_are_one_line_and_name_the_variant():
 
 # ------------------------------------------------------------------------------------------ real caffe
 
-SWEEP = """
-name = "{name}"
-[data]
-demo = {{ classes = 3, per_class = 10, seed = 0 }}
-""" + tiny_net().replace("{", "{{").replace("}", "}}") + """[solver]
-max_iter = {max_iter}
-test_interval = 10
-display = 1
-random_seed = 0
-{solver}
-[grid]
-base_lr = [0.01]
-lr_policy = {policies}
-[run]
-jobs = 2
-"""
-
-
 def chained_sweep(tmp_path: Path, name: str, policies: str, max_iter: int = 60, solver: str = "") -> Path:
-    spec = tmp_path / f"{name}.toml"
-    spec.write_text(SWEEP.format(name=name, policies=policies, max_iter=max_iter, solver=solver))
-    return spec
+    return write_spec(tmp_path, name=name, max_iter=max_iter, test_interval=10, display=1, policies=policies, jobs=2,
+                      solver=solver)
 
 
 def logged_lr(log: Path) -> dict[int, set[str]]:

@@ -12,7 +12,9 @@ import pytest
 from google.protobuf import text_format
 
 from caffegen.errors import InputError
-from caffegen.prototxt.usernet import heads_of, load_net
+from caffegen.prototxt.netread import load_net
+from caffegen.prototxt.usernet import heads_of
+from conftest import own_net_spec
 from sweep_state import store_rows
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -86,26 +88,8 @@ def head_net(folder: Path, style: str, k: int) -> Path:
 
 def spec(folder: Path, name: str, net: Path, classes: int, net_extra: str = "", data: str = "",
          lrs: str = "[0.01]", max_iter: int = 12) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(f"""
-name = "{name}"
-[data]
-{data or f"demo = {{ classes = {classes}, per_class = 6, seed = 0 }}"}
-[net]
-prototxt = "{net}"
-{net_extra}
-[solver]
-max_iter = {max_iter}
-test_interval = 6
-display = 1
-snapshot = {max_iter}
-[grid]
-base_lr = {lrs}
-lr_policy = ["fixed"]
-[run]
-jobs = 2
-""")
-    return path
+    return own_net_spec(folder, name, str(net), classes, net_extra=net_extra, data=data, lrs=lrs, max_iter=max_iter,
+                        test_interval=6, jobs=2)
 
 
 def test_the_classifier_is_found_through_layers_that_keep_the_class_axis(tmp_path):

@@ -15,8 +15,11 @@ from caffegen.errors import InputError
 from caffegen.logs import parse_log
 from caffegen.paths import sha256_file
 from caffegen.prototxt import NetOptions, render_net
-from caffegen.prototxt.usernet import DataSources, UserNet, heads_of, load_net, spatial_sizes, wire
+from caffegen.prototxt.netread import load_net
+from caffegen.prototxt.shapes import spatial_sizes
+from caffegen.prototxt.usernet import DataSources, UserNet, heads_of, wire
 from caffegen.sweep.store import open_store
+from conftest import own_net_spec
 from sweep_state import store_rows
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -195,26 +198,7 @@ def test_fine_tuning_starts_from_the_weights_and_the_resized_classifier_starts_f
 
 
 def _spec(tmp_path: Path, name: str, net: Path, classes: int, net_extra: str = "", data: str = "") -> Path:
-    spec = tmp_path / f"{name}.toml"
-    spec.write_text(f"""
-name = "{name}"
-[data]
-{data or f"demo = {{ classes = {classes}, per_class = 6, seed = 0 }}"}
-[net]
-prototxt = "{net.name}"
-{net_extra}
-[solver]
-max_iter = 10
-test_interval = 5
-display = 1
-snapshot = 10
-[grid]
-base_lr = [0.01]
-lr_policy = ["fixed"]
-[run]
-jobs = 1
-""")
-    return spec
+    return own_net_spec(tmp_path, name, net.name, classes, net_extra=net_extra, data=data)
 
 
 def test_lmdb_data_layers_read_the_sweeps_lmdbs_or_become_imagedata(caffe_install, tmp_path):

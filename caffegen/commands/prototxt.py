@@ -299,7 +299,8 @@ def netscope(net_file: Path | None, out: str | None, input_shape, no_pycaffe_che
       caffegen export netscope models/bvlc_googlenet/train_val.prototxt --out googlenet.prototxt
     """
     from ..prototxt.netscope import netscope as to_netscope
-    from ..prototxt.usernet import deploy_text, load_net
+    from ..prototxt.deploy import deploy_text
+    from ..prototxt.netread import load_net
     from ..prototxt.validate import check_deploy, check_forward, check_text
 
     where = out or "<netscope export>"

@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import CaffegenError, InputError
-from ..prototxt.usernet import Head, data_layers, heads_of
+from ..prototxt.netread import data_layers
+from ..prototxt.usernet import Head, heads_of
 
 __all__ = ["EvalNet", "eval_net", "forward", "Scores"]
 

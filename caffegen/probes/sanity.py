@@ -247,7 +247,7 @@ def _one(spec: SweepSpec, data: PreparedData, items: list[tuple[str, int]], run_
 def _no_mirror(text: str) -> str:
     from google.protobuf import text_format
 
-    from ..prototxt.usernet import data_layers
+    from ..prototxt.netread import data_layers
     from ..prototxt.validate import parse_text
 
     net = parse_text(text, "net", TRAIN_VAL)

@@ -2,11 +2,15 @@
 
 * :mod:`.options`     NetOptions / SolverOptions (every knob, its default and help), variant names;
 * :mod:`.schedule`    Caffe's lr policies in Python (the math of ``SGDSolver::GetLearningRate``) and their defaults;
+* :mod:`.chains`      the schedules Caffe lacks, as chains of pieces of its own policies (pure);
 * :mod:`.render`      the Jinja templates (``templates/``) -> text, pure;
 * :mod:`.text`        strings escaped for prototxt;
 * :mod:`.validate`    caffe_pb2 schema and pycaffe shape checks;
 * :mod:`.files`       render + validate + write (a variant, a solver set), and test_iter from the val list;
-* :mod:`.usernet`     your own train_val: its data layers wired, classifier resized, heads, deploy form;
+* :mod:`.usernet`     your own train_val: its data layers wired, classifier resized, heads;
+* :mod:`.netread`     reading a net: load, a layer's phases, its data layers;
+* :mod:`.shapes`      a net's spatial sizes at an input side (Caffe's output-size rules), the crop check;
+* :mod:`.deploy`      a net's deploy form (Netscope, pycaffe), an LMDB's shape;
 * :mod:`.basesolver`  your own solver.prototxt as the base of a sweep's solvers;
 * :mod:`.netscope`    the deploy-form export for Netscope.
 

@@ -25,7 +25,9 @@ from .basesolver import load_solver, merge, variant_solver
 from .chains import Piece, base_of, chained
 from .render import render_deploy, render_net, render_solver
 from .schedule import resolve_policy
-from .usernet import WiredNet, deploy_text, heads_of, load_net, phases
+from .deploy import deploy_text
+from .netread import load_net, phases
+from .usernet import WiredNet, heads_of
 from .validate import check_net_shapes, check_text, check_user_net, parse_text
 
 __all__ = ["Written", "count_list", "resolve_test_iter", "write_variant", "write_user_variant", "write_solver_set",

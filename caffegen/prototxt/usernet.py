@@ -1,5 +1,6 @@
 """Your own net: a ``train_val.prototxt`` you bring (a Model Zoo net, a colleague's, last year's), wired to a
-sweep's data, its classifier fitted to the classes, its metrics found, and its deploy form for Netscope.
+sweep's data, its classifier fitted to the classes, its metrics found (reading it: :mod:`.netread`; its sizes at a
+smaller crop: :mod:`.shapes`; its deploy form for Netscope: :mod:`.deploy`).
 
 Everything works on Caffe's own schema (``caffe_pb2.NetParameter``), so whatever the net holds is kept as it is
 except what wiring must change: the sources of the TRAIN and TEST data layers (transform_param, batch sizes
@@ -11,7 +12,6 @@ layer and offers the fix.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,20 +20,12 @@ from typing import Any, Literal
 from ..errors import InputError
 from ..logs.curves import accuracy_name
 from ..checks import as_choice, as_float, as_int, as_tuple
+from .deploy import input_shape_of, lmdb_shape
+from .netread import LOSS, data_layers, load_net, phases
 from .options import knob
+from .shapes import check_input_size
 
-__all__ = ["UserNet", "DataSources", "Head", "WiredNet", "load_net", "wire", "deploy_text", "heads_of", "phases",
-           "data_layers"]
-
-# Data layer types caffegen cannot point at a sweep's images, and why.
-UNWIRABLE = {
-    "HDF5Data": "reads HDF5 files (no image list or LMDB to replace)",
-    "MemoryData": "is fed from Python at run time",
-    "Python": "is a Python data layer",
-    "DummyData": "produces random data",
-    "WindowData": "reads detection windows",
-}
-LOSS = "SoftmaxWithLoss"
+__all__ = ["UserNet", "DataSources", "Head", "WiredNet", "wire", "heads_of", "classifier_of", "describe", "sha256_of"]
 
 
 @dataclass(frozen=True)
@@ -129,57 +121,6 @@ class WiredNet:
     @property
     def top5(self) -> str | None:
         return self.heads[-1].top5
-
-
-# ------------------------------------------------------------------------------------------ reading
-
-
-def load_net(path: str | Path):
-    """The NetParameter in ``path``; one error line (with line:column) when it is not a Caffe net."""
-    from .validate import parse_file
-
-    net = parse_file(path, "net")
-    if not net.layer:
-        raise InputError(f"{path}: not a Caffe net (no layer {{ ... }} found); give a train_val.prototxt")
-    return net
-
-
-def phases(layer) -> set[str]:
-    """The phases a layer exists in: ``include { phase }`` rules, else both (an ``exclude`` removes one)."""
-    names = {0: "TRAIN", 1: "TEST"}
-    inc = {names[r.phase] for r in layer.include if r.HasField("phase")}
-    if layer.include and not inc:
-        inc = {"TRAIN", "TEST"}
-    got = inc or {"TRAIN", "TEST"}
-    return got - {names[r.phase] for r in layer.exclude if r.HasField("phase")}
-
-
-def _is_data(layer) -> bool:
-    return not layer.bottom and (layer.type in ("Data", "ImageData", "Input") or layer.type in UNWIRABLE)
-
-
-def data_layers(net, where: str) -> dict[str, Any]:
-    """The one TRAIN and the one TEST data layer, or the error that says why this net cannot be swept."""
-    layers = [layer for layer in net.layer if _is_data(layer)]
-    for layer in layers:
-        if layer.type in UNWIRABLE:
-            raise InputError(f"{where}: data layer {layer.name!r} ({layer.type}) {UNWIRABLE[layer.type]}: caffegen "
-                             "can wire ImageData and Data (LMDB) layers only")
-    if layers and all(layer.type == "Input" for layer in layers):
-        raise InputError(f"{where}: the net has only Input layers (a deploy net): give its train_val.prototxt")
-    found: dict[str, Any] = {}
-    for phase in ("TRAIN", "TEST"):
-        mine = [layer for layer in layers if layer.type != "Input" and phase in phases(layer)]
-        if len(mine) > 1:
-            names = ", ".join(repr(layer.name) for layer in mine)
-            raise InputError(f"{where}: two {phase} data layers ({names}): caffegen wires one per phase")
-        if not mine:
-            if phase == "TEST":
-                raise InputError(f"{where}: no TEST phase data layer: without a test pass no run can be ranked "
-                                 "(add a TEST data layer, as in the Model Zoo's train_val.prototxt files)")
-            raise InputError(f"{where}: no TRAIN phase data layer")
-        found[phase] = mine[0]
-    return found
 
 
 # Layers a classifier's output may pass through on its way to the loss: they keep the class (channel) axis.
@@ -348,7 +289,7 @@ def _wire_source(layer, phase: str, user: UserNet, sources: DataSources | None, 
 def _own_side(layer, base: Path) -> int | None:
     """The side of the input the net was written for (its TEST crop_size, new_height, or its LMDB's), if known."""
     try:
-        return int(_input_shape(layer, "", "", base)[2])
+        return int(input_shape_of(layer, "", "", base)[2])
     except (InputError, IndexError):
         return None
 
@@ -382,86 +323,6 @@ def _apply_crop(net, layers: dict[str, Any], user: UserNet, own: int | None, whe
     return (f"[net] crop {side}: the net trains and tests at {side}x{side}" + (f" (images resized to {resize})"
             if resize else "") + (f" instead of its own {own}x{own}" if own else "")
             + ": a fast, reduced-input sweep; confirm the winner at full size")
-
-
-def _conv_out(size: int, k: int, s: int, p: int, d: int = 1) -> int:
-    return (size + 2 * p - (d * (k - 1) + 1)) // s + 1
-
-
-def _pool_out(size: int, k: int, s: int, p: int) -> int:
-    """Caffe's PoolingLayer::Reshape: ceil, then one less when the last window would start in the padding."""
-    out = int(math.ceil((size + 2 * p - k) / s)) + 1
-    if p and (out - 1) * s >= size + p:
-        out -= 1
-    return out
-
-
-def _dim(values, single: int, default: int) -> int:
-    return int(values[0]) if len(values) else (int(single) if single else default)
-
-
-def spatial_sizes(net, side: int) -> tuple[dict[str, tuple[int, int]], tuple[str, str, tuple[int, int]] | None]:
-    """The TEST net's blob heights and widths for a side x side input (Caffe's own output-size rules for
-    Convolution, Deconvolution and Pooling; other layers keep their first input's), and the first layer whose
-    output would be empty ((name, type, size)), if any. An InnerProduct's output is not spatial."""
-    sizes: dict[str, tuple[int, int]] = {}
-    test = [layer for layer in net.layer if "TEST" in phases(layer)]
-    for layer in test:
-        if _is_data(layer):
-            for top in layer.top[:1]:
-                sizes[top] = (side, side)
-            continue
-        src = sizes.get(layer.bottom[0]) if layer.bottom else None
-        if src is None or layer.type in ("InnerProduct", "Embed"):
-            continue
-        h, w = src
-        if layer.type in ("Convolution", "Deconvolution"):
-            c = layer.convolution_param
-            kh, kw = (c.kernel_h, c.kernel_w) if c.HasField("kernel_h") else (_dim(c.kernel_size, 0, 1),) * 2
-            sh, sw = (c.stride_h, c.stride_w) if c.HasField("stride_h") else (_dim(c.stride, 0, 1),) * 2
-            ph, pw = (c.pad_h, c.pad_w) if c.HasField("pad_h") else (_dim(c.pad, 0, 0),) * 2
-            d = _dim(c.dilation, 0, 1)
-            if layer.type == "Convolution":
-                out = (_conv_out(h, kh, sh, ph, d), _conv_out(w, kw, sw, pw, d))
-            else:
-                out = ((h - 1) * sh - 2 * ph + d * (kh - 1) + 1, (w - 1) * sw - 2 * pw + d * (kw - 1) + 1)
-        elif layer.type == "Pooling":
-            q = layer.pooling_param
-            if q.global_pooling:
-                out = (1, 1)
-            else:
-                kh, kw = (q.kernel_h, q.kernel_w) if q.HasField("kernel_h") else (q.kernel_size,) * 2
-                sh, sw = (q.stride_h, q.stride_w) if q.HasField("stride_h") else (q.stride,) * 2
-                ph, pw = (q.pad_h, q.pad_w) if q.HasField("pad_h") else (q.pad,) * 2
-                out = (_pool_out(h, kh, sh, ph), _pool_out(w, kw, sw, pw))
-        else:
-            out = src
-        if min(out) < 1:
-            return sizes, (layer.name, layer.type, out)
-        for top in layer.top:
-            sizes[top] = out
-    return sizes, None
-
-
-def check_input_size(net, side: int, own: int | None, where: str) -> None:
-    """One line when the net cannot train at ``side`` x ``side``: a layer whose output would be empty, or an
-    InnerProduct whose input would change size (a fixed-size head: its weights are per input position)."""
-    sizes, empty = spatial_sizes(net, side)
-    if empty is not None:
-        name, kind, out = empty
-        raise InputError(f"{where}: [net] crop {side}: layer {name!r} ({kind}) would have no output at that size "
-                         f"({out[0]}x{out[1]}): use a larger crop")
-    if own is None or own == side:
-        return
-    before, _ = spatial_sizes(net, own)
-    for layer in net.layer:
-        if layer.type != "InnerProduct" or "TEST" not in phases(layer) or not layer.bottom:
-            continue
-        a, b = before.get(layer.bottom[0]), sizes.get(layer.bottom[0])
-        if a is not None and b is not None and a != b:
-            raise InputError(f"{where}: [net] crop {side}: layer {layer.name!r} (InnerProduct) reads a {a[0]}x{a[1]} "
-                             f"map at the net's own {own} and {b[0]}x{b[1]} at {side}: a fixed-size head (its weights "
-                             "are per position); [net] crop works for nets whose head pools globally")
 
 
 def _to_imagedata(layer, resize: int | None, phase: str) -> None:
@@ -563,97 +424,6 @@ def _add_accuracy(net, heads: list[Head], notes: list[str]) -> list[Head]:
     notes.append(f"the net has no Accuracy layer: added TEST-phase {' and '.join(added.values())} on "
                  f"{main.blob!r} (runs are ranked by {added['top1']})")
     return heads[:-1] + [dataclasses.replace(main, **added)]
-
-
-# ------------------------------------------------------------------------------------------ deploy form
-
-
-def deploy_text(net, input_shape: tuple[int, ...] | None = None, where: str = "net",
-                fix: str = "pass --input-shape 1,3,H,W", root: str | Path | None = None) -> str:
-    """The deploy form Netscope draws and pycaffe loads: the data layers become one ``Input`` (shape [1, C, crop,
-    crop] from the TEST data layer's transform_param, C from is_color or the mean's channels; an LMDB's own shape
-    from its first record when there is no crop; or ``input_shape``), 
-    layers that read the label (losses, Accuracy, Silence) and TRAIN-only layers go, and each SoftmaxWithLoss
-    becomes a Softmax: ``prob`` for the main (last) head, ``prob_1``, ``prob_2``... for the others."""
-    from google.protobuf import text_format
-
-    from ..toolchain import caffe_pb2
-
-    data = [layer for layer in net.layer if _is_data(layer)]
-    if not data:
-        raise InputError(f"{where}: no data or Input layer to take the input shape from")
-    test = next((layer for layer in data if "TEST" in phases(layer)), data[0])
-    data_blob = test.top[0]
-    label = test.top[1] if len(test.top) > 1 else None
-    shape = tuple(input_shape) if input_shape else _input_shape(test, where, fix, root)
-    out = caffe_pb2().NetParameter()
-    if net.name:
-        out.name = net.name
-    inp = out.layer.add(name=data_blob, type="Input", top=[data_blob])
-    inp.input_param.shape.add(dim=list(shape))
-    losses = [layer for layer in net.layer if layer.type == LOSS]
-    for layer in net.layer:
-        if _is_data(layer) or "TEST" not in phases(layer) and "TRAIN" in phases(layer) and layer.include:
-            continue
-        if layer.type == LOSS:
-            k = losses.index(layer)
-            name = "prob" if k == len(losses) - 1 else f"prob_{k + 1}"
-            out.layer.add(name=name, type="Softmax", bottom=[layer.bottom[0]], top=[name])
-            continue
-        if label is not None and label in layer.bottom:
-            continue
-        kept = out.layer.add()
-        kept.CopyFrom(layer)
-        kept.ClearField("include")
-        kept.ClearField("exclude")
-    return text_format.MessageToString(out)
-
-
-def _input_shape(layer, where: str, fix: str, root: str | Path | None) -> tuple[int, ...]:
-    tp = layer.transform_param
-    if layer.type == "Input":
-        return tuple(layer.input_param.shape[0].dim)
-    channels = 3
-    if layer.type == "ImageData" and not layer.image_data_param.is_color:
-        channels = 1
-    elif len(tp.mean_value) in (1, 3) and layer.type != "ImageData":
-        channels = len(tp.mean_value)
-    side = tp.crop_size
-    if layer.type == "Data":
-        stored = lmdb_shape(layer.data_param.source, root) if layer.data_param.backend == 1 else None  # LMDB
-        if stored is not None:
-            return (1, stored[0], side or stored[1], side or stored[2])
-    if not side and layer.type == "ImageData":
-        p = layer.image_data_param
-        if p.new_height and p.new_width:
-            return (1, channels, p.new_height, p.new_width)
-    if not side:
-        what = "nor new_height/new_width" if layer.type == "ImageData" else f"and its LMDB {layer.data_param.source!r} " \
-            "is not there to read the shape from"
-        raise InputError(f"{where}: data layer {layer.name!r} has no crop_size ({what}): {fix}")
-    return (1, channels, side, side)
-
-
-def lmdb_shape(source: str, root: str | Path | None = None) -> tuple[int, int, int] | None:
-    """(channels, height, width) of an LMDB's first record (a Caffe ``Datum``, as ``convert_imageset`` writes it), or
-    None when there is no LMDB at ``source`` (relative to ``root``, then to the working folder)."""
-    candidates = [Path(source)]
-    if root is not None and not Path(source).is_absolute():
-        candidates.insert(0, Path(root) / source)
-    db = next((c for c in candidates if (c / "data.mdb").is_file()), None)
-    if db is None:
-        return None
-    import lmdb
-
-    from ..toolchain import caffe_pb2
-
-    with lmdb.open(str(db), readonly=True, lock=False) as env, env.begin() as txn:
-        first = next(iter(txn.cursor()), None)
-    if first is None:
-        raise InputError(f"{db}: an empty LMDB")
-    datum = caffe_pb2().Datum()
-    datum.ParseFromString(first[1])
-    return (datum.channels, datum.height, datum.width)
 
 
 def sha256_of(path: str | Path | None) -> str | None:

@@ -141,7 +141,7 @@ class RunChain:
         """The run's net with its TRAIN data layer reading the stream from where iteration ``at`` left it."""
         from google.protobuf import text_format
 
-        from ..prototxt.usernet import data_layers
+        from ..prototxt.netread import data_layers
         from ..prototxt.validate import parse_text
 
         where = str(self.run_dir / TRAIN_VAL)

@@ -217,7 +217,8 @@ class Tuner:
             if o.weights or o.solver:
                 raise InputError("--weights and --solver go with your own NET (the template net starts from scratch)")
             return TuneNet()
-        from ..prototxt.usernet import heads_of, load_net
+        from ..prototxt.netread import load_net
+        from ..prototxt.usernet import heads_of
 
         prototxt = _resolve(o.net, "NET")
         net = load_net(prototxt)
