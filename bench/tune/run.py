@@ -1,24 +1,24 @@
-"""`caffegen tune` against the full grid: a fraction of the compute, the same answer?
+"""`caffegen tune` proven on recorded learning curves: its own decisions replayed over hundreds of seeds against
+random search, TPE + ASHA, TPE + Hyperband, the one-seed grid and lr-find + poly, at equal compute.
 
-    .venv/bin/pip install -e '.[bench]'        # scikit-learn: the digits image set ships inside it
-    .venv/bin/python bench/tune/run.py [--only default|digits] [--seeds 5] [--budget 7runs]
+    .venv/bin/python bench/tables/record.py --commit     # once: the tables (real caffe runs, resumable)
+    .venv/bin/python bench/tune/run.py [--problem digits ...] [--seeds 200]
 
-Two problems (bench/problems.py: the default spec's demo set, scikit-learn's digits), on this machine, one sweep or
-tune after the other. Both train the net ``caffegen tune`` trains without a NET (the seed's net at resize 44 / crop
-40 with BatchNorm) for 6 epochs (600 and 540 iterations), on the tune's own lists, so the grid and the tuner see the
-same data, net and solver. For each problem:
+For each recorded table (bench/tables/<problem>.json.gz, caffegen.tune.table) every method of
+``caffegen.tune.replay.METHODS`` is replayed ``--seeds`` times (caffegen.tune.replay: the tuner's own plan, search
+spec, Optuna sampler and pruner, candidates, confirm rule and choice, on a virtual clock with 2 slots). The search
+baselines get the tuner's median compute on that problem (equal compute). Per method:
 
-* the **repeated grid**: base_lr 0.1 / 0.01 / 0.001 x the seven policies x random_seed 0, 1, 2 (63 runs;
-  bench/problems.py's, which bench/schedules shares), and the **single-seed grid** (its seed-0 runs:
-  21); their compute is the sum of their runs' wall seconds (slot-seconds); the best variant is the one with the
-  best mean over its three seeds (the pooled seed noise gives its interval);
-* ``caffegen tune --seed S`` for S in 0..4 (default budget): the compute of everything before the final stage (the
-  sum of its runs' wall seconds, the probes' included) as a fraction of each grid's, the final stage's on its own;
-  the winner retrained to the full length: its best top-1, and whether it is **tied with or better than** the
-  repeated grid's best: not below it beyond the seed noise (one-sided 5%, the final's one run against the grid
-  best's three: sd * sqrt(1 + 1/3)).
+* **regret**: the best configuration's truth minus the chosen one's (truth: the seed-mean of the best top-1 at the
+  full length), median and 90th percentile, and P(regret <= one seed sd);
+* **compute**, everything counted (every stage, the final run, the plan's per-sweep overhead), as a fraction of the
+  repeated grid's (every configuration of the table x every seed, at the full length);
+* what a **random pick** scores (a uniformly random configuration of the space): the criterion's floor.
 
-Writes bench/tune/results.json and prints a table. Each sweep resumes when rerun (the grid is reused).
+Also per problem: whether the repeated grid separates its best from its median beyond the seed noise, and the rank
+correlation between search-length and full-length results (the short-horizon bias). Writes bench/tune/results.json,
+docs/benchmarks/tune-anytime-<problem>.png, and prints the tables BENCHMARKS.md quotes. A missing table, one from
+another caffegen version, or an unknown problem: one line, exit 2.
 """
 from __future__ import annotations
 
@@ -31,100 +31,176 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from problems import KINDS, epochs_iters, folder_of, lists, repeated_grid  # noqa: E402
+from problems import TABLE_PROBLEMS  # noqa: E402
 
-from caffegen.report.analysis import load_runs, ranked_variants, seed_noise_of, verdict  # noqa: E402
-from caffegen.sweep.store import read_sweep  # noqa: E402
+from caffegen import __version__  # noqa: E402
+from caffegen.errors import InputError  # noqa: E402
+from caffegen.tune.replay import METHODS, Method, replay, short_horizon  # noqa: E402
+from caffegen.tune.table import CurveTable, load_table  # noqa: E402
 
-Z95 = 1.6448536269514722     # one-sided 5%
-
-
-def grid(kind: str, work: Path) -> dict:
-    """The repeated grid: its compute, its best and how sure that is."""
-    out = repeated_grid(kind, work)
-    runs, record = load_runs(out)
-    ranked = [v for v in ranked_variants(runs, record) if v.score is not None]
-    v = verdict(ranked)
-    noise = seed_noise_of(ranked)
-    best = ranked[0]
-    rows = read_sweep(out)[0]
-    seed0 = [r for r in rows if r["seed"] == 0]
-    best0 = max(seed0, key=lambda r: r["best_top1"] or -1)
-    return {"runs": len(rows), "compute_s": sum(r["wall_s"] or 0 for r in rows),
-            "seed0_compute_s": sum(r["wall_s"] or 0 for r in seed0), "best": best.name, "best_mean": best.score,
-            "best_seeds": best.best, "sd": noise.sigma if noise else None, "df": noise.df if noise else None,
-            "tied": [t.name for t in ranked if t.tied and t is not best], "verdict": v.headline,
-            "seed0_best": best0.variant, "seed0_best_top1": best0["best_top1"]}
+TABLES = ROOT / "bench" / "tables"
+FIGURES = ROOT / "docs" / "benchmarks"
 
 
-def tune(name: str, work: Path, train: Path, val: Path, iters: int, seed: int, budget: str) -> dict:
-    out = work / "runs" / name
+def grid_facts(table: CurveTable) -> dict:
+    """The repeated grid: its best, its median, the seed noise, and how many configurations could be the best."""
+    from caffegen.report.stats import could_be_best, seed_noise
+
+    groups = {}
+    for config in table.configs():
+        vals = {}
+        for s in table.seeds():
+            v = table.curve(*config, s).best(table.maximize)
+            vals[s] = table.worst if v is None else v
+        groups[f"lr{config[0]:g}_{config[1]}"] = vals
+    noise = seed_noise(groups)
+    scores = {n: statistics.mean(g.values()) for n, g in groups.items()}
+    bounds = could_be_best(scores, {n: len(g) for n, g in groups.items()}, noise, maximize=table.maximize)
+    best_config, best = table.best_config()
+    median = statistics.median(scores.values())
+    se = noise.sigma * math.sqrt(2 / len(table.seeds()))
+    return {"configs": len(groups), "runs": sum(len(g) for g in groups.values()), "best": list(best_config),
+            "best_truth": best, "median_truth": median, "seed_sd": noise.sigma, "seed_sd_df": noise.df,
+            "best_minus_median_sd": (best - median) / noise.sigma, "separated": (best - median) > 1.96 * se,
+            "could_be_best": sum(b >= 0 for b in bounds.values()), "compute_s": table.compute_of(),
+            "short_horizon_spearman": short_horizon(table)}
+
+
+def random_pick(table: CurveTable, sd: float) -> dict:
+    """A uniformly random configuration of the tuner's space: its expected regret and P(regret <= sd)."""
+    best = table.best_config()[1]
+    regrets = [abs(best - table.truth(*c)) for c in table.configs()]
+    return {"median_regret": statistics.median(regrets), "p_within_sd": sum(r <= sd for r in regrets) / len(regrets)}
+
+
+def run_method(table: CurveTable, method: Method, seeds: int) -> list:
+    return [replay(table, method, s) for s in range(seeds)]
+
+
+def summary(outs: list, grid_s: float, sd: float) -> dict:
+    regrets = sorted(o.regret for o in outs)
+    frac = sorted(o.compute_s / grid_s for o in outs)
+    q = statistics.quantiles(regrets, n=10, method="inclusive")
+    return {"n": len(outs), "median_regret": statistics.median(regrets), "p90_regret": q[-1],
+            "median_regret_sd": statistics.median(regrets) / sd, "p_within_sd": sum(r <= sd for r in regrets) / len(outs),
+            "median_compute": statistics.median(frac), "max_compute": frac[-1],
+            "median_trials": statistics.median(o.trials for o in outs),
+            "median_pruned": statistics.median(o.pruned for o in outs),
+            "chosen": _counts([f"lr{o.chosen[0]:g}_{o.chosen[1]}" for o in outs])}
+
+
+def _counts(names: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in names:
+        out[n] = out.get(n, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:5])
+
+
+def anytime_figure(name: str, curves: dict[str, list], grid_s: float, sd: float, path: Path) -> None:
+    """Median regret (in seed sd) of the incumbent against compute (a fraction of the repeated grid), a line per
+    method."""
+    import numpy as np
+
+    from caffegen.plotting import pyplot, save_png
+
+    plt = pyplot()
+
+    xs = np.geomspace(0.003, 0.5, 60)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for method, outs in curves.items():
+        rows = []
+        for o in outs:
+            pts = sorted(o.anytime)
+            vals = []
+            for x in xs:
+                seen = [r for c, r in pts if c / grid_s <= x]
+                vals.append(seen[-1] / sd if seen else np.nan)
+            rows.append(vals)
+        arr = np.array(rows, dtype=float)
+        have = np.mean(~np.isnan(arr), axis=0) >= 0.5
+        med = np.where(have, np.nanmedian(np.where(np.isnan(arr), np.inf, arr), axis=0), np.nan)
+        ax.plot(xs, med, label=method, lw=2 if method == "caffegen tune" else 1.2)
+    ax.axhline(1.0, color="grey", ls=":", lw=1)
+    ax.axhline(0.25, color="grey", ls="--", lw=1)
+    ax.axvline(0.1, color="grey", ls="-.", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("compute, fraction of the repeated grid (everything counted)")
+    ax.set_ylabel("median regret of the incumbent (seed sd)")
+    ax.set_title(f"{name}: anytime regret over {len(next(iter(curves.values())))} seeds per method")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(fig, path)
+
+
+def problem(name: str, seeds: int) -> dict:
+    table = load_table(TABLES / f"{name}.json.gz", version=__version__)
+    g = grid_facts(table)
+    sd, grid_s = g["seed_sd"], g["compute_s"]
+    out = {"table": {k: table.meta.get(k) for k in ("commit", "caffegen", "date", "machine", "load")},
+           "problem": table.problem, "grid": g, "random_pick": random_pick(table, sd), "methods": {}}
+    curves = {}
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "caffegen", "tune", "--data", f"{train},{val}", "--iters", str(iters),
-                           "--seed", str(seed), "--budget", budget, "--out", str(out)], cwd=work, capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    state = json.loads((out / "tune.json").read_text())
-    stages = state["stages"]
-    before = sum(s.get("compute_s", 0.0) for k, s in stages.items() if k not in ("final", "look"))
-    final_rows, _ = read_sweep(out / "final")
-    top1 = final_rows[0]["best_top1"]
-    verdict = stages["confirm"]["decision"]
-    return {"seed": seed, "wall_s": round(time.time() - t0, 1), "spent_s": sum(s["spent_s"] for s in stages.values()),
-            "budget_wall_s": state["plan"]["wall_s"], "before_final_compute_s": before,
-            "final_compute_s": stages["final"].get("compute_s", 0.0), "winner": verdict["winner"]["name"],
-            "tied": verdict["tied"], "final_top1": top1,
-            "search_trials": len(read_sweep(out / "search")[0]),
-            "pruned": sum(r.status == "pruned" for r in read_sweep(out / "search")[0]),
-            "lr_range": [stages["lr-find"]["decision"]["low"], stages["lr-find"]["decision"]["high"]]}
+    tune = run_method(table, METHODS[0], seeds)
+    budget = statistics.median(o.compute_s for o in tune)
+    for method in METHODS:
+        m = method if method.kind != "search" else replace(method, compute=budget)
+        outs = tune if method is METHODS[0] else run_method(table, m, seeds)
+        curves[method.name] = outs
+        out["methods"][method.name] = summary(outs, grid_s, sd)
+    out["replay_seconds"] = round(time.time() - t0, 1)
+    anytime_figure(name, curves, grid_s, sd, FIGURES / f"tune-anytime-{name}.png")
+    return out
 
 
-def problem(kind: str, work: Path, seeds: int, budget: str) -> dict:
-    train, val, classes, n_val, n_train = lists(folder_of(kind, work), work / f"data-{kind}")
-    iters = epochs_iters(n_train)
-    g = grid(kind, work)
-    tunes = [tune(f"{kind}_tune_s{s}", work, train, val, iters, s, budget) for s in range(seeds)]
-    margin = Z95 * g["sd"] * math.sqrt(1 + 1 / 3) if g["sd"] else 0.0
-    for t in tunes:
-        t["of_repeated_grid"] = t["before_final_compute_s"] / g["compute_s"]
-        t["of_single_grid"] = t["before_final_compute_s"] / g["seed0_compute_s"]
-        t["gap"] = g["best_mean"] - t["final_top1"]
-        t["tied_or_better"] = t["gap"] <= margin
-    return {"val_images": n_val, "train_images": n_train, "iters": iters, "grid": g, "tunes": tunes,
-            "margin": margin, "median_of_repeated_grid": statistics.median(t["of_repeated_grid"] for t in tunes),
-            "median_of_single_grid": statistics.median(t["of_single_grid"] for t in tunes),
-            "tied_or_better": sum(t["tied_or_better"] for t in tunes)}
+def print_problem(name: str, r: dict) -> None:
+    g = r["grid"]
+    print(f"\n{name}: {g['configs']} configurations x {g['runs'] // g['configs']} seeds; best "
+          f"lr{g['best'][0]:g}_{g['best'][1]} {g['best_truth']:.4f}, median {g['median_truth']:.4f} "
+          f"({g['best_minus_median_sd']:.1f} seed sd; separated: {g['separated']}); seed sd {g['seed_sd']:.4f} "
+          f"({g['seed_sd_df']} df); {g['could_be_best']} could be the best; search vs full rank correlation "
+          f"{g['short_horizon_spearman']:.2f}; random pick: median regret {r['random_pick']['median_regret']:.4f}, "
+          f"P(<= 1 sd) {r['random_pick']['p_within_sd']:.2f}")
+    print("| method | median regret (sd) | p90 regret | P(regret <= 1 sd) | compute (median, max) | trials (pruned) |")
+    print("|---|---|---|---|---|---|")
+    for m, s in r["methods"].items():
+        print(f"| {m} | {s['median_regret']:.4f} ({s['median_regret_sd']:.2f}) | {s['p90_regret']:.4f} | "
+              f"{s['p_within_sd']:.2f} | {100 * s['median_compute']:.1f}%, {100 * s['max_compute']:.1f}% | "
+              f"{s['median_trials']:.0f} ({s['median_pruned']:.0f}) |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=KINDS, default=None)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--budget", default="7runs")
-    ap.add_argument("--work", type=Path, default=Path(__file__).parents[1] / "work")
+    ap.add_argument("--problem", nargs="*", default=None, help="default: every recorded table")
+    ap.add_argument("--seeds", type=int, default=200)
     args = ap.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    results = {"date": dt.date.today().isoformat(), "cores": os.cpu_count(), "load_before": os.getloadavg(),
-               "budget": args.budget}
-    for kind in ([args.only] if args.only else KINDS):
-        results[kind] = problem(kind, args.work, args.seeds, args.budget)
-        r = results[kind]
-        g = r["grid"]
-        print(f"{kind}: repeated grid {g['runs']} runs, {g['compute_s']:.0f} s; best {g['best']} "
-              f"{g['best_mean']:.4f} (sd {g['sd']:.4f}); single-seed best {g['seed0_best']} {g['seed0_best_top1']:.4f}")
-        for t in r["tunes"]:
-            print(f"  seed {t['seed']}: {100 * t['of_repeated_grid']:.1f}% of the repeated grid "
-                  f"({100 * t['of_single_grid']:.1f}% of the single), winner {t['winner']}, final top-1 "
-                  f"{t['final_top1']:.4f} ({'tied or better' if t['tied_or_better'] else 'worse'}), "
-                  f"{t['search_trials']} trials ({t['pruned']} pruned), {t['spent_s']:.0f}/{t['budget_wall_s']:.0f} s")
-        print(f"  median {100 * r['median_of_repeated_grid']:.1f}% of the repeated grid, tied or better in "
-              f"{r['tied_or_better']} of {len(r['tunes'])}")
+    names = args.problem or [p for p in TABLE_PROBLEMS if (TABLES / f"{p}.json.gz").exists()]
+    for n in names:
+        if n not in TABLE_PROBLEMS:
+            print(f"bench/tune: no problem {n!r}: the problems are {', '.join(TABLE_PROBLEMS)}", file=sys.stderr)
+            sys.exit(2)
+    if not names:
+        print("bench/tune: no table recorded yet: run bench/tables/record.py", file=sys.stderr)
+        sys.exit(2)
+    results = {"date": dt.date.today().isoformat(), "commit": subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
+        "cores": os.cpu_count(), "load_before": os.getloadavg(), "seeds": args.seeds, "problems": {}}
+    for n in names:
+        try:
+            results["problems"][n] = problem(n, args.seeds)
+        except InputError as exc:
+            print(f"bench/tune: {exc}", file=sys.stderr)
+            sys.exit(2)
+        print_problem(n, results["problems"][n])
     results["load_after"] = os.getloadavg()
-    (Path(__file__).parent / "results.json").write_text(json.dumps(results, indent=2))
+    (Path(__file__).parent / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

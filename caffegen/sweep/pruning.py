@@ -51,9 +51,10 @@ class Rival:
 
 
 def rungs(max_iter: int, test_interval: int, min_resource: int | None, eta: int) -> list[int]:
-    """The iterations at which runs are judged: ``min_resource`` (default max_iter/eta^2), then eta times as far,
-    ..., each rounded up to a test pass, below max_iter."""
-    first = min_resource or max(1, math.ceil(max_iter / eta ** 2))
+    """The iterations at which runs are judged: ``min_resource`` (default max_iter/eta^2, and never the first test
+    pass after iteration 0: the curves have not separated there), then eta times as far, ..., each rounded up to a
+    test pass, below max_iter."""
+    first = min_resource or max(test_interval + 1, math.ceil(max_iter / eta ** 2))
     out, r = [], float(first)
     while r < max_iter:
         step = test_interval * math.ceil(r / test_interval)

@@ -35,7 +35,8 @@ from ..prototxt.chains import parse_schedules
 from ..run.status import PRUNED, WITH_RESULT
 from .values import typed
 
-__all__ = ["SearchSpec", "parse_search", "Study", "RunShape", "SAMPLERS", "PRUNERS", "optuna_or_error"]
+__all__ = ["SearchSpec", "parse_search", "Study", "RunShape", "SAMPLERS", "PRUNERS", "optuna_or_error", "make_sampler",
+           "make_pruner", "distributions"]
 
 SAMPLERS = ("grid", "random", "tpe", "qmc")
 PRUNERS = ("none", "noise", "asha", "hyperband", "median")   # "noise": caffegen.sweep.pruning
@@ -54,6 +55,8 @@ class SearchSpec:
     min_resource: int | None = None                      # iterations before a first cut [default: per pruner]
     seconds: float | None = None                         # compute budget: no new trial once the runs together
                                                          # have trained this many seconds (running ones finish)
+    seed_sd: float | None = None                         # the noise pruner: the seed-to-seed sd of the metric
+                                                         # (beside the val set's binomial noise) [default: 0]
 
     @property
     def sampled(self) -> bool:
@@ -120,10 +123,17 @@ def parse_search(raw: dict[str, Any] | None, fields: dict[str, str], source: str
         if sampler == "grid":
             raise InputError(f"{source}: [search] seconds goes with a sampler (random, tpe, qmc): a grid runs all its "
                              "points")
+    seed_sd = table.get("seed_sd")
+    if seed_sd is not None:
+        seed_sd = typed(f"{source}: [search] seed_sd", seed_sd, "float")
+        if seed_sd < 0:
+            raise InputError(f"{source}: [search] seed_sd must be >= 0, got {seed_sd:g}")
+        if pruner != "noise":
+            raise InputError(f"{source}: [search] seed_sd goes with pruner = \"noise\" (got {pruner!r})")
     space = {name: _distribution(name, value, fields, source) for name, value in space_raw.items()}
     return SearchSpec(sampler=sampler, trials=trials, seed=table.get("seed", 0), pruner=pruner, space=space,
                       reduction_factor=table.get("reduction_factor", 3), min_resource=table.get("min_resource"),
-                      seconds=seconds)
+                      seconds=seconds, seed_sd=seed_sd)
 
 
 def _distribution(name: str, value: Any, fields: dict[str, str], source: str) -> Any:
@@ -173,7 +183,7 @@ def distributions(space: dict[str, Any]):
     return out
 
 
-def _sampler(spec: SearchSpec, made: int = 0):
+def make_sampler(spec: SearchSpec, made: int = 0):
     """The sampler, seeded from the spec's seed and the number of trials the study already ``made``: a resumed
     study draws on from where it was, not the first draws again (they would repeat its first trials)."""
     optuna = optuna_or_error()
@@ -199,7 +209,9 @@ class RunShape:
     decay_left: Any = None    # Callable[[dict, int], float]
 
 
-def _pruner(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):
+def make_pruner(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):
+    """The study's pruner (Optuna's, or caffegen's noise pruner): what the live sweep and the tune's replay
+    (:mod:`caffegen.tune.replay`) both use."""
     optuna = optuna_or_error()
     p = optuna.pruners
     if spec.pruner == "noise":
@@ -209,7 +221,8 @@ def _pruner(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape
             raise InputError("[search] pruner \"noise\" needs the runs' shape (max_iter, test_interval)")
         return noise_pruner(max_iter=shape.max_iter, test_interval=shape.test_interval,
                             min_resource=spec.min_resource, eta=spec.reduction_factor, maximize=maximize,
-                            test_images=shape.test_images, decay_left=shape.decay_left or (lambda params, it: 0.0))
+                            test_images=shape.test_images, decay_left=shape.decay_left or (lambda params, it: 0.0),
+                            seed_sd=spec.seed_sd or 0.0)
     if spec.pruner == "asha":
         return p.SuccessiveHalvingPruner(min_resource=spec.min_resource or min_resource,
                                          reduction_factor=spec.reduction_factor)
@@ -232,11 +245,11 @@ class Study:
         storage = optuna.storages.RDBStorage(study_storage(sweep_dir),
                                              engine_kwargs={"connect_args": {"timeout": 30}})
         self.study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                         sampler=_sampler(spec), pruner=_pruner(spec, min_resource, maximize, shape),
+                                         sampler=make_sampler(spec), pruner=make_pruner(spec, min_resource, maximize, shape),
                                          direction="maximize" if maximize else "minimize")
         made = len(self.trials())
         if made:
-            self.study.sampler = _sampler(spec, made)
+            self.study.sampler = make_sampler(spec, made)
         self._live: dict[str, Any] = {}  # variant -> its optuna Trial, while it runs
 
     def trials(self):

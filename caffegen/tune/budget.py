@@ -1,5 +1,5 @@
 """The plan first, the bill last: ``--budget`` parsed, the compute of each stage estimated from this net's measured
-speed on this hardware, the number of trials chosen to fit, and the full grid's cost beside it. Pure functions.
+speed on this hardware, the number of trials chosen to fit, and the repeated grid's cost beside it. Pure functions.
 
 Costs are in wall-clock seconds on this machine. One run of ``iters`` iterations with a test pass every
 ``test_interval`` costs ``start + iters * iter_s + passes * test_s`` in one slot; ``slots`` runs go at once
@@ -15,12 +15,20 @@ from typing import Any
 from ..errors import InputError
 
 __all__ = ["Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
-           "duration"]
+           "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS"]
 
 CONFIRM_CANDIDATES = 3      # the search's best runs that the confirm stage repeats
 CONFIRM_ROUNDS = 2          # seeds added to them (each a round: a verdict between rounds may end it early)
 SEARCH_TRIALS_MIN = 6       # a search of fewer trials is refused: too few to model anything
 SEARCH_TRIALS_MAX = 200
+GRID_LRS = 5                # the repeated grid a tune is measured against: base_lr a half-decade apart over the
+GRID_REPEATS = 3            # search's two decades x every schedule x 3 seeds, at the full length
+
+
+def repeated_grid_runs(policies: int) -> int:
+    """The runs of the repeated grid over a tune's space (what its compute is a fraction of, in the plan, the bill
+    and bench/tune alike)."""
+    return GRID_LRS * policies * GRID_REPEATS
 
 
 @dataclass(frozen=True)
@@ -102,13 +110,13 @@ class Stage:
 
 @dataclass
 class Plan:
-    """Each stage with its estimated wall time, and the full grid over the same space beside them."""
+    """Each stage with its estimated wall time, and the repeated grid over the same space beside them."""
 
     budget: Budget
     wall_s: float                        # the budget as wall-clock seconds on this machine
     speed: Speed
     stages: list[Stage]
-    grid_s: float                        # the full grid (every policy x 3 base_lr, one seed), wall
+    grid_s: float                        # the repeated grid (repeated_grid_runs), wall on these slots
     grid_runs: int
     trials: int                          # the study's cap: twice what fits unpruned (its compute budget binds first)
     search_iters: int
@@ -120,15 +128,28 @@ class Plan:
     def total_s(self) -> float:
         return sum(s.seconds for s in self.stages)
 
+    @property
+    def compute_runs(self) -> float:
+        """Everything the tune occupies, in full-length runs of slot time (the probes, every sweep's runs and its
+        own start, the final run, the look)."""
+        return sum(s.runs for s in self.stages)
+
+    @property
+    def of_grid(self) -> float:
+        """The tune's compute as a fraction of the repeated grid's (what bench/tune reports)."""
+        return self.compute_runs / self.grid_runs
+
     def lines(self) -> list[str]:
         out = [f"[tune] plan for a budget of {self.budget.text} ({duration(self.wall_s)} here at "
                f"{self.speed.iter_s * 1000:.1f} ms/iteration, {self.speed.test_s:.2f} s/test pass, "
                f"{self.speed.slots} runs at once):"]
         for i, s in enumerate(self.stages, 1):
             out.append(f"  {i}. {s.name:<8} {duration(s.seconds):>7}  {s.what}")
-        out.append(f"  total   {duration(self.total_s):>7}  ({100 * self.total_s / self.grid_s:.0f}% of the full grid: "
-                   f"{self.grid_runs} runs of {self.iters} iterations, {duration(self.grid_s)}; "
-                   f"{100 * self.total_s / (3 * self.grid_s):.0f}% of it with 3 repeats)")
+        out.append(f"  total   {duration(self.total_s):>7}  wall; compute, everything counted: "
+                   f"{self.compute_runs:.1f} full-length runs = {100 * self.of_grid:.1f}% of the repeated grid over "
+                   f"the same space ({self.grid_runs} runs of {self.iters} iterations: {GRID_LRS} base_lr x "
+                   f"{self.grid_runs // (GRID_LRS * GRID_REPEATS)} schedules x {GRID_REPEATS} seeds, "
+                   f"{duration(self.grid_s)} here)")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -186,14 +207,24 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
         Stage("lr-find", f"LR range test, {lrfind_iters} iterations", lrfind, lrfind / full),
         Stage("search", f"TPE + noise-aware pruning: {trials} trials of {search_iters} iterations' worth (more when "
                         "some are pruned)", search, search * speed.slots / full, {"trials": trials}),
-        Stage("confirm", f"the best {CONFIRM_CANDIDATES} repeated with up to {CONFIRM_ROUNDS} more seeds",
+        Stage("confirm", f"the best {CONFIRM_CANDIDATES} run again with up to {CONFIRM_ROUNDS} fresh seeds",
               confirm, confirm * speed.slots / full),
     ]
     if final != "none":
         stages.append(Stage("final", f"the winner {'retrained' if final == 'retrain' else 'extended'} to "
-                                     f"{iters} iterations", final_s, 1.0))
-    stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, 0.0))
-    grid_runs = policies * 3
+                                     f"{iters} iterations", final_s, final_s / full))
+    stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, look / full))
+    grid_runs = repeated_grid_runs(policies)
     grid_s = math.ceil(grid_runs / speed.slots) * full
     return Plan(budget, total, speed, stages, grid_s, grid_runs, min(SEARCH_TRIALS_MAX, 2 * trials), search_iters,
                 iters, test_interval, search_seconds)
+
+
+def search_seconds(plan: Plan, speed: Speed, *, spent: float, run_s: float) -> float:
+    """The search's compute budget (slot-seconds) when it starts: the plan's, less what the stages before it
+    overran (``spent``: their wall seconds; a machine slower than measured, a busier one), never below one search
+    run (``run_s``)."""
+    planned = {s.name: s.seconds for s in plan.stages}
+    before = sum(planned.get(n, 0.0) for n in ("measure", "sanity", "lr-find"))
+    overrun = max(0.0, spent - before)
+    return round(max(run_s, plan.search_seconds - overrun * speed.slots), 1)

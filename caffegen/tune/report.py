@@ -1,6 +1,6 @@
 """The tune's own report: ``report.html`` and ``report.md`` in the tune folder, rewritten after every stage: the plan
-(each stage's estimated time beside the full grid's), each stage's decision with its numbers, the bill (what each
-stage spent, and the fraction of the full grid), and links to each stage's sweep report and the evaluation."""
+(each stage's estimated time beside the repeated grid's), each stage's decision with its numbers, the bill (what each
+stage spent, and the fraction of the repeated grid), and links to each stage's sweep report and the evaluation."""
 from __future__ import annotations
 
 import html
@@ -15,15 +15,30 @@ from .state import TuneState
 __all__ = ["write_tune_report", "bill_of"]
 
 
+def grid_compute_s(plan: dict[str, Any]) -> float:
+    """The repeated grid's compute (slot-seconds) as the plan estimated it: its runs x one full-length run."""
+    if not plan:
+        return 0.0
+    sp = plan["speed"]
+    full = sp["start_s"] + plan["iters"] * sp["iter_s"] + (plan["iters"] // max(1, plan["test_interval"]) + 1) * \
+        sp["test_s"]
+    return plan["grid_runs"] * full
+
+
 def bill_of(state: TuneState) -> list[dict[str, Any]]:
-    """What each stage spent: wall seconds, compute (slot-seconds), and its fraction of the full grid's compute."""
+    """What each stage spent: wall seconds and compute, everything counted (slot-seconds: its runs' wall, and its own
+    wall beyond what its runs covered: a sweep's start and end, a probe, the look), and the fraction of the
+    repeated grid's compute (the plan's estimate of it)."""
     plan = state.plan or {}
-    grid = (plan.get("grid_s") or 0.0) * ((plan.get("speed") or {}).get("slots") or 1)
+    grid = grid_compute_s(plan)
+    slots = (plan.get("speed") or {}).get("slots") or 1
     out = []
     for name, s in state.stages.items():
-        compute = float(s.get("compute_s", 0.0))
-        out.append({"stage": name, "status": s.get("status"), "spent_s": float(s.get("spent_s", 0.0)),
-                    "compute_s": compute, "of_grid": compute / grid if grid else None})
+        runs = float(s.get("compute_s", 0.0))
+        spent = float(s.get("spent_s", 0.0))
+        compute = runs + max(0.0, spent - runs / slots)
+        out.append({"stage": name, "status": s.get("status"), "spent_s": spent, "compute_s": compute,
+                    "of_grid": compute / grid if grid else None})
     return out
 
 
@@ -76,9 +91,9 @@ def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]]
     plan = state.plan or {}
     confirm = (state.stages.get("confirm") or {}).get("decision")
     headline = confirm["headline"] if confirm else "in progress"
-    summary = (f"Budget {plan['budget']['text']} = {duration(plan['wall_s'])} here; the full grid over the same "
-               f"space: {plan['grid_runs']} runs of {plan['iters']} iterations, {duration(plan['grid_s'])} "
-               f"({duration(3 * plan['grid_s'])} with 3 repeats).") if plan else ""
+    summary = (f"Budget {plan['budget']['text']} = {duration(plan['wall_s'])} here; the repeated grid over the same "
+               f"space: {plan['grid_runs']} runs of {plan['iters']} iterations (base_lr a half-decade apart x every "
+               f"schedule x 3 seeds), {duration(grid_compute_s(plan))} of compute.") if plan else ""
     plan_rows = [[s["name"], duration(s["seconds"]), s["what"]] for s in plan.get("stages", [])]
     stage_rows = [[b["stage"], b["status"] or "", duration(b["spent_s"]), duration(b["compute_s"]),
                    f"{100 * b['of_grid']:.1f}%" if b["of_grid"] is not None else "-",
@@ -88,7 +103,7 @@ def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]]
                 f"caffegen sweep {folder / 'specs'}/<stage>.toml   # rerun or tweak one stage"]
     md = [f"# caffegen tune: {folder.name}", "", f"**{headline}**", "", "## Plan", "", summary, "",
           "| stage | estimated | what |", "|---|---|---|", *(f"| {' | '.join(r)} |" for r in plan_rows), "",
-          "## Stages", "", "| stage | status | wall | compute | of the full grid | decision |",
+          "## Stages", "", "| stage | status | wall | compute | of the repeated grid | decision |",
           "|---|---|---|---|---|---|", *(f"| {' | '.join(r)} |" for r in stage_rows), "", "## Links", "",
           *(f"- {what}: [{path}]({path})" for what, path in links), *(f"- `{c}`" for c in commands), ""]
     write_atomic(folder / REPORT_MD, "\n".join(md) + "\n")
@@ -104,7 +119,7 @@ def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]]
             "th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2em}</style></head><body>"
             f"<h1>caffegen tune: {e(folder.name)}</h1><p><b>{e(headline)}</b></p><h2>Plan</h2><p>{e(summary)}</p>"
             f"{table(['stage', 'estimated', 'what'], plan_rows)}<h2>Stages</h2>"
-            f"{table(['stage', 'status', 'wall', 'compute', 'of the full grid', 'decision'], stage_rows)}"
+            f"{table(['stage', 'status', 'wall', 'compute', 'of the repeated grid', 'decision'], stage_rows)}"
             "<h2>Links</h2><ul>" + "".join(f"<li>{e(w)}: <a href='{e(p)}'>{e(p)}</a></li>" for w, p in links)
             + "".join(f"<li><code>{e(c)}</code></li>" for c in commands) + "</ul></body></html>\n")
     return write_atomic(folder / REPORT_HTML, page)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..prototxt.options import coverage_note
 
-__all__ = ["TuneNet", "base_tables", "search_tables", "confirm_tables", "final_tables", "test_batch_for", "lr_range",
+__all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "confirm_tables", "final_tables", "test_batch_for", "lr_range",
            "template_net"]
 
 # The template net at the default sweep's fast size (the seed's net, resize 44 -> crop 40, BatchNorm): what a tune
@@ -74,11 +74,20 @@ def lr_range(suggested: float, blew_up_at: float | None) -> tuple[float, float]:
     return float(f"{low:.3g}"), float(f"{high:.3g}")
 
 
+def prior_seed_sd(val_images: int) -> float:
+    """The seed-to-seed sd of a top-1 the search's pruner assumes before any repeat is run: twice the binomial sd
+    of a top-1 near 0.5 on ``val_images`` (the seed noise measured on the bench problems runs at 1.5-3x the
+    binomial: docs/BENCHMARKS.md), so a run is cut only when it is behind beyond both."""
+    return round(2 * math.sqrt(0.25 / max(1, val_images)), 4)
+
+
 def search_tables(base: dict[str, Any], *, lr: tuple[float, float], policies: list[str], trials: int,
-                  seconds: float, seed: int) -> dict[str, Any]:
-    """TPE over base_lr (log) x the schedules, pruned by the noise pruner, within a compute budget."""
+                  seconds: float, seed: int, seed_sd: float | None = None) -> dict[str, Any]:
+    """TPE over base_lr (log) x the schedules, pruned by the noise pruner (with the seed noise ``seed_sd`` beside
+    the val set's), within a compute budget."""
     return {**base, "search": {"sampler": "tpe", "trials": trials, "seed": seed, "pruner": "noise",
                                "reduction_factor": 3, "seconds": round(seconds, 1),
+                               **({"seed_sd": seed_sd} if seed_sd else {}),
                                "space": {"base_lr": {"low": lr[0], "high": lr[1], "log": True},
                                          "lr_policy": list(policies)}}}
 

@@ -31,8 +31,10 @@ from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
 from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
-from .budget import CONFIRM_CANDIDATES, CONFIRM_ROUNDS, Plan, Speed, duration, make_plan, parse_budget
-from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, search_tables
+from .decide import SearchOutcome, candidates, choose, confirm_round
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_ROUNDS, Plan, Speed, duration, make_plan, parse_budget,
+                     search_seconds)
+from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd, search_tables
 from .state import TuneState
 
 __all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
@@ -330,7 +332,7 @@ class Tuner:
             self.state.save()
         search_spec = self._write_spec("search", search_tables(
             short, lr=(lr["low"], lr["high"]), policies=list(o.policies), trials=self.state.plan["trials"],
-            seconds=entry["seconds"], seed=o.seed))
+            seconds=entry["seconds"], seed=o.seed, seed_sd=prior_seed_sd(val_images)))
         search_dir = self.out / "search"
         if not self.state.done("search"):
             with self._stage("search") as entry:
@@ -373,30 +375,27 @@ class Tuner:
     def _search_seconds(self, plan: Plan, speed: Speed, short: dict[str, Any]) -> float:
         """The search's compute budget (slot-seconds): the plan's, less what the stages before it overran (a
         machine slower than measured, a busier one), never below one run."""
-        run_s = speed.run_s(plan.search_iters, short["solver"]["test_interval"])
-        planned = {s.name: s.seconds for s in plan.stages}
-        before = sum(planned.get(n, 0.0) for n in ("measure", "sanity", "lr-find"))
-        overrun = max(0.0, self.state.spent() - before)
-        return round(max(run_s, plan.search_seconds - overrun * speed.slots), 1)
+        return search_seconds(plan, speed, spent=self.state.spent(),
+                              run_s=speed.run_s(plan.search_iters, short["solver"]["test_interval"]))
 
     def _confirm(self, entry: dict[str, Any], short: dict[str, Any], candidates: list[dict[str, Any]], speed: Speed,
                  plan: Plan) -> None:
-        """Repeat the candidates with seed 1, 2, ...: after each round, the pooled seed-noise test (Hsu's MCB) drops
-        the ones that cannot be the best; stop when one is left, the rounds are done, or the budget would not hold."""
-        from ..report.stats import could_be_best, seed_noise
-
+        """Run the candidates with fresh seeds 1, 2, ... (never their search run: its score was selected for being
+        high): after each round :func:`.decide.confirm_round` drops the ones that cannot be the best; stop when one
+        is left, the rounds are done, or the budget would not hold. :func:`.decide.choose` names the winner."""
         rounds = entry.setdefault("rounds", [])
-        alive = [c for c in candidates[:CONFIRM_CANDIDATES]]
-        values = {c["name"]: {0: c["value"]} for c in alive}
+        alive = [c["name"] for c in candidates[:CONFIRM_CANDIDATES]]
+        by_name = {c["name"]: c for c in candidates}
+        values: dict[str, dict[int, float]] = {n: {} for n in alive}
         maximize = candidates[0]["maximize"]
         for done in rounds:        # a resumed confirm: the rounds already run
             for name, v in done["values"].items():
-                values.setdefault(name, {})[done["seed"]] = v
-            alive = [c for c in alive if c["name"] in done["alive"]]
+                values.setdefault(name, {})[int(done["seed"])] = v
+            alive = [n for n in alive if n in done["alive"]]
         run_s = speed.run_s(plan.search_iters, short["solver"]["test_interval"])
         final_s = sum(s.seconds for s in plan.stages if s.name == "final")
         searched = len(_rows(self.out / "search"))
-        method = "one seed each: no repeats to estimate the seed noise"
+        method = "no confirm round: the search's best"
         for seed in range(len(rounds) + 1, CONFIRM_ROUNDS + 1):
             if len(alive) < 2:
                 break
@@ -407,36 +406,28 @@ class Tuner:
                 self.log(f"[tune] confirm: no round {seed}: {duration(cost)} would not fit the budget")
                 break
             spec = self._write_spec(f"confirm-seed{seed}", confirm_tables(
-                {**short, "name": f"confirm-seed{seed}"}, [c["point"] for c in alive], seed))
+                {**short, "name": f"confirm-seed{seed}"}, [by_name[n]["point"] for n in alive], seed))
             out = self.out / "confirm" / f"seed{seed}"
             self._sweep(spec, out, "confirm")
-            got = _round_values(out, alive, seed)
+            got = _round_values(out, [by_name[n] for n in alive], seed)
             for name, v in got.items():
                 values[name][seed] = v
-            noise = seed_noise({c["name"]: values[c["name"]] for c in alive})
-            if noise is not None:
-                scores = {c["name"]: sum(values[c["name"]].values()) / len(values[c["name"]]) for c in alive}
-                bounds = could_be_best(scores, {c["name"]: len(values[c["name"]]) for c in alive}, noise,
-                                       maximize=maximize)
-                method = f"Hsu's multiple comparisons with the best over seeds 0..{seed}, {noise.describe()}"
-                alive = [c for c in alive if bounds[c["name"]] >= 0]
-            rounds.append({"seed": seed, "values": got, "alive": [c["name"] for c in alive], "method": method})
+            alive, method = confirm_round(values, alive, maximize=maximize)
+            rounds.append({"seed": seed, "values": got, "alive": list(alive), "method": method})
             self.state.save()
-        sign = 1.0 if maximize else -1.0
-
-        def mean(c):
-            vs = values[c["name"]]
-            return sum(vs.values()) / len(vs)
-
-        alive.sort(key=lambda c: -sign * mean(c))
-        win = alive[0]
-        tied = [c["name"] for c in alive[1:]]
-        n = len(values[win["name"]])
         metric = metric_label(candidates[0]["metric"])
-        head = (f"winner {win['name']}: mean best {metric} {mean(win):.3f} over {n} seed{'s' * (n > 1)}"
+        have = [n for n in alive if values.get(n)]
+        if have:
+            v = choose(values, have, maximize=maximize)
+            win, mean, n, tied = by_name[v.winner], v.mean, v.seeds, v.tied
+            what = f"mean best {metric} {mean:.3f} over {n} fresh seed{'s' * (n > 1)}"
+        else:     # no round fitted the budget: the search's best, on its search score alone
+            win, mean, n, tied = by_name[alive[0]], by_name[alive[0]]["value"], 0, []
+            what = f"best {metric} {mean:.3f} in the search (no fresh seed: the confirm stage did not fit)"
+        head = (f"winner {win['name']}: {what}"
                 + (f"; tied with {', '.join(tied)} (not separated at this noise: {method})" if tied else
-                   f", separated from the other candidates ({method})" if len(candidates) > 1 else ""))
-        entry["decision"] = {"winner": {**win, "mean": mean(win), "seeds": n}, "tied": tied, "method": method,
+                   f", separated from the other candidates ({method})" if len(candidates) > 1 and n else ""))
+        entry["decision"] = {"winner": {**win, "mean": mean, "seeds": n}, "tied": tied, "method": method,
                              "headline": head, "values": values}
 
     def _look(self, sweep_dir: Path, winner: dict[str, Any]) -> dict[str, Any]:
@@ -463,14 +454,14 @@ class Tuner:
                 if (d / "sweep.db").is_file()]
 
     def _finish(self, winner: dict[str, Any], verdict: dict[str, Any]) -> TuneResult:
-        from .report import bill_of, write_tune_report
+        from .report import bill_of, grid_compute_s, write_tune_report
 
         bill = bill_of(self.state)
-        grid = self.state.plan["grid_s"] * self.state.plan["speed"]["slots"]
-        before_final = sum(b["compute_s"] for b in bill if b["stage"] not in ("final", "look"))
+        grid = grid_compute_s(self.state.plan)
+        compute = sum(b["compute_s"] for b in bill)
         self.log(f"[tune] bill: {duration(self.state.spent())} wall in all, {duration(self.state.plan['wall_s'])} "
-                 f"budgeted; compute before the final {duration(before_final)} = {100 * before_final / grid:.1f}% of "
-                 f"the full grid's estimate ({100 * before_final / (3 * grid):.1f}% of it with 3 repeats)")
+                 f"budgeted; compute, everything counted, {duration(compute)} = {100 * compute / grid:.1f}% of the "
+                 f"repeated grid's estimate ({self.state.plan['grid_runs']} runs, {duration(grid)})")
         for b in bill:
             self.log(f"  {b['stage']:<8} {duration(b['spent_s']):>7} wall, {duration(b['compute_s']):>7} compute")
         report = write_tune_report(self.out, self.state, bill)
@@ -492,24 +483,22 @@ def _compute(sweep_dir: Path) -> float:
 
 
 def _candidates(search_dir: Path) -> list[dict[str, Any]]:
-    """The search's finished trials with a result, best first, one per point: the confirm stage's candidates."""
+    """The search's finished trials with a result, best first, one per point (:func:`.decide.candidates`, every
+    one of them: the confirm stage takes its first few)."""
     from ..report.analysis import load_runs, ranked_variants
 
     runs, record = load_runs(search_dir)
-    out, seen = [], set()
+    trials = []
     for v in ranked_variants(runs, record):
         r = v.runs[0]
-        if v.score is None or r.status not in WITH_RESULT or r.status == PRUNED:
-            continue
         point = {k: r.axes[k] for k in ("base_lr", "lr_policy") if k in r.axes}
         point.update({k: val for k, val in r.axes.items() if k not in point})
-        name = variant_name(point)
-        if name in seen:
-            continue
-        seen.add(name)
-        out.append({"name": name, "point": point, "value": v.score, "runs": [r.variant], "metric": record.metric,
-                    "maximize": record.maximize})
-    return out
+        ok = v.score is not None and r.status in WITH_RESULT
+        trials.append(SearchOutcome(variant_name(point), point, v.score if ok else None, pruned=r.status == PRUNED,
+                                    runs=(r.variant,)))
+    chosen = candidates(trials, maximize=record.maximize, k=len(trials))
+    return [{"name": t.name, "point": t.point, "value": t.value, "runs": list(t.runs), "metric": record.metric,
+             "maximize": record.maximize} for t in chosen]
 
 
 def _round_values(out: Path, alive: list[dict[str, Any]], seed: int) -> dict[str, float]:

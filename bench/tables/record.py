@@ -1,0 +1,211 @@
+"""Record the learning-curve tables the tuner is replayed on (caffegen.tune.table): real caffe runs, resumable.
+
+    .venv/bin/pip install -e '.[bench]'        # scikit-learn: the digits image set ships inside it
+    .venv/bin/python bench/tables/record.py [--problem digits textures demo] [--seeds 3] [--commit]
+
+For each problem of bench/problems.py (``TABLE_PROBLEMS``), the net ``caffegen tune`` trains without a NET, on the
+problem's lists, with the tune's own solver (``caffegen.tune.specs.base_tables``):
+
+* base_lr 1e-4 .. 0.0316 at half-decade steps (6 values, 2.5 decades) x Caffe's seven policies and the chained linear,
+  cosine and onecycle x seeds 0..S-1, **at both lengths the tuner trains**: the full length (4 epochs, 12 test
+  passes; `caffegen tune --iters` that length) and the search's (a third of it, its schedule fitted to that length, 6 test passes); every run's whole
+  curve is kept, so a prefix of a full-length run (what ASHA trains) is in the table too;
+* each seed's LR range test (100 iterations, as the tune's lr-find stage).
+
+Each length is an ordinary ``caffegen sweep`` (two slots), so a stopped recording resumes where it stopped and never
+records a run twice (the sweep's store). When a problem is complete its table is written to
+``bench/tables/<problem>.json.gz`` (a few hundred kB) with the caffegen version and commit that made it, and, with
+``--commit``, committed. Problems are recorded cheapest first. A problem name that does not exist: one line, exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(ROOT))
+
+from problems import TABLE_PROBLEMS, epochs_iters, problem_lists  # noqa: E402
+
+LRS = [float(f"{10 ** (e / 2):.3g}") for e in range(-8, -2)]      # 1e-4, 3.16e-4, ..., 0.0316: 2.5 decades
+CHAINS_RECORDED = ["linear", "cosine", "onecycle"]
+PASSES_FULL, PASSES_SEARCH = 12, 6
+EPOCHS = 4        # the full length: short runs that still separate the schedules, so a table fits a few hours
+LRFIND_ITERS = 100
+
+
+def table_path(name: str) -> Path:
+    return HERE / f"{name}.json.gz"
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def specs(name: str, work: Path, seeds: int) -> tuple[dict, dict, dict]:
+    """The problem's facts and its two sweep specs (full length, search length) as TOML tables."""
+    from caffegen.prototxt.schedule import POLICIES
+    from caffegen.tune.specs import TuneNet, base_tables
+
+    train, val, classes, n_val, n_train = problem_lists(name, work)
+    iters = epochs_iters(n_train, EPOCHS)
+    search_iters = max(10, iters // 3)      # the tune's default search length
+    common = dict(train_list=train, val_list=val, net=TuneNet(), classes=classes, val_images=n_val,
+                  run={"backend": "local", "jobs": 2})
+    grid = {"base_lr": LRS, "lr_policy": list(POLICIES) + CHAINS_RECORDED, "repeats": seeds}
+    full = {**base_tables(f"table-{name}-full", iters=iters, passes=PASSES_FULL, **common), "grid": grid}
+    short = {**base_tables(f"table-{name}-search", iters=search_iters, passes=PASSES_SEARCH, **common), "grid": grid}
+    problem = {"name": name, "classes": classes, "val_images": n_val, "train_images": n_train, "iters": iters,
+               "search_iters": search_iters, "metric": "accuracy_at_1", "maximize": True,
+               "train_list": str(train.relative_to(work)), "val_list": str(val.relative_to(work))}
+    return problem, full, short
+
+
+def run_sweep(tables: dict, work: Path) -> Path:
+    import tomli_w
+
+    spec = work / f"{tables['name']}.toml"
+    spec.write_text(tomli_w.dumps(tables))
+    out = work / "runs" / tables["name"]
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-m", "caffegen", "sweep", str(spec), "--out", str(out), "--no-report"],
+                          cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"record: {tables['name']}: caffegen sweep exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    print(f"  {tables['name']}: done ({time.time() - t0:.0f} s this time)", flush=True)
+    return out
+
+
+def lrfinds(tables: dict, work: Path, name: str, seeds: int) -> list[dict]:
+    """Each seed's range test (kept in work/, so a resumed recording does not run it again)."""
+    import tomli_w
+
+    from caffegen.probes.lrfind import lr_find
+    from caffegen.sweep.spec import load_spec
+    from caffegen.toolchain import locate
+
+    out = []
+    for seed in range(seeds):
+        done = work / "lrfind" / f"{name}-seed{seed}.json"
+        if not done.exists():
+            probe = {**tables, "grid": {"base_lr": [0.01]}}
+            probe = {**probe, "name": f"lrfind-{name}-{seed}", "solver": {**probe["solver"], "random_seed": seed}}
+            path = work / f"lrfind-{name}-{seed}.toml"
+            path.write_text(tomli_w.dumps(probe))
+            t0 = time.time()
+            found = lr_find(load_spec(path), work / "lrfind" / f"{name}-seed{seed}", locate(), iters=LRFIND_ITERS,
+                            log=lambda _: None)
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps({"seed": seed, "suggested": found.suggested, "blew_up_at": found.blew_up_at,
+                                        "suggestions": found.suggestions, "wall_s": round(time.time() - t0, 2)}))
+        out.append(json.loads(done.read_text()))
+    return out
+
+
+def measured(tables: dict, work: Path, name: str) -> dict:
+    """The tune's measure probe on this problem (what its plan is made from), run once and kept."""
+    import dataclasses
+
+    import tomli_w
+
+    from caffegen.probes.timing import measure
+    from caffegen.sweep.spec import load_spec
+    from caffegen.toolchain import locate
+
+    done = work / "measure" / f"{name}.json"
+    if not done.exists():
+        probe = {**tables, "name": f"probe-{name}", "grid": {"base_lr": [0.01]}}
+        path = work / f"probe-{name}.toml"
+        path.write_text(tomli_w.dumps(probe))
+        t = measure(load_spec(path), work / "measure" / name, locate(), log=lambda _: None)
+        done.write_text(json.dumps(dataclasses.asdict(t)))
+    return json.loads(done.read_text())
+
+
+def curves_of(sweep: Path, iters: int) -> list:
+    """Every finished run of a sweep folder as a table Curve."""
+    from caffegen.logs import TOP1, parse_log
+    from caffegen.run.status import WITH_RESULT
+    from caffegen.sweep.store import read_sweep
+    from caffegen.tune.table import Curve
+
+    rows, _ = read_sweep(sweep)
+    out = []
+    for r in rows:
+        if r.status not in WITH_RESULT and r.status != "diverged":
+            raise SystemExit(f"record: {sweep.name}/{r.variant} is {r.status}: rerun to finish it")
+        curves = parse_log(sweep / r.variant / "train.log")
+        test = curves.test
+        steps = [int(s) for s in test.column("NumIters")]
+        top1 = [float("nan") if v is None else float(v) for v in test.column(TOP1)]
+        loss = [float("nan") if v is None else float(v) for v in test.column("loss")]
+        secs = [float(s or 0.0) for s in test.column("Seconds")]
+        train_secs = [float(s or 0.0) for s in curves.train.column("Seconds")]
+        last = max(secs + train_secs) if (secs or train_secs) else 0.0
+        wall = float(r["wall_s"] or last)
+        offset = max(0.0, wall - last)       # launch to the log's first line, and the exit: counted at the start
+        train = [(int(i), float(v)) for i, v in curves.train.series("loss")]
+        out.append(Curve(float(r.axes["base_lr"]), str(r.axes["lr_policy"]), int(r.params.get("random_seed", 0)),
+                         iters, tuple(steps), tuple(top1), tuple(loss), tuple(offset + s for s in secs), wall,
+                         tuple(train)))
+    return out
+
+
+def record(name: str, work: Path, seeds: int, commit: bool) -> Path:
+    from caffegen import __version__
+    from caffegen.tune.table import CurveTable, save_table
+
+    problem, full, short = specs(name, work, seeds)
+    print(f"{name}: {problem['train_images']} train / {problem['val_images']} val images, {problem['classes']} "
+          f"classes; {problem['iters']} and {problem['search_iters']} iterations; {len(LRS)} base_lr x "
+          f"{len(full['grid']['lr_policy'])} schedules x {seeds} seeds at each length", flush=True)
+    t0 = time.time()
+    load0 = os.getloadavg()[0]
+    speed = measured(full, work, name)
+    found = lrfinds(full, work, name, seeds)
+    sweeps = [(run_sweep(short, work), problem["search_iters"]), (run_sweep(full, work), problem["iters"])]
+    curves = [c for sweep, it in sweeps for c in curves_of(sweep, it)]
+    meta = {"caffegen": __version__, "commit": _git("rev-parse", "HEAD"), "date": dt.date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "slots": 2, "speed": speed,
+            "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "lrs": LRS,
+            "seconds_this_time": round(time.time() - t0)}
+    path = save_table(CurveTable(problem, meta, curves, found), table_path(name))
+    print(f"{name}: {len(curves)} runs -> {path.relative_to(ROOT)} ({path.stat().st_size / 1e3:.0f} kB)", flush=True)
+    if commit:
+        _git("add", str(path))
+        _git("commit", "-m", f"bench/tables: {name} recorded ({len(curves)} runs, caffegen {__version__})",
+             "--", str(path))
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--problem", nargs="*", default=list(TABLE_PROBLEMS))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
+    ap.add_argument("--commit", action="store_true", help="commit each problem's table as it completes")
+    args = ap.parse_args()
+    for name in args.problem:
+        if name not in TABLE_PROBLEMS:
+            print(f"record: no problem {name!r}: the problems are {', '.join(TABLE_PROBLEMS)}", file=sys.stderr)
+            sys.exit(2)
+    if args.seeds < 2:
+        print("record: --seeds must be >= 2 (the seed noise needs repeats)", file=sys.stderr)
+        sys.exit(2)
+    args.work.mkdir(parents=True, exist_ok=True)
+    for name in args.problem:
+        record(name, args.work.resolve(), args.seeds, args.commit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The tune's decisions, pure: which search trials become candidates, what a confirm round keeps, who wins.
+
+The live tuner (:mod:`.tuner`, over real runs) and the replay (:mod:`.replay`, over recorded curves on a virtual
+clock) call these same functions, and build the search's sampler and pruner with the same factories
+(:func:`caffegen.sweep.search.make_sampler`, :func:`~caffegen.sweep.search.make_pruner`): a benchmark of the
+replay is a benchmark of the tuner's decisions, not of a second copy of them.
+
+The confirm stage runs **fresh** seeds of the candidates (never the search's own run: its score was selected for
+being high, the winner's curse) and, after each round, Hsu's multiple comparisons with the best on the seed noise
+(seeds as blocks: :func:`caffegen.report.stats.seed_noise`) drops the candidates that cannot be the best. The
+winner is the best mean of those left; the others left are "tied" with it (not separated at this noise).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SearchOutcome", "candidates", "confirm_round", "choose", "Verdict"]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A search trial as the decisions see it: its configuration, its best value, whether it was pruned."""
+
+    name: str
+    point: dict[str, Any]
+    value: float | None
+    pruned: bool = False
+    runs: tuple[str, ...] = ()
+
+
+def candidates(trials: Sequence[SearchOutcome], *, maximize: bool, k: int) -> list[SearchOutcome]:
+    """The best ``k`` finished, unpruned trials with a value, best first, one per configuration (the first seen
+    of equal values: the earlier trial)."""
+    sign = 1.0 if maximize else -1.0
+    done = [t for t in trials if not t.pruned and t.value is not None and math.isfinite(t.value)]
+    done.sort(key=lambda t: -sign * t.value)
+    out, seen = [], set()
+    for t in done:
+        if t.name in seen:
+            continue
+        seen.add(t.name)
+        out.append(t)
+    return out[:k]
+
+
+def _mean(vs: Mapping[int, float]) -> float:
+    return sum(vs.values()) / len(vs)
+
+
+def confirm_round(values: Mapping[str, Mapping[int, float]], alive: Sequence[str], *,
+                  maximize: bool) -> tuple[list[str], str]:
+    """After a round: the candidates that could still be the best (Hsu's MCB on the pooled seed noise of the alive
+    ones' fresh seeds), and how that was decided. With no repeats yet, every candidate stays."""
+    from ..report.stats import could_be_best, seed_noise
+
+    noise = seed_noise({n: values[n] for n in alive})
+    if noise is None or noise.df < 1:
+        return list(alive), "one seed each: no repeats to estimate the seed noise"
+    scores = {n: _mean(values[n]) for n in alive}
+    bounds = could_be_best(scores, {n: len(values[n]) for n in alive}, noise, maximize=maximize)
+    seeds = sorted({s for n in alive for s in values[n]})
+    method = (f"Hsu's multiple comparisons with the best over fresh seeds {', '.join(map(str, seeds))}, "
+              f"{noise.describe()}")
+    return [n for n in alive if bounds[n] >= 0], method
+
+
+@dataclass(frozen=True)
+class Verdict:
+    winner: str
+    mean: float
+    seeds: int
+    tied: list[str] = field(default_factory=list)
+
+
+def choose(values: Mapping[str, Mapping[int, float]], alive: Sequence[str], *, maximize: bool) -> Verdict:
+    """The best mean of the candidates still alive (ties in mean: the earlier, the better-searched, one); the
+    others alive are tied with it."""
+    sign = 1.0 if maximize else -1.0
+    ranked = sorted((n for n in alive if values.get(n)), key=lambda n: -sign * _mean(values[n]))
+    if not ranked:
+        raise ValueError("no candidate has a confirm value")
+    win = ranked[0]
+    return Verdict(win, _mean(values[win]), len(values[win]), ranked[1:])

@@ -1,0 +1,470 @@
+"""``caffegen tune``'s decisions replayed on a recorded table (:mod:`.table`), on a virtual clock: 100 seeds of a
+tuner in seconds, and its baselines at equal compute the same way.
+
+The replay is a simulator backend in the manner of AWS Syne Tune's: the **same** decision code as the live tune
+(the plan of :mod:`.budget`, the range of :func:`.specs.lr_range`, the search spec of :func:`.specs.search_tables`
+parsed by the sweep's own :func:`~caffegen.sweep.search.parse_search`, Optuna's sampler and the pruner from
+:func:`~caffegen.sweep.search.make_sampler` / :func:`~caffegen.sweep.search.make_pruner`, the candidates, the
+confirm rule and the choice of :mod:`.decide`) runs while a clock advances by each recorded test pass's seconds
+with the problem's slots: trials start when a slot frees, report at each test pass, are pruned or finish, and the
+search stops asking at its compute budget exactly as the live driver does (finished runs' wall seconds plus the
+running ones' so far).
+
+What the table cannot give is charged from the plan's own estimates: the measure probe (recorded once per table),
+sanity (its planned worst case), each sweep's start (the pycaffe check) and the look stage. A base_lr between the
+table's values is trained as the nearest one on the log scale. The seeds: a replay seed draws which recorded seed
+plays the search's ``random_seed 0`` and which the confirm rounds' fresh seeds 1, 2, ... (a permutation per
+configuration), so its spread is the seed noise the live tune meets.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .table import Config, Curve, CurveTable
+
+__all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A tuner to replay. ``kind``: ``tune`` (caffegen tune's stages), ``search`` (one Optuna search of full-length
+    runs: random search, TPE + ASHA / Hyperband; its best value wins), ``grid`` (base_lr 0.1/0.01/0.001 x Caffe's
+    seven, one seed, best value wins) or ``oneshot`` (lr-find's suggestion with poly, one full run)."""
+
+    name: str
+    kind: str = "tune"
+    sampler: str = "tpe"
+    pruner: str = "noise"
+    chains: bool = False              # the chained schedules (linear, cosine, onecycle) in the space
+    seed_sd: str = "prior"            # the noise pruner's seed sd: "prior" (the live tune's), "none", "table"
+    candidates: int = 3               # tune: the search's best repeated in the confirm stage
+    confirm_rounds: int = 2           # tune: fresh seeds per candidate
+    confirm_full: bool = False        # tune: confirm at the full length (else at the search's)
+    final: bool = True                # tune: the winner retrained at the full length
+    budget_runs: float = 7.0          # tune: --budget Nruns (wall: N full-length runs' worth per slot)
+    compute: float | None = None      # search: the compute budget in slot-seconds (None: set to match the tune's)
+
+
+CAFFE_SEVEN = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
+CHAINS = ("linear", "cosine", "onecycle")
+
+METHODS = (
+    Method("caffegen tune"),
+    Method("tune + chained schedules", chains=True),
+    Method("tune, pruner without seed noise", seed_sd="none"),
+    Method("random search", kind="search", sampler="random", pruner="none"),
+    Method("TPE + ASHA", kind="search", sampler="tpe", pruner="asha"),
+    Method("TPE + Hyperband", kind="search", sampler="tpe", pruner="hyperband"),
+    Method("one-seed grid", kind="grid"),
+    Method("lr-find + poly", kind="oneshot"),
+)
+
+
+@dataclass
+class Outcome:
+    """One replayed tune: what it chose, that choice's truth and regret, its compute (slot-seconds, everything
+    counted) and its wall time, per stage, and the incumbent's regret as compute grew (the anytime curve)."""
+
+    method: str
+    seed: int
+    chosen: Config
+    truth: float
+    regret: float
+    compute_s: float
+    wall_s: float
+    stages: dict[str, float] = field(default_factory=dict)
+    anytime: list[tuple[float, float]] = field(default_factory=list)    # (compute so far, regret of the incumbent)
+    trials: int = 0
+    pruned: int = 0
+
+
+@dataclass(frozen=True)
+class _Speed:
+    iter_s: float
+    test_s: float
+    start_s: float
+    check_s: float
+    figure_s: float
+
+
+def speed_of(table: CurveTable, slots: int):
+    """The :class:`~caffegen.tune.budget.Speed` the live tune would plan with on this problem: the measure probe
+    recorded with the table."""
+    from .budget import Speed
+
+    m = table.meta["speed"]
+    return Speed(m["iter_s"], m["test_s"], m["start_s"], slots, m.get("check_s", 0.0), m.get("figure_s", 0.0))
+
+
+class _Clock:
+    """Runs on a virtual clock with ``slots``: each started run is a recorded curve; events are its test passes."""
+
+    def __init__(self, slots: int, t0: float = 0.0):
+        self.slots, self.now = slots, t0
+        self.events: list[tuple[float, int, int]] = []   # (time, tie-break, run id)
+        self.runs: dict[int, dict[str, Any]] = {}
+        self.finished_s = 0.0          # wall seconds of runs that ended
+        self._n = 0
+
+    def free(self) -> int:
+        return self.slots - len(self.runs)
+
+    def start(self, curve: Curve, upto: int | None, payload: Any) -> int:
+        rid = self._n
+        self._n += 1
+        passes = [i for i, s in enumerate(curve.steps) if s > 0 and (upto is None or s <= upto)]
+        self.runs[rid] = {"curve": curve, "start": self.now, "passes": passes, "k": 0, "payload": payload}
+        self._next(rid)
+        return rid
+
+    def _next(self, rid: int) -> None:
+        r = self.runs[rid]
+        if r["k"] < len(r["passes"]):
+            t = r["start"] + r["curve"].times[r["passes"][r["k"]]]
+        else:
+            t = r["start"] + r["curve"].wall_s
+        heapq.heappush(self.events, (t, self._n + rid * 0, rid))
+        self._n += 1
+
+    def spent(self) -> float:
+        """What the live driver's budget counts: finished runs' wall, running ones' elapsed."""
+        return self.finished_s + sum(self.now - r["start"] for r in self.runs.values())
+
+    def step(self) -> tuple[str, int, dict[str, Any], int | None]:
+        """The next event: ("pass", rid, run, pass index) or ("end", rid, run, None)."""
+        t, _, rid = heapq.heappop(self.events)
+        self.now = max(self.now, t)
+        r = self.runs[rid]
+        if r["k"] < len(r["passes"]):
+            i = r["passes"][r["k"]]
+            r["k"] += 1
+            self._next(rid)
+            return "pass", rid, r, i
+        self.end(rid)
+        return "end", rid, r, None
+
+    def end(self, rid: int) -> None:
+        r = self.runs.pop(rid)
+        self.finished_s += self.now - r["start"]
+        self.events = [e for e in self.events if e[2] != rid]
+        heapq.heapify(self.events)
+
+
+def _roles(table: CurveTable, rng: random.Random) -> Callable[[Config, int], int]:
+    """Which recorded seed plays role r (0: the search's, 1..: the confirm's fresh ones) for a configuration."""
+    seeds = table.seeds()
+    perms: dict[Config, list[int]] = {}
+
+    def seed(config: Config, role: int) -> int:
+        if config not in perms:
+            p = list(seeds)
+            rng.shuffle(p)
+            perms[config] = p
+        return perms[config][role % len(seeds)]
+
+    return seed
+
+
+def _decay_left(iters: int, test_interval: int):
+    """decay_left(params, it) as the live planner computes it, from the solver the options build."""
+    from ..prototxt.options import SolverOptions
+
+    cache: dict[tuple[float, str], Any] = {}
+
+    def decay(params: dict[str, Any], it: int) -> float:
+        key = (float(params["base_lr"]), str(params["lr_policy"]))
+        if key not in cache:
+            cache[key] = SolverOptions(base_lr=key[0], lr_policy=key[1], max_iter=iters, test_interval=test_interval)
+        return cache[key].decay_left(it)
+
+    return decay
+
+
+def _search(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int, role: Callable[[Config, int], int],
+            truth_regret: Callable[[Config], float], clock: _Clock, anytime: list,
+            compute0: float) -> tuple[list, int, int]:
+    """One search (``tables``' [search], parsed by the sweep's own parser) replayed on ``clock``: its trials as
+    :class:`~caffegen.tune.decide.SearchOutcome`, how many started and how many were pruned."""
+    from ..prototxt.options import variant_name
+    from ..sweep.search import RunShape, distributions, make_pruner, make_sampler, optuna_or_error
+    from .decide import SearchOutcome
+
+    optuna = optuna_or_error()
+    spec = _parsed(tables)
+    interval = tables["solver"]["test_interval"]
+    shape = RunShape(max_iter=iters, test_interval=interval, test_images=table.problem["val_images"],
+                     decay_left=_decay_left(iters, interval))
+    maximize = table.maximize
+    study = optuna.create_study(sampler=make_sampler(spec), pruner=make_pruner(spec, interval, maximize, shape),
+                                direction="maximize" if maximize else "minimize")
+    dists = distributions(spec.space)
+    out: list[SearchOutcome] = []
+    started = pruned = 0
+    sign = 1.0 if maximize else -1.0
+    best: tuple[float, Config] | None = None
+
+    def asking() -> bool:
+        return started < (spec.trials or 0) and (spec.seconds is None or clock.spent() < spec.seconds)
+
+    while True:
+        while clock.free() > 0 and asking():
+            trial = study.ask(dists)
+            params = dict(trial.params)
+            config = table.config(params["base_lr"], params["lr_policy"])
+            curve = table.curve(*config, role(config, 0), iters)
+            clock.start(curve, None, {"trial": trial, "params": params, "config": config})
+            started += 1
+        if not clock.runs:
+            break
+        kind, rid, run, i = clock.step()
+        trial, curve = run["payload"]["trial"], run["curve"]
+        if kind == "pass":
+            v = curve.values[i]
+            if math.isfinite(v):
+                trial.report(v, curve.steps[i])
+                if trial.should_prune():
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    clock.end(rid)
+                    pruned += 1
+                    out.append(SearchOutcome(variant_name(run["payload"]["params"]), run["payload"]["params"],
+                                             curve.best(maximize, curve.steps[i]), pruned=True))
+            continue
+        value = curve.best(maximize)
+        worst = table.worst
+        study.tell(trial, value if value is not None else worst)
+        out.append(SearchOutcome(variant_name(run["payload"]["params"]), run["payload"]["params"], value))
+        if value is not None and (best is None or sign * value > sign * best[0]):
+            best = (value, run["payload"]["config"])
+            anytime.append((compute0 + clock.spent(), truth_regret(best[1])))
+    return out, started, pruned
+
+
+_PARSED: dict[str, Any] = {}
+
+
+def _parsed(tables: dict[str, Any]):
+    """The [search] table as the live sweep parses it (:func:`caffegen.sweep.spec.parse_spec`), cached by content."""
+    import json
+
+    from ..sweep.spec import parse_spec
+
+    key = json.dumps(tables, sort_keys=True, default=str)
+    if key not in _PARSED:
+        _PARSED[key] = parse_spec(tables, "replay").search
+    return _PARSED[key]
+
+
+def replay(table: CurveTable, method: Method, seed: int, *, slots: int = 2) -> Outcome:
+    """One replayed run of ``method`` on ``table`` with replay seed ``seed`` (the sampler's seed, and which
+    recorded seeds play which role)."""
+    rng = random.Random(1_000_003 * seed + 17)
+    role = _roles(table, rng)
+    (_, best_truth) = table.best_config()
+    sign = 1.0 if table.maximize else -1.0
+
+    def regret(config: Config) -> float:
+        return sign * (best_truth - table.truth(*config))
+
+    if method.kind == "tune":
+        return _replay_tune(table, method, seed, slots, role, regret)
+    if method.kind == "search":
+        return _replay_search(table, method, seed, slots, role, regret)
+    if method.kind == "grid":
+        return _replay_grid(table, method, seed, slots, role, regret)
+    if method.kind == "oneshot":
+        return _replay_oneshot(table, method, seed, slots, role, regret)
+    raise ValueError(f"unknown method kind {method.kind!r}")
+
+
+def _policies(method: Method, table: CurveTable) -> list[str]:
+    """The schedules the method searches: Caffe's seven (and the chained ones), those the table recorded."""
+    have = set(table.policies())
+    return [p for p in list(CAFFE_SEVEN) + (list(CHAINS) if method.chains else []) if p in have]
+
+
+def _outcome(method: Method, seed: int, chosen: Config, table: CurveTable, regret, compute: float, wall: float,
+             **kw) -> Outcome:
+    return Outcome(method.name, seed, chosen, table.truth(*chosen), regret(chosen), compute, wall, **kw)
+
+
+def _lrfind(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
+    seeds = table.seeds()
+    s = role(("lr-find", "-"), seed_role) if seeds else 0
+    return next((f for f in table.lrfind if f["seed"] == s), table.lrfind[0])
+
+
+def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
+    from .budget import CONFIRM_CANDIDATES, Budget, make_plan, search_seconds
+    from .decide import SearchOutcome, candidates, choose, confirm_round
+    from .specs import TuneNet, base_tables, lr_range, search_tables
+    from .tuner import LRFIND_ITERS, SANITY_ITERS
+
+    speed = speed_of(table, slots)
+    iters, search_iters = table.iters, table.search_iters
+    common = dict(train_list="train.txt", val_list="val.txt", net=TuneNet(), classes=table.problem["classes"],
+                  val_images=table.problem["val_images"], run={"backend": "local"})
+    short = base_tables("search", iters=search_iters, passes=6, **common)
+    full = base_tables("final", iters=iters, passes=12, **common)
+    policies = _policies(method, table)
+    measure_s = table.meta["speed"]["wall_s"]
+    plan = make_plan(Budget(f"{method.budget_runs:g}runs", runs=method.budget_runs), speed, iters=iters,
+                     search_iters=search_iters, test_interval=full["solver"]["test_interval"],
+                     search_test_interval=short["solver"]["test_interval"], policies=len(policies),
+                     sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final="retrain", spent=measure_s)
+    stages: dict[str, float] = {"measure": measure_s}
+    planned = {s.name: s.seconds for s in plan.stages}
+    stages["sanity"] = planned.get("sanity", 0.0)
+    found = _lrfind(table, role)
+    stages["lr-find"] = found["wall_s"]
+    if found.get("suggested"):
+        low, high = lr_range(found["suggested"], found.get("blew_up_at"))
+    else:
+        low, high = 1e-4, 0.1
+    wall = sum(stages.values())
+    seconds = search_seconds(plan, speed, spent=wall, run_s=speed.run_s(search_iters, short["solver"]["test_interval"]))
+    tables = search_tables(short, lr=(low, high), policies=policies, trials=plan.trials, seconds=seconds, seed=seed,
+                           seed_sd=_pruner_sd(table, method, search_iters))
+    clock = _Clock(slots)
+    anytime: list[tuple[float, float]] = []
+    compute0 = sum(stages.values())
+    trials, started, pruned = _search(table, tables, iters=search_iters, slots=slots, role=role, truth_regret=regret,
+                                      clock=clock, anytime=anytime, compute0=compute0)
+    stages["search"] = clock.finished_s + speed.sweep_s
+    wall += clock.now + speed.sweep_s
+    cands = candidates(trials, maximize=table.maximize, k=method.candidates or CONFIRM_CANDIDATES)
+    if not cands:
+        raise RuntimeError("no search trial produced a value")
+    configs = {c.name: table.config(c.point["base_lr"], c.point["lr_policy"]) for c in cands}
+    # confirm: fresh seeds (roles 1, 2, ...), round by round, while the budget holds
+    confirm_iters = iters if method.confirm_full else search_iters
+    alive = [c.name for c in cands]
+    values: dict[str, dict[int, float]] = {n: {} for n in alive}
+    final_s = planned.get("final", 0.0)
+    confirm_compute = 0.0
+    for r in range(1, method.confirm_rounds + 1):
+        if len(alive) < 2:
+            break
+        curves = {n: table.curve(*configs[n], role(configs[n], r), confirm_iters) for n in alive}
+        # the round's wall: its runs in slots, longest first (what the live sweep does with equal runs)
+        lanes = [0.0] * slots
+        for c in sorted(curves.values(), key=lambda c: -c.wall_s):
+            i = lanes.index(min(lanes))
+            lanes[i] += c.wall_s
+        cost = max(lanes) + speed.sweep_s
+        reserve = final_s + speed.look_s(len(trials) + len(cands) * r, 2 + r, len(trials))
+        if wall + cost + reserve > 1.05 * plan.wall_s:
+            break
+        wall += cost
+        confirm_compute += sum(c.wall_s for c in curves.values()) + speed.sweep_s
+        for n, c in curves.items():
+            v = c.best(table.maximize)
+            values[n][r] = table.worst if v is None else v
+        alive, _ = confirm_round(values, alive, maximize=table.maximize)
+    stages["confirm"] = confirm_compute
+    if any(values[n] for n in alive):
+        verdict = choose(values, [n for n in alive if values[n]], maximize=table.maximize)
+        winner = verdict.winner
+    else:      # no confirm round fitted: the search's best
+        winner = cands[0].name
+    chosen = configs[winner]
+    anytime.append((sum(stages.values()), regret(chosen)))
+    if method.final:
+        final = table.curve(*chosen, role(chosen, 0), iters)
+        stages["final"] = final.wall_s + speed.sweep_s
+        wall += final.wall_s + speed.sweep_s
+    stages["look"] = planned.get("look", 0.0)
+    wall += stages["look"] + stages["measure"]
+    compute = sum(stages.values())
+    anytime.append((compute, regret(chosen)))
+    return _outcome(method, seed, chosen, table, regret, compute, wall, stages=stages, anytime=anytime,
+                    trials=started, pruned=pruned)
+
+
+def _pruner_sd(table: CurveTable, method: Method, iters: int) -> float | None:
+    """The seed noise the search's pruner is given: the live tune's prior (``prior``), none, or the table's own
+    (``table``: what a tune that knew the seed noise would do)."""
+    from .specs import prior_seed_sd
+
+    if method.seed_sd == "none":
+        return None
+    if method.seed_sd == "table":
+        return round(table.seed_sd(iters), 4)
+    return prior_seed_sd(table.problem["val_images"])
+
+
+def _replay_search(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
+    """An Optuna search of full-length runs (ASHA's design: a pruned run is a prefix of a full one) at a compute
+    budget, the best value found wins."""
+    from .specs import TuneNet, base_tables
+
+    iters = table.iters
+    common = dict(train_list="train.txt", val_list="val.txt", net=TuneNet(), classes=table.problem["classes"],
+                  val_images=table.problem["val_images"], run={"backend": "local"})
+    full = base_tables("search", iters=iters, passes=12, **common)
+    lrs = table.lrs()
+    budget = method.compute or table.compute_of() / 10
+    search = {"sampler": method.sampler, "trials": 10_000, "seed": seed, "pruner": method.pruner,
+              "seconds": round(budget, 1),
+              "space": {"base_lr": {"low": lrs[0], "high": lrs[-1], "log": True}, "lr_policy": _policies(method, table)}}
+    if method.pruner in ("asha", "hyperband"):
+        search["min_resource"] = max(1, math.ceil(iters / 9))
+        search["reduction_factor"] = 3
+    clock = _Clock(slots)
+    anytime: list[tuple[float, float]] = []
+    trials, started, pruned = _search(table, {**full, "search": search}, iters=iters, slots=slots, role=role,
+                                      truth_regret=regret, clock=clock, anytime=anytime, compute0=0.0)
+    from .decide import candidates
+
+    best = candidates(trials, maximize=table.maximize, k=1)
+    if not best:
+        raise RuntimeError("no trial finished")
+    chosen = table.config(best[0].point["base_lr"], best[0].point["lr_policy"])
+    compute = clock.finished_s
+    return _outcome(method, seed, chosen, table, regret, compute, clock.now, stages={"search": compute},
+                    anytime=anytime, trials=started, pruned=pruned)
+
+
+def _replay_grid(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
+    """The one-seed grid a practitioner runs by hand: 3 base_lr a decade apart x Caffe's seven, best value wins."""
+    sign = 1.0 if table.maximize else -1.0
+    best, compute, anytime = None, 0.0, []
+    for policy in [p for p in CAFFE_SEVEN if p in table.policies()]:
+        for lr in (0.1, 0.01, 0.001):
+            config = table.config(lr, policy)
+            c = table.curve(*config, role(config, 0))
+            compute += c.wall_s
+            v = c.best(table.maximize)
+            if v is not None and (best is None or sign * v > sign * best[0]):
+                best = (v, config)
+                anytime.append((compute, regret(config)))
+    return _outcome(method, seed, best[1], table, regret, compute, compute / slots, stages={"grid": compute},
+                    anytime=anytime, trials=21)
+
+
+def _replay_oneshot(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
+    """lr-find's valley suggestion with poly, one full-length run: the cheapest answer a practitioner gets."""
+    found = _lrfind(table, role)
+    lr = found.get("suggested") or 0.01
+    chosen = table.config(lr, "poly")
+    c = table.curve(*chosen, role(chosen, 0))
+    compute = found["wall_s"] + c.wall_s
+    return _outcome(method, seed, chosen, table, regret, compute, compute, stages={"lr-find": found["wall_s"],
+                    "final": c.wall_s}, anytime=[(compute, regret(chosen))], trials=1)
+
+
+def short_horizon(table: CurveTable) -> float:
+    """Spearman's rank correlation between each configuration's seed-mean best value at the search length and at
+    the full length: 1 means the search's ranking is the full length's (no short-horizon bias)."""
+    from scipy import stats
+
+    worst = table.worst
+    xs, ys = [], []
+    for config in table.configs():
+        short = [table.curve(*config, s, table.search_iters).best(table.maximize) for s in table.seeds()]
+        xs.append(sum(worst if v is None else v for v in short) / len(short))
+        ys.append(table.truth(*config))
+    return float(stats.spearmanr(xs, ys).statistic)

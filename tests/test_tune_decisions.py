@@ -1,0 +1,191 @@
+"""The tune's decisions, pure: the noise pruner (its rungs, the seed noise, a loss metric), the confirm rule
+(separated, tied, a loss metric, a resumed round), and the replay of the whole tuner on a small hand-made table
+whose answer is known (virtual clock, pruning, the budget)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from caffegen.sweep.pruning import Rival, prune_at, rungs
+from caffegen.tune.decide import SearchOutcome, candidates, choose, confirm_round
+
+# -- the noise pruner ----------------------------------------------------------------------------------------------
+
+
+def test_first_rung_is_never_the_first_test_pass():
+    # a search run of 300 iterations with 6 test passes: eta^2 = 9 would put the first rung at 34 -> the first pass
+    assert rungs(300, 50, None, 3)[0] == 100
+    assert rungs(600, 50, None, 3) == [100, 250]     # 67 -> 100, 201 -> 250
+    assert rungs(300, 50, 50, 3)[0] == 50           # asked for explicitly: the user's min_resource stands
+
+
+def _field(values: list[float], decay: float = 0.0) -> list[Rival]:
+    return [Rival(v, decay) for v in values]
+
+
+def test_seed_noise_keeps_a_run_the_val_set_alone_would_cut():
+    others = _field([0.62, 0.60, 0.58, 0.61])
+    me = Rival(0.53, 0.0)
+    cut, why = prune_at(me, others, eta=3, maximize=True, test_images=1000)
+    assert cut, why                                   # 0.08 behind: beyond the binomial noise of 1,000 images
+    cut, why = prune_at(me, others, eta=3, maximize=True, test_images=1000, seed_sd=0.05)
+    assert not cut and "within noise" in why          # ... not beyond the seed-to-seed spread of 0.05
+
+
+def test_a_loss_is_pruned_when_it_is_higher():
+    others = _field([0.9, 1.0, 1.1])
+    cut, _ = prune_at(Rival(2.5, 0.0), others, eta=3, maximize=False, test_images=400, seed_sd=0.1)
+    assert cut
+    cut, _ = prune_at(Rival(0.5, 0.0), others, eta=3, maximize=False, test_images=400, seed_sd=0.1)
+    assert not cut
+
+
+def test_fewer_than_eta_comparable_runs_decide_nothing():
+    cut, why = prune_at(Rival(0.1, 0.0), _field([0.9]), eta=3, maximize=True, test_images=400)
+    assert not cut and "fewer than 3" in why
+    # runs that already decayed are not comparable with one that has two decades ahead
+    cut, why = prune_at(Rival(0.1, 2.0), _field([0.9, 0.9, 0.9], decay=0.0), eta=3, maximize=True, test_images=400)
+    assert not cut and "fewer than 3" in why
+
+
+def test_the_search_table_passes_the_seed_noise_to_the_pruner():
+    import optuna
+
+    from caffegen.errors import InputError
+    from caffegen.sweep.search import RunShape, make_pruner, parse_search
+
+    fields = {"base_lr": "float", "lr_policy": "str"}
+    space = {"base_lr": {"low": 1e-3, "high": 0.1, "log": True}}
+    spec = parse_search({"sampler": "tpe", "trials": 9, "pruner": "noise", "seed_sd": 0.05, "space": space}, fields,
+                        "spec.toml")
+    assert spec.seed_sd == 0.05
+    shape = RunShape(max_iter=300, test_interval=50, test_images=1000)
+
+    def study_with(pruner):
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+        for v in (0.62, 0.60, 0.61):
+            t = study.ask()
+            t.report(v, 100)
+            study.tell(t, v)
+        return study
+
+    for sd, expect in ((0.05, False), (None, True)):
+        s = parse_search({**{"sampler": "tpe", "trials": 9, "pruner": "noise", "space": space},
+                          **({"seed_sd": sd} if sd else {})}, fields, "spec.toml")
+        study = study_with(make_pruner(s, 50, True, shape))
+        t = study.ask()
+        t.report(0.53, 100)
+        assert t.should_prune() is expect
+    with pytest.raises(InputError, match="seed_sd goes with pruner"):
+        parse_search({"sampler": "tpe", "trials": 9, "pruner": "asha", "seed_sd": 0.05, "space": space}, fields, "s")
+
+
+# -- the confirm rule ----------------------------------------------------------------------------------------------
+
+
+def test_confirm_separates_a_clear_winner():
+    values = {"a": {1: 0.80, 2: 0.81, 3: 0.80}, "b": {1: 0.60, 2: 0.62, 3: 0.61}, "c": {1: 0.55, 2: 0.57, 3: 0.56}}
+    alive, method = confirm_round(values, ["a", "b", "c"], maximize=True)
+    assert alive == ["a"] and "fresh seeds 1, 2, 3" in method
+    assert choose(values, alive, maximize=True).winner == "a"
+
+
+def test_confirm_keeps_candidates_it_cannot_separate():
+    values = {"a": {1: 0.70, 2: 0.64}, "b": {1: 0.66, 2: 0.69}, "c": {1: 0.69, 2: 0.62}}
+    alive, _ = confirm_round(values, ["a", "b", "c"], maximize=True)
+    assert alive == ["a", "b", "c"]
+    v = choose(values, alive, maximize=True)
+    assert v.winner == "b" and set(v.tied) == {"a", "c"} and v.seeds == 2
+
+
+def test_confirm_ranks_a_loss_lowest_first():
+    values = {"a": {1: 0.30, 2: 0.31, 3: 0.30}, "b": {1: 0.90, 2: 0.92, 3: 0.91}}
+    alive, _ = confirm_round(values, ["a", "b"], maximize=False)
+    assert alive == ["a"]
+    assert choose({"a": {1: 0.5}, "b": {1: 0.4}}, ["a", "b"], maximize=False).winner == "b"
+
+
+def test_one_round_decides_nothing_and_a_resumed_round_decides_the_same():
+    values = {"a": {1: 0.8}, "b": {1: 0.6}}
+    assert confirm_round(values, ["a", "b"], maximize=True)[0] == ["a", "b"]     # no repeats: no noise estimate
+    two = {"a": {1: 0.80, 2: 0.81, 3: 0.80}, "b": {1: 0.60, 2: 0.62, 3: 0.61}}
+    resumed = {n: dict(sorted(v.items(), reverse=True)) for n, v in two.items()}   # read back in another order
+    assert confirm_round(two, ["a", "b"], maximize=True) == confirm_round(resumed, ["a", "b"], maximize=True)
+
+
+def test_candidates_leave_out_pruned_and_valueless_trials_and_repeats():
+    trials = [SearchOutcome("lr0.01_step", {}, 0.7), SearchOutcome("lr0.1_step", {}, 0.9, pruned=True),
+              SearchOutcome("lr0.001_poly", {}, None), SearchOutcome("lr0.01_step", {}, 0.75),
+              SearchOutcome("lr0.01_poly", {}, 0.72), SearchOutcome("lr0.01_inv", {}, float("nan"))]
+    got = candidates(trials, maximize=True, k=3)
+    assert [(t.name, t.value) for t in got] == [("lr0.01_step", 0.75), ("lr0.01_poly", 0.72)]
+
+
+# -- the replay on a hand-made table -------------------------------------------------------------------------------
+
+
+def _table(noise: float = 0.0):
+    """3 base_lr x 2 schedules x 3 seeds at 90 and 30 iterations. The truth: 0.01 poly is best (0.80); 0.1 diverges
+    early (chance); 0.001 learns slowly. Each run costs 10 s per test pass after a 5-s start."""
+    from caffegen.tune.table import Curve, CurveTable
+
+    final = {(0.001, "step"): 0.40, (0.001, "poly"): 0.45, (0.01, "step"): 0.70, (0.01, "poly"): 0.80,
+             (0.1, "step"): 0.1, (0.1, "poly"): 0.1}
+    curves = []
+    for iters, passes in ((90, 12), (30, 6)):
+        steps = [round(i * iters / passes) for i in range(passes + 1)]
+        for (lr, policy), top in final.items():
+            for seed in range(3):
+                jitter = noise * (seed - 1)
+                values = [0.1 + (top + jitter - 0.1) * math.sqrt(s / iters) for s in steps]
+                if lr == 0.1:
+                    values = [0.1] + [float("nan")] * passes
+                times = [5 + 10 * i for i in range(passes + 1)]
+                curves.append(Curve(lr, policy, seed, iters, tuple(steps), tuple(values), tuple([1.0] * len(steps)),
+                                    tuple(float(t) for t in times), times[-1] + 1.0))
+    meta = {"caffegen": "test", "speed": {"iter_s": 0.5, "test_s": 5.0, "start_s": 5.0, "check_s": 0.5,
+                                          "figure_s": 0.1, "wall_s": 30.0}}
+    problem = {"name": "hand", "classes": 10, "val_images": 1000, "train_images": 1000, "iters": 90,
+               "search_iters": 30, "maximize": True}
+    lrfind = [{"seed": s, "suggested": 0.01, "blew_up_at": 0.5, "suggestions": {}, "wall_s": 20.0} for s in range(3)]
+    return CurveTable(problem, meta, curves, lrfind)
+
+
+def test_the_table_knows_its_truth_and_the_nearest_rate():
+    t = _table(noise=0.02)
+    assert t.best_config() == ((0.01, "poly"), pytest.approx(0.80))
+    assert t.nearest_lr(0.004) == 0.01 and t.nearest_lr(0.002) == 0.001
+    assert t.truth(0.1, "step") == pytest.approx(0.1)          # diverged: chance
+    assert t.seed_sd() == pytest.approx(0.0, abs=1e-9)         # the jitter is the same for every config: a block
+    assert t.compute_of() == pytest.approx(6 * 3 * 126.0)
+
+
+def test_the_replayed_tune_finds_the_known_best_within_its_budget():
+    from caffegen.tune.replay import Method, replay
+
+    t = _table()
+    out = replay(t, Method("tune", chains=False, budget_runs=12), 0)
+    assert out.chosen == (0.01, "poly") and out.regret == pytest.approx(0.0)
+    assert out.trials >= 6
+    assert out.stages["search"] > 0 and out.compute_s == pytest.approx(sum(out.stages.values()))
+    # the anytime curve ends at the chosen config's regret, at the whole compute
+    assert out.anytime[-1] == (pytest.approx(out.compute_s), pytest.approx(0.0))
+    # the same seed replays the same tune; another seed may differ in its trials, not in its answer here
+    again = replay(t, Method("tune", chains=False, budget_runs=12), 0)
+    assert (again.chosen, again.compute_s, again.trials) == (out.chosen, out.compute_s, out.trials)
+
+
+def test_a_replayed_search_stops_at_its_compute_budget_and_prunes_on_the_clock():
+    from caffegen.tune.replay import Method, replay
+
+    t = _table()
+    budget = 800.0
+    out = replay(t, Method("asha", kind="search", sampler="random", pruner="asha", chains=False, compute=budget), 3)
+    run = 126.0
+    # no trial is asked once the budget is spent; the ones running then finish: at most a slot's run over
+    assert budget <= out.compute_s <= budget + 2 * run
+    assert out.pruned > 0                           # diverged and slow runs cut at a rung
+    assert out.chosen in t.configs() and out.regret >= 0
+    none = replay(t, Method("random", kind="search", sampler="random", pruner="none", chains=False, compute=budget), 3)
+    assert none.pruned == 0 and none.trials < out.trials   # pruning buys more trials for the same compute
