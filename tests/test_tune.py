@@ -152,6 +152,8 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     (["--data", "{folder}", "--bugdet", "2h"], "No such option '--bugdet'. (Did you mean one of: '--budget'"),
     (["{deploy}", "--data", "{folder}"], "deploy"),
     (["{net}", "--data", "{folder}", "--budget", "1runs", "--iters", "60"], "too small for sanity, lr-find"),
+    # a net ranked by a loss with no class axis (a regression): the tune is for classifiers, and says so first
+    (["{regression}", "--data", "{folder}"], "no SoftmaxWithLoss layer: caffegen tunes classifiers"),
 ])
 @pytest.mark.caffe
 def test_bad_input_is_one_line_and_exit_2(folder, tmp_path, args, message):
@@ -160,8 +162,15 @@ def test_bad_input_is_one_line_and_exit_2(folder, tmp_path, args, message):
                       'input_param { shape { dim: 1 dim: 3 dim: 32 dim: 32 } } }\n'
                       'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
                       'inner_product_param { num_output: 3 } }\n')
-    argv = [a.format(folder=folder, deploy=deploy, net=net(tmp_path)) for a in args]
+    regression = tmp_path / "regression.prototxt"
+    regression.write_text('name: "r"\nlayer { name: "data" type: "ImageData" top: "data" top: "label" '
+                          f'image_data_param {{ source: "{folder}/list.txt" batch_size: 4 }} }}\n'
+                          'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" '
+                          'inner_product_param { num_output: 1 } }\n'
+                          'layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "label" top: "loss" }\n')
+    argv = [a.format(folder=folder, deploy=deploy, net=net(tmp_path), regression=regression) for a in args]
     proc = tune(tmp_path, *argv, "--out", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()                          # refused: no folder left
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("caffegen: error:")]
     assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -183,3 +192,39 @@ def test_the_plan_counts_what_the_measure_stage_spent_and_names_the_budget_that_
     with pytest.raises(InputError, match=r"too small .* give at least 2m01s \(--budget 7runs\)") as err:
         make_plan(parse_budget("60s"), speed, spent=5.0, **kw)
     assert "\n" not in str(err.value)
+
+
+def test_a_budget_the_repeated_grid_fits_runs_the_grid_not_hundreds_of_tiny_trials():
+    from caffegen.tune.budget import Speed, make_plan, parse_budget
+
+    # 4 classes x 30 images: 36 iterations at the full length, the one-seed grid costs seconds
+    speed = Speed(iter_s=0.01, test_s=0.05, start_s=0.3, slots=2, check_s=0.5, figure_s=0.1)
+    kw = dict(iters=36, search_iters=12, test_interval=3, search_test_interval=2, policies=7, sanity_iters=300,
+              lrfind_iters=100, final="retrain")
+    plan = make_plan(parse_budget("5m"), speed, spent=5.0, **kw)
+    assert plan.mode == "grid" and plan.trials == plan.grid_runs == 105
+    text = "\n".join(plan.lines())
+    assert "the repeated grid fits the budget, so it runs instead of a search" in text
+    assert "trials of 12 iterations" not in text
+    # a budget the grid does not fit: a search, costing less than the grid it replaces
+    small = make_plan(parse_budget("40runs"), speed, spent=5.0, **kw)
+    assert small.mode == "search" and small.of_grid < 1.0
+
+
+@pytest.mark.caffe
+def test_tune_runs_the_repeated_grid_when_it_fits(folder, tmp_path):
+    out = tmp_path / "t"
+    proc = tune(tmp_path, "--data", folder, "--iters", "20", "--policies", "fixed,step", "--budget", "20m",
+                "--no-sanity", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the repeated grid fits the budget" in proc.stderr
+    state = json.loads((out / "tune.json").read_text())
+    assert state["plan"]["mode"] == "grid"
+    rows = store_rows(out / "search")
+    lr = state["stages"]["lr-find"]["decision"]
+    assert len(rows) == 3 * 2 * len({r["params"]["solver"]["base_lr"] for r in rows.values()})   # 3 seeds each
+    assert all(r["last_iter"] == 20 for r in rows.values())                          # at the full length
+    verdict = state["stages"]["confirm"]["decision"]
+    assert "over 3 seeds of the repeated grid" in verdict["headline"]
+    assert not (out / "final").exists() and not (out / "confirm").exists()           # nothing run twice
+    assert all(lr["low"] <= r["params"]["solver"]["base_lr"] <= lr["high"] * 1.001 for r in rows.values())

@@ -189,3 +189,13 @@ def test_a_replayed_search_stops_at_its_compute_budget_and_prunes_on_the_clock()
     assert out.chosen in t.configs() and out.regret >= 0
     none = replay(t, Method("random", kind="search", sampler="random", pruner="none", chains=False, compute=budget), 3)
     assert none.pruned == 0 and none.trials < out.trials   # pruning buys more trials for the same compute
+
+
+def test_when_the_repeated_grid_fits_the_budget_the_replay_runs_it():
+    from caffegen.tune.replay import Method, replay
+
+    t = _table(noise=0.02)
+    out = replay(t, Method("tune", chains=False, budget_runs=400), 1)
+    # lr-find's range (0.001 .. 0.05) on the table: 0.001 and 0.01 (nearest to 0.00316 and 0.0316 are the same)
+    assert out.trials == 3 * 2 * 3 and "confirm" not in out.stages
+    assert out.chosen == (0.01, "poly") and out.regret == pytest.approx(0.0)

@@ -155,7 +155,7 @@ def curves_of(sweep: Path, iters: int) -> list:
         wall = float(r["wall_s"] or last)
         offset = max(0.0, wall - last)       # launch to the log's first line, and the exit: counted at the start
         train = [(int(i), float(v)) for i, v in curves.train.series("loss")]
-        out.append(Curve(float(r.axes["base_lr"]), str(r.axes["lr_policy"]), int(r.params.get("random_seed", 0)),
+        out.append(Curve(float(r.axes["base_lr"]), str(r.axes["lr_policy"]), int(r.params["solver"]["random_seed"]),
                          iters, tuple(steps), tuple(top1), tuple(loss), tuple(offset + s for s in secs), wall,
                          tuple(train)))
     return out

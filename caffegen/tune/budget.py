@@ -15,7 +15,8 @@ from typing import Any
 from ..errors import InputError
 
 __all__ = ["Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
-           "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS"]
+           "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
+           "grid_lrs"]
 
 CONFIRM_CANDIDATES = 3      # the search's best runs that the confirm stage repeats
 CONFIRM_ROUNDS = 2          # seeds added to them (each a round: a verdict between rounds may end it early)
@@ -123,6 +124,7 @@ class Plan:
     iters: int
     test_interval: int
     search_seconds: float                # the search stage's compute budget ([search] seconds), slot-seconds
+    mode: str = "search"                 # "grid": the repeated grid fits the budget and is run instead of a search
 
     @property
     def total_s(self) -> float:
@@ -156,7 +158,7 @@ class Plan:
         return {"budget": asdict(self.budget), "wall_s": self.wall_s, "speed": asdict(self.speed),
                 "stages": [asdict(s) for s in self.stages], "grid_s": self.grid_s, "grid_runs": self.grid_runs,
                 "trials": self.trials, "search_iters": self.search_iters, "iters": self.iters,
-                "test_interval": self.test_interval, "search_seconds": self.search_seconds}
+                "test_interval": self.test_interval, "search_seconds": self.search_seconds, "mode": self.mode}
 
 
 def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, test_interval: int,
@@ -173,6 +175,26 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     wall = total - spent
     sanity = 0.0 if skip_sanity else speed.start_s + sanity_iters * speed.iter_s
     lrfind = speed.start_s + lrfind_iters * speed.iter_s
+    grid_runs = repeated_grid_runs(policies)
+    grid_s = math.ceil(grid_runs / speed.slots) * full
+    measured = [Stage("measure", "this net timed here (done)", spent, spent / full)] if spent else []
+    if not skip_sanity:
+        measured.append(Stage("sanity", f"overfit a tiny subset (at most {sanity_iters} iterations)", sanity,
+                              sanity / full))
+    measured.append(Stage("lr-find", f"LR range test, {lrfind_iters} iterations", lrfind, lrfind / full))
+    grid_wall = grid_s + speed.sweep_s
+    grid_look = speed.look_s(grid_runs, 1)
+    if sanity + lrfind + grid_wall + grid_look <= wall:
+        # the repeated grid fits: no search can beat its power for that compute (every schedule, every rate a
+        # half-decade apart, 3 seeds each, at the full length): run it, and nothing shorter
+        stages = measured + [
+            Stage("search", f"the repeated grid fits the budget, so it runs instead of a search: {GRID_LRS} base_lr "
+                            f"x {policies} schedules x {GRID_REPEATS} seeds at the full length ({grid_runs} runs)",
+                  grid_wall, (grid_s * speed.slots + speed.sweep_s) / full, {"trials": grid_runs}),
+            Stage("confirm", "the grid's own repeats: Hsu's comparisons with the best on its seed noise", 0.0, 0.0),
+            Stage("look", "evaluate per class, every stage's report, TensorBoard", grid_look, grid_look / full)]
+        return Plan(budget, total, speed, stages, grid_s, grid_runs, grid_runs, iters, iters, test_interval, 0.0,
+                    mode="grid")
     final_s = full + speed.sweep_s if final != "none" else 0.0
     confirm_runs = CONFIRM_CANDIDATES * CONFIRM_ROUNDS
     confirm = CONFIRM_ROUNDS * (math.ceil(CONFIRM_CANDIDATES / speed.slots) * short + speed.sweep_s)
@@ -199,12 +221,7 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     look = speed.look_s(confirm_runs + 1, sweeps, trials)
     # the study stops asking at its compute budget; the runs still going then finish: keep half a round back
     search_seconds = max(short, (search - speed.sweep_s) * speed.slots - speed.slots * short * 0.5)
-    stages = [Stage("measure", "this net timed here (done)", spent, spent / full)] if spent else []
-    if not skip_sanity:
-        stages.append(Stage("sanity", f"overfit a tiny subset (at most {sanity_iters} iterations)", sanity,
-                            sanity / full))
-    stages += [
-        Stage("lr-find", f"LR range test, {lrfind_iters} iterations", lrfind, lrfind / full),
+    stages = measured + [
         Stage("search", f"TPE + noise-aware pruning: {trials} trials of {search_iters} iterations' worth (more when "
                         "some are pruned)", search, search * speed.slots / full, {"trials": trials}),
         Stage("confirm", f"the best {CONFIRM_CANDIDATES} run again with up to {CONFIRM_ROUNDS} fresh seeds",
@@ -214,10 +231,14 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
         stages.append(Stage("final", f"the winner {'retrained' if final == 'retrain' else 'extended'} to "
                                      f"{iters} iterations", final_s, final_s / full))
     stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, look / full))
-    grid_runs = repeated_grid_runs(policies)
-    grid_s = math.ceil(grid_runs / speed.slots) * full
     return Plan(budget, total, speed, stages, grid_s, grid_runs, min(SEARCH_TRIALS_MAX, 2 * trials), search_iters,
                 iters, test_interval, search_seconds)
+
+
+def grid_lrs(low: float, high: float) -> list[float]:
+    """The repeated grid's base_lr values: a half-decade apart from ``low``, at most ``GRID_LRS``, none above
+    ``high`` (3 significant digits)."""
+    return [float(f"{low * 10 ** (k / 2):.3g}") for k in range(GRID_LRS) if low * 10 ** (k / 2) <= high * 1.0001]
 
 
 def search_seconds(plan: Plan, speed: Speed, *, spent: float, run_s: float) -> float:

@@ -325,6 +325,9 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     else:
         low, high = 1e-4, 0.1
     wall = sum(stages.values())
+    if plan.mode == "grid":
+        return _replay_repeated_grid(table, method, seed, slots, role, regret, stages, wall, (low, high), policies,
+                                     speed, planned)
     seconds = search_seconds(plan, speed, spent=wall, run_s=speed.run_s(search_iters, short["solver"]["test_interval"]))
     tables = search_tables(short, lr=(low, high), policies=policies, trials=plan.trials, seconds=seconds, seed=seed,
                            seed_sd=_pruner_sd(table, method, search_iters))
@@ -382,6 +385,30 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     anytime.append((compute, regret(chosen)))
     return _outcome(method, seed, chosen, table, regret, compute, wall, stages=stages, anytime=anytime,
                     trials=started, pruned=pruned)
+
+
+def _replay_repeated_grid(table: CurveTable, method: Method, seed: int, slots: int, role, regret, stages, wall,
+                          lr: tuple[float, float], policies: list[str], speed, planned) -> Outcome:
+    """The plan's grid mode: the repeated grid over lr-find's range, judged by the confirm rule."""
+    from .budget import GRID_REPEATS, grid_lrs
+    from .decide import choose, confirm_round
+
+    configs = list(dict.fromkeys(table.config(x, p) for x in grid_lrs(*lr) for p in policies))
+    values: dict[str, dict[int, float]] = {}
+    compute = 0.0
+    for config in configs:
+        for r in range(GRID_REPEATS):
+            c = table.curve(*config, role(config, r))
+            compute += c.wall_s
+            v = c.best(table.maximize)
+            values.setdefault(repr(config), {})[r] = table.worst if v is None else v
+    alive, _ = confirm_round(values, list(values), maximize=table.maximize)
+    chosen = next(k for k in configs if repr(k) == choose(values, alive, maximize=table.maximize).winner)
+    stages["search"] = compute + speed.sweep_s
+    stages["look"] = planned.get("look", 0.0)
+    total = sum(stages.values())
+    return _outcome(method, seed, chosen, table, regret, total, wall + compute / slots + stages["look"],
+                    stages=stages, anytime=[(total, regret(chosen))], trials=len(configs) * GRID_REPEATS)
 
 
 def _pruner_sd(table: CurveTable, method: Method, iters: int) -> float | None:

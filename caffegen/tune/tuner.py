@@ -31,9 +31,9 @@ from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
 from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_ROUNDS, GRID_REPEATS, Plan, Speed, duration, grid_lrs,
+                     make_plan, parse_budget, search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_ROUNDS, Plan, Speed, duration, make_plan, parse_budget,
-                     search_seconds)
 from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd, search_tables
 from .state import TuneState
 
@@ -326,17 +326,27 @@ class Tuner:
 
         # 3. search: its compute budget set when it starts, from what the stages before it really took (kept for a
         # resumed search, whose spec must not change)
+        # (or, when the repeated grid fits the budget, that grid: no search beats its power for its compute)
+        grid_mode = self.state.plan.get("mode") == "grid"
         entry = self.state.stage("search")
-        if "seconds" not in entry:
-            entry["seconds"] = self._search_seconds(plan, speed, short)
-            self.state.save()
-        search_spec = self._write_spec("search", search_tables(
-            short, lr=(lr["low"], lr["high"]), policies=list(o.policies), trials=self.state.plan["trials"],
-            seconds=entry["seconds"], seed=o.seed, seed_sd=prior_seed_sd(val_images)))
+        if grid_mode:
+            search_spec = self._write_spec("search", {**full, "name": "search", "grid": {
+                "base_lr": grid_lrs(lr["low"], lr["high"]), "lr_policy": list(o.policies), "repeats": GRID_REPEATS}})
+        else:
+            if "seconds" not in entry:
+                entry["seconds"] = self._search_seconds(plan, speed, short)
+                self.state.save()
+            search_spec = self._write_spec("search", search_tables(
+                short, lr=(lr["low"], lr["high"]), policies=list(o.policies), trials=self.state.plan["trials"],
+                seconds=entry["seconds"], seed=o.seed, seed_sd=prior_seed_sd(val_images)))
         search_dir = self.out / "search"
         if not self.state.done("search"):
             with self._stage("search") as entry:
-                self.log(f"[tune] the study: optuna-dashboard {study_storage(search_dir)}")
+                if grid_mode:
+                    self.log("[tune] the repeated grid fits the budget: it runs instead of a search (more power "
+                             "for that compute than any search)")
+                else:
+                    self.log(f"[tune] the study: optuna-dashboard {study_storage(search_dir)}")
                 self._sweep(search_spec, search_dir, "search")
                 entry["decision"] = {"candidates": _candidates(search_dir)}
         candidates = self.state.stage("search")["decision"]["candidates"]
@@ -346,7 +356,10 @@ class Tuner:
         # 4. confirm: rounds of one more seed for the candidates still in contention
         if not self.state.done("confirm"):
             with self._stage("confirm") as entry:
-                self._confirm(entry, short, candidates, speed, plan)
+                if grid_mode:
+                    self._grid_verdict(entry, search_dir, candidates)
+                else:
+                    self._confirm(entry, short, candidates, speed, plan)
         verdict = self.state.stage("confirm")["decision"]
         winner = verdict["winner"]
         self.log(f"[tune] {verdict['headline']}")
@@ -355,7 +368,10 @@ class Tuner:
         final_dir = self.out / "final"
         if o.final != "none" and not self.state.done("final"):
             with self._stage("final") as entry:
-                if o.final == "retrain":
+                if grid_mode:     # the winner already ran at the full length, with every seed of the grid
+                    self.log("[tune] final: the grid trained the winner at the full length (3 seeds): nothing to "
+                             "retrain")
+                elif o.final == "retrain":
                     spec = self._write_spec("final", final_tables(full, winner["point"]))
                     self._sweep(spec, final_dir, "final")
                 else:
@@ -364,12 +380,13 @@ class Tuner:
                     t0 = time.time()
                     extend_run(search_dir / winner["runs"][0], iters, self.caffe, log=self.log, gpus=o.gpus)
                     entry["compute_s"] = round(entry.get("compute_s", 0.0) + time.time() - t0, 3)
-                entry["decision"] = {"how": o.final, "iters": iters}
+                entry["decision"] = {"how": "grid" if grid_mode else o.final, "iters": iters}
 
         # 6. look
         if not self.state.done("look"):
             with self._stage("look") as entry:
-                entry["decision"] = self._look(final_dir if o.final == "retrain" else search_dir, winner)
+                entry["decision"] = self._look(final_dir if o.final == "retrain" and not grid_mode else search_dir,
+                                               winner)
         return self._finish(winner, verdict)
 
     def _search_seconds(self, plan: Plan, speed: Speed, short: dict[str, Any]) -> float:
@@ -429,6 +446,25 @@ class Tuner:
                    f", separated from the other candidates ({method})" if len(candidates) > 1 and n else ""))
         entry["decision"] = {"winner": {**win, "mean": mean, "seeds": n}, "tied": tied, "method": method,
                              "headline": head, "values": values}
+
+    def _grid_verdict(self, entry: dict[str, Any], grid_dir: Path, candidates: list[dict[str, Any]]) -> None:
+        """The repeated grid's verdict, by the confirm stage's own rule (:func:`.decide.confirm_round` over every
+        configuration's seeds, :func:`.decide.choose`): no run of its own."""
+        by_name = {c["name"]: c for c in candidates}
+        values: dict[str, dict[int, float]] = {}
+        for r in _rows(grid_dir):
+            name = variant_name({k: r.axes[k] for k in ("base_lr", "lr_policy") if k in r.axes})
+            if name in by_name and r["best_top1"] is not None:
+                values.setdefault(name, {})[int(r["seed"] or 0)] = r["best_top1"]
+        maximize = candidates[0]["maximize"]
+        alive, method = confirm_round(values, list(values), maximize=maximize)
+        v = choose(values, alive, maximize=maximize)
+        metric = metric_label(candidates[0]["metric"])
+        head = (f"winner {v.winner}: mean best {metric} {v.mean:.3f} over {v.seeds} seeds of the repeated grid at the "
+                "full length" + (f"; tied with {', '.join(v.tied)} (not separated at this noise: {method})" if v.tied
+                                 else f", separated from the other {len(values) - 1} configurations ({method})"))
+        entry["decision"] = {"winner": {**by_name[v.winner], "mean": v.mean, "seeds": v.seeds}, "tied": v.tied,
+                             "method": method, "headline": head, "values": values}
 
     def _look(self, sweep_dir: Path, winner: dict[str, Any]) -> dict[str, Any]:
         from ..evaluate import evaluate_sweep
