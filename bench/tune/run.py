@@ -12,7 +12,9 @@ baselines get the tuner's median compute on that problem (equal compute). Per me
 * **regret**: the best configuration's truth minus the chosen one's (truth: the seed-mean of the best top-1 at the
   full length), median and 90th percentile, and P(regret <= one seed sd);
 * **compute**, everything counted (every stage, the final run, the plan's per-sweep overhead), as a fraction of the
-  repeated grid's (every configuration of the table x every seed, at the full length);
+  repeated grid's over the tune's space, counted as the live plan counts it (``caffegen.tune.budget.
+  repeated_grid_runs``: 5 base_lr a half-decade apart x the default tune's schedules x 3 seeds, at the table's mean
+  full-length run);
 * what a **random pick** scores (a uniformly random configuration of the space): the criterion's floor.
 
 Also per problem: whether the repeated grid separates its best from its median beyond the seed noise, and the rank
@@ -42,7 +44,7 @@ from problems import TABLE_PROBLEMS  # noqa: E402
 
 from caffegen import __version__  # noqa: E402
 from caffegen.errors import InputError  # noqa: E402
-from caffegen.tune.replay import METHODS, Method, replay, short_horizon  # noqa: E402
+from caffegen.tune.replay import METHODS, Method, repeated_grid_compute, replay, short_horizon  # noqa: E402
 from caffegen.tune.table import CurveTable, load_table  # noqa: E402
 
 TABLES = ROOT / "bench" / "tables"
@@ -69,7 +71,8 @@ def grid_facts(table: CurveTable) -> dict:
     return {"configs": len(groups), "runs": sum(len(g) for g in groups.values()), "best": list(best_config),
             "best_truth": best, "median_truth": median, "seed_sd": noise.sigma, "seed_sd_df": noise.df,
             "best_minus_median_sd": (best - median) / noise.sigma, "separated": (best - median) > 1.96 * se,
-            "could_be_best": sum(b >= 0 for b in bounds.values()), "compute_s": table.compute_of(),
+            "could_be_best": sum(b >= 0 for b in bounds.values()), "table_compute_s": table.compute_of(),
+            "compute_s": repeated_grid_compute(table, METHODS[0]),
             "short_horizon_spearman": short_horizon(table)}
 
 
@@ -140,8 +143,8 @@ def anytime_figure(name: str, curves: dict[str, list], grid_s: float, sd: float,
     save_png(fig, path)
 
 
-def problem(name: str, seeds: int) -> dict:
-    table = load_table(TABLES / f"{name}.json.gz", version=__version__)
+def problem(name: str, seeds: int, tables: Path = TABLES) -> dict:
+    table = load_table(tables / f"{name}.json.gz", version=__version__)
     g = grid_facts(table)
     sd, grid_s = g["seed_sd"], g["compute_s"]
     out = {"table": {k: table.meta.get(k) for k in ("commit", "caffegen", "date", "machine", "load")},
@@ -180,8 +183,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problem", nargs="*", default=None, help="default: every recorded table")
     ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--tables", type=Path, default=TABLES, help="where the tables are [default: bench/tables]")
     args = ap.parse_args()
-    names = args.problem or [p for p in TABLE_PROBLEMS if (TABLES / f"{p}.json.gz").exists()]
+    names = args.problem or [p for p in TABLE_PROBLEMS if (args.tables / f"{p}.json.gz").exists()]
     for n in names:
         if n not in TABLE_PROBLEMS:
             print(f"bench/tune: no problem {n!r}: the problems are {', '.join(TABLE_PROBLEMS)}", file=sys.stderr)
@@ -194,7 +198,7 @@ def main() -> None:
         "cores": os.cpu_count(), "load_before": os.getloadavg(), "seeds": args.seeds, "problems": {}}
     for n in names:
         try:
-            results["problems"][n] = problem(n, args.seeds)
+            results["problems"][n] = problem(n, args.seeds, args.tables)
         except InputError as exc:
             print(f"bench/tune: {exc}", file=sys.stderr)
             sys.exit(2)

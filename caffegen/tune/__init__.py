@@ -3,8 +3,11 @@
 * :mod:`.tuner`   the stages, in order, each an ordinary sweep or probe, resumable (``tune.json``);
 * :mod:`.budget`  ``--budget`` parsed and split over the stages from this net's measured speed; the plan;
 * :mod:`.specs`   the spec of each stage as TOML tables (written into the tune folder);
+* :mod:`.decide`  the decisions, pure: the candidates, the confirm rule, the choice (the replay calls them too);
 * :mod:`.state`   ``tune.json``: the decisions and what each stage spent;
-* :mod:`.report`  the tune's own report: the plan, each stage's decision, the bill, the links.
+* :mod:`.report`  the tune's own report: the plan, each stage's decision, the bill, the links;
+* :mod:`.table`   recorded learning curves of a problem (a tabular benchmark, ``bench/tables``);
+* :mod:`.replay`  the tune's own decisions replayed on a table on a virtual clock, and its baselines.
 """
 from .tuner import TuneOptions, TuneResult, tune
 

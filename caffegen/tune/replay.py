@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from .table import Config, Curve, CurveTable
 
-__all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon"]
+__all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon", "repeated_grid_compute"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,9 @@ class Method:
     candidates: int = 3               # tune: the search's best repeated in the confirm stage
     confirm_rounds: int = 2           # tune: fresh seeds per candidate
     confirm_full: bool = False        # tune: confirm at the full length (else at the search's)
+    search_full: bool = False         # tune: search (and confirm) at the full length, pruned (--search-iters N)
     final: bool = True                # tune: the winner retrained at the full length
-    budget_runs: float = 7.0          # tune: --budget Nruns (wall: N full-length runs' worth per slot)
+    budget_runs: float = 10.0         # tune: --budget Nruns (N full-length runs of compute)
     compute: float | None = None      # search: the compute budget in slot-seconds (None: set to match the tune's)
 
 
@@ -299,15 +300,16 @@ def _lrfind(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
 
 def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
     from .budget import CONFIRM_CANDIDATES, Budget, make_plan, search_seconds
-    from .decide import SearchOutcome, candidates, choose, confirm_round
+    from .decide import candidates, choose, confirm_round
     from .specs import TuneNet, base_tables, lr_range, search_tables
     from .tuner import LRFIND_ITERS, SANITY_ITERS
 
     speed = speed_of(table, slots)
-    iters, search_iters = table.iters, table.search_iters
+    iters = table.iters
+    search_iters = iters if method.search_full else table.search_iters     # --search-iters N (the full length)
     common = dict(train_list="train.txt", val_list="val.txt", net=TuneNet(), classes=table.problem["classes"],
                   val_images=table.problem["val_images"], run={"backend": "local"})
-    short = base_tables("search", iters=search_iters, passes=6, **common)
+    short = base_tables("search", iters=search_iters, passes=12 if method.search_full else 6, **common)
     full = base_tables("final", iters=iters, passes=12, **common)
     policies = _policies(method, table)
     measure_s = table.meta["speed"]["wall_s"]
@@ -343,10 +345,12 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
         raise RuntimeError("no search trial produced a value")
     configs = {c.name: table.config(c.point["base_lr"], c.point["lr_policy"]) for c in cands}
     # confirm: fresh seeds (roles 1, 2, ...), round by round, while the budget holds
+    final_s = planned.get("final", 0.0)
     confirm_iters = iters if method.confirm_full else search_iters
+    if confirm_iters == iters:     # fresh seeds at the full length: the final run is one of them (or the search's)
+        final_s = 0.0
     alive = [c.name for c in cands]
     values: dict[str, dict[int, float]] = {n: {} for n in alive}
-    final_s = planned.get("final", 0.0)
     confirm_compute = 0.0
     for r in range(1, method.confirm_rounds + 1):
         if len(alive) < 2:
@@ -375,7 +379,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
         winner = cands[0].name
     chosen = configs[winner]
     anytime.append((sum(stages.values()), regret(chosen)))
-    if method.final:
+    if method.final and (final_s or (not method.search_full and not any(values.values()))):
         final = table.curve(*chosen, role(chosen, 0), iters)
         stages["final"] = final.wall_s + speed.sweep_s
         wall += final.wall_s + speed.sweep_s
@@ -481,6 +485,16 @@ def _replay_oneshot(table: CurveTable, method: Method, seed: int, slots: int, ro
     compute = found["wall_s"] + c.wall_s
     return _outcome(method, seed, chosen, table, regret, compute, compute, stages={"lr-find": found["wall_s"],
                     "final": c.wall_s}, anytime=[(compute, regret(chosen))], trials=1)
+
+
+def repeated_grid_compute(table: CurveTable, method: Method) -> float:
+    """The compute (slot-seconds) of the repeated grid over ``method``'s space, as the live plan counts it
+    (:func:`caffegen.tune.budget.repeated_grid_runs` x one full-length run, the table's mean): what a tune's
+    compute is a fraction of, in the plan, the bill and bench/tune alike."""
+    from .budget import repeated_grid_runs
+
+    walls = [c.wall_s for c in table.curves if c.iters == table.iters]
+    return repeated_grid_runs(len(_policies(method, table))) * sum(walls) / len(walls)
 
 
 def short_horizon(table: CurveTable) -> float:
