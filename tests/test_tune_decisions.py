@@ -199,3 +199,18 @@ def test_when_the_repeated_grid_fits_the_budget_the_replay_runs_it():
     # lr-find's range (0.001 .. 0.05) on the table: 0.001 and 0.01 (nearest to 0.00316 and 0.0316 are the same)
     assert out.trials == 3 * 2 * 3 and "confirm" not in out.stages
     assert out.chosen == (0.01, "poly") and out.regret == pytest.approx(0.0)
+
+
+def test_a_confirm_at_the_full_length_needs_no_final_run():
+    from caffegen.tune.budget import Speed, make_plan, parse_budget
+
+    speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
+    kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
+              lrfind_iters=100, final="retrain")
+    short = make_plan(parse_budget("15runs"), speed, **kw)
+    full = make_plan(parse_budget("15runs"), speed, confirm_full=True, **kw)
+    assert "final" in [s.name for s in short.stages] and "final" not in [s.name for s in full.stages]
+    confirm = {s.name: s for s in full.stages}["confirm"]
+    assert "at the full length (600 iterations" in confirm.what
+    assert confirm.seconds > {s.name: s for s in short.stages}["confirm"].seconds     # longer runs
+    assert full.to_json()["confirm_full"] is True and short.to_json()["confirm_full"] is False

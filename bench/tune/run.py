@@ -163,6 +163,40 @@ def problem(name: str, seeds: int, tables: Path = TABLES) -> dict:
     return out
 
 
+LEVERS = (        # the tuner's own design choices, each replayed at the same budget (the replay decides, not taste)
+    Method("as shipped"),
+    Method("confirm at the full length", confirm_full=True),
+    Method("search and confirm at the full length", search_full=True),
+    Method("+ the chained schedules", chains=True),
+    Method("pruner: no seed noise", seed_sd="none"),
+    Method("pruner: the table's seed noise", seed_sd="table"),
+    Method("2 candidates", candidates=2),
+    Method("confirm full + 2 candidates", confirm_full=True, candidates=2),
+    Method("confirm full + chains", confirm_full=True, chains=True),
+    Method("budget 15runs", budget_runs=15),
+    Method("budget 15runs, confirm full", budget_runs=15, confirm_full=True),
+    Method("budget 15runs, search and confirm full", budget_runs=15, search_full=True),
+)
+
+
+def levers(name: str, seeds: int, tables: Path = TABLES) -> dict:
+    table = load_table(tables / f"{name}.json.gz", version=__version__)
+    g = grid_facts(table)
+    out = {}
+    for m in LEVERS:
+        try:
+            out[m.name] = summary(run_method(table, m, seeds), g["compute_s"], g["seed_sd"])
+        except InputError as exc:      # the plan refuses this design at this budget
+            out[m.name] = {"refused": str(exc)}
+            print(f"| {m.name} | refused: {exc} | | | | |", flush=True)
+            continue
+        s = out[m.name]
+        print(f"| {m.name} | {s['median_regret']:.4f} ({s['median_regret_sd']:.2f}) | {s['p90_regret']:.4f} | "
+              f"{s['p_within_sd']:.2f} | {100 * s['median_compute']:.1f}% | {s['median_trials']:.0f} "
+              f"({s['median_pruned']:.0f}) |", flush=True)
+    return out
+
+
 def print_problem(name: str, r: dict) -> None:
     g = r["grid"]
     print(f"\n{name}: {g['configs']} configurations x {g['runs'] // g['configs']} seeds; best "
@@ -184,6 +218,7 @@ def main() -> None:
     ap.add_argument("--problem", nargs="*", default=None, help="default: every recorded table")
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--tables", type=Path, default=TABLES, help="where the tables are [default: bench/tables]")
+    ap.add_argument("--levers", action="store_true", help="replay the tuner's design choices instead (LEVERS)")
     args = ap.parse_args()
     names = args.problem or [p for p in TABLE_PROBLEMS if (args.tables / f"{p}.json.gz").exists()]
     for n in names:
@@ -197,6 +232,15 @@ def main() -> None:
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip(),
         "cores": os.cpu_count(), "load_before": os.getloadavg(), "seeds": args.seeds, "problems": {}}
     for n in names:
+        if args.levers:
+            print(f"\n{n}: the tuner's levers, {args.seeds} seeds each\n| variant | median regret (sd) | p90 regret | "
+                  "P(regret <= 1 sd) | compute | trials (pruned) |\n|---|---|---|---|---|---|")
+            try:
+                results["problems"][n] = levers(n, args.seeds, args.tables)
+            except InputError as exc:
+                print(f"bench/tune: {exc}", file=sys.stderr)
+                sys.exit(2)
+            continue
         try:
             results["problems"][n] = problem(n, args.seeds, args.tables)
         except InputError as exc:
@@ -204,7 +248,8 @@ def main() -> None:
             sys.exit(2)
         print_problem(n, results["problems"][n])
     results["load_after"] = os.getloadavg()
-    (Path(__file__).parent / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    name = "levers.json" if args.levers else "results.json"
+    (Path(__file__).parent / name).write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

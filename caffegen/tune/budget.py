@@ -14,12 +14,14 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
+__all__ = ["CONFIRM_FULL", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
            "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
            "grid_lrs"]
 
 CONFIRM_CANDIDATES = 3      # the search's best runs that the confirm stage repeats
 CONFIRM_ROUNDS = 2          # seeds added to them (each a round: a verdict between rounds may end it early)
+CONFIRM_FULL = False        # the rounds at the full length (the winner's runs then are the final ones); chosen by
+                            # bench/tune's replay
 SEARCH_TRIALS_MIN = 6       # a search of fewer trials is refused: too few to model anything
 SEARCH_TRIALS_MAX = 200
 GRID_LRS = 5                # the repeated grid a tune is measured against: base_lr a half-decade apart over the
@@ -125,6 +127,7 @@ class Plan:
     test_interval: int
     search_seconds: float                # the search stage's compute budget ([search] seconds), slot-seconds
     mode: str = "search"                 # "grid": the repeated grid fits the budget and is run instead of a search
+    confirm_full: bool = False           # the confirm stage's fresh seeds at the full length (no final run)
 
     @property
     def total_s(self) -> float:
@@ -158,16 +161,18 @@ class Plan:
         return {"budget": asdict(self.budget), "wall_s": self.wall_s, "speed": asdict(self.speed),
                 "stages": [asdict(s) for s in self.stages], "grid_s": self.grid_s, "grid_runs": self.grid_runs,
                 "trials": self.trials, "search_iters": self.search_iters, "iters": self.iters,
-                "test_interval": self.test_interval, "search_seconds": self.search_seconds, "mode": self.mode}
+                "test_interval": self.test_interval, "search_seconds": self.search_seconds, "mode": self.mode,
+                "confirm_full": self.confirm_full}
 
 
 def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, test_interval: int,
               search_test_interval: int, policies: int, sanity_iters: int, lrfind_iters: int, final: str,
-              skip_sanity: bool = False, spent: float = 0.0) -> Plan:
+              skip_sanity: bool = False, spent: float = 0.0, confirm_full: bool = False) -> Plan:
     """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run);
     then the confirm stage (``CONFIRM_CANDIDATES`` x ``CONFIRM_ROUNDS`` runs of ``search_iters``); the search gets
     the rest, as a compute budget for its study and a number of trials (unpruned: a pruned trial only gives time
-    back). ``spent``: what the budget already paid (the measure stage). A budget too small for sanity, lr-find, a
+    back). ``spent``: what the budget already paid (the measure stage). ``confirm_full``: the confirm stage's fresh
+    seeds run at the full length, so the winner needs no final run. A budget too small for sanity, lr-find, a
     minimal search and the final run is refused (one line)."""
     full = speed.run_s(iters, test_interval)
     short = speed.run_s(search_iters, search_test_interval)
@@ -195,13 +200,15 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
             Stage("look", "evaluate per class, every stage's report, TensorBoard", grid_look, grid_look / full)]
         return Plan(budget, total, speed, stages, grid_s, grid_runs, grid_runs, iters, iters, test_interval, 0.0,
                     mode="grid")
+    final = "none" if confirm_full else final
     final_s = full + speed.sweep_s if final != "none" else 0.0
     confirm_runs = CONFIRM_CANDIDATES * CONFIRM_ROUNDS
-    confirm = CONFIRM_ROUNDS * (math.ceil(CONFIRM_CANDIDATES / speed.slots) * short + speed.sweep_s)
+    confirm_run = full if confirm_full else short
+    confirm = CONFIRM_ROUNDS * (math.ceil(CONFIRM_CANDIDATES / speed.slots) * confirm_run + speed.sweep_s)
     search_min = math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short + speed.sweep_s
     sweeps = 1 + CONFIRM_ROUNDS + (final != "none")
     look = speed.look_s(confirm_runs + 1, sweeps, SEARCH_TRIALS_MIN)
-    minimum = sanity + lrfind + final_s + search_min + look
+    minimum = sanity + lrfind + final_s + search_min + look + (full + speed.sweep_s if confirm_full else 0.0)
     if wall < minimum:
         need = duration(minimum + spent)
         runs = (minimum + spent) * speed.slots / full
@@ -224,15 +231,16 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     stages = measured + [
         Stage("search", f"TPE + noise-aware pruning: {trials} trials of {search_iters} iterations' worth (more when "
                         "some are pruned)", search, search * speed.slots / full, {"trials": trials}),
-        Stage("confirm", f"the best {CONFIRM_CANDIDATES} run again with up to {CONFIRM_ROUNDS} fresh seeds",
-              confirm, confirm * speed.slots / full),
+        Stage("confirm", f"the best {CONFIRM_CANDIDATES} run again with up to {CONFIRM_ROUNDS} fresh seeds"
+                         + (f" at the full length ({iters} iterations: the winner's runs are the final ones)"
+                            if confirm_full else ""), confirm, confirm * speed.slots / full),
     ]
     if final != "none":
         stages.append(Stage("final", f"the winner {'retrained' if final == 'retrain' else 'extended'} to "
                                      f"{iters} iterations", final_s, final_s / full))
     stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, look / full))
     return Plan(budget, total, speed, stages, grid_s, grid_runs, min(SEARCH_TRIALS_MAX, 2 * trials), search_iters,
-                iters, test_interval, search_seconds)
+                iters, test_interval, search_seconds, confirm_full=confirm_full)
 
 
 def grid_lrs(low: float, high: float) -> list[float]:

@@ -24,6 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from .budget import CONFIRM_FULL
 from .table import Config, Curve, CurveTable
 
 __all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon", "repeated_grid_compute"]
@@ -43,7 +44,7 @@ class Method:
     seed_sd: str = "prior"            # the noise pruner's seed sd: "prior" (the live tune's), "none", "table"
     candidates: int = 3               # tune: the search's best repeated in the confirm stage
     confirm_rounds: int = 2           # tune: fresh seeds per candidate
-    confirm_full: bool = False        # tune: confirm at the full length (else at the search's)
+    confirm_full: bool = CONFIRM_FULL  # tune: confirm at the full length (else at the search's), no final run
     search_full: bool = False         # tune: search (and confirm) at the full length, pruned (--search-iters N)
     final: bool = True                # tune: the winner retrained at the full length
     budget_runs: float = 10.0         # tune: --budget Nruns (N full-length runs of compute)
@@ -316,7 +317,8 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     plan = make_plan(Budget(f"{method.budget_runs:g}runs", runs=method.budget_runs), speed, iters=iters,
                      search_iters=search_iters, test_interval=full["solver"]["test_interval"],
                      search_test_interval=short["solver"]["test_interval"], policies=len(policies),
-                     sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final="retrain", spent=measure_s)
+                     sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final="retrain", spent=measure_s,
+                     confirm_full=method.confirm_full or method.search_full)
     stages: dict[str, float] = {"measure": measure_s}
     planned = {s.name: s.seconds for s in plan.stages}
     stages["sanity"] = planned.get("sanity", 0.0)

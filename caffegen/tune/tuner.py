@@ -31,7 +31,7 @@ from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
 from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_ROUNDS, GRID_REPEATS, Plan, Speed, duration, grid_lrs,
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, GRID_REPEATS, Plan, Speed, duration, grid_lrs,
                      make_plan, parse_budget, search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
 from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd, search_tables
@@ -269,7 +269,9 @@ class Tuner:
                          test_interval=full["solver"]["test_interval"],
                          search_test_interval=short["solver"]["test_interval"], policies=len(o.policies),
                          sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final=o.final,
-                         skip_sanity=not o.sanity, spent=self.state.spent("measure"))
+                         skip_sanity=not o.sanity, spent=self.state.spent("measure"),
+                         confirm_full=CONFIRM_FULL if self.state.plan is None else self.state.plan.get("confirm_full",
+                                                                                                       False))
         if self.state.plan is None:
             self.state.plan = plan.to_json()
             self.state.save()
@@ -359,7 +361,7 @@ class Tuner:
                 if grid_mode:
                     self._grid_verdict(entry, search_dir, candidates)
                 else:
-                    self._confirm(entry, short, candidates, speed, plan)
+                    self._confirm(entry, full if plan.confirm_full else short, candidates, speed, plan)
         verdict = self.state.stage("confirm")["decision"]
         winner = verdict["winner"]
         self.log(f"[tune] {verdict['headline']}")
@@ -371,6 +373,9 @@ class Tuner:
                 if grid_mode:     # the winner already ran at the full length, with every seed of the grid
                     self.log("[tune] final: the grid trained the winner at the full length (3 seeds): nothing to "
                              "retrain")
+                elif plan.confirm_full and verdict["winner"].get("seeds"):
+                    self.log("[tune] final: the confirm stage trained the winner at the full length "
+                             f"({verdict['winner']['seeds']} fresh seeds): nothing to retrain")
                 elif o.final == "retrain":
                     spec = self._write_spec("final", final_tables(full, winner["point"]))
                     self._sweep(spec, final_dir, "final")
@@ -380,13 +385,18 @@ class Tuner:
                     t0 = time.time()
                     extend_run(search_dir / winner["runs"][0], iters, self.caffe, log=self.log, gpus=o.gpus)
                     entry["compute_s"] = round(entry.get("compute_s", 0.0) + time.time() - t0, 3)
-                entry["decision"] = {"how": "grid" if grid_mode else o.final, "iters": iters}
+                how = "grid" if grid_mode else "confirm" if plan.confirm_full and winner.get("seeds") else o.final
+                entry["decision"] = {"how": how, "iters": iters}
 
         # 6. look
         if not self.state.done("look"):
             with self._stage("look") as entry:
-                entry["decision"] = self._look(final_dir if o.final == "retrain" and not grid_mode else search_dir,
-                                               winner)
+                how = self.state.stage("final").get("decision", {}).get("how", o.final)
+                if how == "confirm":       # the winner's best fresh-seed run, in its confirm round's folder
+                    where = self._confirm_run(winner)
+                else:
+                    where = final_dir if how == "retrain" else search_dir
+                entry["decision"] = self._look(where, winner)
         return self._finish(winner, verdict)
 
     def _search_seconds(self, plan: Plan, speed: Speed, short: dict[str, Any]) -> float:
@@ -409,7 +419,7 @@ class Tuner:
             for name, v in done["values"].items():
                 values.setdefault(name, {})[int(done["seed"])] = v
             alive = [n for n in alive if n in done["alive"]]
-        run_s = speed.run_s(plan.search_iters, short["solver"]["test_interval"])
+        run_s = speed.run_s(short["solver"]["max_iter"], short["solver"]["test_interval"])
         final_s = sum(s.seconds for s in plan.stages if s.name == "final")
         searched = len(_rows(self.out / "search"))
         method = "no confirm round: the search's best"
@@ -447,6 +457,13 @@ class Tuner:
         entry["decision"] = {"winner": {**win, "mean": mean, "seeds": n}, "tied": tied, "method": method,
                              "headline": head, "values": values}
 
+    def _confirm_run(self, winner: dict[str, Any]) -> Path:
+        """The winner's best confirm run (its fresh seed with the best value)."""
+        values = self.state.stage("confirm")["decision"]["values"][winner["name"]]
+        sign = 1.0 if winner["maximize"] else -1.0
+        seed = max(values, key=lambda s: sign * values[s])
+        return self.out / "confirm" / f"seed{seed}" / f"{variant_name(winner['point'])}_seed{seed}"
+
     def _grid_verdict(self, entry: dict[str, Any], grid_dir: Path, candidates: list[dict[str, Any]]) -> None:
         """The repeated grid's verdict, by the confirm stage's own rule (:func:`.decide.confirm_round` over every
         configuration's seeds, :func:`.decide.choose`): no run of its own."""
@@ -472,8 +489,12 @@ class Tuner:
         from ..report import write_report
 
         out: dict[str, Any] = {}
+        from ..evaluate import evaluate_run
+        from ..layout import is_sweep_dir
+
         try:     # first: each report is written once, after it, linking the evaluation
-            ev = evaluate_sweep(sweep_dir, snapshot="best", report=False)[0]
+            ev = (evaluate_sweep(sweep_dir, snapshot="best", report=False)[0] if is_sweep_dir(sweep_dir)
+                  else evaluate_run(sweep_dir, snapshot="best"))    # one run (the winner's, of a confirm round)
             out["evaluation"] = {"run": ev.run_dir.name, "iteration": ev.iteration, "top1": ev.top1, "top5": ev.top5,
                                  "images": ev.images, "index": str(ev.out_dir / "index.html")}
             self.log(f"[tune] evaluated {ev.run_dir.name} @ iteration {ev.iteration}: top-1 {ev.top1:.4f} on "
