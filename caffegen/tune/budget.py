@@ -16,7 +16,7 @@ from ..errors import InputError
 
 __all__ = ["CONFIRM_FULL", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
            "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
-           "grid_lrs"]
+           "grid_lrs", "confirm_round_fits"]
 
 CONFIRM_CANDIDATES = 3      # the search's best runs that the confirm stage repeats
 CONFIRM_ROUNDS = 2          # seeds added to them (each a round: a verdict between rounds may end it early)
@@ -241,6 +241,15 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, look / full))
     return Plan(budget, total, speed, stages, grid_s, grid_runs, min(SEARCH_TRIALS_MAX, 2 * trials), search_iters,
                 iters, test_interval, search_seconds, confirm_full=confirm_full)
+
+
+def confirm_round_fits(speed: Speed, *, wall_s: float, spent: float, alive: int, run_s: float, final_s: float,
+                       runs_before: int, rounds_before: int, final: bool, searched: int) -> tuple[bool, float]:
+    """Whether one more confirm round of ``alive`` candidates fits the budget's wall ``wall_s`` (within 5%) after
+    ``spent``, keeping the final run and the look in reserve; and the round's estimated wall."""
+    cost = math.ceil(alive / speed.slots) * run_s + speed.sweep_s
+    reserve = final_s + speed.look_s(runs_before + alive + 1, 2 + rounds_before + final, searched)
+    return spent + cost + reserve <= 1.05 * wall_s, cost
 
 
 def grid_lrs(low: float, high: float) -> list[float]:

@@ -33,7 +33,7 @@ __all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon"
 @dataclass(frozen=True)
 class Method:
     """A tuner to replay. ``kind``: ``tune`` (caffegen tune's stages), ``search`` (one Optuna search of full-length
-    runs: random search, TPE + ASHA / Hyperband; its best value wins), ``grid`` (base_lr 0.1/0.01/0.001 x Caffe's
+    runs: random search, TPE + ASHA / Hyperband; its best value wins), ``grid`` (3 base_lr a decade apart x Caffe's
     seven, one seed, best value wins) or ``oneshot`` (lr-find's suggestion with poly, one full run)."""
 
     name: str
@@ -300,7 +300,7 @@ def _lrfind(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
 
 
 def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
-    from .budget import CONFIRM_CANDIDATES, Budget, make_plan, search_seconds
+    from .budget import CONFIRM_CANDIDATES, Budget, confirm_round_fits, make_plan, search_seconds
     from .decide import candidates, choose, confirm_round
     from .specs import TuneNet, base_tables, lr_range, search_tables
     from .tuner import LRFIND_ITERS, SANITY_ITERS
@@ -349,6 +349,8 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     # confirm: fresh seeds (roles 1, 2, ...), round by round, while the budget holds
     final_s = planned.get("final", 0.0)
     confirm_iters = iters if method.confirm_full else search_iters
+    confirm_base = full if confirm_iters == iters else short
+    run_s = speed.run_s(confirm_base["solver"]["max_iter"], confirm_base["solver"]["test_interval"])
     if confirm_iters == iters:     # fresh seeds at the full length: the final run is one of them (or the search's)
         final_s = 0.0
     alive = [c.name for c in cands]
@@ -358,16 +360,17 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
         if len(alive) < 2:
             break
         curves = {n: table.curve(*configs[n], role(configs[n], r), confirm_iters) for n in alive}
+        fits, _ = confirm_round_fits(speed, wall_s=plan.wall_s, spent=wall, alive=len(alive), run_s=run_s,
+                                     final_s=final_s, runs_before=sum(len(v) for v in values.values()),
+                                     rounds_before=r - 1, final=bool(final_s), searched=started)
+        if not fits:
+            break
         # the round's wall: its runs in slots, longest first (what the live sweep does with equal runs)
         lanes = [0.0] * slots
         for c in sorted(curves.values(), key=lambda c: -c.wall_s):
             i = lanes.index(min(lanes))
             lanes[i] += c.wall_s
-        cost = max(lanes) + speed.sweep_s
-        reserve = final_s + speed.look_s(len(trials) + len(cands) * r, 2 + r, len(trials))
-        if wall + cost + reserve > 1.05 * plan.wall_s:
-            break
-        wall += cost
+        wall += max(lanes) + speed.sweep_s
         confirm_compute += sum(c.wall_s for c in curves.values()) + speed.sweep_s
         for n, c in curves.items():
             v = c.best(table.maximize)
@@ -462,11 +465,13 @@ def _replay_search(table: CurveTable, method: Method, seed: int, slots: int, rol
 
 
 def _replay_grid(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
-    """The one-seed grid a practitioner runs by hand: 3 base_lr a decade apart x Caffe's seven, best value wins."""
+    """The one-seed grid a practitioner runs by hand: 3 base_lr a decade apart (the table's highest, a decade and two
+    below) x Caffe's seven, best value wins."""
     sign = 1.0 if table.maximize else -1.0
     best, compute, anytime = None, 0.0, []
+    top = table.lrs()[-1]
     for policy in [p for p in CAFFE_SEVEN if p in table.policies()]:
-        for lr in (0.1, 0.01, 0.001):
+        for lr in (top, top / 10, top / 100):
             config = table.config(lr, policy)
             c = table.curve(*config, role(config, 0))
             compute += c.wall_s

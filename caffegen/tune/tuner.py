@@ -15,7 +15,6 @@ tune's arguments on the same folder are refused.
 """
 from __future__ import annotations
 
-import math
 import shutil
 import signal
 import time
@@ -31,8 +30,8 @@ from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
 from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, GRID_REPEATS, Plan, Speed, duration, grid_lrs,
-                     make_plan, parse_budget, search_seconds)
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, GRID_REPEATS, Plan, Speed,
+                     confirm_round_fits, duration, grid_lrs, make_plan, parse_budget, search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
 from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd, search_tables
 from .state import TuneState
@@ -426,10 +425,12 @@ class Tuner:
         for seed in range(len(rounds) + 1, CONFIRM_ROUNDS + 1):
             if len(alive) < 2:
                 break
-            cost = math.ceil(len(alive) / speed.slots) * run_s + speed.sweep_s
-            runs = sum(len(r["values"]) for r in rounds) + len(alive) + 1
-            reserve = final_s + speed.look_s(runs, 2 + len(rounds) + (self.opts.final != "none"), searched)
-            if self.state.spent() + (time.time() - self.stage_t0) + cost + reserve > 1.05 * plan.wall_s:
+            fits, cost = confirm_round_fits(
+                speed, wall_s=plan.wall_s, spent=self.state.spent() + (time.time() - self.stage_t0),
+                alive=len(alive), run_s=run_s, final_s=final_s, runs_before=sum(len(r["values"]) for r in rounds),
+                rounds_before=len(rounds), final=self.opts.final != "none" and not plan.confirm_full,
+                searched=searched)
+            if not fits:
                 self.log(f"[tune] confirm: no round {seed}: {duration(cost)} would not fit the budget")
                 break
             spec = self._write_spec(f"confirm-seed{seed}", confirm_tables(
