@@ -154,9 +154,10 @@ def curves_of(sweep: Path, iters: int) -> list:
         wall = float(r["wall_s"] or last)
         offset = max(0.0, wall - last)       # launch to the log's first line, and the exit: counted at the start
         train = [(int(i), float(v)) for i, v in curves.train.series("loss")]
+        manifest = json.loads((sweep / r.variant / "manifest.json").read_text())
         out.append(Curve(float(r.axes["base_lr"]), str(r.axes["lr_policy"]), int(r.params["solver"]["random_seed"]),
                          iters, tuple(steps), tuple(top1), tuple(loss), tuple(offset + s for s in secs), wall,
-                         tuple(train)))
+                         tuple(train), float(manifest.get("overhead_s") or 0.0), int(r["attempts"] or 1)))
     return out
 
 

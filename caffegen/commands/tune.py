@@ -41,15 +41,17 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sa
 
     \b
     The order an expert works in (docs/tune.md), every stage shown as it runs:
-      measure  time this net on this hardware, print the plan and its cost
-               beside the full grid's (a budget too small is refused here)
+      measure  time this net on this hardware, print the plan and its compute
+               as a fraction of the repeated grid over the same space (a
+               budget too small is refused here; one the repeated grid
+               fits runs that grid instead of a search)
       sanity   can the net overfit 2 images per class? FAIL stops, with causes
       lr-find  the LR range test sets the base_lr decades to search
       search   TPE over base_lr x the schedules; a run is pruned only when it
-               is behind beyond the val set's noise, against runs at the same
-               stage of their schedule
-      confirm  the best 3 repeated with more seeds until the pooled seed-noise
-               test separates a winner (else: tied, and named)
+               is behind beyond the val set's and the seeds' noise, against
+               runs at the same stage of their schedule
+      confirm  the best 3 run again with fresh seeds until the pooled
+               seed-noise test separates a winner (else: tied, and named)
       final    the winner retrained to the full length (or extended)
       look     evaluated per class; reports; TensorBoard log; the bill
     \b

@@ -110,6 +110,7 @@ class _Clock:
         self.events: list[tuple[float, int, int]] = []   # (time, tie-break, run id)
         self.runs: dict[int, dict[str, Any]] = {}
         self.finished_s = 0.0          # wall seconds of runs that ended
+        self.overhead_s = 0.0          # the driver's own work per run started (measured, recorded with each run)
         self._n = 0
 
     def free(self) -> int:
@@ -120,6 +121,7 @@ class _Clock:
         self._n += 1
         passes = [i for i, s in enumerate(curve.steps) if s > 0 and (upto is None or s <= upto)]
         self.runs[rid] = {"curve": curve, "start": self.now, "passes": passes, "k": 0, "payload": payload}
+        self.overhead_s += curve.overhead_s
         self._next(rid)
         return rid
 
@@ -340,7 +342,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     compute0 = sum(stages.values())
     trials, started, pruned = _search(table, tables, iters=search_iters, slots=slots, role=role, truth_regret=regret,
                                       clock=clock, anytime=anytime, compute0=compute0)
-    stages["search"] = clock.finished_s + speed.sweep_s
+    stages["search"] = clock.finished_s + clock.overhead_s + speed.sweep_s
     wall += clock.now + speed.sweep_s
     cands = candidates(trials, maximize=table.maximize, k=method.candidates or CONFIRM_CANDIDATES)
     if not cands:
@@ -371,7 +373,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
             i = lanes.index(min(lanes))
             lanes[i] += c.wall_s
         wall += max(lanes) + speed.sweep_s
-        confirm_compute += sum(c.wall_s for c in curves.values()) + speed.sweep_s
+        confirm_compute += sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s
         for n, c in curves.items():
             v = c.best(table.maximize)
             values[n][r] = table.worst if v is None else v
@@ -386,7 +388,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     anytime.append((sum(stages.values()), regret(chosen)))
     if method.final and (final_s or (not method.search_full and not any(values.values()))):
         final = table.curve(*chosen, role(chosen, 0), iters)
-        stages["final"] = final.wall_s + speed.sweep_s
+        stages["final"] = final.wall_s + final.overhead_s + speed.sweep_s
         wall += final.wall_s + speed.sweep_s
     stages["look"] = planned.get("look", 0.0)
     wall += stages["look"] + stages["measure"]
@@ -408,7 +410,7 @@ def _replay_repeated_grid(table: CurveTable, method: Method, seed: int, slots: i
     for config in configs:
         for r in range(GRID_REPEATS):
             c = table.curve(*config, role(config, r))
-            compute += c.wall_s
+            compute += c.wall_s + c.overhead_s
             v = c.best(table.maximize)
             values.setdefault(repr(config), {})[r] = table.worst if v is None else v
     alive, _ = confirm_round(values, list(values), maximize=table.maximize)
@@ -459,7 +461,7 @@ def _replay_search(table: CurveTable, method: Method, seed: int, slots: int, rol
     if not best:
         raise RuntimeError("no trial finished")
     chosen = table.config(best[0].point["base_lr"], best[0].point["lr_policy"])
-    compute = clock.finished_s
+    compute = clock.finished_s + clock.overhead_s
     return _outcome(method, seed, chosen, table, regret, compute, clock.now, stages={"search": compute},
                     anytime=anytime, trials=started, pruned=pruned)
 
@@ -474,7 +476,7 @@ def _replay_grid(table: CurveTable, method: Method, seed: int, slots: int, role,
         for lr in (top, top / 10, top / 100):
             config = table.config(lr, policy)
             c = table.curve(*config, role(config, 0))
-            compute += c.wall_s
+            compute += c.wall_s + c.overhead_s
             v = c.best(table.maximize)
             if v is not None and (best is None or sign * v > sign * best[0]):
                 best = (v, config)
@@ -489,9 +491,9 @@ def _replay_oneshot(table: CurveTable, method: Method, seed: int, slots: int, ro
     lr = found.get("suggested") or 0.01
     chosen = table.config(lr, "poly")
     c = table.curve(*chosen, role(chosen, 0))
-    compute = found["wall_s"] + c.wall_s
+    compute = found["wall_s"] + c.wall_s + c.overhead_s
     return _outcome(method, seed, chosen, table, regret, compute, compute, stages={"lr-find": found["wall_s"],
-                    "final": c.wall_s}, anytime=[(compute, regret(chosen))], trials=1)
+                    "final": c.wall_s + c.overhead_s}, anytime=[(compute, regret(chosen))], trials=1)
 
 
 def repeated_grid_compute(table: CurveTable, method: Method) -> float:

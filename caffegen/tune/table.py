@@ -42,6 +42,8 @@ class Curve:
     times: tuple[float, ...]        # seconds from the run's launch to each test pass
     wall_s: float                   # launch to exit
     train: tuple[tuple[int, float], ...] = ()   # (iteration, train loss)
+    overhead_s: float = 0.0         # the driver's own work for the run (render, launch, log parsing): measured
+    attempts: int = 1               # >1: the run was interrupted and resumed from its snapshot while recorded
 
     @property
     def config(self) -> Config:
@@ -193,7 +195,8 @@ def _curve(d: dict[str, Any]) -> Curve:
     return Curve(float(d["base_lr"]), str(d["lr_policy"]), int(d["seed"]), int(d["iters"]), tuple(d["steps"]),
                  tuple(nan if v is None else float(v) for v in d["values"]),
                  tuple(nan if v is None else float(v) for v in d["losses"]), tuple(d["times"]), float(d["wall_s"]),
-                 tuple((int(i), nan if v is None else float(v)) for i, v in d.get("train", ())))
+                 tuple((int(i), nan if v is None else float(v)) for i, v in d.get("train", ())),
+                 float(d.get("overhead_s", 0.0)), int(d.get("attempts", 1)))
 
 
 def save_table(table: CurveTable, path: Path) -> Path:
