@@ -124,8 +124,8 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     verdict = state["stages"]["confirm"]["decision"]
     winner = verdict["winner"]
     assert verdict["headline"].startswith(f"winner {winner['name']}: ") and "top-1" in verdict["headline"]
-    for r in state["stages"]["confirm"].get("rounds", []):          # fresh seeds only: never the search's seed 0
-        assert r["seed"] >= 1
+    for values in verdict["values"].values():                           # fresh seeds only: never the search's seed 0
+        assert "0" not in values and 0 not in values
     final = store_rows(out / "final")
     assert list(final) == [winner["name"]] and final[winner["name"]]["last_iter"] == 60
     for stage in ("search", "final"):                 # every stage's spec is a sweep anyone can rerun
@@ -220,9 +220,13 @@ def test_tune_runs_the_repeated_grid_when_it_fits(folder, tmp_path):
     assert "the repeated grid fits the budget" in proc.stderr
     state = json.loads((out / "tune.json").read_text())
     assert state["plan"]["mode"] == "grid"
+    from caffegen.tune.budget import grid_lrs
+
     rows = store_rows(out / "search")
     lr = state["stages"]["lr-find"]["decision"]
-    assert len(rows) == 3 * 2 * len({r["params"]["solver"]["base_lr"] for r in rows.values()})   # 3 seeds each
+    rates = grid_lrs(lr["low"], lr["high"])
+    assert sorted({r["params"]["solver"]["base_lr"] for r in rows.values()}) == sorted(rates)
+    assert len(rows) == 3 * 2 * len(rates)                                            # 3 seeds of each point
     assert all(r["last_iter"] == 20 for r in rows.values())                          # at the full length
     verdict = state["stages"]["confirm"]["decision"]
     assert "over 3 seeds of the repeated grid" in verdict["headline"]

@@ -143,7 +143,7 @@ def curves_of(sweep: Path, iters: int) -> list:
     for r in rows:
         if r.status not in WITH_RESULT and r.status != "diverged":
             raise SystemExit(f"record: {sweep.name}/{r.variant} is {r.status}: rerun to finish it")
-        curves = parse_log(sweep / r.variant / "train.log")
+        curves = parse_log(sweep / r.variant / "train.log").resolved()   # a chain's segments, a resumed attempt
         test = curves.test
         steps = [int(s) for s in test.column("NumIters")]
         top1 = [float("nan") if v is None else float(v) for v in test.column(TOP1)]
@@ -156,7 +156,7 @@ def curves_of(sweep: Path, iters: int) -> list:
         train = [(int(i), float(v)) for i, v in curves.train.series("loss")]
         manifest = json.loads((sweep / r.variant / "manifest.json").read_text())
         out.append(Curve(float(r.axes["base_lr"]), str(r.axes["lr_policy"]), int(r.params["solver"]["random_seed"]),
-                         iters, tuple(steps), tuple(top1), tuple(loss), tuple(offset + s for s in secs), wall,
+                         iters, tuple(steps), tuple(top1), tuple(loss), tuple(min(wall, offset + s) for s in secs), wall,
                          tuple(train), float(manifest.get("overhead_s") or 0.0), int(r["attempts"] or 1)))
     return out
 

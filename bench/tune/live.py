@@ -44,6 +44,7 @@ def live_tune(name: str, work: Path, table, seed: int, budget: str) -> dict:
                            "--budget", budget, "--out", str(out)], cwd=work, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"bench/tune/live: caffegen tune exited {proc.returncode}: {proc.stderr.strip()[-1500:]}")
+    from caffegen.sweep.store import read_sweep
     from caffegen.tune.report import bill_of, grid_compute_s
 
     state = json.loads((out / "tune.json").read_text())
@@ -55,8 +56,7 @@ def live_tune(name: str, work: Path, table, seed: int, budget: str) -> dict:
     compute = sum(b["compute_s"] for b in bill)
     return {"seed": seed, "winner": point, "config": list(config), "truth": table.truth(*config),
             "regret": sign * (best - table.truth(*config)), "compute_s": compute,
-            "of_grid_plan": compute / grid_compute_s(state["plan"]), "trials": len(state["stages"]["search"]
-                                                                                  ["decision"]["candidates"])}
+            "of_grid_plan": compute / grid_compute_s(state["plan"]), "trials": len(read_sweep(out / "search")[0])}
 
 
 class _State:

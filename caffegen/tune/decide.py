@@ -53,9 +53,11 @@ def _mean(vs: Mapping[int, float]) -> float:
 def confirm_round(values: Mapping[str, Mapping[int, float]], alive: Sequence[str], *,
                   maximize: bool) -> tuple[list[str], str]:
     """After a round: the candidates that could still be the best (Hsu's MCB on the pooled seed noise of the alive
-    ones' fresh seeds), and how that was decided. With no repeats yet, every candidate stays."""
+    ones' fresh seeds), and how that was decided. A candidate with no value (its fresh runs diverged or failed) is
+    out; with no repeats yet, every other candidate stays."""
     from ..report.stats import could_be_best, seed_noise
 
+    alive = [n for n in alive if values.get(n)]
     noise = seed_noise({n: values[n] for n in alive})
     if noise is None or noise.df < 1:
         return list(alive), "one seed each: no repeats to estimate the seed noise"

@@ -45,7 +45,8 @@ class Method:
     candidates: int = 3               # tune: the search's best repeated in the confirm stage
     confirm_rounds: int = 2           # tune: fresh seeds per candidate
     confirm_full: bool = CONFIRM_FULL  # tune: confirm at the full length (else at the search's), no final run
-    search_full: bool = False         # tune: search (and confirm) at the full length, pruned (--search-iters N)
+    search_full: bool = False         # tune: search (12 passes) and confirm at the full length, pruned; a lever
+                                      # of the replay, not (yet) a live option
     final: bool = True                # tune: the winner retrained at the full length
     budget_runs: float = 10.0         # tune: --budget Nruns (N full-length runs of compute)
     compute: float | None = None      # search: the compute budget in slot-seconds (None: set to match the tune's)
@@ -131,7 +132,7 @@ class _Clock:
             t = r["start"] + r["curve"].times[r["passes"][r["k"]]]
         else:
             t = r["start"] + r["curve"].wall_s
-        heapq.heappush(self.events, (t, self._n + rid * 0, rid))
+        heapq.heappush(self.events, (t, self._n, rid))
         self._n += 1
 
     def spent(self) -> float:
@@ -188,12 +189,19 @@ def _decay_left(iters: int, test_interval: int):
     return decay
 
 
+def _name(config: Config) -> str:
+    """A trial's name by the table configuration it trains (two sampled rates that snap to one table rate are one
+    configuration: the live tune would have run two)."""
+    from ..prototxt.options import variant_name
+
+    return variant_name({"base_lr": config[0], "lr_policy": config[1]})
+
+
 def _search(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int, role: Callable[[Config, int], int],
             truth_regret: Callable[[Config], float], clock: _Clock, anytime: list,
             compute0: float) -> tuple[list, int, int]:
     """One search (``tables``' [search], parsed by the sweep's own parser) replayed on ``clock``: its trials as
     :class:`~caffegen.tune.decide.SearchOutcome`, how many started and how many were pruned."""
-    from ..prototxt.options import variant_name
     from ..sweep.search import RunShape, distributions, make_pruner, make_sampler, optuna_or_error
     from .decide import SearchOutcome
 
@@ -234,13 +242,12 @@ def _search(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                     clock.end(rid)
                     pruned += 1
-                    out.append(SearchOutcome(variant_name(run["payload"]["params"]), run["payload"]["params"],
+                    out.append(SearchOutcome(_name(run["payload"]["config"]), run["payload"]["params"],
                                              curve.best(maximize, curve.steps[i]), pruned=True))
             continue
         value = curve.best(maximize)
-        worst = table.worst
-        study.tell(trial, value if value is not None else worst)
-        out.append(SearchOutcome(variant_name(run["payload"]["params"]), run["payload"]["params"], value))
+        study.tell(trial, value if value is not None else (0.0 if maximize else float("inf")))   # as TrialSource.end
+        out.append(SearchOutcome(_name(run["payload"]["config"]), run["payload"]["params"], value))
         if value is not None and (best is None or sign * value > sign * best[0]):
             best = (value, run["payload"]["config"])
             anytime.append((compute0 + clock.spent(), truth_regret(best[1])))
@@ -376,7 +383,8 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
         confirm_compute += sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s
         for n, c in curves.items():
             v = c.best(table.maximize)
-            values[n][r] = table.worst if v is None else v
+            if v is not None:         # as the live _round_values: a run with no value records nothing
+                values[n][r] = v
         alive, _ = confirm_round(values, alive, maximize=table.maximize)
     stages["confirm"] = confirm_compute
     if any(values[n] for n in alive):
@@ -391,7 +399,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
         stages["final"] = final.wall_s + final.overhead_s + speed.sweep_s
         wall += final.wall_s + speed.sweep_s
     stages["look"] = planned.get("look", 0.0)
-    wall += stages["look"] + stages["measure"]
+    wall += stages["look"]
     compute = sum(stages.values())
     anytime.append((compute, regret(chosen)))
     return _outcome(method, seed, chosen, table, regret, compute, wall, stages=stages, anytime=anytime,
@@ -404,22 +412,25 @@ def _replay_repeated_grid(table: CurveTable, method: Method, seed: int, slots: i
     from .budget import GRID_REPEATS, grid_lrs
     from .decide import choose, confirm_round
 
-    configs = list(dict.fromkeys(table.config(x, p) for x in grid_lrs(*lr) for p in policies))
+    points = [(x, p) for x in grid_lrs(*lr) for p in policies]       # every one trains, and is paid for
     values: dict[str, dict[int, float]] = {}
     compute = 0.0
-    for config in configs:
+    for x, p in points:
+        config = table.config(x, p)
         for r in range(GRID_REPEATS):
             c = table.curve(*config, role(config, r))
             compute += c.wall_s + c.overhead_s
             v = c.best(table.maximize)
-            values.setdefault(repr(config), {})[r] = table.worst if v is None else v
+            if v is not None:         # as the live _grid_verdict: a run with no value is left out
+                values.setdefault(_name(config), {})[r] = v
+    configs = {_name(table.config(x, p)): table.config(x, p) for x, p in points}
     alive, _ = confirm_round(values, list(values), maximize=table.maximize)
-    chosen = next(k for k in configs if repr(k) == choose(values, alive, maximize=table.maximize).winner)
+    chosen = configs[choose(values, alive, maximize=table.maximize).winner]
     stages["search"] = compute + speed.sweep_s
     stages["look"] = planned.get("look", 0.0)
     total = sum(stages.values())
     return _outcome(method, seed, chosen, table, regret, total, wall + compute / slots + stages["look"],
-                    stages=stages, anytime=[(total, regret(chosen))], trials=len(configs) * GRID_REPEATS)
+                    stages=stages, anytime=[(total, regret(chosen))], trials=len(points) * GRID_REPEATS)
 
 
 def _pruner_sd(table: CurveTable, method: Method, iters: int) -> float | None:

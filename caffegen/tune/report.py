@@ -15,6 +15,9 @@ from .state import TuneState
 __all__ = ["write_tune_report", "bill_of"]
 
 
+SWEEP_STAGES = ("search", "confirm", "final")
+
+
 def grid_compute_s(plan: dict[str, Any]) -> float:
     """The repeated grid's compute (slot-seconds) as the plan estimated it: its runs x one full-length run."""
     if not plan:
@@ -36,7 +39,9 @@ def bill_of(state: TuneState) -> list[dict[str, Any]]:
     for name, s in state.stages.items():
         runs = float(s.get("compute_s", 0.0))
         spent = float(s.get("spent_s", 0.0))
-        compute = runs + max(0.0, spent - runs / slots)
+        # a sweep stage: its runs in slots, plus its own wall beyond what they covered; a probe or the look: one
+        # slot for its wall (what the plan and the replay count)
+        compute = runs + max(0.0, spent - runs / slots) if name in SWEEP_STAGES else max(runs, spent)
         out.append({"stage": name, "status": s.get("status"), "spent_s": spent, "compute_s": compute,
                     "of_grid": compute / grid if grid else None})
     return out

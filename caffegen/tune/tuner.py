@@ -390,7 +390,8 @@ class Tuner:
         # 6. look
         if not self.state.done("look"):
             with self._stage("look") as entry:
-                how = self.state.stage("final").get("decision", {}).get("how", o.final)
+                how = (self.state.stage("final").get("decision", {}).get("how")
+                       or ("confirm" if plan.confirm_full and winner.get("seeds") else o.final))
                 if how == "confirm":       # the winner's best fresh-seed run, in its confirm round's folder
                     where = self._confirm_run(winner)
                 else:
