@@ -165,7 +165,7 @@ def test_the_replayed_tune_finds_the_known_best_within_its_budget():
     from caffegen.tune.replay import Method, replay, speed_of
 
     t = _table()
-    out = replay(t, Method("tune", chains=False, budget_runs=12), 0)
+    out = replay(t, Method("tune", chains=False, budget="12runs"), 0)
     assert out.chosen == (0.01, "poly") and out.regret == pytest.approx(0.0)
     assert out.trials >= 6
     # the budget: 12 full-length runs' worth of wall on 2 slots, as the live plan reads --budget 12runs (+-10%)
@@ -173,7 +173,7 @@ def test_the_replayed_tune_finds_the_known_best_within_its_budget():
     assert out.wall_s <= 1.1 * 12 * full / 2
     assert out.stages["search"] > 0 and out.stages["confirm"] > 0 and out.stages["final"] >= 126.0
     # the same seed replays the same tune; another seed may differ in its trials, not in its answer here
-    again = replay(t, Method("tune", chains=False, budget_runs=12), 0)
+    again = replay(t, Method("tune", chains=False, budget="12runs"), 0)
     assert (again.chosen, again.compute_s, again.trials) == (out.chosen, out.compute_s, out.trials)
 
 
@@ -196,7 +196,7 @@ def test_when_the_repeated_grid_fits_the_budget_the_replay_runs_it():
     from caffegen.tune.replay import Method, replay
 
     t = _table(noise=0.02)
-    out = replay(t, Method("tune", chains=False, budget_runs=400), 1)
+    out = replay(t, Method("tune", chains=False, budget="400runs"), 1)
     # lr-find's range (0.001 .. 0.1): 5 rates a half-decade apart x 2 schedules x 3 seeds, each trained and paid for
     # (the table reads 0.00316 as 0.001 or 0.01, its nearest)
     assert out.trials == 5 * 2 * 3 and "confirm" not in out.stages

@@ -126,7 +126,7 @@ def measured(tables: dict, work: Path, name: str) -> dict:
         probe = {**tables, "name": f"probe-{name}", "grid": {"base_lr": [0.01]}}
         path = work / f"probe-{name}.toml"
         path.write_text(tomli_w.dumps(probe))
-        t = measure(load_spec(path), work / "measure" / name, locate(), log=lambda _: None)
+        t = measure(load_spec(path), work / "measure" / name, locate(), log=lambda _: None, slots=2)
         done.write_text(json.dumps(dataclasses.asdict(t)))
     return json.loads(done.read_text())
 

@@ -5,7 +5,7 @@
 The replay (bench/tune/run.py) is trusted only as far as the real tune behaves like it. For each tuner seed S the
 real command runs on the problem's own lists at the table's length, with the replay's budget:
 
-    caffegen tune --data TRAIN,VAL --iters N --search-iters N/3 --seed S --budget 10runs
+    caffegen tune --data TRAIN,VAL --iters N --search-iters N/3 --seed S      # the default budget, 10%
 
 and its winner (base_lr, schedule) is read from ``tune.json``; its truth and regret come from the table (the nearest
 table base_lr, as the replay reads a rate), and its percentile in the replay's regret distribution for
@@ -70,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problem", required=True)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--budget", default=None, help="[default: the replayed tune's, --budget Nruns]")
+    ap.add_argument("--budget", default=None, help="[default: the replayed tune's, caffegen tune's default]")
     ap.add_argument("--replays", type=int, default=200, help="replay seeds the live answers are placed among")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
     args = ap.parse_args()
@@ -84,7 +84,7 @@ def main() -> None:
         print(f"bench/tune/live: {exc}", file=sys.stderr)
         sys.exit(2)
     method = METHODS[0]
-    budget = args.budget or f"{method.budget_runs:g}runs"
+    budget = args.budget or method.budget
     replayed = sorted(replay(table, method, s).regret for s in range(args.replays))
     args.work.mkdir(parents=True, exist_ok=True)
     lives = []

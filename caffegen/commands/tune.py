@@ -14,8 +14,9 @@ from .sweep import _gpus
               help="An image folder (one sub-folder per class; split 8:2 once) or two list files.")
 @click.option("--weights", default=None, metavar="W.caffemodel", help="Fine-tune NET from these weights.")
 @click.option("--solver", default=None, metavar="SOLVER", help="NET's own solver.prototxt, the base of every run's.")
-@click.option("--budget", default="7runs", show_default=True, metavar="2h|90m|40runs",
-              help="The whole command's budget: wall-clock time, or full-length runs' worth of compute.")
+@click.option("--budget", default="10%", show_default=True, metavar="10%|2h|90m|40runs",
+              help="The whole command's budget: a share of the repeated grid's compute over the same space "
+                   "(everything counted), wall-clock time, or full-length runs' worth of compute.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tune"),
               show_default=True, help="The tune folder. Rerunning the same command into it resumes.")
 @click.option("--iters", type=click.IntRange(10), default=None, metavar="N",

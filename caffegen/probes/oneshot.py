@@ -18,15 +18,17 @@ __all__ = ["train_once"]
 
 
 def train_once(plan: RunPlan, run_dir: Path, caffe: CaffeInstall, *, rule: Rule, gpus: tuple[int, ...] = (),
-               name: str = "run", log: Callable[[str], None] = print, check: bool = True) -> Training:
+               name: str = "run", log: Callable[[str], None] = print, check: bool = True,
+               share: int = 1) -> Training:
     """Write ``plan`` into ``run_dir`` (built by pycaffe first unless ``check`` is False: the caller did) and train
     it until ``rule`` (a :data:`~caffegen.run.trainer.Rule`) stops it or caffe ends. The probe's rule, not the
     divergence kill, decides about an exploding loss (an lr range test makes one on purpose); a nan still ends it.
-    Ctrl-C, SIGTERM or SIGHUP: :class:`~caffegen.errors.Interrupted`."""
+    ``share``: train with the CPU threads one of that many slots gets (what a sweep's run gets). Ctrl-C, SIGTERM or
+    SIGHUP: :class:`~caffegen.errors.Interrupted`."""
     written = plan.write(run_dir, pycaffe_check=check)
     for note in written.notes:
         log(f"caffegen: note: {note}")
-    executor, slot = local_slot(gpus)
+    executor, slot = local_slot(gpus, share)
     training = Training(run_dir, caffe, executor, slot, StopPolicy(metric=None, diverge_factor=math.inf), name=name,
                         weights=plan.user.weights if plan.user is not None else None, rules=[rule], fresh=True)
     status, reason = follow(training, log=log, poll_s=0.1)

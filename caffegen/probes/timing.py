@@ -55,9 +55,11 @@ def test_pass_seconds(log_text: str) -> list[float]:
 
 
 def measure(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, iters: int = 40, lr: float = 0.001,
-            gpus: tuple[int, ...] = (), log: Callable[[str], None] = print) -> Timing:
+            gpus: tuple[int, ...] = (), log: Callable[[str], None] = print, slots: int = 1) -> Timing:
     """Train ``spec``'s net ``iters`` iterations at a small fixed lr (test passes at 0 and at the end) in
-    ``out_dir/timing``; its iteration time, test-pass time and the rest of its wall time."""
+    ``out_dir/timing``; its iteration time, test-pass time and the rest of its wall time. ``slots``: the runs that
+    will go at once: the probe trains with the CPU threads one of them gets (on a small net one run with every core
+    iterates slower than one of several single-threaded runs: it would overstate a run's cost)."""
     from ..data.sources import prepare_data
 
     data = prepare_data(spec.data, out_dir, log, spec.source)
@@ -75,7 +77,7 @@ def measure(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, iters: int =
     check = time.time() - t0
     t0 = time.time()
     run = train_once(plan, out_dir / "timing", caffe, rule=lambda f: None, gpus=gpus, name="timing", log=log,
-                     check=False)
+                     check=False, share=slots)
     wall = time.time() - t0
     status, reason = run.outcome
     if status == FAILED:

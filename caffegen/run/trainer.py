@@ -76,9 +76,10 @@ def disk_full(path: Path, below: int = 1 << 20) -> str | None:
     return f"the disk holding {path} is full ({free} bytes free)" if free < below else None
 
 
-def local_slot(gpus: Sequence[int] = ()) -> tuple[LocalExecutor, Slot]:
-    """One local slot (the first GPU given, else the CPU's cores): where a probe or an extension runs."""
-    executor = LocalExecutor(jobs=1, gpus=tuple(gpus)[:1], per_gpu=1)
+def local_slot(gpus: Sequence[int] = (), share: int = 1) -> tuple[LocalExecutor, Slot]:
+    """One local slot (the first GPU given, else the CPU's cores, or a ``share`` of them: the threads one of a
+    sweep's ``share`` slots gets): where a probe or an extension runs."""
+    executor = LocalExecutor(jobs=1 if gpus else max(1, share), gpus=tuple(gpus)[:1], per_gpu=1)
     return executor, executor.slots()[0]
 
 

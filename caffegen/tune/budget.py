@@ -14,12 +14,15 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["CONFIRM_FULL", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
+__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
            "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
            "grid_lrs", "confirm_round_fits"]
 
-CONFIRM_CANDIDATES = 3      # the search's best runs that the confirm stage repeats
-CONFIRM_ROUNDS = 2          # seeds added to them (each a round: a verdict between rounds may end it early)
+# The split the replay chose (bench/tune --levers on the recorded tables, docs/BENCHMARKS.md): at a tenth of the
+# repeated grid, a broader search beats a confirm stage with power: 2 candidates, one fresh seed each.
+CONFIRM_CANDIDATES = 2      # the search's best runs that the confirm stage runs again
+CONFIRM_ROUNDS = 1          # fresh seeds for them (each a round: a verdict between rounds may end it early)
+DEFAULT_BUDGET = "10%"      # of the repeated grid's compute, everything counted: the product's promise
 CONFIRM_FULL = False        # the rounds at the full length (the winner's runs then are the final ones); chosen by
                             # bench/tune's replay
 SEARCH_TRIALS_MIN = 6       # a search of fewer trials is refused: too few to model anything
@@ -36,11 +39,13 @@ def repeated_grid_runs(policies: int) -> int:
 
 @dataclass(frozen=True)
 class Budget:
-    """``--budget``: wall-clock seconds (``2h``, ``90m``, ``45s``) or full-length runs (``40runs``)."""
+    """``--budget``: wall-clock seconds (``2h``, ``90m``, ``45s``), full-length runs of compute (``40runs``), or a
+    share of the repeated grid's compute, everything counted (``10%``: the default, the product's promise)."""
 
     text: str
     seconds: float | None = None
     runs: float | None = None
+    fraction: float | None = None
 
 
 _UNITS = {"h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "m": 60, "min": 60, "mins": 60, "minute": 60,
@@ -48,8 +53,15 @@ _UNITS = {"h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "m": 60, "min": 60
 
 
 def parse_budget(text: str) -> Budget:
-    """``2h``, ``1h30m``, ``90m``, ``600s``, ``40runs`` (or ``40 runs``); one InputError line otherwise."""
+    """``2h``, ``1h30m``, ``90m``, ``600s``, ``40runs`` (or ``40 runs``), ``10%``; one InputError line otherwise."""
     raw = str(text).strip().lower().replace(" ", "")
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)%", raw)
+    if m:
+        pct = float(m.group(1))
+        if not 0 < pct <= 100:
+            raise InputError(f"--budget {text!r}: a share of the repeated grid's compute is above 0% and at most "
+                             "100% (a budget the whole grid fits: give it in time or runs)")
+        return Budget(str(text), fraction=pct / 100)
     m = re.fullmatch(r"(\d+(?:\.\d+)?)runs?", raw)
     if m:
         runs = float(m.group(1))
@@ -58,8 +70,8 @@ def parse_budget(text: str) -> Budget:
         return Budget(str(text), runs=runs)
     parts = re.findall(r"(\d+(?:\.\d+)?)([a-z]+)", raw)
     if not parts or "".join(a + b for a, b in parts) != raw or any(u not in _UNITS for _, u in parts):
-        raise InputError(f"--budget {text!r}: give a time (2h, 90m, 1h30m, 600s) or a number of full-length runs "
-                         "(40runs)")
+        raise InputError(f"--budget {text!r}: give a share of the repeated grid (10%), a time (2h, 90m, 1h30m, 600s) "
+                         "or a number of full-length runs (40runs)")
     seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise InputError(f"--budget {text!r}: a budget of 0 s trains nothing")
@@ -145,7 +157,8 @@ class Plan:
         return self.compute_runs / self.grid_runs
 
     def lines(self) -> list[str]:
-        out = [f"[tune] plan for a budget of {self.budget.text} ({duration(self.wall_s)} here at "
+        share = " of the repeated grid's compute" if self.budget.fraction is not None else ""
+        out = [f"[tune] plan for a budget of {self.budget.text}{share} ({duration(self.wall_s)} here at "
                f"{self.speed.iter_s * 1000:.1f} ms/iteration, {self.speed.test_s:.2f} s/test pass, "
                f"{self.speed.slots} runs at once):"]
         for i, s in enumerate(self.stages, 1):
@@ -167,21 +180,29 @@ class Plan:
 
 def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, test_interval: int,
               search_test_interval: int, policies: int, sanity_iters: int, lrfind_iters: int, final: str,
-              skip_sanity: bool = False, spent: float = 0.0, confirm_full: bool = False) -> Plan:
+              skip_sanity: bool = False, spent: float = 0.0, confirm_full: bool = False,
+              candidates: int = CONFIRM_CANDIDATES, rounds: int = CONFIRM_ROUNDS) -> Plan:
     """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run);
-    then the confirm stage (``CONFIRM_CANDIDATES`` x ``CONFIRM_ROUNDS`` runs of ``search_iters``); the search gets
+    then the confirm stage (``candidates`` x ``rounds`` runs of ``search_iters``); the search gets
     the rest, as a compute budget for its study and a number of trials (unpruned: a pruned trial only gives time
     back). ``spent``: what the budget already paid (the measure stage). ``confirm_full``: the confirm stage's fresh
     seeds run at the full length, so the winner needs no final run. A budget too small for sanity, lr-find, a
     minimal search and the final run is refused (one line)."""
     full = speed.run_s(iters, test_interval)
     short = speed.run_s(search_iters, search_test_interval)
-    total = budget.seconds if budget.seconds is not None else budget.runs * full / speed.slots
-    wall = total - spent
     sanity = 0.0 if skip_sanity else speed.start_s + sanity_iters * speed.iter_s
     lrfind = speed.start_s + lrfind_iters * speed.iter_s
     grid_runs = repeated_grid_runs(policies)
     grid_s = math.ceil(grid_runs / speed.slots) * full
+    if budget.fraction is not None:
+        # a share of the repeated grid's compute, everything counted: the stages that hold one slot (the probes,
+        # the final run, the look) cost their wall once, the search's and the confirm's their wall on every slot
+        single = spent + sanity + lrfind + (0.0 if confirm_full or final == "none" else full + speed.sweep_s) + \
+            speed.look_s(candidates * rounds + 1, 4, SEARCH_TRIALS_MIN)
+        total = single + max(0.0, budget.fraction * grid_runs * full - single) / speed.slots
+    else:
+        total = budget.seconds if budget.seconds is not None else budget.runs * full / speed.slots
+    wall = total - spent
     measured = [Stage("measure", "this net timed here (done)", spent, spent / full)] if spent else []
     if not skip_sanity:
         measured.append(Stage("sanity", f"overfit a tiny subset (at most {sanity_iters} iterations)", sanity,
@@ -202,11 +223,11 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
                     mode="grid")
     final = "none" if confirm_full else final
     final_s = full + speed.sweep_s if final != "none" else 0.0
-    confirm_runs = CONFIRM_CANDIDATES * CONFIRM_ROUNDS
+    confirm_runs = candidates * rounds
     confirm_run = full if confirm_full else short
-    confirm = CONFIRM_ROUNDS * (math.ceil(CONFIRM_CANDIDATES / speed.slots) * confirm_run + speed.sweep_s)
+    confirm = rounds * (math.ceil(candidates / speed.slots) * confirm_run + speed.sweep_s) if candidates > 1 else 0.0
     search_min = math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short + speed.sweep_s
-    sweeps = 1 + CONFIRM_ROUNDS + (final != "none")
+    sweeps = 1 + rounds + (final != "none")
     look = speed.look_s(confirm_runs + 1, sweeps, SEARCH_TRIALS_MIN)
     minimum = sanity + lrfind + final_s + search_min + look + (full + speed.sweep_s if confirm_full else 0.0)
     if wall < minimum:
@@ -231,7 +252,7 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     stages = measured + [
         Stage("search", f"TPE + noise-aware pruning: {trials} trials of {search_iters} iterations' worth (more when "
                         "some are pruned)", search, search * speed.slots / full, {"trials": trials}),
-        Stage("confirm", f"the best {CONFIRM_CANDIDATES} run again with up to {CONFIRM_ROUNDS} fresh seeds"
+        Stage("confirm", f"the best {candidates} run again with up to {rounds} fresh seeds"
                          + (f" at the full length ({iters} iterations: the winner's runs are the final ones)"
                             if confirm_full else ""), confirm, confirm * speed.slots / full),
     ]

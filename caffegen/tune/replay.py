@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .budget import CONFIRM_FULL
+from .budget import CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET
 from .table import Config, Curve, CurveTable
 
 __all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon", "repeated_grid_compute"]
@@ -42,13 +42,13 @@ class Method:
     pruner: str = "noise"
     chains: bool = False              # the chained schedules (linear, cosine, onecycle) in the space
     seed_sd: str = "prior"            # the noise pruner's seed sd: "prior" (the live tune's), "none", "table"
-    candidates: int = 3               # tune: the search's best repeated in the confirm stage
-    confirm_rounds: int = 2           # tune: fresh seeds per candidate
+    candidates: int = CONFIRM_CANDIDATES   # tune: the search's best run again in the confirm stage
+    confirm_rounds: int = CONFIRM_ROUNDS   # tune: fresh seeds per candidate
     confirm_full: bool = CONFIRM_FULL  # tune: confirm at the full length (else at the search's), no final run
     search_full: bool = False         # tune: search (12 passes) and confirm at the full length, pruned; a lever
                                       # of the replay, not (yet) a live option
     final: bool = True                # tune: the winner retrained at the full length
-    budget_runs: float = 10.0         # tune: --budget Nruns (N full-length runs of compute)
+    budget: str = DEFAULT_BUDGET      # tune: --budget, as the command reads it
     compute: float | None = None      # search: the compute budget in slot-seconds (None: set to match the tune's)
 
 
@@ -309,7 +309,7 @@ def _lrfind(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
 
 
 def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
-    from .budget import CONFIRM_CANDIDATES, Budget, confirm_round_fits, make_plan, search_seconds
+    from .budget import confirm_round_fits, make_plan, parse_budget, search_seconds
     from .decide import candidates, choose, confirm_round
     from .specs import TuneNet, base_tables, lr_range, search_tables
     from .tuner import LRFIND_ITERS, SANITY_ITERS
@@ -323,11 +323,12 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     full = base_tables("final", iters=iters, passes=12, **common)
     policies = _policies(method, table)
     measure_s = table.meta["speed"]["wall_s"]
-    plan = make_plan(Budget(f"{method.budget_runs:g}runs", runs=method.budget_runs), speed, iters=iters,
+    plan = make_plan(parse_budget(method.budget), speed, iters=iters,
                      search_iters=search_iters, test_interval=full["solver"]["test_interval"],
                      search_test_interval=short["solver"]["test_interval"], policies=len(policies),
                      sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final="retrain", spent=measure_s,
-                     confirm_full=method.confirm_full or method.search_full)
+                     confirm_full=method.confirm_full or method.search_full, candidates=method.candidates,
+                     rounds=method.confirm_rounds)
     stages: dict[str, float] = {"measure": measure_s}
     planned = {s.name: s.seconds for s in plan.stages}
     stages["sanity"] = planned.get("sanity", 0.0)
@@ -351,7 +352,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
                                       clock=clock, anytime=anytime, compute0=compute0)
     stages["search"] = clock.finished_s + clock.overhead_s + speed.sweep_s
     wall += clock.now + speed.sweep_s
-    cands = candidates(trials, maximize=table.maximize, k=method.candidates or CONFIRM_CANDIDATES)
+    cands = candidates(trials, maximize=table.maximize, k=method.candidates)
     if not cands:
         raise RuntimeError("no search trial produced a value")
     configs = {c.name: table.config(c.point["base_lr"], c.point["lr_policy"]) for c in cands}

@@ -166,6 +166,22 @@ class CurveTable:
         resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
         return float(math.sqrt((resid ** 2).sum() / ((x.shape[0] - 1) * (x.shape[1] - 1))))
 
+    def top_half_sd(self, iters: int | None = None) -> float:
+        """The seed-to-seed sd of the best value pooled within the better half of the configurations (by truth):
+        the noise among the answers a tuner is judged on (the blocked sd of :meth:`seed_sd` also carries the
+        configurations that learn on one seed and collapse on another)."""
+        it = self.iters if iters is None else iters
+        sign = 1.0 if self.maximize else -1.0
+        configs = sorted(self.configs(it), key=lambda k: -sign * self.truth(*k))
+        var = []
+        for k in configs[:max(2, len(configs) // 2)]:
+            vals = [c.best(self.maximize) for c in (self._index.get((*k, s, it)) for s in self.seeds(it)) if c]
+            vals = [self.worst if v is None else v for v in vals]
+            if len(vals) >= 2:
+                m = sum(vals) / len(vals)
+                var.append(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+        return math.sqrt(sum(var) / len(var)) if var else 0.0
+
     def compute_of(self, iters: int | None = None, seeds: int | None = None) -> float:
         """Slot-seconds of the grid at ``iters`` (every configuration, ``seeds`` of the recorded seeds or all)."""
         it = self.iters if iters is None else iters

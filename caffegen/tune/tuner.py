@@ -30,7 +30,7 @@ from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
 from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, GRID_REPEATS, Plan, Speed,
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, GRID_REPEATS, Plan, Speed,
                      confirm_round_fits, duration, grid_lrs, make_plan, parse_budget, search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
 from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd, search_tables
@@ -54,7 +54,7 @@ class TuneOptions:
     net: str | None = None                     # your train_val.prototxt (None: the template net)
     weights: str | None = None
     solver: str | None = None                  # your base solver.prototxt
-    budget: str = "7runs"
+    budget: str = DEFAULT_BUDGET
     out: Path = Path("runs/tune")
     iters: int | None = None                   # the full length [default: 6 epochs]
     search_iters: int | None = None            # the search's and confirm's length [default: iters / 3]
@@ -256,7 +256,10 @@ class Tuner:
             with self._stage("measure") as entry:
                 from ..probes.timing import measure
 
-                t = measure(probe_spec, self.out / "measure", self.caffe, gpus=o.gpus, log=self.log)
+                from ..sweep.driver import slot_count
+
+                t = measure(probe_spec, self.out / "measure", self.caffe, gpus=o.gpus, log=self.log,
+                            slots=slot_count(probe_spec.run))
                 entry["decision"] = asdict(t)
                 entry["compute_s"] = round(t.wall_s, 3)
         t = self.state.stage("measure")["decision"]
