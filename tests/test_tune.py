@@ -77,7 +77,7 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "t"
-    args = [net(tmp_path), "--data", folder, *FAST, "--budget", "35s", "--out", out]
+    args = [net(tmp_path), "--data", folder, *FAST, "--budget", "70s", "--out", out]
     first = tmp_path / "first.log"      # a file, not a pipe: nothing blocks the tune when nobody reads it
     proc = subprocess.Popen(CAFFEGEN + ["tune", *map(str, args)], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=first.open("w"))
@@ -98,7 +98,7 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     again = tune(tmp_path, *args)
     assert again.returncode == 0, again.stderr[-4000:]
     err = first.read_text() + again.stderr
-    assert "[tune] plan for a budget of 35s" in err
+    assert "[tune] plan for a budget of 70s" in err
     assert "of the repeated grid over the same space (105 runs of 60 iterations: 5 base_lr x 7 schedules x 3 seeds" in err
     for i, stage in enumerate(("measure", "sanity", "lr-find", "search", "confirm", "final", "look"), 1):
         assert f"[tune] stage {i}/7: {stage}" in err
@@ -139,7 +139,7 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     third = tune(tmp_path, *args)
     assert third.returncode == 0, third.stderr[-3000:]
     assert "[tune] stage 4/7: search" not in third.stderr          # a finished stage is reused, not run again
-    other = tune(tmp_path, *args[:-4], "--budget", "40s", "--out", out)
+    other = tune(tmp_path, *args[:-4], "--budget", "80s", "--out", out)
     lines = other.stderr.strip().splitlines()
     assert other.returncode == 2 and len(lines) == 1 and "holds a tune with other arguments (budget" in lines[0]
 
@@ -183,12 +183,13 @@ def test_the_plan_counts_what_the_measure_stage_spent_and_names_the_budget_that_
     speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
     kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
               lrfind_iters=100, final="retrain")
-    fresh = make_plan(parse_budget("10m"), speed, **kw)
-    measured = make_plan(parse_budget("10m"), speed, spent=60.0, **kw)
+    fresh = make_plan(parse_budget("4m"), speed, **kw)      # (below the cap of 35 trials: 5 rates x 7 schedules)
+    measured = make_plan(parse_budget("4m"), speed, spent=60.0, **kw)
     assert measured.stages[0].name == "measure" and measured.stages[0].seconds == 60.0
-    assert measured.wall_s == fresh.wall_s == 600.0                   # the budget is the whole command's
+    assert measured.wall_s == fresh.wall_s == 240.0                   # the budget is the whole command's
     assert measured.search_seconds < fresh.search_seconds               # the minute measured is the search's less
-    assert measured.total_s <= 600.0 * 1.1
+    assert measured.total_s <= 240.0 * 1.1
+    assert make_plan(parse_budget("10m"), speed, **kw).trials == 35    # never more trials than the grid's points
     with pytest.raises(InputError, match=r"too small .* give at least 1m58s \(--budget 7runs\)") as err:
         make_plan(parse_budget("60s"), speed, spent=5.0, **kw)
     assert "\n" not in str(err.value)

@@ -217,3 +217,13 @@ def test_a_confirm_at_the_full_length_needs_no_final_run():
     assert "at the full length (600 iterations" in confirm.what
     assert confirm.seconds > {s.name: s for s in short.stages}["confirm"].seconds     # longer runs
     assert full.to_json()["confirm_full"] is True and short.to_json()["confirm_full"] is False
+
+
+def test_distinct_candidates_count_near_rates_of_one_schedule_once():
+    trials = [SearchOutcome("lr0.0066_poly", {"base_lr": 0.0066, "lr_policy": "poly"}, 0.90),
+              SearchOutcome("lr0.0073_poly", {"base_lr": 0.0073, "lr_policy": "poly"}, 0.89),
+              SearchOutcome("lr0.0029_inv", {"base_lr": 0.0029, "lr_policy": "inv"}, 0.88),
+              SearchOutcome("lr0.0021_poly", {"base_lr": 0.0021, "lr_policy": "poly"}, 0.87)]
+    assert [t.name for t in candidates(trials, maximize=True, k=2)] == ["lr0.0066_poly", "lr0.0073_poly"]
+    got = candidates(trials, maximize=True, k=3, distinct=True)
+    assert [t.name for t in got] == ["lr0.0066_poly", "lr0.0029_inv", "lr0.0021_poly"]   # 0.0021: another half-decade

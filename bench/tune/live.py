@@ -39,6 +39,10 @@ TABLES = ROOT / "bench" / "tables"
 def live_tune(name: str, work: Path, table, seed: int, budget: str) -> dict:
     train, val, *_ = problem_lists(name, work)
     out = work / "runs" / f"live-{name}-s{seed}"
+    if out.exists():       # a tune folder resumes: an earlier tuner's answer would be read again
+        import shutil
+
+        shutil.rmtree(out)
     proc = subprocess.run([sys.executable, "-m", "caffegen", "tune", "--data", f"{train},{val}", "--iters",
                            str(table.iters), "--search-iters", str(table.search_iters), "--seed", str(seed),
                            "--budget", budget, "--out", str(out)], cwd=work, capture_output=True, text=True)

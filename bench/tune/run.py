@@ -175,6 +175,8 @@ LEVERS = (        # the tuner's own design choices, each replayed at the same bu
     Method("3 candidates x 2 fresh seeds (the earlier default)", candidates=3, confirm_rounds=2),
     Method("3 candidates x 1 fresh seed", candidates=3, confirm_rounds=1),
     Method("2 candidates x 2 fresh seeds", candidates=2, confirm_rounds=2),
+    Method("distinct candidates (near rates of one schedule are one)", distinct=True),
+    Method("distinct candidates, 3 x 1", distinct=True, candidates=3, confirm_rounds=1),
     Method("no confirm (the search's best)", candidates=1),
     Method("no confirm + the chained schedules", candidates=1, chains=True),
     Method("confirm full + chains", confirm_full=True, chains=True),

@@ -51,8 +51,9 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sa
       search   TPE over base_lr x the schedules; a run is pruned only when it
                is behind beyond the val set's and the seeds' noise, against
                runs at the same stage of their schedule
-      confirm  the best 2 run again with a fresh seed (the search's own
-               score is biased up); the best fresh value wins
+      confirm  the best 2 different answers run again with a fresh seed
+               (the search's own score is biased up); the best fresh
+               value wins
       final    the winner retrained to the full length (or extended)
       look     evaluated per class; reports; TensorBoard log; the bill
     \b

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
+__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "DISTINCT_CANDIDATES", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
            "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
            "grid_lrs", "confirm_round_fits"]
 
@@ -23,6 +23,7 @@ __all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "Budget", "parse_budget", "Speed", 
 CONFIRM_CANDIDATES = 2      # the search's best runs that the confirm stage runs again
 CONFIRM_ROUNDS = 1          # fresh seeds for them (each a round: a verdict between rounds may end it early)
 DEFAULT_BUDGET = "10%"      # of the repeated grid's compute, everything counted: the product's promise
+DISTINCT_CANDIDATES = True  # the confirm compares different answers: near rates of one schedule count as one (replay)
 CONFIRM_FULL = False        # the rounds at the full length (the winner's runs then are the final ones); chosen by
                             # bench/tune's replay
 SEARCH_TRIALS_MIN = 6       # a search of fewer trials is refused: too few to model anything
@@ -244,7 +245,10 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
         trials = SEARCH_TRIALS_MIN
         confirm = max(0.0, wall - sanity - lrfind - final_s - search_min - speed.look_s(confirm_runs + 1, sweeps,
                                                                                          trials))
-    trials = min(SEARCH_TRIALS_MAX, trials)
+    # never more trials than the repeated grid has configurations: budget left over is not spent on hundreds of
+    # tiny trials (whose driver overhead the runs' seconds do not count)
+    cap = min(SEARCH_TRIALS_MAX, max(SEARCH_TRIALS_MIN, GRID_LRS * policies))
+    trials = min(cap, trials)
     search = math.ceil(trials / speed.slots) * short + speed.sweep_s
     look = speed.look_s(confirm_runs + 1, sweeps, trials)
     # the study stops asking at its compute budget; the runs still going then finish: keep half a round back
@@ -260,7 +264,7 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
         stages.append(Stage("final", f"the winner {'retrained' if final == 'retrain' else 'extended'} to "
                                      f"{iters} iterations", final_s, final_s / full))
     stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, look / full))
-    return Plan(budget, total, speed, stages, grid_s, grid_runs, min(SEARCH_TRIALS_MAX, 2 * trials), search_iters,
+    return Plan(budget, total, speed, stages, grid_s, grid_runs, min(cap, 2 * trials), search_iters,
                 iters, test_interval, search_seconds, confirm_full=confirm_full)
 
 

@@ -31,17 +31,29 @@ class SearchOutcome:
     runs: tuple[str, ...] = ()
 
 
-def candidates(trials: Sequence[SearchOutcome], *, maximize: bool, k: int) -> list[SearchOutcome]:
+def _kind(t: SearchOutcome) -> Any:
+    """Which configuration a trial is, when near rates count as one: its schedule (and other choices) and its
+    base_lr's half-decade."""
+    point = dict(t.point)
+    lr = point.pop("base_lr", None)
+    key = tuple(sorted((k, repr(v)) for k, v in point.items()))
+    return key + ((round(2 * math.log10(lr)),) if isinstance(lr, (int, float)) and lr > 0 else ())
+
+
+def candidates(trials: Sequence[SearchOutcome], *, maximize: bool, k: int,
+               distinct: bool = False) -> list[SearchOutcome]:
     """The best ``k`` finished, unpruned trials with a value, best first, one per configuration (the first seen
-    of equal values: the earlier trial)."""
+    of equal values: the earlier trial). ``distinct``: two trials of one schedule whose base_lr fall in one
+    half-decade are one configuration (the better of them), so the confirm stage compares different answers."""
     sign = 1.0 if maximize else -1.0
     done = [t for t in trials if not t.pruned and t.value is not None and math.isfinite(t.value)]
     done.sort(key=lambda t: -sign * t.value)
     out, seen = [], set()
     for t in done:
-        if t.name in seen:
+        key = _kind(t) if distinct else t.name
+        if key in seen:
             continue
-        seen.add(t.name)
+        seen.add(key)
         out.append(t)
     return out[:k]
 

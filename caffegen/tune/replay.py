@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .budget import CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET
+from .budget import CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES
 from .table import Config, Curve, CurveTable
 
 __all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon", "repeated_grid_compute"]
@@ -45,6 +45,7 @@ class Method:
     candidates: int = CONFIRM_CANDIDATES   # tune: the search's best run again in the confirm stage
     confirm_rounds: int = CONFIRM_ROUNDS   # tune: fresh seeds per candidate
     confirm_full: bool = CONFIRM_FULL  # tune: confirm at the full length (else at the search's), no final run
+    distinct: bool = DISTINCT_CANDIDATES   # tune: near rates of one schedule are one candidate
     search_full: bool = False         # tune: search (12 passes) and confirm at the full length, pruned; a lever
                                       # of the replay, not (yet) a live option
     final: bool = True                # tune: the winner retrained at the full length
@@ -189,12 +190,14 @@ def _decay_left(iters: int, test_interval: int):
     return decay
 
 
-def _name(config: Config) -> str:
-    """A trial's name by the table configuration it trains (two sampled rates that snap to one table rate are one
-    configuration: the live tune would have run two)."""
+def _name(params: dict[str, Any] | Config) -> str:
+    """A trial's name as the live tune names its candidates (its sampled rate: two rates that the table reads as one
+    configuration stay two candidates, as they are live), or a table configuration's."""
     from ..prototxt.options import variant_name
 
-    return variant_name({"base_lr": config[0], "lr_policy": config[1]})
+    if isinstance(params, tuple):
+        params = {"base_lr": params[0], "lr_policy": params[1]}
+    return variant_name({"base_lr": params["base_lr"], "lr_policy": params["lr_policy"]})
 
 
 def _search(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int, role: Callable[[Config, int], int],
@@ -242,12 +245,12 @@ def _search(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int
                     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                     clock.end(rid)
                     pruned += 1
-                    out.append(SearchOutcome(_name(run["payload"]["config"]), run["payload"]["params"],
+                    out.append(SearchOutcome(_name(run["payload"]["params"]), run["payload"]["params"],
                                              curve.best(maximize, curve.steps[i]), pruned=True))
             continue
         value = curve.best(maximize)
         study.tell(trial, value if value is not None else (0.0 if maximize else float("inf")))   # as TrialSource.end
-        out.append(SearchOutcome(_name(run["payload"]["config"]), run["payload"]["params"], value))
+        out.append(SearchOutcome(_name(run["payload"]["params"]), run["payload"]["params"], value))
         if value is not None and (best is None or sign * value > sign * best[0]):
             best = (value, run["payload"]["config"])
             anytime.append((compute0 + clock.spent(), truth_regret(best[1])))
@@ -352,7 +355,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
                                       clock=clock, anytime=anytime, compute0=compute0)
     stages["search"] = clock.finished_s + clock.overhead_s + speed.sweep_s
     wall += clock.now + speed.sweep_s
-    cands = candidates(trials, maximize=table.maximize, k=method.candidates)
+    cands = candidates(trials, maximize=table.maximize, k=method.candidates, distinct=method.distinct)
     if not cands:
         raise RuntimeError("no search trial produced a value")
     configs = {c.name: table.config(c.point["base_lr"], c.point["lr_policy"]) for c in cands}

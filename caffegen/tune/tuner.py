@@ -30,8 +30,9 @@ from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
 from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, GRID_REPEATS, Plan, Speed,
-                     confirm_round_fits, duration, grid_lrs, make_plan, parse_budget, search_seconds)
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES,
+                     GRID_REPEATS, Plan, Speed, confirm_round_fits, duration, grid_lrs, make_plan, parse_budget,
+                     search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
 from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd, search_tables
 from .state import TuneState
@@ -558,7 +559,7 @@ def _candidates(search_dir: Path) -> list[dict[str, Any]]:
         ok = v.score is not None and r.status in WITH_RESULT
         trials.append(SearchOutcome(variant_name(point), point, v.score if ok else None, pruned=r.status == PRUNED,
                                     runs=(r.variant,)))
-    chosen = candidates(trials, maximize=record.maximize, k=len(trials))
+    chosen = candidates(trials, maximize=record.maximize, k=len(trials), distinct=DISTINCT_CANDIDATES)
     return [{"name": t.name, "point": t.point, "value": t.value, "runs": list(t.runs), "metric": record.metric,
              "maximize": record.maximize} for t in chosen]
 
