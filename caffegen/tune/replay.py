@@ -312,9 +312,9 @@ def _lrfind(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
 
 
 def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
-    from .budget import confirm_round_fits, make_plan, parse_budget, search_seconds
-    from .decide import candidates, choose, confirm_round
-    from .specs import TuneNet, base_tables, lr_range, search_tables
+    from .budget import make_plan, parse_budget, search_seconds
+    from .decide import candidates, choose
+    from .specs import FALLBACK_RANGE, TuneNet, base_tables, lr_range, search_tables
     from .tuner import LRFIND_ITERS, SANITY_ITERS
 
     speed = speed_of(table, slots)
@@ -337,10 +337,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     stages["sanity"] = planned.get("sanity", 0.0)
     found = _lrfind(table, role)
     stages["lr-find"] = found["wall_s"]
-    if found.get("suggested"):
-        low, high = lr_range(found["suggested"], found.get("blew_up_at"))
-    else:
-        low, high = 1e-4, 0.1
+    low, high = lr_range(found["suggested"], found.get("blew_up_at")) if found.get("suggested") else FALLBACK_RANGE
     wall = sum(stages.values())
     if plan.mode == "grid":
         return _replay_repeated_grid(table, method, seed, slots, role, regret, stages, wall, (low, high), policies,
@@ -366,31 +363,8 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     run_s = speed.run_s(confirm_base["solver"]["max_iter"], confirm_base["solver"]["test_interval"])
     if confirm_iters == iters:     # fresh seeds at the full length: the final run is one of them (or the search's)
         final_s = 0.0
-    alive = [c.name for c in cands]
-    values: dict[str, dict[int, float]] = {n: {} for n in alive}
-    confirm_compute = 0.0
-    for r in range(1, method.confirm_rounds + 1):
-        if len(alive) < 2:
-            break
-        curves = {n: table.curve(*configs[n], role(configs[n], r), confirm_iters) for n in alive}
-        fits, _ = confirm_round_fits(speed, wall_s=plan.wall_s, spent=wall, alive=len(alive), run_s=run_s,
-                                     final_s=final_s, runs_before=sum(len(v) for v in values.values()),
-                                     rounds_before=r - 1, final=bool(final_s), searched=started)
-        if not fits:
-            break
-        # the round's wall: its runs in slots, longest first (what the live sweep does with equal runs)
-        lanes = [0.0] * slots
-        for c in sorted(curves.values(), key=lambda c: -c.wall_s):
-            i = lanes.index(min(lanes))
-            lanes[i] += c.wall_s
-        wall += max(lanes) + speed.sweep_s
-        confirm_compute += sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s
-        for n, c in curves.items():
-            v = c.best(table.maximize)
-            if v is not None:         # as the live _round_values: a run with no value records nothing
-                values[n][r] = v
-        alive, _ = confirm_round(values, alive, maximize=table.maximize)
-    stages["confirm"] = confirm_compute
+    values, alive, wall, stages["confirm"] = _replay_confirm(
+        table, method, slots, role, cands, configs, confirm_iters, speed, plan, run_s, final_s, wall, started)
     if any(values[n] for n in alive):
         verdict = choose(values, [n for n in alive if values[n]], maximize=table.maximize)
         winner = verdict.winner
@@ -408,6 +382,41 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     anytime.append((compute, regret(chosen)))
     return _outcome(method, seed, chosen, table, regret, compute, wall, stages=stages, anytime=anytime,
                     trials=started, pruned=pruned)
+
+
+def _replay_confirm(table: CurveTable, method: Method, slots: int, role, cands, configs, confirm_iters: int, speed,
+                    plan, run_s: float, final_s: float, wall: float, searched: int):
+    """The confirm stage on the clock: fresh seeds (roles 1, 2, ...) round by round while the budget holds (the live
+    :func:`~caffegen.tune.budget.confirm_round_fits`), :func:`~caffegen.tune.decide.confirm_round` after each.
+    Returns the values, the candidates alive, the wall so far and the stage's compute."""
+    from .budget import confirm_round_fits
+    from .decide import confirm_round
+
+    alive = [c.name for c in cands]
+    values: dict[str, dict[int, float]] = {n: {} for n in alive}
+    confirm_compute = 0.0
+    for r in range(1, method.confirm_rounds + 1):
+        if len(alive) < 2:
+            break
+        curves = {n: table.curve(*configs[n], role(configs[n], r), confirm_iters) for n in alive}
+        fits, _ = confirm_round_fits(speed, wall_s=plan.wall_s, spent=wall, alive=len(alive), run_s=run_s,
+                                     final_s=final_s, runs_before=sum(len(v) for v in values.values()),
+                                     rounds_before=r - 1, final=bool(final_s), searched=searched)
+        if not fits:
+            break
+        # the round's wall: its runs in slots, longest first (what the live sweep does with equal runs)
+        lanes = [0.0] * slots
+        for c in sorted(curves.values(), key=lambda c: -c.wall_s):
+            i = lanes.index(min(lanes))
+            lanes[i] += c.wall_s
+        wall += max(lanes) + speed.sweep_s
+        confirm_compute += sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s
+        for n, c in curves.items():
+            v = c.best(table.maximize)
+            if v is not None:         # as the live _round_values: a run with no value records nothing
+                values[n][r] = v
+        alive, _ = confirm_round(values, alive, maximize=table.maximize)
+    return values, alive, wall, confirm_compute
 
 
 def _replay_repeated_grid(table: CurveTable, method: Method, seed: int, slots: int, role, regret, stages, wall,

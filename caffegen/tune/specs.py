@@ -9,7 +9,7 @@ from typing import Any
 
 from ..prototxt.options import coverage_note
 
-__all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "confirm_tables", "final_tables", "test_batch_for", "lr_range",
+__all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables", "final_tables", "test_batch_for", "lr_range",
            "template_net"]
 
 # The template net at the default sweep's fast size (the seed's net, resize 44 -> crop 40, BatchNorm): what a tune
@@ -61,6 +61,9 @@ def base_tables(name: str, train_list: Path, val_list: Path, net: TuneNet, *, cl
                    "random_seed": 0})
     return {"name": name, "data": {"train_list": str(train_list), "val_list": str(val_list)}, "net": net_table,
             "solver": solver, "run": dict(run)}
+
+
+FALLBACK_RANGE = (1e-4, 0.1)   # the seed's range, when the range test had too few finite losses to suggest a rate
 
 
 def lr_range(suggested: float, blew_up_at: float | None) -> tuple[float, float]:

@@ -34,7 +34,8 @@ from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_B
                      GRID_REPEATS, Plan, Speed, confirm_round_fits, duration, grid_lrs, make_plan, parse_budget,
                      search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
-from .specs import TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd, search_tables
+from .specs import (FALLBACK_RANGE, TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd,
+                    search_tables)
 from .state import TuneState
 
 __all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
@@ -323,7 +324,7 @@ class Tuner:
                            + (f", below a third of where the loss blew up ({found.blew_up_at:.3g})"
                               if found.blew_up_at else ""))
                 else:
-                    low, high, why = 1e-4, 0.1, "too few finite losses to suggest a rate: the seed's 1e-4..0.1"
+                    (low, high), why = FALLBACK_RANGE, "too few finite losses to suggest a rate: the seed's 1e-4..0.1"
                 entry["decision"] = {"low": low, "high": high, "suggestions": found.suggestions,
                                      "blew_up_at": found.blew_up_at, "why": why}
         lr = self.state.stage("lr-find")["decision"]
