@@ -142,8 +142,11 @@ def _textures(dst: Path, train_per: int = 150, val_per: int = 100) -> tuple[list
     cut at a random size (24-64 px) and position, flipped and jittered in brightness and contrast. Train patches come
     from the top 70% of each photo, val patches from the bottom 30%: no pixel is in both. 1,500 train / 1,000 val."""
     import numpy as np
-    import skimage.data
     from PIL import Image
+    try:
+        import skimage.data
+    except ImportError:
+        sys.exit("the texture photos ship inside scikit-image: .venv/bin/pip install -e '.[bench]'")
 
     train, val = [], []
     for label, name in enumerate(TEXTURE_PHOTOS):

@@ -36,3 +36,13 @@ def test_a_missing_table_and_one_of_another_version_are_one_line(tmp_path):
     assert "recorded by caffegen 0.0.1" in line and "record it again" in line
     (tmp_path / "digits.json.gz").write_bytes(b"not gzip")
     assert "not a curve table" in one_line(script("bench/tune/run.py", "--problem", "digits", "--tables", tmp_path))
+
+
+def test_the_recorder_refuses_a_partial_table_of_another_version_in_one_line(tmp_path):
+    from caffegen.tune.table import CurveTable, save_table
+
+    save_table(CurveTable({}, {"caffegen": "0.0.1"}, []), tmp_path / "textures.partial.json.gz")
+    line = one_line(script("bench/tables/record.py", "--problem", "textures", "--tables", tmp_path,
+                           "--work", tmp_path / "work"))
+    assert "textures.partial.json.gz: recorded by caffegen 0.0.1" in line
+    assert not (tmp_path / "work" / "problem-textures").exists()       # refused before anything was made

@@ -1,6 +1,6 @@
 """Record the learning-curve tables the tuner is replayed on (caffegen.tune.table): real caffe runs, resumable.
 
-    .venv/bin/pip install -e '.[bench]'        # scikit-learn: the digits image set ships inside it
+    .venv/bin/pip install -e '.[bench]'        # scikit-learn and scikit-image: the digits and the texture photos
     .venv/bin/python bench/tables/record.py [--problem digits textures demo] [--seeds 3] [--commit]
 
 For each problem of bench/problems.py (``TABLE_PROBLEMS``), the net ``caffegen tune`` trains without a NET, on the
@@ -12,10 +12,15 @@ problem's lists, with the tune's own solver (``caffegen.tune.specs.base_tables``
   curve is kept, so a prefix of a full-length run (what ASHA trains) is in the table too;
 * each seed's LR range test (100 iterations, as the tune's lr-find stage).
 
-Each length is an ordinary ``caffegen sweep`` (two slots), so a stopped recording resumes where it stopped and never
-records a run twice (the sweep's store). When a problem is complete its table is written to
-``bench/tables/<problem>.json.gz`` (a few hundred kB) with the caffegen version and commit that made it, and, with
-``--commit``, committed. Problems are recorded cheapest first. A problem name that does not exist: one line, exit 2.
+The recording is cut into **chunks**, one schedule at one length (6 rates x the seeds: an ordinary ``caffegen sweep``
+on two slots, so a stopped chunk resumes where it stopped and never records a run twice: the sweep's store). Each
+finished chunk is folded into ``bench/tables/<problem>.partial.json.gz`` (with ``--commit``, committed), so a
+recording outlives the machine it ran on: a rerun on another machine (a fresh checkout) skips every chunk the
+partial table holds. A later session's runs are put on the first session's clock (the measure probe is run again
+and the times are scaled by the ratio of the two probes' iteration times: recorded in the table's ``meta``). When
+every chunk is in, the table is written to ``bench/tables/<problem>.json.gz`` (a few hundred kB) with the caffegen
+version and commit that made it and the partial file is removed. A problem name that does not exist, or a partial
+table from another caffegen version: one line, exit 2.
 """
 from __future__ import annotations
 
@@ -43,8 +48,11 @@ EPOCHS = 4        # the full length: short runs that still separate the schedule
 LRFIND_ITERS = 100
 
 
+TABLES = HERE      # --tables: where the tables are read and written
+
+
 def table_path(name: str) -> Path:
-    return HERE / f"{name}.json.gz"
+    return TABLES / f"{name}.json.gz"
 
 
 def _git(*args: str) -> str:
@@ -161,31 +169,116 @@ def curves_of(sweep: Path, iters: int) -> list:
     return out
 
 
+def partial_path(name: str) -> Path:
+    return TABLES / f"{name}.partial.json.gz"
+
+
+def chunks(full: dict, short: dict, problem: dict) -> list[tuple[dict, int]]:
+    """One sweep per schedule and length (both lengths of a schedule together: a stopped recording leaves whole
+    schedules behind it)."""
+    out = []
+    for policy in full["grid"]["lr_policy"]:
+        for tables, iters in ((short, problem["search_iters"]), (full, problem["iters"])):
+            out.append(({**tables, "name": f"{tables['name']}-{policy}",
+                         "grid": {**tables["grid"], "lr_policy": [policy]}}, iters))
+    return out
+
+
+def _keys(tables: dict, iters: int) -> set[tuple]:
+    g = tables["grid"]
+    return {(lr, p, s, iters) for lr in g["base_lr"] for p in g["lr_policy"] for s in range(g["repeats"])}
+
+
+def _rescaled(curves: list, factor: float) -> list:
+    """The curves on another session's clock (factor: that session's iteration time over this one's)."""
+    import dataclasses
+
+    if abs(factor - 1.0) < 1e-9:
+        return curves
+    return [dataclasses.replace(c, times=tuple(t * factor for t in c.times), wall_s=c.wall_s * factor,
+                                overhead_s=c.overhead_s * factor) for c in curves]
+
+
+def _existing(name: str, version: str):
+    """The table so far (the finished one, or another session's partial one) and whether it is partial; None: none.
+    One line and exit 2 when it is unreadable or another caffegen version's (checked before anything is made)."""
+    from caffegen.errors import InputError
+    from caffegen.tune.table import load_table
+
+    for path, partial in ((table_path(name), False), (partial_path(name), True)):
+        if path.exists():
+            try:
+                return load_table(path, version=version), partial
+            except InputError as exc:
+                print(f"record: {exc}", file=sys.stderr)
+                sys.exit(2)
+    return None
+
+
+def _new(full: dict, work: Path, name: str, seeds: int, version: str):
+    """An empty table with this machine's measure probe and range tests."""
+    from caffegen.tune.table import CurveTable
+
+    speed = measured(full, work, name)
+    found = lrfinds(full, work, name, seeds)
+    meta = {"caffegen": version, "commit": _git("rev-parse", "HEAD"), "date": dt.date.today().isoformat(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "slots": 2, "speed": speed,
+            "lrs": LRS, "sessions": []}
+    return CurveTable({}, meta, [], found)
+
+
 def record(name: str, work: Path, seeds: int, commit: bool) -> Path:
     from caffegen import __version__
     from caffegen.tune.table import CurveTable, save_table
 
+    begun = _existing(name, __version__)
     problem, full, short = specs(name, work, seeds)
     print(f"{name}: {problem['train_images']} train / {problem['val_images']} val images, {problem['classes']} "
           f"classes; {problem['iters']} and {problem['search_iters']} iterations; {len(LRS)} base_lr x "
           f"{len(full['grid']['lr_policy'])} schedules x {seeds} seeds at each length", flush=True)
-    t0 = time.time()
-    load0 = os.getloadavg()[0]
-    speed = measured(full, work, name)
-    found = lrfinds(full, work, name, seeds)
-    sweeps = [(run_sweep(short, work), problem["search_iters"]), (run_sweep(full, work), problem["iters"])]
-    curves = [c for sweep, it in sweeps for c in curves_of(sweep, it)]
-    meta = {"caffegen": __version__, "commit": _git("rev-parse", "HEAD"), "date": dt.date.today().isoformat(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "slots": 2, "speed": speed,
-            "load": [round(load0, 2), round(os.getloadavg()[0], 2)], "lrs": LRS,
-            "seconds_this_time": round(time.time() - t0)}
-    path = save_table(CurveTable(problem, meta, curves, found), table_path(name))
-    print(f"{name}: {len(curves)} runs -> {path.relative_to(ROOT)} ({path.stat().st_size / 1e3:.0f} kB)", flush=True)
-    if commit:
-        _git("add", str(path))
-        _git("commit", "-m", f"bench/tables: {name} recorded ({len(curves)} runs, caffegen {__version__})",
-             "--", str(path))
-    return path
+    t0, load0 = time.time(), os.getloadavg()[0]
+    table, partial = begun or (_new(full, work, name, seeds, __version__), False)
+    have = {(c.base_lr, c.lr_policy, c.seed, c.iters) for c in table.curves}
+    todo = [(t, it) for t, it in chunks(full, short, problem) if not _keys(t, it) <= have]
+    if not todo:
+        print(f"{name}: recorded ({len(table.curves)} runs in {table_path(name).name})", flush=True)
+        return table_path(name)
+    factor = 1.0
+    if partial:      # another session began it: put this session's runs on its clock
+        now = measured(full, work, name)
+        factor = table.meta["speed"]["iter_s"] / now["iter_s"]
+        print(f"{name}: resuming ({len(table.curves)} runs recorded); this machine's iteration {now['iter_s']:.4f} s "
+              f"against {table.meta['speed']['iter_s']:.4f} s: times x {factor:.3f}", flush=True)
+    session = {"commit": _git("rev-parse", "HEAD"), "date": dt.date.today().isoformat(), "time_factor": round(factor, 4),
+               "load": [round(load0, 2)], "chunks": 0, "seconds": 0}
+    table.meta.setdefault("sessions", []).append(session)
+    curves = list(table.curves)
+    for tables, iters in todo:
+        sweep = run_sweep(tables, work)
+        curves += _rescaled([c for c in curves_of(sweep, iters) if (c.base_lr, c.lr_policy, c.seed, c.iters) not in have],
+                            factor)
+        have = {(c.base_lr, c.lr_policy, c.seed, c.iters) for c in curves}
+        session.update(chunks=session["chunks"] + 1, seconds=round(time.time() - t0),
+                       load=[round(load0, 2), round(os.getloadavg()[0], 2)])
+        done = len(todo) == session["chunks"]
+        path = save_table(CurveTable(problem, table.meta, curves, table.lrfind),
+                          table_path(name) if done else partial_path(name))
+        print(f"  {len(curves)} runs -> {path.name}", flush=True)
+        if commit:
+            _commit(path, f"bench/tables: {name} {'recorded' if done else 'partly recorded'} ({len(curves)} runs, "
+                          f"caffegen {__version__})")
+    if partial_path(name).exists():
+        partial_path(name).unlink()
+        if commit:
+            _commit(partial_path(name), f"bench/tables: {name}'s partial table, folded into {name}.json.gz")
+    print(f"{name}: {len(curves)} runs -> {table_path(name).name} "
+          f"({table_path(name).stat().st_size / 1e3:.0f} kB)", flush=True)
+    return table_path(name)
+
+
+def _commit(path: Path, message: str) -> None:
+    _git("add", "-A", "--", str(path))
+    _git("commit", "-q", "-m", message, "--", str(path))
 
 
 def main() -> None:
@@ -193,8 +286,11 @@ def main() -> None:
     ap.add_argument("--problem", nargs="*", default=list(TABLE_PROBLEMS))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
-    ap.add_argument("--commit", action="store_true", help="commit each problem's table as it completes")
+    ap.add_argument("--tables", type=Path, default=HERE, help="where the tables are kept (default: bench/tables)")
+    ap.add_argument("--commit", action="store_true", help="commit each chunk's partial table and each finished table")
     args = ap.parse_args()
+    global TABLES
+    TABLES = args.tables.resolve()
     for name in args.problem:
         if name not in TABLE_PROBLEMS:
             print(f"record: no problem {name!r}: the problems are {', '.join(TABLE_PROBLEMS)}", file=sys.stderr)
