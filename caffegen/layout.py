@@ -13,9 +13,17 @@ import re
 from pathlib import Path
 
 __all__ = ["SWEEP_DB", "SPEC_RECORD", "LOCK", "REPORT_HTML", "REPORT_MD", "SUMMARY_CSV", "REPORT_FIGURES",
-           "TENSORBOARD", "TRAIN_VAL", "SOLVER", "DEPLOY", "PROTOTXT_FILES", "TRAIN_LOG", "MANIFEST", "CURVES_PNG",
+           "TENSORBOARD", "TRAIN_VAL", "SOLVER", "DEPLOY", "TRAIN_LOG", "MANIFEST", "CURVES_PNG",
            "SNAPSHOT_DIR", "SNAPSHOT_PREFIX", "EVAL_DIR", "EVAL_SUMMARY", "EVAL_SCORES", "LIST_TRAIN", "LIST_VAL", "LABELS",
-           "snapshot_file", "parse_snapshot_name", "is_sweep_dir", "is_run_dir", "study_storage"]
+           "RUNS", "default_out", "parse_snapshot_name", "is_sweep_dir", "study_storage"]
+
+RUNS = Path("runs")                # where a command puts its sweep folder when not told: runs/NAME
+
+
+def default_out(name: str) -> Path:
+    """``runs/NAME``: a command's output folder when ``--out`` is not given."""
+    return RUNS / name
+
 
 # -- a sweep folder
 SWEEP_DB = "sweep.db"              # the store (one row per run) and, with [search], the Optuna study
@@ -31,7 +39,6 @@ TENSORBOARD = "tensorboard"        # `caffegen export tensorboard`'s default log
 TRAIN_VAL = "train_val.prototxt"
 SOLVER = "solver.prototxt"
 DEPLOY = "deploy.prototxt"
-PROTOTXT_FILES = (TRAIN_VAL, SOLVER, DEPLOY)
 TRAIN_LOG = "train.log"            # caffe's whole output, every attempt and segment appended
 MANIFEST = "manifest.json"
 CURVES_PNG = "curves.png"
@@ -50,11 +57,6 @@ LABELS = "labels.txt"         # class names, one per label
 _SNAPSHOT_RE = re.compile(r"_iter_(\d+)\.(solverstate|caffemodel)(\.h5)?$")
 
 
-def snapshot_file(iteration: int, kind: str = "solverstate", prefix: str = SNAPSHOT_PREFIX) -> str:
-    """The file name Caffe gives the snapshot of ``iteration`` (``kind``: solverstate or caffemodel)."""
-    return f"{prefix}_iter_{int(iteration)}.{kind}"
-
-
 def parse_snapshot_name(name: str) -> tuple[int, str] | None:
     """(iteration, "solverstate" | "caffemodel") of a snapshot file name, None for any other name."""
     m = _SNAPSHOT_RE.search(name)
@@ -63,10 +65,6 @@ def parse_snapshot_name(name: str) -> tuple[int, str] | None:
 
 def is_sweep_dir(path: Path) -> bool:
     return (Path(path) / SWEEP_DB).is_file()
-
-
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / TRAIN_LOG).is_file() or (Path(path) / SOLVER).is_file()
 
 
 def study_storage(sweep_dir: Path) -> str:

@@ -13,7 +13,7 @@ from caffegen.data.augment import Augment, affine, parse_augment
 from caffegen.errors import InputError
 from caffegen.sweep.spec import parse_spec
 
-from conftest import make_imageset, tiny_net
+from helpers import make_imageset, tiny_net
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 

@@ -18,7 +18,7 @@ from caffegen.prototxt import SolverOptions
 from caffegen.prototxt.chains import (CHAINED, SCHEDULES, chain_lr, ideal_lr, parse_schedules, plateau_replay,
                                       resolve_schedule)
 from caffegen.prototxt.schedule import POLICIES, format_lr
-from conftest import write_spec
+from helpers import write_spec
 from sweep_state import store_rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

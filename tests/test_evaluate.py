@@ -13,7 +13,7 @@ from caffegen.evaluate import metrics
 from caffegen.logs import parse_log
 from caffegen.run.folder import best_snapshot_iters
 
-from conftest import pixels_like, tiny_net
+from helpers import pixels_like, tiny_net
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_spec
+from helpers import write_spec
 from sweep_state import store_rows as rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

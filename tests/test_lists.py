@@ -11,7 +11,7 @@ from caffegen.cli import main
 from caffegen.layout import LIST_TRAIN, LIST_VAL
 from caffegen.data.lists import SkippedFilesWarning, n_val_for, read_list, scan, write_lists
 from caffegen.errors import InputError
-from conftest import make_imageset
+from helpers import make_imageset
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from caffegen.probes.lrfind import gamma_for, grid_around, smooth, spec_with_lrs, suggest
-from conftest import write_spec
+from helpers import write_spec
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 

@@ -14,7 +14,7 @@ from google.protobuf import text_format
 from caffegen.errors import InputError
 from caffegen.prototxt.netread import load_net
 from caffegen.prototxt.usernet import heads_of
-from conftest import own_net_spec
+from helpers import own_net_spec
 from sweep_state import store_rows
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

@@ -10,7 +10,7 @@ from PIL import Image
 from caffegen.logs import parse_log
 from caffegen.plotting import ema
 from caffegen.report.figures import plot_curves
-from conftest import pixels_like
+from helpers import pixels_like
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 

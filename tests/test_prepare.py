@@ -11,7 +11,7 @@ from caffegen.cli import main
 from caffegen.data.lists import scan, write_lists
 from caffegen.data.prepare import convert_command, to_lmdb
 from caffegen.errors import CaffegenError
-from conftest import make_imageset
+from helpers import make_imageset
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

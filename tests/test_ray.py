@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from caffegen.logs import LogFollower
-from conftest import write_spec
+from helpers import write_spec
 from sweep_state import store_rows as rows, wait_for, writers
 from ray_cluster import LocalCluster, ancestors
 

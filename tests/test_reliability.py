@@ -16,7 +16,7 @@ import pytest
 
 from caffegen.run.processes import is_running
 from caffegen.sweep.store import open_store
-from conftest import write_spec
+from helpers import write_spec
 from sweep_state import store_rows as rows, wait_for, writers
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

@@ -13,7 +13,7 @@ import pytest
 from caffegen.report.analysis import RunReport, axis_summary, group_runs, rank, verdict, why_lost
 from caffegen.report.diagnose import Finding
 from caffegen.report.stats import could_be_best, dunnett_critical, proportions_differ, seed_noise, wilson
-from conftest import write_spec
+from helpers import write_spec
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 FIXTURES = Path(__file__).parent / "fixtures"

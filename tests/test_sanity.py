@@ -11,7 +11,7 @@ from caffegen.probes.sanity import (Sanity, causes, guess_lr, shuffled_labels, s
                                     too_high)
 from caffegen.sweep.spec import parse_spec
 
-from conftest import tiny_net
+from helpers import tiny_net
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from caffegen.errors import InputError
-from conftest import pixels_like
+from helpers import pixels_like
 from caffegen.prototxt import SolverOptions, render_solver
 from caffegen.prototxt.chains import parse_schedules
 from caffegen.prototxt.schedule import POLICIES, format_lr, learning_rate, lr_curve, policy_defaults, resolve_policy

@@ -13,7 +13,7 @@ import pytest
 
 from caffegen.errors import InputError
 from caffegen.sweep import parse_spec
-from conftest import tiny_net
+from helpers import tiny_net
 from sweep_state import store_rows as rows
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

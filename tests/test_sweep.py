@@ -16,7 +16,7 @@ from caffegen.errors import InputError
 from caffegen.logs import LogFollower
 from caffegen.sweep import expand, parse_spec
 from caffegen.run.policy import StopPolicy, decide
-from conftest import write_spec
+from helpers import write_spec
 from sweep_state import store_rows as rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from caffegen.prototxt import NetOptions, render_net
-from conftest import make_imageset
+from helpers import make_imageset
 from sweep_state import store_rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

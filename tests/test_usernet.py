@@ -19,7 +19,7 @@ from caffegen.prototxt.netread import load_net
 from caffegen.prototxt.shapes import spatial_sizes
 from caffegen.prototxt.usernet import DataSources, UserNet, heads_of, wire
 from caffegen.sweep.store import open_store
-from conftest import own_net_spec
+from helpers import own_net_spec
 from sweep_state import store_rows
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]

@@ -43,7 +43,6 @@ from problems import TABLE_PROBLEMS, epochs_iters, problem_lists  # noqa: E402
 
 LRS = [float(f"{10 ** (e / 2):.3g}") for e in range(-8, -2)]      # 1e-4, 3.16e-4, ..., 0.0316: 2.5 decades
 CHAINS_RECORDED = ["linear", "cosine", "onecycle"]
-PASSES_FULL, PASSES_SEARCH = 12, 6
 EPOCHS = 4        # the full length: short runs that still separate the schedules, so a table fits a few hours
 LRFIND_ITERS = 100
 
@@ -62,7 +61,7 @@ def _git(*args: str) -> str:
 def specs(name: str, work: Path, seeds: int) -> tuple[dict, dict, dict]:
     """The problem's facts and its two sweep specs (full length, search length) as TOML tables."""
     from caffegen.prototxt.schedule import POLICIES
-    from caffegen.tune.specs import TuneNet, base_tables
+    from caffegen.tune.specs import TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables
 
     train, val, classes, n_val, n_train = problem_lists(name, work)
     iters = epochs_iters(n_train, EPOCHS)
@@ -70,8 +69,8 @@ def specs(name: str, work: Path, seeds: int) -> tuple[dict, dict, dict]:
     common = dict(train_list=train, val_list=val, net=TuneNet(), classes=classes, val_images=n_val,
                   run={"backend": "local", "jobs": 2})
     grid = {"base_lr": LRS, "lr_policy": list(POLICIES) + CHAINS_RECORDED, "repeats": seeds}
-    full = {**base_tables(f"table-{name}-full", iters=iters, passes=PASSES_FULL, **common), "grid": grid}
-    short = {**base_tables(f"table-{name}-search", iters=search_iters, passes=PASSES_SEARCH, **common), "grid": grid}
+    full = {**base_tables(f"table-{name}-full", iters=iters, passes=TEST_PASSES_FINAL, **common), "grid": grid}
+    short = {**base_tables(f"table-{name}-search", iters=search_iters, passes=TEST_PASSES_SEARCH, **common), "grid": grid}
     problem = {"name": name, "classes": classes, "val_images": n_val, "train_images": n_train, "iters": iters,
                "search_iters": search_iters, "metric": "accuracy_at_1", "maximize": True,
                "train_list": str(train.relative_to(work)), "val_list": str(val.relative_to(work))}

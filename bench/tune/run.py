@@ -2,7 +2,7 @@
 random search, TPE + ASHA, TPE + Hyperband, the one-seed grid and lr-find + poly, at equal compute.
 
     .venv/bin/python bench/tables/record.py --commit     # once: the tables (real caffe runs, resumable)
-    .venv/bin/python bench/tune/run.py [--problem digits ...] [--seeds 200]
+    .venv/bin/python bench/tune/run.py [--problem digits ...] [--seeds 400]
 
 For each recorded table (bench/tables/<problem>.json.gz, caffegen.tune.table) every method of
 ``caffegen.tune.replay.METHODS`` is replayed ``--seeds`` times (caffegen.tune.replay: the tuner's own plan, search
@@ -167,22 +167,23 @@ def problem(name: str, seeds: int, tables: Path = TABLES) -> dict:
 
 LEVERS = (        # the tuner's own design choices, each replayed at the same budget (the replay decides, not taste)
     Method("as shipped"),
+    Method("pruner's own rungs (from a ninth of the run, never the first pass: before)", first_rung=None),
+    Method("pruner from a third of the run", first_rung=1 / 3),
+    Method("no pruning", first_rung=1.0),
+    Method("pruner: no seed noise", seed_sd="none"),
+    Method("pruner: the table's seed noise", seed_sd="table"),
+    Method("candidates not distinct (near rates of one schedule are two)", distinct=False),
+    Method("3 candidates x 1 fresh seed", candidates=3, confirm_rounds=1),
+    Method("2 candidates x 2 fresh seeds", candidates=2, confirm_rounds=2),
+    Method("3 candidates x 2 fresh seeds (the first default)", candidates=3, confirm_rounds=2),
+    Method("no confirm (the search's best)", candidates=1),
     Method("confirm at the full length", confirm_full=True),
     Method("search and confirm at the full length", search_full=True),
     Method("+ the chained schedules", chains=True),
-    Method("pruner: no seed noise", seed_sd="none"),
-    Method("pruner: the table's seed noise", seed_sd="table"),
-    Method("3 candidates x 2 fresh seeds (the earlier default)", candidates=3, confirm_rounds=2),
-    Method("3 candidates x 1 fresh seed", candidates=3, confirm_rounds=1),
-    Method("2 candidates x 2 fresh seeds", candidates=2, confirm_rounds=2),
-    Method("distinct candidates (near rates of one schedule are one)", distinct=True),
-    Method("distinct candidates, 3 x 1", distinct=True, candidates=3, confirm_rounds=1),
-    Method("no confirm (the search's best)", candidates=1),
     Method("no confirm + the chained schedules", candidates=1, chains=True),
     Method("confirm full + chains", confirm_full=True, chains=True),
     Method("budget 15%", budget="15%"),
     Method("budget 15%, confirm full", budget="15%", confirm_full=True),
-    Method("budget 15%, search and confirm full", budget="15%", search_full=True),
 )
 
 
@@ -224,7 +225,7 @@ def print_problem(name: str, r: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problem", nargs="*", default=None, help="default: every recorded table")
-    ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--seeds", type=int, default=400)
     ap.add_argument("--tables", type=Path, default=TABLES, help="where the tables are [default: bench/tables]")
     ap.add_argument("--levers", action="store_true", help="replay the tuner's design choices instead (LEVERS)")
     args = ap.parse_args()

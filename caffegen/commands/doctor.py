@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import click
 
+from ..run.backends import BACKENDS
+
 
 @click.command()
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="local", show_default=True,
               help="ray: check every node of a Ray cluster instead of this machine.")
 @click.option("--address", default=None, metavar="auto|HOST:PORT",
               help="With --backend ray: the cluster [default: $RAY_ADDRESS, else a local Ray instance].")

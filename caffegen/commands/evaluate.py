@@ -62,9 +62,9 @@ def evaluate(target: Path | None, snapshot: str, list_file: Path | None, top: in
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ..evaluate import evaluate_run, evaluate_sweep
-    from ..layout import REPORT_HTML, is_sweep_dir
+    from ..layout import REPORT_HTML, default_out, is_sweep_dir
 
-    target = target or Path("runs") / "default"
+    target = target or default_out("default")
     if not target.is_dir():
         raise InputError(f"{target}: no such run or sweep folder")
     if out_dir is not None and is_sweep_dir(target):

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..layout import default_out
 
 
 @click.command()
@@ -36,7 +37,7 @@ def report(sweep_dir: Path | None, live: bool, tensorboard: Path | None) -> int:
     """
     from ..report import write_report
 
-    d = sweep_dir or Path("runs") / "default"
+    d = sweep_dir or default_out("default")
     if not d.exists():
         raise InputError(f"{d}: no such sweep folder")
     paths = write_report(d, live=live)
@@ -71,7 +72,7 @@ def tensorboard(target: Path | None, out_dir: Path | None) -> int:
     """
     from ..export.tensorboard import export_tensorboard
 
-    d = target or Path("runs") / "default"
+    d = target or default_out("default")
     if not d.exists():
         raise InputError(f"{d}: no such sweep or run folder")
     result = export_tensorboard(d, out_dir)

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..layout import default_out
+from ..run.backends import BACKENDS
 
 
 def _gpus(ctx, param, value: str | None):  # noqa: ARG001
@@ -40,7 +42,7 @@ def _gpus(ctx, param, value: str | None):  # noqa: ARG001
 @click.option("--keep-best", type=click.IntRange(0), default=None, metavar="K",
               help="Keep the K snapshots nearest each run's best test top-1 (for `caffegen evaluate`), beside the "
                    "newest [default: 1].")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default=None,
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
               help="Where runs execute: child processes here, or one Ray actor per run on a Ray cluster "
                    "(pip install 'caffegen[ray]'; docs/cluster.md) [default: spec's, else local].")
 @click.option("--address", default=None, metavar="auto|HOST:PORT",
@@ -119,11 +121,8 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
                                         retries=retries).items() if v is not None}
     run = dataclasses.replace(s.run, **overrides)
     check_run_settings(run, "command line")
-    if run.backend == "ray":  # before anything starts: without Ray, one line with the fix (exit 2)
-        from ..run.ray_executor import require_ray
-
-        require_ray()
-    out = out_dir or Path("runs") / s.name
+    BACKENDS[run.backend].require()   # before anything starts: without Ray, one line with the fix (exit 2)
+    out = out_dir or default_out(s.name)
     if dry_run:
         if s.search is not None and s.search.sampled:
             space = "; ".join(f"{k} {v}" for k, v in s.search.space.items())
@@ -164,7 +163,7 @@ def status(sweep_dir: Path | None) -> int:
 
     from ..sweep.progress import collect_views, status_table
 
-    d = sweep_dir or Path("runs") / "default"
+    d = sweep_dir or default_out("default")
     if not d.exists():
         raise InputError(f"{d}: no such sweep folder")
     views, total, name = collect_views(d)
@@ -211,7 +210,7 @@ def lr_find(spec: str, start: float, end: float, iters: int, out_dir: Path | Non
     from ..toolchain import locate
 
     s = load_spec(spec)
-    out = out_dir or Path("runs") / f"{s.name}-lr-find"
+    out = out_dir or default_out(f"{s.name}-lr-find")
     result = run_lr_find(s, out, locate(), start=start, end=end, iters=iters, gpus=gpus or (),
                          log=lambda line: click.echo(line, err=True))
     png = lr_find_figure(result, out / "lr_find.png", title=f"LR range test: {s.name}")
@@ -310,7 +309,7 @@ def sanity(spec: str, per_class: int, max_iter: int, threshold: float | None, lr
     from ..toolchain import locate
 
     s = load_spec(spec)
-    out = out_dir or Path("runs") / f"{s.name}-sanity"
+    out = out_dir or default_out(f"{s.name}-sanity")
     log = lambda line: click.echo(line, err=True)  # noqa: E731
     result = run_sanity(s, out, locate(), per_class=per_class, max_iter=max_iter, threshold=threshold, lr=lr,
                         control=control, gpus=gpus or (), log=log)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from ..layout import default_out
+from ..run.backends import BACKENDS
 from .sweep import _gpus
 
 
@@ -17,7 +19,7 @@ from .sweep import _gpus
 @click.option("--budget", default="10%", show_default=True, metavar="10%|2h|90m|40runs",
               help="The whole command's budget: a share of the repeated grid's compute over the same space "
                    "(everything counted), wall-clock time, or full-length runs' worth of compute.")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/tune"),
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=default_out("tune"),
               show_default=True, help="The tune folder. Rerunning the same command into it resumes.")
 @click.option("--iters", type=click.IntRange(10), default=None, metavar="N",
               help="The full length the winner trains to [default: 6 epochs of the train list].")
@@ -33,7 +35,7 @@ from .sweep import _gpus
               help="The schedules the search compares [default: all of Caffe's seven].")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Parallel CPU runs [default: min(2, cores)].")
 @click.option("--gpus", callback=_gpus, default=None, metavar="0,1", help="Train on these GPUs (CUDA build).")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="local", show_default=True,
               help="Where runs execute: here, or on a Ray cluster (docs/cluster.md).")
 @click.option("--address", default=None, metavar="auto|HOST:PORT", help="With --backend ray: the cluster.")
 def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sanity, seed, policies, jobs, gpus,

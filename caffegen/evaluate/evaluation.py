@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data.lists import load_list
 from ..errors import InputError
-from ..layout import EVAL_DIR, LABELS, TRAIN_LOG, is_sweep_dir
+from ..layout import EVAL_DIR, LABELS, SOLVER, TRAIN_LOG, TRAIN_VAL, is_sweep_dir
 from ..logs import parse_log
 from ..paths import exclusive
 from ..run.folder import find_snapshot
@@ -117,7 +117,7 @@ def _lmdb_images(run_dir: Path, batch: int) -> int:
     """Images one test pass of the run reads from its LMDB (test_iter x batch: an LMDB's size is not at hand)."""
     from ..prototxt.validate import parse_text
 
-    solver = parse_text((run_dir / "solver.prototxt").read_text(encoding="utf-8"), "solver", "solver.prototxt")
+    solver = parse_text((run_dir / SOLVER).read_text(encoding="utf-8"), "solver", SOLVER)
     if not solver.test_iter:
         raise InputError(f"{run_dir}: solver.prototxt has no test_iter (how many batches its LMDB holds)")
     return solver.test_iter[0] * batch
@@ -139,7 +139,7 @@ def _caffe_test(run_dir: Path, iteration: int, metric: str | None, images: int, 
         return None
     from ..prototxt.validate import parse_text
 
-    solver = parse_text((run_dir / "solver.prototxt").read_text(encoding="utf-8"), "solver", "solver.prototxt")
+    solver = parse_text((run_dir / SOLVER).read_text(encoding="utf-8"), "solver", SOLVER)
     seen = solver.test_iter[0] * batch if solver.test_iter else None
     return {"iteration": iteration, "metric": metric, "top1": value, "images": seen,
             "same_images": seen == images}
@@ -151,7 +151,7 @@ def evaluate_run(run_dir: str | Path, *, snapshot: str = "best", list_file: str 
     """Score ``run_dir``'s snapshot (``best``, ``last`` or an iteration) on its val list or ``list_file``, and
     write ``eval/`` (or ``out_dir``)."""
     run_dir = Path(run_dir)
-    net_file = run_dir / "train_val.prototxt"
+    net_file = run_dir / TRAIN_VAL
     if not net_file.is_file():
         raise InputError(f"{run_dir}: not a run folder (no train_val.prototxt)")
     iteration, weights = find_snapshot(run_dir, snapshot)

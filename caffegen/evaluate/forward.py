@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import CaffegenError, InputError
+from ..layout import TRAIN_VAL
 from ..prototxt.netread import data_layers
 from ..prototxt.usernet import Head, heads_of
 
@@ -41,7 +42,7 @@ class EvalNet:
     lmdb: str | None = None
 
 
-def eval_net(train_val: str, run_dir: Path, list_file: Path | None = None, where: str = "train_val.prototxt") \
+def eval_net(train_val: str, run_dir: Path, list_file: Path | None = None, where: str = TRAIN_VAL) \
         -> EvalNet:
     """``train_val``'s text with its TEST data layer reading ``list_file`` (or its own source) in order."""
     from google.protobuf import text_format

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..layout import DEPLOY, SOLVER, TRAIN_VAL
 from ..paths import write_atomic
 from ..checks import as_float
 from .options import NetOptions, SolverOptions, coverage_note, test_iter_for, variant_name
@@ -31,9 +32,8 @@ from .usernet import WiredNet, heads_of
 from .validate import check_net_shapes, check_text, check_user_net, parse_text
 
 __all__ = ["Written", "count_list", "resolve_test_iter", "write_variant", "write_user_variant", "write_solver_set",
-           "write_user_solver_set", "segment_solver", "FILES", "INDEX_FIELDS"]
+           "write_user_solver_set", "segment_solver", "INDEX_FIELDS"]
 
-FILES = ("train_val.prototxt", "solver.prototxt", "deploy.prototxt")
 INDEX_FIELDS = ("name", "file", "base_lr", "lr_policy", "gamma", "stepsize", "stepvalue", "power", "max_iter",
                 "type", "momentum", "momentum2", "delta", "rms_decay", "weight_decay", "test_iter",
                 "test_interval", "snapshot_prefix", "segments")
@@ -91,18 +91,18 @@ def write_variant(out_dir: str | Path, net: NetOptions, solver: SolverOptions, v
     the list sources need anyway, and the folder stays relocatable. Nothing is written when a check fails.
     """
     out = Path(out_dir)
-    solver, note = resolve_test_iter(dataclasses.replace(solver, net="train_val.prototxt"), net, out)
+    solver, note = resolve_test_iter(dataclasses.replace(solver, net=TRAIN_VAL), net, out)
     texts = {
-        "train_val.prototxt": ("net", render_net(net)),
-        "solver.prototxt": ("solver", render_solver(solver, net)),
-        "deploy.prototxt": ("net", render_deploy(net)),
+        TRAIN_VAL: ("net", render_net(net)),
+        SOLVER: ("solver", render_solver(solver, net)),
+        DEPLOY: ("net", render_deploy(net)),
     }
     if validate:
         for name, (kind, text) in texts.items():
             check_text(text, kind, str(out / name))
         if pycaffe_check:
-            check_net_shapes(texts["train_val.prototxt"][1], net, deploy_text=texts["deploy.prototxt"][1],
-                             where=str(out / "train_val.prototxt"))
+            check_net_shapes(texts[TRAIN_VAL][1], net, deploy_text=texts[DEPLOY][1],
+                             where=str(out / TRAIN_VAL))
     paths = {name: write_atomic(out / name, text) for name, (_, text) in texts.items()}
     return Written(paths, solver, notes=[note] if note else [])
 
@@ -167,7 +167,7 @@ def write_solver_set(out_dir: str | Path, net: NetOptions, base: SolverOptions, 
     lrs = [as_float("base_lr (--lr)", lr, gt=0) for lr in lrs]
     if not lrs:
         raise InputError("no learning rate given")
-    base, note = resolve_test_iter(dataclasses.replace(base, net="train_val.prototxt"), net, out)
+    base, note = resolve_test_iter(dataclasses.replace(base, net=TRAIN_VAL), net, out)
     net_text = render_net(net)
     solvers: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
@@ -183,13 +183,13 @@ def write_solver_set(out_dir: str | Path, net: NetOptions, base: SolverOptions, 
             opts = dataclasses.replace(base, base_lr=lr, lr_policy=axes["lr_policy"], snapshot_prefix=prefix)
             rows.append(_index_row(name, opts, opts.effective(net.test_batch), render_solver(opts, net), solvers))
     if validate:
-        check_text(net_text, "net", str(out / "train_val.prototxt"))
+        check_text(net_text, "net", str(out / TRAIN_VAL))
         for file, text in solvers.items():
             if file.endswith(".prototxt"):
                 check_text(text, "solver", str(out / file))
         if pycaffe_check:
-            check_net_shapes(net_text, net, where=str(out / "train_val.prototxt"))
-    files = {out / "train_val.prototxt": net_text, **_solver_set_files(out, solvers, rows, net.to_dict())}
+            check_net_shapes(net_text, net, where=str(out / TRAIN_VAL))
+    files = {out / TRAIN_VAL: net_text, **_solver_set_files(out, solvers, rows, net.to_dict())}
     paths = {path.name: write_atomic(path, text) for path, text in files.items()}
     return Written(paths, base, rows=rows, notes=[note] if note else [])
 
@@ -283,22 +283,22 @@ def write_user_variant(out_dir: str | Path, wired: WiredNet, solver: SolverOptio
     and ``deploy.prototxt`` (its deploy form); checked with caffe_pb2 and pycaffe (the net built in TRAIN and TEST
     on its real data, ``weights`` copied into it) before any is written."""
     out = Path(out_dir)
-    solver = dataclasses.replace(solver, net="train_val.prototxt")
+    solver = dataclasses.replace(solver, net=TRAIN_VAL)
     notes = list(wired.notes)
     if solver.test_iter is None:
         solver = dataclasses.replace(solver, test_iter=test_iter_for(None, wired.test_batch))
         notes.append(f"test_iter = {solver.test_iter} (fallback: the TEST data cannot be counted; set [solver] "
                      "test_iter to cover your val set once)")
     texts = {
-        "train_val.prototxt": ("net", wired.text),
-        "solver.prototxt": ("solver", merge(render_solver(solver), base, extras)),
-        "deploy.prototxt": ("net", deploy_text(parse_text(wired.text, "net"), where=str(wired.source),
+        TRAIN_VAL: ("net", wired.text),
+        SOLVER: ("solver", merge(render_solver(solver), base, extras)),
+        DEPLOY: ("net", deploy_text(parse_text(wired.text, "net"), where=str(wired.source),
                                                  fix='set [net] crop, or data = "imagedata" with [net] resize')),
     }
     if validate:
         for name, (kind, text) in texts.items():
             check_text(text, kind, str(out / name))
         if pycaffe_check:
-            check_user_net(wired.text, texts["deploy.prototxt"][1], weights, where=str(wired.source))
+            check_user_net(wired.text, texts[DEPLOY][1], weights, where=str(wired.source))
     paths = {name: write_atomic(out / name, text) for name, (_, text) in texts.items()}
     return Written(paths, solver, notes=notes)

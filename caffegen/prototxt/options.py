@@ -23,7 +23,7 @@ from .schedule import POLICIES, POLICY_PARAMS, learning_rate, policy_defaults
 from .text import prototxt_string
 
 __all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "SOLVER_MODES", "TYPE_DEFAULTS", "DEFAULT_VAL_IMAGES",
-           "knob", "test_iter_for", "coverage_note", "variant_name", "spatial_after_convs"]
+           "knob", "test_iter_for", "Coverage", "coverage", "coverage_note", "variant_name", "spatial_after_convs"]
 
 SOLVER_TYPES: tuple[str, ...] = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
 SOLVER_MODES: tuple[str, ...] = ("CPU", "GPU")
@@ -368,17 +368,49 @@ class SolverOptions:
         return d
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """How one test pass covers the val set: ``seen`` images (test_iter x TEST batch) against ``val_images``, and
+    the TEST batch nearest the one asked for that covers it exactly once (``exact_batch`` x ``exact_iter``)."""
+
+    val_images: int
+    test_iter: int
+    test_batch: int
+    exact_batch: int
+
+    @property
+    def seen(self) -> int:
+        return self.test_iter * self.test_batch
+
+    @property
+    def exact(self) -> bool:
+        return self.seen == self.val_images
+
+    @property
+    def exact_iter(self) -> int:
+        return self.val_images // self.exact_batch
+
+
+def coverage(val_images: int, test_iter: int, test_batch: int) -> Coverage:
+    """The coverage rule's numbers: a TEST batch that divides the val set, nearest ``test_batch`` (the larger on a
+    tie)."""
+    if test_iter * test_batch == val_images:
+        return Coverage(val_images, test_iter, test_batch, test_batch)
+    divisors = [d for d in range(1, val_images + 1) if val_images % d == 0]
+    return Coverage(val_images, test_iter, test_batch, min(divisors, key=lambda d: (abs(d - test_batch), -d)))
+
+
 def coverage_note(val_images: int | None, test_iter: int, test_batch: int) -> str | None:
     """A note when one test pass does not see each val image exactly once (Caffe wraps around the list, so some
     count twice, or stops short), with the TEST batch / test_iter pair that would; None when it does."""
-    if not val_images or test_iter * test_batch == val_images:
+    if not val_images:
         return None
-    seen = test_iter * test_batch
-    how = (f"{seen - val_images} are counted twice" if seen > val_images else f"{val_images - seen} are never tested")
-    divisors = [d for d in range(1, val_images + 1) if val_images % d == 0]
-    batch = min(divisors, key=lambda d: (abs(d - test_batch), -d))
-    return (f"test_iter {test_iter} x TEST batch {test_batch} = {seen} images per test pass, but the val set has "
-            f"{val_images}: {how}; TEST batch {batch} with test_iter {val_images // batch} covers it exactly once")
+    c = coverage(val_images, test_iter, test_batch)
+    if c.exact:
+        return None
+    how = (f"{c.seen - val_images} are counted twice" if c.seen > val_images else f"{val_images - c.seen} are never tested")
+    return (f"test_iter {test_iter} x TEST batch {test_batch} = {c.seen} images per test pass, but the val set has "
+            f"{val_images}: {how}; TEST batch {c.exact_batch} with test_iter {c.exact_iter} covers it exactly once")
 
 
 def test_iter_for(val_images: int | None, test_batch: int) -> int:

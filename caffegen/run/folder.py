@@ -16,7 +16,7 @@ from ..layout import EVAL_DIR, EVAL_SUMMARY, MANIFEST, SNAPSHOT_DIR, parse_snaps
 from ..logs.curves import TOP1, is_loss_metric
 from ..paths import write_atomic
 
-__all__ = ["snapshots", "check_snapshot", "usable_snapshot", "newest_solverstate", "best_snapshot_iters",
+__all__ = ["snapshots", "check_snapshot", "usable_snapshot", "best_snapshot_iters",
            "prune_snapshots", "settle_snapshots", "snapshot_record", "find_snapshot", "read_manifest",
            "write_manifest", "read_eval_summary"]
 
@@ -74,11 +74,6 @@ def usable_snapshot(run_dir: Path) -> tuple[Path | None, list[str]]:
             return state, why
         why.append(problem)
     return None, why
-
-
-def newest_solverstate(run_dir: Path) -> Path | None:
-    found = snapshots(run_dir)
-    return found[-1][1] if found else None
 
 
 def best_snapshot_iters(tests: Sequence[tuple[int, float]], available: Iterable[int], k: int,

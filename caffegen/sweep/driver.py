@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CaffegenError, InputError, ValidationError
-from ..layout import REPORT_HTML
+from ..layout import REPORT_HTML, default_out
 from ..logs.curves import is_loss_metric, metric_label
 from ..paths import sha256_file
-from ..run.executor import Executor, LocalExecutor, Slot
+from ..run.backends import make_executor
+from ..run.executor import Executor, Slot
 from ..run.folder import read_manifest, write_manifest
 from ..run.policy import Decision, StopPolicy
 from ..run.processes import launch_prefix
@@ -31,7 +32,7 @@ from ..run.status import FAILED, FINAL, INTERRUPTED, PENDING, PRUNED, RUNNING
 from ..run.trainer import StopSignals, Training, resume_point
 from ..toolchain import CaffeInstall
 from .leftovers import settle_leftovers
-from .planning import Planner, net_record, run_source
+from .planning import Planner, RunSource, net_record, run_source
 from .progress import run_view
 from .chain import RunChain
 from .runs import RunPlan
@@ -100,7 +101,7 @@ class Driver:
         self._report_proc: subprocess.Popen | None = None
         self.planner = Planner(spec, self.out_dir, run, log)
         self._ordinal = -1
-        self.source: Any = None
+        self.source: RunSource | None = None
         self.metric: str | None = run.metric    # the ranking metric and top-5 of the sweep's net (set in execute)
         self.top5: str | None = None
         self._retry: list[RunPlan] = []               # runs lost with their node, to start again first
@@ -156,7 +157,7 @@ class Driver:
         store.register(v.name, plan.identity, v.axes, plan.solver.max_iter, self._ordinal, group=v.group or v.name,
                        seed=v.seed, test_images=plan.test_images)
 
-    def _loop(self, store: Store, source, total: int) -> SweepResult:
+    def _loop(self, store: Store, source: RunSource, total: int) -> SweepResult:
         rows_before = store.all()
         skipped = sum(r.status in FINAL for r in rows_before)
         if skipped:
@@ -416,22 +417,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def make_executor(run: RunSettings) -> Executor:
-    """The executor ``[run] backend`` names: child processes on this machine, or Ray actors on a cluster."""
-    if run.backend == "ray":
-        from ..run.ray_executor import RayExecutor
-
-        return RayExecutor(address=run.address, jobs=run.jobs, gpu=bool(run.gpus), per_gpu=run.per_gpu)
-    return LocalExecutor(jobs=run.jobs, gpus=run.gpus, per_gpu=run.per_gpu)
-
-
-def slot_count(run: RunSettings) -> int:
-    """How many runs go at once under ``[run]`` (on a Ray cluster: ``jobs``, else 2; the cluster decides the rest)."""
-    if run.backend == "ray":
-        return run.jobs or 2
-    return len(LocalExecutor(jobs=run.jobs, gpus=run.gpus, per_gpu=run.per_gpu).slots())
-
-
 def run_sweep(spec: SweepSpec, out_dir: Path | None = None, run: RunSettings | None = None,
               caffe: CaffeInstall | None = None, display: Any = None,
               log: Callable[[str], None] = print, force: bool = False, live_report: bool = False,
@@ -441,6 +426,6 @@ def run_sweep(spec: SweepSpec, out_dir: Path | None = None, run: RunSettings | N
     ``live_report`` rewrites report.html while the sweep runs (and a TensorBoard log into ``tensorboard``)."""
     from ..toolchain import locate
 
-    out = Path(out_dir) if out_dir else Path("runs") / spec.name
+    out = Path(out_dir) if out_dir else default_out(spec.name)
     return Driver(spec, out, run or spec.run, caffe or locate(), display=display, log=log, force=force,
                   live_report=live_report, tensorboard=tensorboard).execute()

@@ -6,7 +6,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..data.sources import augmented, prepare_data
 from ..layout import SWEEP_DB, TRAIN_LOG
@@ -94,7 +94,7 @@ class Planner:
 
 
 def run_source(planner: Planner, store: Store, plans: list[RunPlan], reference: RunPlan, metric: str,
-               register: Callable[[RunPlan], None]):
+               register: Callable[[RunPlan], None]) -> RunSource:
     """Where the runs come from: the grid as it is, or an Optuna study (a sampler and/or a pruner) that optimises
     ``metric`` in its direction."""
     spec, out_dir = planner.spec, planner.out_dir
@@ -140,10 +140,35 @@ def trial_records(store: Store, out_dir: Path, metric: str) -> list[dict[str, An
     return records
 
 
-class GridSource:
-    """The runs of a grid without a study: in order, no pruning (the interface :class:`TrialSource` also has)."""
+class RunSource(Protocol):
+    """Where a sweep's runs come from, as the driver asks: :class:`GridSource` (a grid, in order, no pruning) or
+    :class:`~caffegen.sweep.search.TrialSource` (an Optuna study: a sampler and/or a pruner)."""
 
-    spent: Any = None
+    spent: Callable[[], float] | None   # set by the driver: the seconds the runs have trained so far
+
+    def remaining(self) -> bool:
+        """More runs may come (pending ones, or a budget not yet spent)."""
+
+    def next_plan(self) -> RunPlan | None:
+        """The next run to start (None: none now)."""
+
+    def test_pass(self, name: str, iteration: int, value: float) -> bool:
+        """A run's test pass: True when the run is to stop here (pruned)."""
+
+    def prune_reason(self, name: str, iteration: int, value: float) -> str:
+        """Why the run was pruned at that pass, in a phrase."""
+
+    def trial_of(self, name: str) -> int | None:
+        """The run's trial number (None: not a trial)."""
+
+    def end(self, name: str, status: str, best: float | None) -> None:
+        """The run reached a final status."""
+
+
+class GridSource:
+    """The runs of a grid without a study: in order, no pruning (a :class:`RunSource`)."""
+
+    spent: Callable[[], float] | None = None
 
     def __init__(self, plans: list[RunPlan]):
         self.pending = list(plans)

@@ -20,7 +20,7 @@ curves of a grid still overlap there. Three rules make the cut trustworthy (``pr
    log10(lr(t) / lr(end)); a run is compared only with runs that have at least as much decay ahead as it (less
    half a decade), so no run is cut by one that already enjoyed a decay it has still to come.
 
-Pure decisions (:func:`prune_at`) behind an Optuna :class:`~optuna.pruners.BasePruner` (:func:`noise_pruner`).
+Pure decisions (:func:`prune_at`) behind an Optuna :class:`~optuna.pruners.BasePruner` (:class:`NoisePruner`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-__all__ = ["Rival", "prune_at", "rungs", "noise_pruner", "Z", "DECAY_TOLERANCE"]
+import optuna
+
+__all__ = ["Rival", "prune_at", "rungs", "NoisePruner", "Z", "DECAY_TOLERANCE"]
 
 DECAY_TOLERANCE = 0.5   # decades: a rival may have this much less decay ahead and still count as comparable
 
@@ -87,33 +89,29 @@ def prune_at(me: Rival, others: Sequence[Rival], *, eta: int, maximize: bool, te
     return False, f"{max(gap, 0.0):.3f} behind, within noise ({margin:.3f})"
 
 
-def noise_pruner(*, max_iter: int, test_interval: int, min_resource: int | None, eta: int, maximize: bool,
+class NoisePruner(optuna.pruners.BasePruner):
+    """Successive halving that cuts only beyond the val set's noise (and the seed noise), like with like: the Optuna
+    pruner of the rules above. ``decay_left(params, iteration)``: the decades of lr decay a trial of these parameters
+    still has ahead at that iteration."""
+
+    def __init__(self, *, max_iter: int, test_interval: int, min_resource: int | None, eta: int, maximize: bool,
                  test_images: int | None, decay_left: Callable[[dict[str, Any], int], float],
-                 seed_sd: float = 0.0, alpha: float = 0.05):
-    """The Optuna pruner of the rules above. ``decay_left(params, iteration)``: the decades of lr decay a trial of
-    these parameters still has ahead at that iteration."""
-    import optuna
+                 seed_sd: float = 0.0, alpha: float = 0.05) -> None:
+        self.steps = set(rungs(max_iter, test_interval, min_resource, eta))
+        self.eta, self.maximize, self.test_images = eta, maximize, test_images
+        self.decay_left, self.seed_sd, self.alpha = decay_left, seed_sd, alpha
+        self.last_reason = ""   # why the latest decision went as it did (the driver says it when it prunes)
 
-    steps = set(rungs(max_iter, test_interval, min_resource, eta))
-
-    class NoisePruner(optuna.pruners.BasePruner):
-        """Successive halving that cuts only beyond the val set's noise, like with like (caffegen)."""
-
-        def __init__(self) -> None:
-            self.last_reason = ""   # why the latest decision went as it did (the driver says it when it prunes)
-
-        def prune(self, study, trial) -> bool:
-            step = trial.last_step
-            if step is None or step not in steps:
-                return False
-            me = Rival(trial.intermediate_values[step], decay_left(trial.params, step))
-            others = [Rival(t.intermediate_values[step], decay_left(t.params, step))
-                      for t in study.get_trials(deepcopy=False)
-                      if t.number != trial.number and step in t.intermediate_values
-                      and math.isfinite(t.intermediate_values[step])]
-            cut, why = prune_at(me, others, eta=eta, maximize=maximize, test_images=test_images, seed_sd=seed_sd,
-                                alpha=alpha)
-            self.last_reason = why
-            return cut
-
-    return NoisePruner()
+    def prune(self, study, trial) -> bool:
+        step = trial.last_step
+        if step is None or step not in self.steps:
+            return False
+        me = Rival(trial.intermediate_values[step], self.decay_left(trial.params, step))
+        others = [Rival(t.intermediate_values[step], self.decay_left(t.params, step))
+                  for t in study.get_trials(deepcopy=False)
+                  if t.number != trial.number and step in t.intermediate_values
+                  and math.isfinite(t.intermediate_values[step])]
+        cut, why = prune_at(me, others, eta=self.eta, maximize=self.maximize, test_images=self.test_images,
+                            seed_sd=self.seed_sd, alpha=self.alpha)
+        self.last_reason = why
+        return cut

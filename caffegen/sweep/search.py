@@ -26,7 +26,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..checks import nearest
 from ..errors import InputError
@@ -38,8 +38,6 @@ from .values import typed
 __all__ = ["SearchSpec", "parse_search", "Study", "RunShape", "SAMPLERS", "PRUNERS", "optuna_or_error", "make_sampler",
            "make_pruner", "distributions"]
 
-SAMPLERS = ("grid", "random", "tpe", "qmc")
-PRUNERS = ("none", "noise", "asha", "hyperband", "median")   # "noise": caffegen.sweep.pruning
 
 
 @dataclass(frozen=True)
@@ -183,19 +181,28 @@ def distributions(space: dict[str, Any]):
     return out
 
 
+def _random(spec: SearchSpec, seed: int):
+    return optuna_or_error().samplers.RandomSampler(seed=seed)
+
+
+def _tpe(spec: SearchSpec, seed: int):
+    return optuna_or_error().samplers.TPESampler(seed=seed, constant_liar=True)  # constant_liar: asked while others run
+
+
+def _qmc(spec: SearchSpec, seed: int):
+    # a scrambled sequence: its points come in order, so the seed stays the spec's
+    return optuna_or_error().samplers.QMCSampler(seed=spec.seed, scramble=True)
+
+
+# [search] sampler: name -> (spec, seed) -> an Optuna sampler. The grid enqueues every trial with its point (nothing
+# is sampled: a random sampler stands by).
+SAMPLERS: dict[str, Callable[[SearchSpec, int], Any]] = {"grid": _random, "random": _random, "tpe": _tpe, "qmc": _qmc}
+
+
 def make_sampler(spec: SearchSpec, made: int = 0):
     """The sampler, seeded from the spec's seed and the number of trials the study already ``made``: a resumed
     study draws on from where it was, not the first draws again (they would repeat its first trials)."""
-    optuna = optuna_or_error()
-    s = optuna.samplers
-    seed = spec.seed + 7919 * made
-    if spec.sampler == "random":
-        return s.RandomSampler(seed=seed)
-    if spec.sampler == "tpe":
-        return s.TPESampler(seed=seed, constant_liar=True)  # constant_liar: trials asked while others run
-    if spec.sampler == "qmc":   # a scrambled sequence: its points come in order, so the seed stays the spec's
-        return s.QMCSampler(seed=spec.seed, scramble=True)
-    return s.RandomSampler(seed=seed)  # the grid: every trial is enqueued with its point, nothing is sampled
+    return SAMPLERS[spec.sampler](spec, spec.seed + 7919 * made)
 
 
 @dataclass(frozen=True)
@@ -209,29 +216,44 @@ class RunShape:
     decay_left: Any = None    # Callable[[dict, int], float]
 
 
+def _noise(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
+    from .pruning import NoisePruner
+
+    if shape is None:
+        raise InputError("[search] pruner \"noise\" needs the runs' shape (max_iter, test_interval)")
+    return NoisePruner(max_iter=shape.max_iter, test_interval=shape.test_interval, min_resource=spec.min_resource,
+                       eta=spec.reduction_factor, maximize=maximize, test_images=shape.test_images,
+                       decay_left=shape.decay_left or (lambda params, it: 0.0), seed_sd=spec.seed_sd or 0.0)
+
+
+def _asha(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
+    return optuna_or_error().pruners.SuccessiveHalvingPruner(min_resource=spec.min_resource or min_resource,
+                                                             reduction_factor=spec.reduction_factor)
+
+
+def _hyperband(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
+    return optuna_or_error().pruners.HyperbandPruner(min_resource=spec.min_resource or min_resource,
+                                                     reduction_factor=spec.reduction_factor)
+
+
+def _median(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
+    return optuna_or_error().pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=spec.min_resource or min_resource)
+
+
+def _nop(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
+    return optuna_or_error().pruners.NopPruner()
+
+
+# [search] pruner: name -> (spec, min_resource, maximize, the runs' shape) -> an Optuna pruner ("noise":
+# caffegen.sweep.pruning.NoisePruner; the others Optuna's own).
+PRUNERS: dict[str, Callable[[SearchSpec, int, bool, RunShape | None], Any]] = {
+    "none": _nop, "noise": _noise, "asha": _asha, "hyperband": _hyperband, "median": _median}
+
+
 def make_pruner(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):
     """The study's pruner (Optuna's, or caffegen's noise pruner): what the live sweep and the tune's replay
     (:mod:`caffegen.tune.replay`) both use."""
-    optuna = optuna_or_error()
-    p = optuna.pruners
-    if spec.pruner == "noise":
-        from .pruning import noise_pruner
-
-        if shape is None:
-            raise InputError("[search] pruner \"noise\" needs the runs' shape (max_iter, test_interval)")
-        return noise_pruner(max_iter=shape.max_iter, test_interval=shape.test_interval,
-                            min_resource=spec.min_resource, eta=spec.reduction_factor, maximize=maximize,
-                            test_images=shape.test_images, decay_left=shape.decay_left or (lambda params, it: 0.0),
-                            seed_sd=spec.seed_sd or 0.0)
-    if spec.pruner == "asha":
-        return p.SuccessiveHalvingPruner(min_resource=spec.min_resource or min_resource,
-                                         reduction_factor=spec.reduction_factor)
-    if spec.pruner == "hyperband":
-        return p.HyperbandPruner(min_resource=spec.min_resource or min_resource,
-                                 reduction_factor=spec.reduction_factor)
-    if spec.pruner == "median":
-        return p.MedianPruner(n_startup_trials=3, n_warmup_steps=spec.min_resource or min_resource)
-    return p.NopPruner()
+    return PRUNERS[spec.pruner](spec, min_resource, maximize, shape)
 
 
 class Study:
@@ -378,7 +400,7 @@ def _suggest(trial, name: str, dist) -> Any:
 
 
 class TrialSource:
-    """The runs of a sweep with a study: each run is one trial. Trials an earlier driver left running come back
+    """The runs of a sweep with a study (a :class:`~caffegen.sweep.planning.RunSource`): each run is one trial. Trials an earlier driver left running come back
     first (the same run folder resumes from its snapshot); then, for the grid, every point not yet run; for a
     sampler, new trials asked for as slots free, up to ``trials``."""
 
@@ -409,7 +431,7 @@ class TrialSource:
                 self.pending.append(plan)
                 register(plan)
 
-    spent: Any = None   # () -> seconds the runs have trained so far (set by the driver): [search] seconds
+    spent: Callable[[], float] | None = None   # set by the driver: seconds the runs have trained ([search] seconds)
 
     def _within_budget(self) -> bool:
         """More trials may be asked: fewer than ``trials`` started, and the compute budget (``seconds``) not spent."""

@@ -35,6 +35,7 @@ from ..checks import nearest
 from ..prototxt.basesolver import OWNED, load_solver, repeated, solver_fields, variant_solver
 from ..prototxt.options import NetOptions, SolverOptions, variant_name
 from ..prototxt.usernet import UserNet
+from ..run.backends import BACKENDS
 from .search import SearchSpec, parse_search
 from .values import field_types, typed, typed_proto, typed_table
 from ..prototxt.chains import parse_schedules
@@ -356,7 +357,6 @@ def _section(raw: dict[str, Any], table: str, cls: type, source: str) -> Any:
     return cls(**typed_table(f"{source}: [{table}]", values, fields))
 
 
-BACKENDS = ("local", "ray")   # [run] backend: caffegen.sweep.executor.LocalExecutor, .ray_executor.RayExecutor
 
 
 def check_run_settings(run: RunSettings, where: str) -> None:
@@ -377,7 +377,7 @@ def check_run_settings(run: RunSettings, where: str) -> None:
     if run.backend not in BACKENDS:
         raise InputError(f"{where}: backend must be one of {', '.join(BACKENDS)}, got {run.backend!r}"
                          f"{nearest(run.backend, set(BACKENDS))}")
-    if run.address is not None and run.backend != "ray":
+    if run.address is not None and not BACKENDS[run.backend].address:
         raise InputError(f"{where}: address {run.address!r} is the address of a Ray cluster: it needs backend = \"ray\" "
                          "(--backend ray)")
     if run.retries < 0:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "DISTINCT_CANDIDATES", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
+__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "DISTINCT_CANDIDATES", "SEARCH_FIRST_RUNG", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
            "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
            "grid_lrs", "confirm_round_fits"]
 
@@ -26,6 +26,9 @@ DEFAULT_BUDGET = "10%"      # of the repeated grid's compute, everything counted
 DISTINCT_CANDIDATES = True  # the confirm compares different answers: near rates of one schedule count as one (replay)
 CONFIRM_FULL = False        # the rounds at the full length (the winner's runs then are the final ones); chosen by
                             # bench/tune's replay
+SEARCH_FIRST_RUNG = 0.5     # the search's pruner judges a run from half its length on: earlier, a ninth or a third
+                            # in, the seed noise of a curve is 3-5x its final one, and the cuts there removed the
+                            # best configurations on the bench problems (replay)
 SEARCH_TRIALS_MIN = 6       # a search of fewer trials is refused: too few to model anything
 SEARCH_TRIALS_MAX = 200
 GRID_LRS = 5                # the repeated grid a tune is measured against: base_lr a half-decade apart over the

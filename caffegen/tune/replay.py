@@ -24,7 +24,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .budget import CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES,
+                     SEARCH_FIRST_RUNG)
 from .table import Config, Curve, CurveTable
 
 __all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon", "repeated_grid_compute"]
@@ -46,6 +47,8 @@ class Method:
     confirm_rounds: int = CONFIRM_ROUNDS   # tune: fresh seeds per candidate
     confirm_full: bool = CONFIRM_FULL  # tune: confirm at the full length (else at the search's), no final run
     distinct: bool = DISTINCT_CANDIDATES   # tune: near rates of one schedule are one candidate
+    first_rung: float | None = SEARCH_FIRST_RUNG  # tune: the search's pruner judges runs from this share of them
+                                                  # on (None: the noise pruner's default rungs)
     search_full: bool = False         # tune: search (12 passes) and confirm at the full length, pruned; a lever
                                       # of the replay, not (yet) a live option
     final: bool = True                # tune: the winner retrained at the full length
@@ -314,7 +317,8 @@ def _lrfind(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
 def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
     from .budget import make_plan, parse_budget, search_seconds
     from .decide import candidates, choose
-    from .specs import FALLBACK_RANGE, TuneNet, base_tables, lr_range, search_tables
+    from .specs import (FALLBACK_RANGE, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables, lr_range,
+                        search_tables)
     from .tuner import LRFIND_ITERS, SANITY_ITERS
 
     speed = speed_of(table, slots)
@@ -322,8 +326,9 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     search_iters = iters if method.search_full else table.search_iters     # --search-iters N (the full length)
     common = dict(train_list="train.txt", val_list="val.txt", net=TuneNet(), classes=table.problem["classes"],
                   val_images=table.problem["val_images"], run={"backend": "local"})
-    short = base_tables("search", iters=search_iters, passes=12 if method.search_full else 6, **common)
-    full = base_tables("final", iters=iters, passes=12, **common)
+    short = base_tables("search", iters=search_iters,
+                        passes=TEST_PASSES_FINAL if method.search_full else TEST_PASSES_SEARCH, **common)
+    full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **common)
     policies = _policies(method, table)
     measure_s = table.meta["speed"]["wall_s"]
     plan = make_plan(parse_budget(method.budget), speed, iters=iters,
@@ -344,7 +349,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
                                      speed, planned)
     seconds = search_seconds(plan, speed, spent=wall, run_s=speed.run_s(search_iters, short["solver"]["test_interval"]))
     tables = search_tables(short, lr=(low, high), policies=policies, trials=plan.trials, seconds=seconds, seed=seed,
-                           seed_sd=_pruner_sd(table, method, search_iters))
+                           seed_sd=_pruner_sd(table, method, search_iters), first_rung=method.first_rung)
     clock = _Clock(slots)
     anytime: list[tuple[float, float]] = []
     compute0 = sum(stages.values())
@@ -461,12 +466,12 @@ def _pruner_sd(table: CurveTable, method: Method, iters: int) -> float | None:
 def _replay_search(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
     """An Optuna search of full-length runs (ASHA's design: a pruned run is a prefix of a full one) at a compute
     budget, the best value found wins."""
-    from .specs import TuneNet, base_tables
+    from .specs import TEST_PASSES_FINAL, TuneNet, base_tables
 
     iters = table.iters
     common = dict(train_list="train.txt", val_list="val.txt", net=TuneNet(), classes=table.problem["classes"],
                   val_images=table.problem["val_images"], run={"backend": "local"})
-    full = base_tables("search", iters=iters, passes=12, **common)
+    full = base_tables("search", iters=iters, passes=TEST_PASSES_FINAL, **common)
     lrs = table.lrs()
     budget = method.compute or table.compute_of() / 10
     search = {"sampler": method.sampler, "trials": 10_000, "seed": seed, "pruner": method.pruner,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..prototxt.options import coverage_note
+from ..prototxt.options import coverage
+from .budget import SEARCH_FIRST_RUNG
 
 __all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables", "final_tables", "test_batch_for", "lr_range",
            "template_net"]
@@ -32,10 +33,7 @@ class TuneNet:
 def test_batch_for(val_images: int, near: int = 20) -> int:
     """A TEST batch that covers the val set exactly once per test pass, near ``near`` (prototxt.options'
     coverage rule)."""
-    note = coverage_note(val_images, math.ceil(val_images / near), near)
-    if note is None:
-        return near
-    return int(note.split("TEST batch ")[-1].split()[0])
+    return coverage(val_images, math.ceil(val_images / near), near).exact_batch
 
 
 def template_net(classes: int, val_images: int) -> dict[str, Any]:
@@ -85,11 +83,13 @@ def prior_seed_sd(val_images: int) -> float:
 
 
 def search_tables(base: dict[str, Any], *, lr: tuple[float, float], policies: list[str], trials: int,
-                  seconds: float, seed: int, seed_sd: float | None = None) -> dict[str, Any]:
+                  seconds: float, seed: int, seed_sd: float | None = None,
+                  first_rung: float | None = SEARCH_FIRST_RUNG) -> dict[str, Any]:
     """TPE over base_lr (log) x the schedules, pruned by the noise pruner (with the seed noise ``seed_sd`` beside
-    the val set's), within a compute budget."""
+    the val set's) from ``first_rung`` of the run on (None: the pruner's own first rung), within a compute budget."""
+    first = {} if first_rung is None else {"min_resource": max(1, math.ceil(base["solver"]["max_iter"] * first_rung))}
     return {**base, "search": {"sampler": "tpe", "trials": trials, "seed": seed, "pruner": "noise",
-                               "reduction_factor": 3, "seconds": round(seconds, 1),
+                               "reduction_factor": 3, **first, "seconds": round(seconds, 1),
                                **({"seed_sd": seed_sd} if seed_sd else {}),
                                "space": {"base_lr": {"low": lr[0], "high": lr[1], "log": True},
                                          "lr_policy": list(policies)}}}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CaffegenError, InputError, Interrupted, ValidationError
-from ..layout import REPORT_HTML, TENSORBOARD, study_storage
+from ..layout import REPORT_HTML, SWEEP_DB, TENSORBOARD, default_out, study_storage
 from ..logs.curves import metric_label
 from ..paths import exclusive
 from ..prototxt.options import variant_name
@@ -34,8 +34,8 @@ from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_B
                      GRID_REPEATS, Plan, Speed, confirm_round_fits, duration, grid_lrs, make_plan, parse_budget,
                      search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
-from .specs import (FALLBACK_RANGE, TuneNet, base_tables, confirm_tables, final_tables, lr_range, prior_seed_sd,
-                    search_tables)
+from .specs import (FALLBACK_RANGE, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables, confirm_tables,
+                    final_tables, lr_range, prior_seed_sd, search_tables)
 from .state import TuneState
 
 __all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
@@ -57,7 +57,7 @@ class TuneOptions:
     weights: str | None = None
     solver: str | None = None                  # your base solver.prototxt
     budget: str = DEFAULT_BUDGET
-    out: Path = Path("runs/tune")
+    out: Path = default_out("tune")
     iters: int | None = None                   # the full length [default: 6 epochs]
     search_iters: int | None = None            # the search's and confirm's length [default: iters / 3]
     final: str = "retrain"
@@ -249,8 +249,8 @@ class Tuner:
             raise InputError(f"--search-iters {search_iters} is above --iters {iters}")
         tables = dict(train_list=data.train_list, val_list=data.val_list, net=net, classes=data.num_classes,
                       val_images=val_images, run=self._run_table())
-        short = base_tables("search", iters=search_iters, passes=6, **tables)
-        full = base_tables("final", iters=iters, passes=12, **tables)
+        short = base_tables("search", iters=search_iters, passes=TEST_PASSES_SEARCH, **tables)
+        full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **tables)
         probe_spec = self._write_spec("probe", {**short, "name": "probe", "grid": {"base_lr": [0.01]}})
 
         # 0. measure: the speed of this net here, then the plan (refused before training when it cannot fit)
@@ -258,14 +258,14 @@ class Tuner:
             with self._stage("measure") as entry:
                 from ..probes.timing import measure
 
-                from ..sweep.driver import slot_count
+                from ..run.backends import slot_count
 
                 t = measure(probe_spec, self.out / "measure", self.caffe, gpus=o.gpus, log=self.log,
                             slots=slot_count(probe_spec.run))
                 entry["decision"] = asdict(t)
                 entry["compute_s"] = round(t.wall_s, 3)
         t = self.state.stage("measure")["decision"]
-        from ..sweep.driver import slot_count
+        from ..run.backends import slot_count
 
         slots = slot_count(probe_spec.run)
         speed = Speed(t["iter_s"], t["test_s"], t["start_s"], slots, t.get("check_s", 0.0), t.get("figure_s", 0.0))
@@ -515,7 +515,7 @@ class Tuner:
 
     def _sweep_dirs(self) -> list[Path]:
         return [d for d in (self.out / "search", *sorted((self.out / "confirm").glob("seed*")), self.out / "final")
-                if (d / "sweep.db").is_file()]
+                if (d / SWEEP_DB).is_file()]
 
     def _finish(self, winner: dict[str, Any], verdict: dict[str, Any]) -> TuneResult:
         from .report import bill_of, grid_compute_s, write_tune_report

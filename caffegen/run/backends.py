@@ -1,0 +1,62 @@
+"""Where runs execute: the backends ``[run] backend`` (and ``--backend``) can name, one registry.
+
+A backend is an :class:`~caffegen.run.executor.Executor` made from the spec's ``[run]`` settings, and the number of
+runs it trains at once. Adding one (say a Slurm executor) is a module with the Executor protocol and an entry here;
+the spec's check, the commands' ``--backend`` choices, the driver and the tune read this dict.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .executor import Executor
+
+__all__ = ["Backend", "BACKENDS", "make_executor", "slot_count"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """``make(run)``: the executor for ``[run]`` settings; ``slots(run)``: how many runs go at once; ``require()``:
+    what it needs before anything starts (an InputError line with the fix when it is missing)."""
+
+    make: Callable[[Any], Executor]
+    slots: Callable[[Any], int]
+    about: str
+    address: bool = False       # takes ``[run] address`` (--address): a cluster's
+    require: Callable[[], Any] = lambda: None
+
+
+def _local(run: Any) -> Executor:
+    from .executor import LocalExecutor
+
+    return LocalExecutor(jobs=run.jobs, gpus=run.gpus, per_gpu=run.per_gpu)
+
+
+def _require_ray() -> None:
+    from .ray_executor import require_ray
+
+    require_ray()
+
+
+def _ray(run: Any) -> Executor:
+    from .ray_executor import RayExecutor      # Ray is an extra: imported only when a spec names it
+
+    return RayExecutor(address=run.address, jobs=run.jobs, gpu=bool(run.gpus), per_gpu=run.per_gpu)
+
+
+BACKENDS: dict[str, Backend] = {
+    "local": Backend(_local, lambda run: len(_local(run).slots()), "child processes on this machine"),
+    "ray": Backend(_ray, lambda run: run.jobs or 2, "Ray actors on a cluster (the cluster decides the rest)",
+                   address=True, require=_require_ray),
+}
+
+
+def make_executor(run: Any) -> Executor:
+    """The executor ``run.backend`` names (a name the spec's check has accepted)."""
+    return BACKENDS[run.backend].make(run)
+
+
+def slot_count(run: Any) -> int:
+    """How many runs go at once under ``[run]``."""
+    return BACKENDS[run.backend].slots(run)
