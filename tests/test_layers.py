@@ -34,3 +34,17 @@ def test_an_upward_import_breaks_the_layers_contract(tmp_path):
     assert proc.returncode != 0
     assert "BROKEN" in proc.stdout and "caffegen.run.trainer -> caffegen.report.analysis" in proc.stdout, \
         proc.stdout[-3000:]
+
+
+def test_each_package_docstring_names_each_of_its_modules():
+    """docs/architecture.md sends a newcomer to a package's ``__init__`` for its map: every module is on it."""
+    missing = []
+    for init in sorted((ROOT / "caffegen").rglob("__init__.py")):
+        doc = init.read_text(encoding="utf-8")
+        for module in sorted(init.parent.glob("*.py")):
+            if module.stem not in ("__init__", "__main__") and f":mod:`.{module.stem}`" not in doc:
+                missing.append(f"{init.parent.relative_to(ROOT)}: {module.stem}")
+        for sub in sorted(p for p in init.parent.iterdir() if (p / "__init__.py").is_file()):
+            if f":mod:`.{sub.name}`" not in doc:
+                missing.append(f"{init.parent.relative_to(ROOT)}: {sub.name}/")
+    assert not missing, missing

@@ -6,6 +6,7 @@
 * :mod:`.logs`      parse, plot;
 * :mod:`.report`    report, export tensorboard;
 * :mod:`.evaluate`  evaluate;
+* :mod:`.tune`      tune;
 * :mod:`.doctor`    doctor, build-caffe;
 * :mod:`.options`   the CLI options generated from the option dataclasses' fields.
 """

@@ -10,7 +10,6 @@ iteration, the log's top-1 is recorded beside it: the same weights on the same i
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,37 +23,10 @@ from ..paths import exclusive
 from ..run.folder import find_snapshot
 from . import metrics
 from .forward import Scores, eval_net, forward
+from .result import Evaluation
 from .writers import write_evaluation
 
 __all__ = ["Evaluation", "evaluate_run", "evaluate_sweep", "class_names", "measure"]
-
-
-@dataclass
-class Evaluation:
-    """One evaluated snapshot: where it came from, the scores, and the measures derived from them."""
-
-    run_dir: Path
-    iteration: int
-    weights: Path
-    list_file: Path | None
-    names: list[str]
-    scores: Scores
-    paths: list[str]                          # image i's file (empty for an LMDB)
-    caffe_test: dict[str, Any] | None = None  # the log's test pass at this iteration, on the same images
-    measures: dict[str, Any] = field(default_factory=dict)
-    out_dir: Path | None = None
-
-    @property
-    def images(self) -> int:
-        return len(self.scores.labels)
-
-    @property
-    def top1(self) -> float:
-        return self.measures["top1"]
-
-    @property
-    def top5(self) -> float | None:
-        return self.measures["top5"]
 
 
 def class_names(classes: int, *candidates: Path | None) -> list[str]:

@@ -19,16 +19,14 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..layout import EVAL_SCORES, EVAL_SUMMARY
 from ..paths import replace_dir
 from .figures import confusion_figure, curves_figure
-
-if TYPE_CHECKING:
-    from .evaluation import Evaluation
+from .result import Evaluation
 
 __all__ = ["write_evaluation", "summary"]
 

@@ -6,6 +6,12 @@ the regular subset about 20x faster and declines everything else, which the refe
 same :class:`Curves` (tested on every fixture and on mutated logs). :class:`LogFollower` runs the reference's
 handlers one line at a time for live monitoring.
 
+* :mod:`.reference`  the line-by-line parser (every dialect) and :class:`LogFollower`'s handlers;
+* :mod:`.native`     the C scanner of the regular subset, through ctypes;
+* :mod:`.curves`     :class:`Curves`: the train and test tables, their series, the metric names;
+* :mod:`.follower`   :class:`LogFollower`: a growing log read as it is written (one parser for batch and live);
+* :mod:`.writers`    the ``.train`` / ``.test`` CSV and JSON outputs.
+
     curves = parse_log("runs/default/lr0.01_step/train.log")            # engine="auto"
     curves.engine                                                       # "native" or "lines": which one read it
     write_outputs(curves, "train.log", "out/")                          # .train / .test CSV + .json

@@ -4,5 +4,6 @@
 * :mod:`.lrfind`   the LR range test: which decade of base_lr to search (seed 002);
 * :mod:`.extend`   continue a run from its snapshot to a longer max_iter, followed as the sweep would;
 * :mod:`.oneshot`  one short followed ``caffe train`` in a fresh folder (what sanity and lr-find run);
+* :mod:`.timing`   the speed of a net here (an iteration, a test pass, a run's start): what a tune plans with;
 * :mod:`.figures`  their figures (the range test's loss against lr, the sanity loss).
 """

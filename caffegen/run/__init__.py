@@ -6,6 +6,7 @@
 * :mod:`.status`        a run's status names and the mapping from how caffe exited to one;
 * :mod:`.folder`        a run folder on disk: its snapshots and its ``manifest.json``;
 * :mod:`.executor`      where caffe runs: the :class:`~.executor.Executor` protocol and child processes here;
+* :mod:`.backends`      the registry of executors ``[run] backend`` names (local, ray);
 * :mod:`.ray_executor`  one Ray actor per run on a cluster, and the nodes' survey;
 * :mod:`.processes`     pid + start time, and the launcher (``launcher.c``) that makes caffe die with its driver.
 """
