@@ -110,3 +110,48 @@ def pixels_like(png, colour: str | tuple[int, int, int], tol: int = 40) -> int:
         rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
     target = np.array(TAB[colour] if isinstance(colour, str) else colour, dtype=np.int16)
     return int((np.abs(rgb - target).max(axis=2) <= tol).sum())
+
+
+# A net in the style of Caffe's MNIST LeNet (the source package ships no examples/): LMDB Data layers, no crop.
+LENET_STYLE = """name: "LeNet-style"
+layer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+  transform_param { scale: 0.00390625 } data_param { source: "lmdb/train_lmdb" batch_size: 4 backend: LMDB } }
+layer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TEST }
+  transform_param { scale: 0.00390625 } data_param { source: "lmdb/val_lmdb" batch_size: 4 backend: LMDB } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 6 kernel_size: 5 stride: 1 weight_filler { type: "xavier" } } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
+  inner_product_param { num_output: 20 weight_filler { type: "xavier" } } }
+layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
+layer { name: "accuracy" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include { phase: TEST } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
+"""
+
+# A Model-Zoo-sized net with a global-pool head (conv classifier, global average pool): any crop works.
+ZOO_SIZED = """name: "zoo-sized global-pool net"
+layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TRAIN }
+  transform_param { crop_size: 227 mirror: true mean_value: 104 mean_value: 117 mean_value: 123 }
+  image_data_param { source: "train.txt" batch_size: 8 shuffle: true new_height: 256 new_width: 256 } }
+layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TEST }
+  transform_param { crop_size: 227 mean_value: 104 mean_value: 117 mean_value: 123 }
+  image_data_param { source: "val.txt" batch_size: 8 new_height: 256 new_width: 256 } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 32 kernel_size: 11 stride: 4 weight_filler { type: "xavier" } } }
+layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+  convolution_param { num_output: 64 kernel_size: 5 pad: 2 weight_filler { type: "xavier" } } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "conv3" type: "Convolution" bottom: "pool2" top: "conv3"
+  convolution_param { num_output: 64 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
+layer { name: "relu3" type: "ReLU" bottom: "conv3" top: "conv3" }
+layer { name: "pool3" type: "Pooling" bottom: "conv3" top: "pool3" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "cls" type: "Convolution" bottom: "pool3" top: "cls"
+  convolution_param { num_output: 1000 kernel_size: 1 weight_filler { type: "xavier" } } }
+layer { name: "gap" type: "Pooling" bottom: "cls" top: "gap" pooling_param { pool: AVE global_pooling: true } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "gap" bottom: "label" top: "loss" }
+"""

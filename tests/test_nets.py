@@ -14,7 +14,7 @@ from google.protobuf import text_format
 from caffegen.errors import InputError
 from caffegen.prototxt.netread import load_net
 from caffegen.prototxt.usernet import heads_of
-from helpers import own_net_spec
+from helpers import LENET_STYLE, ZOO_SIZED, own_net_spec
 from sweep_state import store_rows
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -149,22 +149,6 @@ def test_each_head_style_sweeps_fine_tunes_exports_and_evaluates(style, tmp_path
 
 # ------------------------------------------------------------------------------------------ LMDB nets, no crop
 
-LENET_STYLE = """name: "LeNet-style"
-layer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TRAIN }
-  transform_param { scale: 0.00390625 } data_param { source: "lmdb/train_lmdb" batch_size: 4 backend: LMDB } }
-layer { name: "mnist" type: "Data" top: "data" top: "label" include { phase: TEST }
-  transform_param { scale: 0.00390625 } data_param { source: "lmdb/val_lmdb" batch_size: 4 backend: LMDB } }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 6 kernel_size: 5 stride: 1 weight_filler { type: "xavier" } } }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "ip1" type: "InnerProduct" bottom: "pool1" top: "ip1"
-  inner_product_param { num_output: 20 weight_filler { type: "xavier" } } }
-layer { name: "relu1" type: "ReLU" bottom: "ip1" top: "ip1" }
-layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
-  inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
-layer { name: "accuracy" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include { phase: TEST } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
-"""
 
 
 @pytest.mark.parametrize("gray, side, channels", [(True, 28, 1), (False, 32, 3)], ids=["mnist-style", "cifar-style"])
@@ -210,30 +194,6 @@ def _demo(folder: Path, classes: int, per_class: int = 6) -> Path:
 
 # ------------------------------------------------------------------------------------------ a small crop
 
-ZOO_SIZED = """name: "zoo-sized global-pool net"
-layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TRAIN }
-  transform_param { crop_size: 227 mirror: true mean_value: 104 mean_value: 117 mean_value: 123 }
-  image_data_param { source: "train.txt" batch_size: 8 shuffle: true new_height: 256 new_width: 256 } }
-layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TEST }
-  transform_param { crop_size: 227 mean_value: 104 mean_value: 117 mean_value: 123 }
-  image_data_param { source: "val.txt" batch_size: 8 new_height: 256 new_width: 256 } }
-layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
-  convolution_param { num_output: 32 kernel_size: 11 stride: 4 weight_filler { type: "xavier" } } }
-layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
-layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
-  convolution_param { num_output: 64 kernel_size: 5 pad: 2 weight_filler { type: "xavier" } } }
-layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
-layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
-layer { name: "conv3" type: "Convolution" bottom: "pool2" top: "conv3"
-  convolution_param { num_output: 64 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
-layer { name: "relu3" type: "ReLU" bottom: "conv3" top: "conv3" }
-layer { name: "pool3" type: "Pooling" bottom: "conv3" top: "pool3" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
-layer { name: "cls" type: "Convolution" bottom: "pool3" top: "cls"
-  convolution_param { num_output: 1000 kernel_size: 1 weight_filler { type: "xavier" } } }
-layer { name: "gap" type: "Pooling" bottom: "cls" top: "gap" pooling_param { pool: AVE global_pooling: true } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "gap" bottom: "label" top: "loss" }
-"""
 
 
 def test_a_model_zoo_sized_net_sweeps_at_crop_64_and_the_report_says_so(tmp_path):

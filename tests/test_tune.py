@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from caffegen.prototxt import NetOptions, render_net
-from helpers import make_imageset
+from helpers import LENET_STYLE, ZOO_SIZED, make_imageset
 from sweep_state import store_rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -233,3 +233,79 @@ def test_tune_runs_the_repeated_grid_when_it_fits(folder, tmp_path):
     assert "over 3 seeds of the repeated grid" in verdict["headline"]
     assert not (out / "final").exists() and not (out / "confirm").exists()           # nothing run twice
     assert all(lr["low"] <= r["params"]["solver"]["base_lr"] <= lr["high"] * 1.001 for r in rows.values())
+
+
+def wired_data_layers(run: Path) -> list:
+    """The data layers of the train_val a tune's run trained."""
+    from google.protobuf import text_format
+
+    from caffegen.toolchain import caffe_pb2
+
+    net = text_format.Parse((run / "train_val.prototxt").read_text(), caffe_pb2().NetParameter())
+    return [layer for layer in net.layer if layer.type in ("Data", "ImageData")]
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("caffegen: error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.caffe
+def test_tune_takes_the_nets_a_sweep_takes_at_the_size_asked_or_says_which_flag_in_one_line(folder, tmp_path):
+    """An LMDB (Data-layer) net fed the image folder through ImageData, a global-pool head at a small --crop and
+    --batch, a BatchNorm net, and the source package's CaffeNet with its mean file (through --spec): each ends with a
+    winner, or exit 2 with one line naming a flag of `caffegen tune` (never a spec table it cannot set)."""
+    from caffegen.toolchain.build import caffe_models_dir
+
+    quick = ["--policies", "step", "--iters", "20", "--budget", "20m", "--no-sanity"]
+    lenet = tmp_path / "lenet.prototxt"
+    lenet.write_text(LENET_STYLE)
+    line = error_line(tune(tmp_path, lenet, "--data", folder, *quick, "--out", tmp_path / "no"))
+    assert "reads an LMDB (Data) and crops nothing" in line and "give --resize N" in line and "[net]" not in line
+    ok = tune(tmp_path, lenet, "--data", folder, "--resize", "28", *quick, "--out", tmp_path / "lenet")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "reads LMDBs through Data layers: the tune feeds it --data through ImageData" in ok.stderr
+    run = next((tmp_path / "lenet" / "search").glob("lr*"))
+    assert [(d.type, d.image_data_param.new_height, d.transform_param.scale) for d in wired_data_layers(run)] == \
+        [("ImageData", 28, pytest.approx(0.00390625))] * 2                     # the net's own transform kept
+
+    zoo = tmp_path / "zoo.prototxt"
+    zoo.write_text(ZOO_SIZED)
+    ok = tune(tmp_path, zoo, "--data", folder, "--crop", "64", "--batch", "4", *quick, "--out", tmp_path / "zoo")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "[tune] trains at zoo.prototxt: crop 64, batch 4 (the rest the net's own)" in ok.stderr
+    assert "candidate for the full size, not a proof" in ok.stderr
+    run = next((tmp_path / "zoo" / "search").glob("lr*"))
+    assert [(d.transform_param.crop_size, d.image_data_param.batch_size) for d in wired_data_layers(run)][0] == (64, 4)
+
+    bn = tune(tmp_path, net(tmp_path), "--data", folder, "--batch", "4", *quick, "--out", tmp_path / "bn")
+    assert bn.returncode == 0, bn.stderr[-3000:]
+
+    caffenet = caffe_models_dir() / "bvlc_reference_caffenet" / "train_val.prototxt"
+    root = tmp_path / "caffe"
+    mean = root / "data" / "ilsvrc12" / "imagenet_mean.binaryproto"
+    mean.parent.mkdir(parents=True)
+    mean.write_bytes(b"")      # only its existence is checked before the crop refuses the net
+    spec = tmp_path / "caffenet.toml"
+    spec.write_text(f'[net]\nroot = "{root}"\n')
+    line = error_line(tune(tmp_path, caffenet, "--data", folder, "--crop", "64", "--spec", spec, *quick,
+                           "--out", tmp_path / "caffenet"))
+    assert "--crop 64: layer 'fc6' (InnerProduct) reads a 6x6 map at the net's own 227" in line and "[net]" not in line
+    assert not (tmp_path / "caffenet").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--crop", "40", "--resize", "32"], "--crop 40 is larger than --resize 32"),
+    (["--spec", "{grid}"], "[grid] is not used by caffegen tune: it takes the tables [data], [net], [solver], [run]"),
+    (["--spec", "{owned}"], "[solver] max_iter is set by --iters / --search-iters, not the spec file"),
+    (["--spec", "{missing}"], "--spec {missing}: no such file"),
+])
+def test_the_size_flags_and_spec_refuse_bad_input_in_one_line(folder, tmp_path, args, message):
+    (tmp_path / "grid.toml").write_text("[grid]\nbase_lr = [0.1]\n")
+    (tmp_path / "owned.toml").write_text("[solver]\nmax_iter = 100\n")
+    paths = {k: tmp_path / f"{k}.toml" for k in ("grid", "owned", "missing")}
+    argv = [a.format(**paths) for a in args]
+    line = error_line(tune(tmp_path, "--data", folder, *argv, "--out", tmp_path / "bad"))
+    assert message.format(**paths) in line
+    assert not (tmp_path / "bad").exists()

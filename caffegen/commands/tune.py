@@ -38,8 +38,19 @@ from .sweep import _gpus
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="local", show_default=True,
               help="Where runs execute: here, or on a Ray cluster (docs/cluster.md).")
 @click.option("--address", default=None, metavar="auto|HOST:PORT", help="With --backend ray: the cluster.")
+@click.option("--resize", type=click.IntRange(1), default=None, metavar="N",
+              help="Resize the images to NxN [default: the net's own; a net reading LMDBs through Data layers: its "
+                   "crop x 8/7].")
+@click.option("--crop", type=click.IntRange(1), default=None, metavar="N",
+              help="Train and test at an NxN crop [default: the net's own]: a Model Zoo net iterates fast on a CPU "
+                   "at a small crop (a head that needs its own size is refused, naming the layer).")
+@click.option("--batch", type=click.IntRange(1), default=None, metavar="N",
+              help="The TRAIN batch [default: the net's own]; the TEST batch follows, covering the val set once.")
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="A TOML file with the [data], [net], [solver], [run] tables a sweep takes, for everything the "
+                   "flags do not set (the flags win).")
 def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sanity, seed, policies, jobs, gpus,
-         backend, address) -> int:
+         backend, address, resize, crop, batch, spec_file) -> int:
     """From a net and an image folder to a trusted answer, in one command.
 
     \b
@@ -68,8 +79,16 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sa
     2 on bad input, 130/143/129 when interrupted.
 
     \b
+    A net that reads LMDBs through Data layers (BVLC's LeNet, CIFAR-10,
+    CaffeNet...) is fed --data through ImageData layers instead, its own
+    transform kept. On a CPU, tune a Model Zoo net at a small --crop and
+    --batch: the winner is then a candidate for the full size, not a proof.
+
+    \b
     Examples:
       caffegen tune --data ~/data/flowers
+      caffegen tune squeezenet_v1.1_train_val.prototxt --data ~/data/flowers \\
+          --crop 64 --batch 16 --budget 30m
       caffegen tune models/finetune_flickr_style/train_val.prototxt \\
           --weights bvlc_reference_caffenet.caffemodel --data ~/data/styles --budget 2h
     """
@@ -82,7 +101,8 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sa
     opts = TuneOptions(data=data, net=net, weights=weights, solver=solver, budget=budget, out=out, iters=iters,
                        search_iters=search_iters, final=final, sanity=sanity, seed=seed,
                        policies=tuple(parse_schedules(policies)) if policies else POLICIES, jobs=jobs,
-                       gpus=gpus or (), backend=backend, address=address)
+                       gpus=gpus or (), backend=backend, address=address, resize=resize, crop=crop, batch=batch,
+                       spec=str(spec_file.expanduser().resolve()) if spec_file else None)
     display = make_display(f"tune -> {out}")
     result = run_tune(opts, log=display.log, display=display)
     if result.exit_code:

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..prototxt.options import coverage
 from .budget import SEARCH_FIRST_RUNG
 
-__all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables", "final_tables", "test_batch_for", "lr_range",
-           "template_net"]
+__all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables",
+           "final_tables", "test_batch_for", "lr_range", "template_net", "spec_tables", "SPEC_TABLES", "TUNE_OWNED",
+           "in_tune_terms"]
 
 # The template net at the default sweep's fast size (the seed's net, resize 44 -> crop 40, BatchNorm): what a tune
 # without a NET trains (docs/sweep.md: why the default sweep looks the way it does).
@@ -22,12 +24,86 @@ TEST_PASSES_FINAL = 12
 
 @dataclass(frozen=True)
 class TuneNet:
-    """The net a tune trains: the template (``prototxt`` None) or your own, with its weights and base solver."""
+    """The net a tune trains: the template (``prototxt`` None) or your own, with its weights and base solver, and
+    the size it trains at (``--resize``, ``--crop``, ``--batch``; None: the net's own)."""
 
     prototxt: str | None = None
     weights: str | None = None
     solver: str | None = None
     num_classes: int | None = None     # your own net resized to the data's classes (None: it matches)
+    data: str = "keep"                 # "imagedata": its LMDB Data layers read the tune's lists instead
+    resize: int | None = None
+    crop: int | None = None
+    batch: int | None = None
+
+    def size(self) -> dict[str, Any]:
+        """The ``[net]`` keys of the size this net trains at (for the template: its resize, crop and batch)."""
+        out: dict[str, Any] = {}
+        if self.prototxt is None:
+            if self.crop or self.resize:
+                crop = self.crop or max(1, round(self.resize / TEMPLATE_RATIO))
+                out.update(crop=crop, test_resize=crop, resize=self.resize or max(crop, round(crop * TEMPLATE_RATIO)))
+        else:
+            out.update({k: v for k, v in (("resize", self.resize), ("crop", self.crop)) if v})
+            if self.data == "imagedata":
+                out["data"] = "imagedata"
+        if self.batch:
+            out["train_batch"] = self.batch
+        return out
+
+
+TEMPLATE_RATIO = TEMPLATE_NET["resize"] / TEMPLATE_NET["crop"]   # the template's resize / crop (44 / 40)
+
+# What ``--spec FILE`` may set: the tables a sweep has that every stage of a tune shares; the keys the tune sets
+# itself are refused with the flag that sets them.
+SPEC_TABLES = ("data", "net", "solver", "run")
+TUNE_OWNED = {
+    "data": {k: "--data" for k in ("demo", "root", "train_list", "val_list", "train_lmdb", "val_lmdb", "classes",
+                                   "per_class")} | {"val_fraction": "--data (the tune splits a folder 8:2)"},
+    "net": {"prototxt": "NET", "weights": "--weights", "num_classes": "NET (the tune fits its classifier to --data)",
+            "data": "NET (the tune feeds a Data-layer net its lists itself)"},
+    "solver": {"base": "--solver", "max_iter": "--iters / --search-iters", "test_interval": "--iters",
+               "base_lr": "the tune (it searches base_lr)", "lr_policy": "--policies",
+               "random_seed": "the tune (its stages set the seeds)"},
+    "run": {"backend": "--backend", "address": "--address", "jobs": "--jobs", "gpus": "--gpus"},
+}
+
+
+# A sweep's words for what a tune sets by a flag: every refusal a tune gives names a flag of ``caffegen tune``.
+TUNE_TERMS = (("[net] crop", "--crop"), ("[net] resize", "--resize"), ("[net] train_batch", "--batch"),
+              ("set [net] mean = ", "give --spec FILE with [net] mean = "))
+
+
+def in_tune_terms(message: str) -> str:
+    """``message`` with the spec keys a tune sets by its flags named by those flags."""
+    for spec_words, flag in TUNE_TERMS:
+        message = message.replace(spec_words, flag)
+    return message
+
+
+def spec_tables(path: str | None) -> dict[str, dict[str, Any]]:
+    """``--spec FILE``'s tables: the same ``[data]``, ``[net]``, ``[solver]``, ``[run]`` a sweep takes, for what the
+    tune's flags do not set. A table or key the tune does not take: one InputError line naming the flag to use."""
+    import tomllib
+
+    if path is None:
+        return {}
+    p = Path(path).expanduser()
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"--spec {p}: no such file") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"--spec {p}: not a readable TOML file ({exc})") from None
+    for key, value in raw.items():
+        if key not in SPEC_TABLES or not isinstance(value, dict):
+            raise InputError(f"--spec {p}: {'[' + key + ']' if isinstance(value, dict) else repr(key)} is not used by "
+                             f"caffegen tune: it takes the tables {', '.join(f'[{t}]' for t in SPEC_TABLES)} (the "
+                             "search, the grid and the name are the tune's own)")
+        for k in value:
+            if k in TUNE_OWNED[key]:
+                raise InputError(f"--spec {p}: [{key}] {k} is set by {TUNE_OWNED[key][k]}, not the spec file")
+    return {k: dict(v) for k, v in raw.items()}
 
 
 def test_batch_for(val_images: int, near: int = 20) -> int:
@@ -45,9 +121,12 @@ def interval(iters: int, passes: int) -> int:
 
 
 def base_tables(name: str, train_list: Path, val_list: Path, net: TuneNet, *, classes: int, val_images: int,
-                iters: int, passes: int, run: dict[str, Any]) -> dict[str, Any]:
-    """The tables every stage shares: the data (the tune's own lists), the net, the solver (``iters`` with
-    ``passes`` test passes, seed 0), how to run."""
+                iters: int, passes: int, run: dict[str, Any],
+                extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The tables every stage shares: the data (the tune's own lists), the net at its size, the solver (``iters``
+    with ``passes`` test passes, seed 0), how to run; ``extra``: ``--spec``'s tables (the tune's defaults < the
+    file < the flags)."""
+    extra = extra or {}
     if net.prototxt is None:
         net_table = template_net(classes, val_images)
         solver = {"momentum": 0.9, "weight_decay": 0.0005}
@@ -55,10 +134,14 @@ def base_tables(name: str, train_list: Path, val_list: Path, net: TuneNet, *, cl
         net_table = {"prototxt": net.prototxt, **({"weights": net.weights} if net.weights else {}),
                      **({"num_classes": net.num_classes} if net.num_classes else {})}
         solver = {"base": net.solver} if net.solver else {}
-    solver.update({"max_iter": iters, "test_interval": interval(iters, passes), "display": max(1, iters // 20),
-                   "random_seed": 0})
-    return {"name": name, "data": {"train_list": str(train_list), "val_list": str(val_list)}, "net": net_table,
-            "solver": solver, "run": dict(run)}
+    net_table = {**net_table, **extra.get("net", {}), **net.size()}
+    if net.batch:       # the TEST batch follows the coverage rule, near the train batch
+        net_table["test_batch"] = test_batch_for(val_images, net.batch)
+    solver = {**solver, **extra.get("solver", {}), "max_iter": iters, "test_interval": interval(iters, passes),
+              "random_seed": 0}
+    solver.setdefault("display", max(1, iters // 20))
+    data = {**extra.get("data", {}), "train_list": str(train_list), "val_list": str(val_list)}
+    return {"name": name, "data": data, "net": net_table, "solver": solver, "run": {**extra.get("run", {}), **run}}
 
 
 FALLBACK_RANGE = (1e-4, 0.1)   # the seed's range, when the range test had too few finite losses to suggest a rate

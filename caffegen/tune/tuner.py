@@ -28,14 +28,15 @@ from ..logs.curves import metric_label
 from ..paths import exclusive
 from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
+from ..prototxt.usernet import MATCHING_RESIZE
 from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
 from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES,
                      GRID_REPEATS, Plan, Speed, confirm_round_fits, duration, grid_lrs, make_plan, parse_budget,
                      search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
-from .specs import (FALLBACK_RANGE, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables, confirm_tables,
-                    final_tables, lr_range, prior_seed_sd, search_tables)
+from .specs import (FALLBACK_RANGE, TEMPLATE_NET, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables,
+                    confirm_tables, final_tables, in_tune_terms, lr_range, prior_seed_sd, search_tables, spec_tables)
 from .state import TuneState
 
 __all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
@@ -69,6 +70,10 @@ class TuneOptions:
     gpus: tuple[int, ...] = ()
     backend: str = "local"
     address: str | None = None
+    resize: int | None = None                  # the size it trains at: --resize, --crop, --batch (None: the net's own)
+    crop: int | None = None
+    batch: int | None = None
+    spec: str | None = None                    # --spec FILE: [data], [net], [solver], [run] for the rest
 
     def identity(self) -> dict[str, Any]:
         """What defines the tune (a rerun must match it): not where or how wide it runs; paths absolute (a rerun
@@ -191,9 +196,11 @@ class Tuner:
                     return TuneResult(self.out, exc.code, str(exc))
                 except Interrupted as exc:
                     return TuneResult(self.out, exc.exit_code, f"{exc}; rerun the same command to resume")
-        except (InputError, ValidationError):
+        except (InputError, ValidationError) as exc:
             if created is not None:   # refused (a bad net, data or budget): a new folder is not left half made
                 shutil.rmtree(created, ignore_errors=True)
+            if type(exc) is InputError:     # the sweep's words for what a tune sets by a flag: the flag's
+                raise InputError(in_tune_terms(str(exc))) from None
             raise
 
     def _data(self):
@@ -216,10 +223,14 @@ class Tuner:
 
     def _net(self, classes: int) -> TuneNet:
         o = self.opts
+        if o.crop and o.resize and o.crop > o.resize:
+            raise InputError(f"--crop {o.crop} is larger than --resize {o.resize}: the crop is taken from the resized "
+                             "image")
+        size = dict(resize=o.resize, crop=o.crop, batch=o.batch)
         if o.net is None:
             if o.weights or o.solver:
                 raise InputError("--weights and --solver go with your own NET (the template net starts from scratch)")
-            return TuneNet()
+            return TuneNet(**size)
         from ..prototxt.netread import load_net
         from ..prototxt.usernet import heads_of
 
@@ -234,21 +245,44 @@ class Tuner:
             resize = classes
             self.log(f"caffegen: note: {Path(prototxt).name} classifies {have} classes, the data holds {classes}: "
                      f"its classifier is resized (renamed when fine-tuning, so it starts fresh)")
-        return TuneNet(prototxt, _resolve(o.weights, "--weights"), _resolve(o.solver, "--solver"), resize)
+        data = self._data_layout(net, Path(prototxt).name, size)
+        return TuneNet(prototxt, _resolve(o.weights, "--weights"), _resolve(o.solver, "--solver"), resize, data,
+                       **size)
+
+    def _data_layout(self, net, name: str, size: dict[str, Any]) -> str:
+        """How a net reads the tune's lists: ImageData layers as they are, or, for LMDB ``Data`` layers, the same
+        layers turned into ImageData on the lists (their transform kept: scale, mean, mirror, crop), resized to the
+        side the net was made for (``--resize``, else its crop x 8/7)."""
+        lmdb = [layer for layer in net.layer if layer.type == "Data"]
+        if not lmdb:
+            return "keep"
+        if size["resize"] is None and size["crop"] is None:
+            crop = max((layer.transform_param.crop_size for layer in lmdb), default=0)
+            if not crop:
+                raise InputError(f"{name}: layer {lmdb[0].name!r} reads an LMDB (Data) and crops nothing, so the side "
+                                 "of its images is unknown here: give --resize N, the side the net was made for (e.g. "
+                                 "--resize 28 for LeNet on MNIST), to feed it --data through ImageData")
+            size["resize"] = round(crop * MATCHING_RESIZE)
+        self.log(f"caffegen: note: {name} reads LMDBs through Data layers: the tune feeds it --data through "
+                 f"ImageData layers instead (resize {size['resize'] or 'to match --crop'}; the net's own transform "
+                 "kept: scale, mean, mirror, crop)")
+        return "imagedata"
 
     def _run(self) -> TuneResult:
         o = self.opts
+        extra = spec_tables(o.spec)
         data = self._data()
         val_images = sum(1 for line in Path(data.val_list).read_text().splitlines() if line.strip())
         train_images = sum(1 for line in Path(data.train_list).read_text().splitlines() if line.strip())
         net = self._net(data.num_classes)
-        batch = 16 if net.prototxt is None else None
+        self.log(f"[tune] trains at {_size_text(net)}")
+        batch = net.batch or (16 if net.prototxt is None else None)
         iters = o.iters or max(20, 10 * round(DEFAULT_EPOCHS * train_images / (batch or 16) / 10))
         search_iters = o.search_iters or max(10, iters // 3)
         if search_iters > iters:
             raise InputError(f"--search-iters {search_iters} is above --iters {iters}")
         tables = dict(train_list=data.train_list, val_list=data.val_list, net=net, classes=data.num_classes,
-                      val_images=val_images, run=self._run_table())
+                      val_images=val_images, run=self._run_table(), extra=extra)
         short = base_tables("search", iters=search_iters, passes=TEST_PASSES_SEARCH, **tables)
         full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **tables)
         probe_spec = self._write_spec("probe", {**short, "name": "probe", "grid": {"base_lr": [0.01]}})
@@ -530,6 +564,19 @@ class Tuner:
             self.log(f"  {b['stage']:<8} {duration(b['spent_s']):>7} wall, {duration(b['compute_s']):>7} compute")
         report = write_tune_report(self.out, self.state, bill)
         return TuneResult(self.out, 0, verdict["headline"], winner, report, bill)
+
+
+def _size_text(net: TuneNet) -> str:
+    """The size a tune trains at, as the plan says it."""
+    size = net.size()
+    if net.prototxt is None:
+        size = {**{k: TEMPLATE_NET[k] for k in ("resize", "crop", "train_batch")}, **size}
+    parts = [f"{k.replace('train_', '')} {size[k]}" for k in ("resize", "crop", "train_batch") if size.get(k)]
+    what = "the template net" if net.prototxt is None else Path(net.prototxt).name
+    own = "" if net.prototxt is None else " (the rest the net's own)" if parts else " its own size"
+    return f"{what}{': ' + ', '.join(parts) if parts else ''}{own}" + (
+        "; a winner found at a reduced size is a candidate for the full size, not a proof" if net.prototxt and
+        (net.crop or net.resize) else "")
 
 
 def _rows(sweep_dir: Path) -> list:
