@@ -81,7 +81,7 @@ def repeated_grid(kind: str, work: Path, chains: bool = False) -> Path:
 
     train, val, classes, n_val, n_train = lists(folder_of(kind, work), work / f"data-{kind}")
     name = f"{kind}_{'chains' if chains else 'grid'}"
-    tables = base_tables(name, train, val, TuneNet(), classes=classes, val_images=n_val,
+    tables = base_tables(name, {"train_list": str(train), "val_list": str(val)}, TuneNet(), classes=classes, val_images=n_val,
                          iters=epochs_iters(n_train), passes=12, run={"backend": "local"})
     tables["grid"] = {"base_lr": [0.1, 0.01, 0.001], "lr_policy": list(CHAINED) if chains else "all", "repeats": 3}
     spec = work / f"{name}.toml"

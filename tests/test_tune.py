@@ -295,6 +295,33 @@ def test_tune_takes_the_nets_a_sweep_takes_at_the_size_asked_or_says_which_flag_
     assert not (tmp_path / "caffenet").exists()
 
 
+@pytest.mark.caffe
+def test_tune_reads_two_lmdbs_given_as_data(folder, tmp_path):
+    """--data TRAIN_LMDB,VAL_LMDB for people whose data already is LMDB: the net's Data layers read them as they are,
+    the tune counts their records and labels (sanity, which draws from image lists, is skipped and says so)."""
+    lists = subprocess.run(CAFFEGEN + ["lists", str(folder), "--out", "lists"], cwd=tmp_path, capture_output=True,
+                           text=True)
+    assert lists.returncode == 0, lists.stderr
+    prep = subprocess.run(CAFFEGEN + ["prepare", "--lmdb", "--resize", "28", "--gray", "--lists", "lists", "--out",
+                                      "lmdb"], cwd=tmp_path, capture_output=True, text=True)
+    assert prep.returncode == 0, prep.stderr
+    lenet = tmp_path / "lenet.prototxt"
+    lenet.write_text(LENET_STYLE)
+    data = f"{tmp_path / 'lmdb' / 'train_lmdb'},{tmp_path / 'lmdb' / 'val_lmdb'}"
+    quick = ["--policies", "step", "--iters", "20", "--budget", "20m"]
+    ok = tune(tmp_path, lenet, "--data", data, *quick, "--out", tmp_path / "t")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "sanity is skipped" in ok.stderr
+    run = next((tmp_path / "t" / "search").glob("lr*"))
+    layers = wired_data_layers(run)
+    assert [(d.type, d.data_param.source) for d in layers] == [("Data", data.split(",")[0]), ("Data", data.split(",")[1])]
+    state = json.loads((tmp_path / "t" / "tune.json").read_text())
+    assert state["stages"]["confirm"]["decision"]["winner"]["mean"] is not None
+    # the template net reads images, not LMDBs: one line
+    line = error_line(tune(tmp_path, "--data", data, *quick, "--out", tmp_path / "no"))
+    assert "LMDBs need your own NET reading them through Data layers" in line
+
+
 @pytest.mark.parametrize("args, message", [
     (["--crop", "40", "--resize", "32"], "--crop 40 is larger than --resize 32"),
     (["--spec", "{grid}"], "[grid] is not used by caffegen tune: it takes the tables [data], [net], [solver], [run]"),

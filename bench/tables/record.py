@@ -66,7 +66,7 @@ def specs(name: str, work: Path, seeds: int) -> tuple[dict, dict, dict]:
     train, val, classes, n_val, n_train = problem_lists(name, work)
     iters = epochs_iters(n_train, EPOCHS)
     search_iters = max(10, iters // 3)      # the tune's default search length
-    common = dict(train_list=train, val_list=val, net=TuneNet(), classes=classes, val_images=n_val,
+    common = dict(data={"train_list": str(train), "val_list": str(val)}, net=TuneNet(), classes=classes, val_images=n_val,
                   run={"backend": "local", "jobs": 2})
     grid = {"base_lr": LRS, "lr_policy": list(POLICIES) + CHAINS_RECORDED, "repeats": seeds}
     full = {**base_tables(f"table-{name}-full", iters=iters, passes=TEST_PASSES_FINAL, **common), "grid": grid}

@@ -120,3 +120,31 @@ def compute_mean(lmdb: str | os.PathLike, out_file: str | os.PathLike, *, overwr
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def is_lmdb(path: str | os.PathLike) -> bool:
+    """A folder holding an LMDB (``data.mdb``), as ``convert_imageset`` writes one."""
+    return (Path(path) / "data.mdb").is_file()
+
+
+def lmdb_labels(path: str | os.PathLike) -> dict[int, int]:
+    """How many records of each label an LMDB of Caffe ``Datum`` records holds (one pass over it: a tune counts
+    its images and classes this way). An empty or unreadable one: one InputError line."""
+    import lmdb
+
+    from ..toolchain import caffe_pb2
+
+    datum = caffe_pb2().Datum()
+    counts: dict[int, int] = {}
+    try:
+        with lmdb.open(os.fspath(path), readonly=True, lock=False) as env, env.begin() as txn:
+            for _, value in txn.cursor():
+                datum.ParseFromString(value)
+                counts[datum.label] = counts.get(datum.label, 0) + 1
+    except lmdb.Error as exc:
+        raise InputError(f"{path}: not a readable LMDB ({exc})") from None
+    except Exception as exc:       # a record that is not a Datum (protobuf's DecodeError)
+        raise InputError(f"{path}: its records are not Caffe Datum records ({type(exc).__name__})") from None
+    if not counts:
+        raise InputError(f"{path}: an empty LMDB")
+    return counts

@@ -324,7 +324,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     speed = speed_of(table, slots)
     iters = table.iters
     search_iters = iters if method.search_full else table.search_iters     # --search-iters N (the full length)
-    common = dict(train_list="train.txt", val_list="val.txt", net=TuneNet(), classes=table.problem["classes"],
+    common = dict(data={"train_list": "train.txt", "val_list": "val.txt"}, net=TuneNet(), classes=table.problem["classes"],
                   val_images=table.problem["val_images"], run={"backend": "local"})
     short = base_tables("search", iters=search_iters,
                         passes=TEST_PASSES_FINAL if method.search_full else TEST_PASSES_SEARCH, **common)
@@ -469,7 +469,7 @@ def _replay_search(table: CurveTable, method: Method, seed: int, slots: int, rol
     from .specs import TEST_PASSES_FINAL, TuneNet, base_tables
 
     iters = table.iters
-    common = dict(train_list="train.txt", val_list="val.txt", net=TuneNet(), classes=table.problem["classes"],
+    common = dict(data={"train_list": "train.txt", "val_list": "val.txt"}, net=TuneNet(), classes=table.problem["classes"],
                   val_images=table.problem["val_images"], run={"backend": "local"})
     full = base_tables("search", iters=iters, passes=TEST_PASSES_FINAL, **common)
     lrs = table.lrs()

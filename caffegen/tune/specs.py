@@ -120,12 +120,11 @@ def interval(iters: int, passes: int) -> int:
     return max(1, iters // passes)
 
 
-def base_tables(name: str, train_list: Path, val_list: Path, net: TuneNet, *, classes: int, val_images: int,
-                iters: int, passes: int, run: dict[str, Any],
-                extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The tables every stage shares: the data (the tune's own lists), the net at its size, the solver (``iters``
-    with ``passes`` test passes, seed 0), how to run; ``extra``: ``--spec``'s tables (the tune's defaults < the
-    file < the flags)."""
+def base_tables(name: str, data: dict[str, str], net: TuneNet, *, classes: int, val_images: int, iters: int,
+                passes: int, run: dict[str, Any], extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The tables every stage shares: the data (``[data]``'s keys: the tune's own lists, or two LMDBs), the net at
+    its size, the solver (``iters`` with ``passes`` test passes, seed 0), how to run; ``extra``: ``--spec``'s tables
+    (the tune's defaults < the file < the flags)."""
     extra = extra or {}
     if net.prototxt is None:
         net_table = template_net(classes, val_images)
@@ -140,7 +139,7 @@ def base_tables(name: str, train_list: Path, val_list: Path, net: TuneNet, *, cl
     solver = {**solver, **extra.get("solver", {}), "max_iter": iters, "test_interval": interval(iters, passes),
               "random_seed": 0}
     solver.setdefault("display", max(1, iters // 20))
-    data = {**extra.get("data", {}), "train_list": str(train_list), "val_list": str(val_list)}
+    data = {**extra.get("data", {}), **{k: str(v) for k, v in data.items()}}
     return {"name": name, "data": data, "net": net_table, "solver": solver, "run": {**extra.get("run", {}), **run}}
 
 

@@ -15,6 +15,7 @@ tune's arguments on the same folder are refused.
 """
 from __future__ import annotations
 
+import math
 import shutil
 import signal
 import time
@@ -36,7 +37,8 @@ from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_B
                      search_seconds)
 from .decide import SearchOutcome, candidates, choose, confirm_round
 from .specs import (FALLBACK_RANGE, TEMPLATE_NET, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables,
-                    confirm_tables, final_tables, in_tune_terms, lr_range, prior_seed_sd, search_tables, spec_tables)
+                    confirm_tables, final_tables, in_tune_terms, lr_range, prior_seed_sd, search_tables, spec_tables,
+                    test_batch_for)
 from .state import TuneState
 
 __all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
@@ -90,6 +92,18 @@ class TuneResult:
     winner: dict[str, Any] | None = None
     report: Path | None = None
     bill: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TuneData:
+    """What a tune trains on: ``tables``, the ``[data]`` keys every stage's spec reads (the tune's lists, or two
+    LMDBs), with the classes and images they hold."""
+
+    tables: dict[str, str]
+    classes: int
+    train_images: int
+    val_images: int
+    lmdb: bool = False
 
 
 class _Interrupt(Exception):
@@ -203,25 +217,41 @@ class Tuner:
                 raise InputError(in_tune_terms(str(exc))) from None
             raise
 
-    def _data(self):
-        """The tune's own lists (made once in its folder): a folder split 8:2, or the lists given."""
+    def _data(self) -> TuneData:
+        """What the stages train on: the tune's own lists (made once in its folder: a folder split 8:2, or the lists
+        given), or two LMDBs given as they are."""
+        from ..data.prepare import is_lmdb, lmdb_labels
         from ..data.sources import DataSpec, prepare_data
 
         o = self.opts
         if "," in o.data:
             train, val = (s.strip() for s in o.data.split(",", 1))
+            if is_lmdb(Path(train).expanduser()) and is_lmdb(Path(val).expanduser()):
+                train, val = _resolve(train, "--data train LMDB"), _resolve(val, "--data val LMDB")
+                counts = lmdb_labels(train)
+                val_images = sum(lmdb_labels(val).values())
+                if len(counts) < 2:
+                    raise InputError(f"--data {train}: {len(counts)} label found; tuning a classifier needs two or more")
+                return TuneData({"train_lmdb": train, "val_lmdb": val}, max(counts) + 1, sum(counts.values()),
+                                val_images, lmdb=True)
             spec = DataSpec(train_list=_resolve(train, "--data train list"), val_list=_resolve(val, "--data val list"))
         else:
             root = _resolve(o.data, "--data folder")
             if not Path(root).is_dir():
-                raise InputError(f"--data {o.data}: give an image folder (a folder per class) or TRAIN_LIST,VAL_LIST")
+                raise InputError(f"--data {o.data}: give an image folder (a folder per class), TRAIN_LIST,VAL_LIST or "
+                                 "TRAIN_LMDB,VAL_LMDB")
             spec = DataSpec(root=root, val_fraction=o.val_fraction)
         data = prepare_data(spec, self.out, self.log, "--data")
         if data.num_classes < 2:
             raise InputError(f"--data {o.data}: {data.num_classes} class found; tuning a classifier needs two or more")
-        return data
 
-    def _net(self, classes: int) -> TuneNet:
+        def count(path: Path) -> int:
+            return sum(1 for line in Path(path).read_text().splitlines() if line.strip())
+
+        return TuneData({"train_list": str(data.train_list), "val_list": str(data.val_list)}, data.num_classes,
+                        count(data.train_list), count(data.val_list))
+
+    def _net(self, classes: int, lmdb: bool = False) -> TuneNet:
         o = self.opts
         if o.crop and o.resize and o.crop > o.resize:
             raise InputError(f"--crop {o.crop} is larger than --resize {o.resize}: the crop is taken from the resized "
@@ -230,6 +260,9 @@ class Tuner:
         if o.net is None:
             if o.weights or o.solver:
                 raise InputError("--weights and --solver go with your own NET (the template net starts from scratch)")
+            if lmdb:
+                raise InputError(f"--data {o.data}: LMDBs need your own NET reading them through Data layers (the "
+                                 "template net reads images: give --data an image folder or two lists)")
             return TuneNet(**size)
         from ..prototxt.netread import load_net
         from ..prototxt.usernet import heads_of
@@ -245,15 +278,32 @@ class Tuner:
             resize = classes
             self.log(f"caffegen: note: {Path(prototxt).name} classifies {have} classes, the data holds {classes}: "
                      f"its classifier is resized (renamed when fine-tuning, so it starts fresh)")
-        data = self._data_layout(net, Path(prototxt).name, size)
+        data = self._data_layout(net, Path(prototxt).name, size, lmdb)
         return TuneNet(prototxt, _resolve(o.weights, "--weights"), _resolve(o.solver, "--solver"), resize, data,
                        **size)
 
-    def _data_layout(self, net, name: str, size: dict[str, Any]) -> str:
-        """How a net reads the tune's lists: ImageData layers as they are, or, for LMDB ``Data`` layers, the same
-        layers turned into ImageData on the lists (their transform kept: scale, mean, mirror, crop), resized to the
-        side the net was made for (``--resize``, else its crop x 8/7)."""
+    def _lmdb_test_iter(self, net: TuneNet, val_images: int) -> int:
+        """Test batches that cover a val LMDB once (the sweep counts a list's lines; an LMDB's records the tune)."""
+        from ..prototxt.netread import load_net, phases
+
+        if net.batch:
+            batch = test_batch_for(val_images, net.batch)
+        else:
+            test = [layer for layer in load_net(net.prototxt).layer if layer.type == "Data"
+                    and "TEST" in phases(layer)]
+            batch = test[0].data_param.batch_size if test else 1
+        return math.ceil(val_images / max(1, batch))
+
+    def _data_layout(self, net, name: str, size: dict[str, Any], lmdb_data: bool) -> str:
+        """How a net reads the tune's data: ImageData layers the lists as they are; LMDB ``Data`` layers the LMDBs
+        given, or else the same layers turned into ImageData on the lists (their transform kept: scale, mean,
+        mirror, crop), resized to the side the net was made for (``--resize``, else its crop x 8/7)."""
         lmdb = [layer for layer in net.layer if layer.type == "Data"]
+        if lmdb_data:
+            if not lmdb:
+                raise InputError(f"--data {self.opts.data}: {name} reads images (ImageData), not LMDBs: give --data "
+                                 "an image folder or two lists")
+            return "keep"
         if not lmdb:
             return "keep"
         if size["resize"] is None and size["crop"] is None:
@@ -272,17 +322,22 @@ class Tuner:
         o = self.opts
         extra = spec_tables(o.spec)
         data = self._data()
-        val_images = sum(1 for line in Path(data.val_list).read_text().splitlines() if line.strip())
-        train_images = sum(1 for line in Path(data.train_list).read_text().splitlines() if line.strip())
-        net = self._net(data.num_classes)
+        val_images, train_images = data.val_images, data.train_images
+        net = self._net(data.classes, data.lmdb)
+        sanity_on = o.sanity and not data.lmdb
+        if data.lmdb:     # the sweep counts a list's lines for test_iter; an LMDB's records the tune counted
+            extra = {**extra, "solver": {"test_iter": self._lmdb_test_iter(net, val_images), **extra.get("solver", {})}}
+            if o.sanity:
+                self.log("caffegen: note: sanity is skipped: it overfits 2 images per class drawn from image lists, "
+                         "and --data gives LMDBs")
         self.log(f"[tune] trains at {_size_text(net)}")
         batch = net.batch or (16 if net.prototxt is None else None)
         iters = o.iters or max(20, 10 * round(DEFAULT_EPOCHS * train_images / (batch or 16) / 10))
         search_iters = o.search_iters or max(10, iters // 3)
         if search_iters > iters:
             raise InputError(f"--search-iters {search_iters} is above --iters {iters}")
-        tables = dict(train_list=data.train_list, val_list=data.val_list, net=net, classes=data.num_classes,
-                      val_images=val_images, run=self._run_table(), extra=extra)
+        tables = dict(data=data.tables, net=net, classes=data.classes, val_images=val_images, run=self._run_table(),
+                      extra=extra)
         short = base_tables("search", iters=search_iters, passes=TEST_PASSES_SEARCH, **tables)
         full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **tables)
         probe_spec = self._write_spec("probe", {**short, "name": "probe", "grid": {"base_lr": [0.01]}})
@@ -307,7 +362,7 @@ class Tuner:
                          test_interval=full["solver"]["test_interval"],
                          search_test_interval=short["solver"]["test_interval"], policies=len(o.policies),
                          sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final=o.final,
-                         skip_sanity=not o.sanity, spent=self.state.spent("measure"),
+                         skip_sanity=not sanity_on, spent=self.state.spent("measure"),
                          confirm_full=CONFIRM_FULL if self.state.plan is None else self.state.plan.get("confirm_full",
                                                                                                        False))
         if self.state.plan is None:
@@ -318,7 +373,7 @@ class Tuner:
         self.log(f"[tune] live: {self.out / REPORT_HTML}; tensorboard --logdir {self.out / TENSORBOARD}")
 
         # 1. sanity
-        if o.sanity and not self.state.done("sanity"):
+        if sanity_on and not self.state.done("sanity"):
             with self._stage("sanity") as entry:
                 from ..probes.sanity import sanity
 
