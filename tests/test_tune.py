@@ -317,9 +317,14 @@ def test_tune_reads_two_lmdbs_given_as_data(folder, tmp_path):
     assert [(d.type, d.data_param.source) for d in layers] == [("Data", data.split(",")[0]), ("Data", data.split(",")[1])]
     state = json.loads((tmp_path / "t" / "tune.json").read_text())
     assert state["stages"]["confirm"]["decision"]["winner"]["mean"] is not None
-    # the template net reads images, not LMDBs: one line
+    # the template net reads images, not LMDBs; records smaller than the crop; a crop its fixed-size head refuses
     line = error_line(tune(tmp_path, "--data", data, *quick, "--out", tmp_path / "no"))
     assert "LMDBs need your own NET reading them through Data layers" in line
+    line = error_line(tune(tmp_path, lenet, "--data", data, "--crop", "40", *quick, "--out", tmp_path / "no"))
+    assert "its records are 28x28, smaller than the 40x40 crop lenet.prototxt takes (--crop)" in line
+    line = error_line(tune(tmp_path, lenet, "--data", data, "--crop", "12", *quick, "--out", tmp_path / "no"))
+    assert "--crop 12: layer 'ip1' (InnerProduct)" in line and "fixed-size head" in line and "[net]" not in line
+    assert not (tmp_path / "no").exists()
 
 
 @pytest.mark.parametrize("args, message", [

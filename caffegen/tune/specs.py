@@ -70,7 +70,9 @@ TUNE_OWNED = {
 
 
 # A sweep's words for what a tune sets by a flag: every refusal a tune gives names a flag of ``caffegen tune``.
-TUNE_TERMS = (("[net] crop", "--crop"), ("[net] resize", "--resize"), ("[net] train_batch", "--batch"),
+TUNE_TERMS = (("set [net] data = \"imagedata\" (the sweep's lists, resized to match)",
+               "give --data an image folder or two lists (resized to match)"),
+              ("[net] crop", "--crop"), ("[net] resize", "--resize"), ("[net] train_batch", "--batch"),
               ("set [net] mean = ", "give --spec FILE with [net] mean = "))
 
 

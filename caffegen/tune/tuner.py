@@ -282,6 +282,20 @@ class Tuner:
         return TuneNet(prototxt, _resolve(o.weights, "--weights"), _resolve(o.solver, "--solver"), resize, data,
                        **size)
 
+    def _check_lmdb_fits(self, layers: list, name: str, crop: int | None) -> None:
+        """The LMDBs' records are at least as large as the crop the net takes of them (Caffe would stop at its first
+        batch): one line naming the sizes and the flags that would do."""
+        from ..prototxt.deploy import lmdb_shape
+
+        train = self.opts.data.split(",", 1)[0].strip()
+        _, h, w = lmdb_shape(str(Path(train).expanduser())) or (0, 0, 0)
+        side = crop or max(layer.transform_param.crop_size for layer in layers)
+        if side and min(h, w) < side:
+            raise InputError(f"--data {train}: its records are {h}x{w}, smaller than the {side}x{side} crop {name} "
+                             f"takes{' (--crop)' if crop else ''}: give --crop {min(h, w)} or less (a head that pools "
+                             f"globally takes it), or an LMDB made at the net's size (caffegen prepare --lmdb --resize "
+                             f"{round(side * MATCHING_RESIZE)})")
+
     def _lmdb_test_iter(self, net: TuneNet, val_images: int) -> int:
         """Test batches that cover a val LMDB once (the sweep counts a list's lines; an LMDB's records the tune)."""
         from ..prototxt.netread import load_net, phases
@@ -303,6 +317,7 @@ class Tuner:
             if not lmdb:
                 raise InputError(f"--data {self.opts.data}: {name} reads images (ImageData), not LMDBs: give --data "
                                  "an image folder or two lists")
+            self._check_lmdb_fits(lmdb, name, size["crop"])
             return "keep"
         if not lmdb:
             return "keep"
