@@ -155,3 +155,27 @@ layer { name: "cls" type: "Convolution" bottom: "pool3" top: "cls"
 layer { name: "gap" type: "Pooling" bottom: "cls" top: "gap" pooling_param { pool: AVE global_pooling: true } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "gap" bottom: "label" top: "loss" }
 """
+
+# A net in the style of Caffe's CIFAR-10 quick: LMDB Data layers, a mean file, no crop, a fixed-size head.
+CIFAR_QUICK_STYLE = """name: "CIFAR10_quick-style"
+layer { name: "cifar" type: "Data" top: "data" top: "label" include { phase: TRAIN }
+  transform_param { mean_file: "examples/cifar10/mean.binaryproto" }
+  data_param { source: "examples/cifar10/cifar10_train_lmdb" batch_size: 8 backend: LMDB } }
+layer { name: "cifar" type: "Data" top: "data" top: "label" include { phase: TEST }
+  transform_param { mean_file: "examples/cifar10/mean.binaryproto" }
+  data_param { source: "examples/cifar10/cifar10_test_lmdb" batch_size: 8 backend: LMDB } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+  convolution_param { num_output: 8 pad: 2 kernel_size: 5 stride: 1 weight_filler { type: "gaussian" std: 0.0001 } } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "relu1" type: "ReLU" bottom: "pool1" top: "pool1" }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+  convolution_param { num_output: 8 pad: 2 kernel_size: 5 stride: 1 weight_filler { type: "gaussian" std: 0.01 } } }
+layer { name: "relu2" type: "ReLU" bottom: "conv2" top: "conv2" }
+layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2" pooling_param { pool: AVE kernel_size: 3 stride: 2 } }
+layer { name: "ip1" type: "InnerProduct" bottom: "pool2" top: "ip1"
+  inner_product_param { num_output: 16 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
+  inner_product_param { num_output: 10 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "accuracy" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include { phase: TEST } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
+"""

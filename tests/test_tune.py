@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from caffegen.prototxt import NetOptions, render_net
-from helpers import LENET_STYLE, ZOO_SIZED, make_imageset
+from helpers import CIFAR_QUICK_STYLE, LENET_STYLE, ZOO_SIZED, make_imageset
 from sweep_state import store_rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -253,9 +253,10 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 
 @pytest.mark.caffe
 def test_tune_takes_the_nets_a_sweep_takes_at_the_size_asked_or_says_which_flag_in_one_line(folder, tmp_path):
-    """An LMDB (Data-layer) net fed the image folder through ImageData, a global-pool head at a small --crop and
-    --batch, a BatchNorm net, and the source package's CaffeNet with its mean file (through --spec): each ends with a
-    winner, or exit 2 with one line naming a flag of `caffegen tune` (never a spec table it cannot set)."""
+    """LMDB (Data-layer) nets fed the image folder through ImageData (LeNet-style; CIFAR-10-quick-style with its mean
+    file replaced through --spec), a global-pool head at a small --crop and --batch, and the source package's CaffeNet
+    with its mean file (found through --spec's root): each ends with a winner, or exit 2 with one line naming a flag
+    of `caffegen tune` (never a spec table it cannot set). (The BatchNorm/Scale net: the tests above tune one.)"""
     from caffegen.toolchain.build import caffe_models_dir
 
     quick = ["--policies", "step", "--iters", "20", "--budget", "20m", "--no-sanity"]
@@ -279,8 +280,16 @@ def test_tune_takes_the_nets_a_sweep_takes_at_the_size_asked_or_says_which_flag_
     run = next((tmp_path / "zoo" / "search").glob("lr*"))
     assert [(d.transform_param.crop_size, d.image_data_param.batch_size) for d in wired_data_layers(run)][0] == (64, 4)
 
-    bn = tune(tmp_path, net(tmp_path), "--data", folder, "--batch", "4", *quick, "--out", tmp_path / "bn")
-    assert bn.returncode == 0, bn.stderr[-3000:]
+    cifar = tmp_path / "cifar.prototxt"       # a mean file nobody has here: --spec's [net] mean instead
+    cifar.write_text(CIFAR_QUICK_STYLE)
+    line = error_line(tune(tmp_path, cifar, "--data", folder, "--resize", "32", *quick, "--out", tmp_path / "no"))
+    assert "subtracts the mean file" in line and "give --spec FILE with [net] mean = [104, 117, 123]" in line
+    means = tmp_path / "means.toml"
+    means.write_text("[net]\nmean = [125, 123, 114]\n")
+    ok = tune(tmp_path, cifar, "--data", folder, "--resize", "32", "--spec", means, *quick, "--out", tmp_path / "cifar")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    run = next((tmp_path / "cifar" / "search").glob("lr*"))
+    assert {tuple(d.transform_param.mean_value) for d in wired_data_layers(run)} == {(125, 123, 114)}
 
     caffenet = caffe_models_dir() / "bvlc_reference_caffenet" / "train_val.prototxt"
     root = tmp_path / "caffe"
