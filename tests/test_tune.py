@@ -277,6 +277,7 @@ def test_tune_takes_the_nets_a_sweep_takes_at_the_size_asked_or_says_which_flag_
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert "[tune] trains at zoo.prototxt: crop 64, batch 4 (the rest the net's own)" in ok.stderr
     assert "candidate for the full size, not a proof" in ok.stderr
+    assert "Trains at zoo.prototxt: crop 64, batch 4" in (tmp_path / "zoo" / "report.md").read_text()   # and says so
     run = next((tmp_path / "zoo" / "search").glob("lr*"))
     assert [(d.transform_param.crop_size, d.image_data_param.batch_size) for d in wired_data_layers(run)][0] == (64, 4)
 

@@ -99,6 +99,8 @@ def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]]
     summary = (f"Budget {plan['budget']['text']} = {duration(plan['wall_s'])} here; the repeated grid over the same "
                f"space: {plan['grid_runs']} runs of {plan['iters']} iterations (base_lr a half-decade apart x every "
                f"schedule x 3 seeds), {duration(grid_compute_s(plan))} of compute.") if plan else ""
+    if plan.get("trains_at"):
+        summary += f" Trains at {plan['trains_at']}."
     plan_rows = [[s["name"], duration(s["seconds"]), s["what"]] for s in plan.get("stages", [])]
     stage_rows = [[b["stage"], b["status"] or "", duration(b["spent_s"]), duration(b["compute_s"]),
                    f"{100 * b['of_grid']:.1f}%" if b["of_grid"] is not None else "-",

@@ -381,7 +381,7 @@ class Tuner:
                          confirm_full=CONFIRM_FULL if self.state.plan is None else self.state.plan.get("confirm_full",
                                                                                                        False))
         if self.state.plan is None:
-            self.state.plan = plan.to_json()
+            self.state.plan = {**plan.to_json(), "trains_at": _size_text(net)}
             self.state.save()
         for line in plan.lines():
             self.log(line)
