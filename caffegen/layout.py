@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 __all__ = ["SWEEP_DB", "SPEC_RECORD", "LOCK", "REPORT_HTML", "REPORT_MD", "SUMMARY_CSV", "REPORT_FIGURES",
-           "TENSORBOARD", "TRAIN_VAL", "SOLVER", "DEPLOY", "TRAIN_LOG", "MANIFEST", "CURVES_PNG",
+           "TENSORBOARD", "TUNE_STATE", "TUNE_LOCK", "TUNE_SPECS", "TRAIN_VAL", "SOLVER", "DEPLOY", "TRAIN_LOG", "MANIFEST", "CURVES_PNG",
            "SNAPSHOT_DIR", "SNAPSHOT_PREFIX", "EVAL_DIR", "EVAL_SUMMARY", "EVAL_SCORES", "LIST_TRAIN", "LIST_VAL", "LABELS",
            "RUNS", "default_out", "parse_snapshot_name", "is_sweep_dir", "study_storage"]
 
@@ -34,6 +34,12 @@ REPORT_MD = "report.md"
 SUMMARY_CSV = "summary.csv"
 REPORT_FIGURES = "report"          # the figures report.md links
 TENSORBOARD = "tensorboard"        # `caffegen export tensorboard`'s default log dir
+
+# -- a tune folder (caffegen tune --out): a folder per stage, named for it (measure/, sanity/, lr-find/, search/,
+#    confirm/seedN/, final/), each stage's spec in specs/, the decisions in tune.json
+TUNE_STATE = "tune.json"
+TUNE_LOCK = ".tune.lock"
+TUNE_SPECS = "specs"
 
 # -- a run folder (caffe runs with it as its working directory, so these are also the names in the solver)
 TRAIN_VAL = "train_val.prototxt"

@@ -227,3 +227,30 @@ def test_distinct_candidates_count_near_rates_of_one_schedule_once():
     assert [t.name for t in candidates(trials, maximize=True, k=2)] == ["lr0.0066_poly", "lr0.0073_poly"]
     got = candidates(trials, maximize=True, k=3, distinct=True)
     assert [t.name for t in got] == ["lr0.0066_poly", "lr0.0029_inv", "lr0.0021_poly"]   # 0.0021: another half-decade
+
+
+def test_each_stage_decision_round_trips_through_tune_json_and_a_newer_format_is_refused(tmp_path):
+    import json
+
+    from caffegen.errors import InputError
+    from caffegen.tune.decisions import DECISIONS, Confirmed, LrRange, decision_of
+    from caffegen.tune.state import FORMAT, TuneState
+
+    assert set(DECISIONS) == {"measure", "sanity", "lr-find", "search", "confirm", "final", "look"}
+    lr = LrRange(0.001, 0.1, "valley 0.01", {"valley": 0.01}, None)
+    verdict = Confirmed({"name": "lr0.01_poly", "mean": 0.8, "seeds": 1}, "winner lr0.01_poly", [], "one seed",
+                        {"lr0.01_poly": {1: 0.8}})
+    state = TuneState.open(tmp_path, {"data": "x"})
+    state.stage("lr-find")["decision"] = lr.to_json()
+    state.stage("confirm")["decision"] = verdict.to_json()
+    state.save()
+    raw = json.loads((tmp_path / "tune.json").read_text())
+    assert raw["format"] == FORMAT
+    again = TuneState.open(tmp_path, {"data": "x"})
+    assert decision_of("lr-find", again.stages["lr-find"]["decision"]) == lr
+    back = decision_of("confirm", again.stages["confirm"]["decision"])
+    assert back.winner == verdict.winner and back.describe() == "winner lr0.01_poly"
+    assert decision_of("search", None) is None
+    (tmp_path / "tune.json").write_text(json.dumps({**raw, "format": FORMAT + 1}))
+    with pytest.raises(InputError, match="written by a newer caffegen"):
+        TuneState.open(tmp_path, {"data": "x"})

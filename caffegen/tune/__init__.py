@@ -1,6 +1,8 @@
 """The expert workflow in one command: ``caffegen tune`` (sanity, lr-find, search, confirm, final, look).
 
-* :mod:`.tuner`   the stages, in order, each an ordinary sweep or probe, resumable (``tune.json``);
+* :mod:`.tuner`   the tune: its data, net and lengths, then the stages in order, resumable (``tune.json``);
+* :mod:`.stages`  one object per stage (measure, sanity, lr-find, search, confirm, final, look);
+* :mod:`.decisions` what each stage decided, typed: saved to and read from ``tune.json``;
 * :mod:`.budget`  ``--budget`` parsed and split over the stages from this net's measured speed; the plan;
 * :mod:`.specs`   the spec of each stage as TOML tables (written into the tune folder);
 * :mod:`.decide`  the decisions, pure: the candidates, the confirm rule, the choice (the replay calls them too);

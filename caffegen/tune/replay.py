@@ -319,7 +319,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     from .decide import candidates, choose
     from .specs import (FALLBACK_RANGE, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables, lr_range,
                         search_tables)
-    from .tuner import LRFIND_ITERS, SANITY_ITERS
+    from .stages import LRFIND_ITERS, SANITY_ITERS
 
     speed = speed_of(table, slots)
     iters = table.iters

@@ -7,9 +7,10 @@ import html
 from pathlib import Path
 from typing import Any
 
-from ..layout import REPORT_HTML, REPORT_MD, TENSORBOARD, study_storage
+from ..layout import REPORT_HTML, REPORT_MD, TENSORBOARD, TUNE_SPECS, study_storage
 from ..paths import write_atomic
 from .budget import duration
+from .decisions import decision_of
 from .state import TuneState
 
 __all__ = ["write_tune_report", "bill_of"]
@@ -48,28 +49,8 @@ def bill_of(state: TuneState) -> list[dict[str, Any]]:
 
 
 def _decision(name: str, d: dict[str, Any] | None) -> str:
-    if not d:
-        return ""
-    if name == "measure":
-        return (f"{1000 * d['iter_s']:.1f} ms per iteration, {d['test_s']:.2f} s per test pass, "
-                f"{d['start_s']:.1f} s start and end of a run")
-    if name == "sanity":
-        return d["line"] + ("" if d["passed"] else " — " + "; ".join(d["causes"]))
-    if name == "lr-find":
-        return f"base_lr {d['low']:g} .. {d['high']:g}: {d['why']}"
-    if name == "search":
-        cands = d.get("candidates") or []
-        return (f"{len(cands)} finished trials; the best: "
-                + ", ".join(f"{c['name']} ({c['value']:.3f})" for c in cands[:3]))
-    if name == "confirm":
-        return d.get("headline", "")
-    if name == "final":
-        return f"the winner {d['how']} to {d['iters']} iterations"
-    if name == "look":
-        ev = d.get("evaluation")
-        return (f"evaluated {ev['run']} @ iteration {ev['iteration']}: top-1 {ev['top1']:.4f} on {ev['images']} "
-                f"images") if ev else ""
-    return ""
+    decision = decision_of(name, d)
+    return decision.describe() if decision else ""
 
 
 def _links(folder: Path, state: TuneState) -> list[tuple[str, str]]:
@@ -107,7 +88,7 @@ def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]]
                    _decision(b["stage"], (state.stages.get(b["stage"]) or {}).get("decision"))] for b in bill]
     links = _links(folder, state)
     commands = [f"tensorboard --logdir {folder / TENSORBOARD}", f"optuna-dashboard {study_storage(folder / 'search')}",
-                f"caffegen sweep {folder / 'specs'}/<stage>.toml   # rerun or tweak one stage"]
+                f"caffegen sweep {folder / TUNE_SPECS}/<stage>.toml   # rerun or tweak one stage"]
     md = [f"# caffegen tune: {folder.name}", "", f"**{headline}**", "", "## Plan", "", summary, "",
           "| stage | estimated | what |", "|---|---|---|", *(f"| {' | '.join(r)} |" for r in plan_rows), "",
           "## Stages", "", "| stage | status | wall | compute | of the repeated grid | decision |",

@@ -13,7 +13,7 @@ from .budget import SEARCH_FIRST_RUNG
 
 __all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables",
            "final_tables", "test_batch_for", "lr_range", "template_net", "spec_tables", "SPEC_TABLES", "TUNE_OWNED",
-           "in_tune_terms"]
+           "in_tune_terms", "size_text"]
 
 # The template net at the default sweep's fast size (the seed's net, resize 44 -> crop 40, BatchNorm): what a tune
 # without a NET trains (docs/sweep.md: why the default sweep looks the way it does).
@@ -187,3 +187,16 @@ def confirm_tables(base: dict[str, Any], points: list[dict[str, Any]], seed: int
 def final_tables(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
     """The winner at the full length."""
     return {**base, "grid": {"points": [dict(point)]}}
+
+
+def size_text(net: TuneNet) -> str:
+    """The size a tune trains at, as the plan says it."""
+    size = net.size()
+    if net.prototxt is None:
+        size = {**{k: TEMPLATE_NET[k] for k in ("resize", "crop", "train_batch")}, **size}
+    parts = [f"{k.replace('train_', '')} {size[k]}" for k in ("resize", "crop", "train_batch") if size.get(k)]
+    what = "the template net" if net.prototxt is None else Path(net.prototxt).name
+    own = "" if net.prototxt is None else " (the rest the net's own)" if parts else " its own size"
+    return f"{what}{': ' + ', '.join(parts) if parts else ''}{own}" + (
+        "; a winner found at a reduced size is a candidate for the full size, not a proof" if net.prototxt and
+        (net.crop or net.resize) else "")

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..layout import TUNE_STATE
 from ..paths import write_atomic
 
-__all__ = ["TuneState", "STATE"]
+__all__ = ["TuneState", "STATE", "FORMAT"]
 
-STATE = "tune.json"
+STATE = TUNE_STATE
+FORMAT = 2      # 2: typed stage decisions (.decisions), the same JSON shapes as 1 (which had no "format" key)
 
 
 @dataclass
@@ -34,6 +36,9 @@ class TuneState:
                 raw = json.loads(path.read_text(encoding="utf-8"))
             except ValueError as exc:
                 raise InputError(f"{path}: not a readable tune state ({exc}); use another --out") from None
+            if not isinstance(raw.get("format", 1), int) or raw.get("format", 1) > FORMAT:
+                raise InputError(f"{path}: a tune state of format {raw.get('format')!r}, written by a newer caffegen "
+                                 f"(this one reads format {FORMAT} and older); use that caffegen, or another --out")
             if raw.get("args") != args:
                 old, new = raw.get("args") or {}, args
                 key = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "?")
@@ -58,5 +63,5 @@ class TuneState:
         return sum(float(s.get("spent_s", 0.0)) for s in self.stages.values())
 
     def save(self) -> None:
-        write_atomic(self.path, json.dumps({"args": self.args, "created": self.created, "plan": self.plan,
+        write_atomic(self.path, json.dumps({"format": FORMAT, "args": self.args, "created": self.created, "plan": self.plan,
                                             "stages": self.stages}, indent=2, default=str) + "\n")

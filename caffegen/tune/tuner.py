@@ -24,30 +24,26 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CaffegenError, InputError, Interrupted, ValidationError
-from ..layout import REPORT_HTML, SWEEP_DB, TENSORBOARD, default_out, study_storage
+from ..layout import SWEEP_DB, TENSORBOARD, TUNE_LOCK, TUNE_SPECS, default_out
 from ..logs.curves import metric_label
 from ..paths import exclusive
 from ..prototxt.options import variant_name
 from ..prototxt.schedule import POLICIES
 from ..prototxt.usernet import MATCHING_RESIZE
-from ..run.status import PRUNED, WITH_RESULT
 from ..toolchain import CaffeInstall
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES,
-                     GRID_REPEATS, Plan, Speed, confirm_round_fits, duration, grid_lrs, make_plan, parse_budget,
-                     search_seconds)
-from .decide import SearchOutcome, candidates, choose, confirm_round
-from .specs import (FALLBACK_RANGE, TEMPLATE_NET, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables,
-                    confirm_tables, final_tables, in_tune_terms, lr_range, prior_seed_sd, search_tables, spec_tables,
-                    test_batch_for)
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_ROUNDS, DEFAULT_BUDGET, Plan, Speed, confirm_round_fits, duration,
+                     parse_budget, search_seconds)
+from .decide import choose, confirm_round
+from .decisions import Confirmed, decision_of
+from .specs import (TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables, confirm_tables,
+                    in_tune_terms, size_text, spec_tables, test_batch_for)
+from .stages import PIPELINE, Context, StopTune
 from .state import TuneState
 
 __all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
 
-STAGES = ("measure", "sanity", "lr-find", "search", "confirm", "final", "look")
+STAGES = tuple(stage.name for stage in PIPELINE)
 FINALS = ("retrain", "extend", "none")
-SANITY_ITERS = 300
-SANITY_RETRIES = 2     # a sanity run whose loss blows up is tried again at x0.1, this many times (seed 002)
-LRFIND_ITERS = 100
 DEFAULT_EPOCHS = 6
 
 
@@ -106,12 +102,6 @@ class TuneData:
     lmdb: bool = False
 
 
-class _Interrupt(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def _resolve(path: str | None, what: str) -> str | None:
     if path is None:
         return None
@@ -133,7 +123,7 @@ class Tuner:
 
         from ..sweep.spec import load_spec
 
-        path = self.out / "specs" / f"{name}.toml"
+        path = self.out / TUNE_SPECS / f"{name}.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
         text = f"# written by caffegen tune: rerun or tweak this stage with `caffegen sweep {path}`\n"
         path.write_text(text + tomli_w.dumps(tables), encoding="utf-8")
@@ -185,7 +175,7 @@ class Tuner:
         entry = self.state.stage(stage)
         entry["compute_s"] = round(entry.get("compute_s", 0.0) + _compute(out), 3)
         if res.interrupted or res.error:
-            raise _Interrupt(res.exit_code, f"stage {stage} stopped: "
+            raise StopTune(res.exit_code, f"stage {stage} stopped: "
                              + (res.error or f"interrupted by {signal.Signals(res.signal).name}")
                              + "; rerun the same command to resume")
         return res
@@ -202,11 +192,11 @@ class Tuner:
         created = None if created.exists() else created
         try:
             self.out.mkdir(parents=True, exist_ok=True)
-            with exclusive(self.out / ".tune.lock", f"another caffegen tune (pid {{pid}}) is running in {self.out}"):
+            with exclusive(self.out / TUNE_LOCK, f"another caffegen tune (pid {{pid}}) is running in {self.out}"):
                 self.state = TuneState.open(self.out, o.identity())
                 try:
                     return self._run()
-                except _Interrupt as exc:
+                except StopTune as exc:
                     return TuneResult(self.out, exc.code, str(exc))
                 except Interrupted as exc:
                     return TuneResult(self.out, exc.exit_code, f"{exc}; rerun the same command to resume")
@@ -333,7 +323,8 @@ class Tuner:
                  "kept: scale, mean, mirror, crop)")
         return "imagedata"
 
-    def _run(self) -> TuneResult:
+    def _context(self) -> Context:
+        """The data, the net at its size, the two lengths and their tables: what every stage shares."""
         o = self.opts
         extra = spec_tables(o.spec)
         data = self._data()
@@ -345,7 +336,7 @@ class Tuner:
             if o.sanity:
                 self.log("caffegen: note: sanity is skipped: it overfits 2 images per class drawn from image lists, "
                          "and --data gives LMDBs")
-        self.log(f"[tune] trains at {_size_text(net)}")
+        self.log(f"[tune] trains at {size_text(net)}")
         batch = net.batch or (16 if net.prototxt is None else None)
         iters = o.iters or max(20, 10 * round(DEFAULT_EPOCHS * train_images / (batch or 16) / 10))
         search_iters = o.search_iters or max(10, iters // 3)
@@ -356,157 +347,22 @@ class Tuner:
         short = base_tables("search", iters=search_iters, passes=TEST_PASSES_SEARCH, **tables)
         full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **tables)
         probe_spec = self._write_spec("probe", {**short, "name": "probe", "grid": {"base_lr": [0.01]}})
+        return Context(data, net, iters, search_iters, short, full, probe_spec, sanity=sanity_on)
 
-        # 0. measure: the speed of this net here, then the plan (refused before training when it cannot fit)
-        if not self.state.done("measure"):
-            with self._stage("measure") as entry:
-                from ..probes.timing import measure
-
-                from ..run.backends import slot_count
-
-                t = measure(probe_spec, self.out / "measure", self.caffe, gpus=o.gpus, log=self.log,
-                            slots=slot_count(probe_spec.run))
-                entry["decision"] = asdict(t)
-                entry["compute_s"] = round(t.wall_s, 3)
-        t = self.state.stage("measure")["decision"]
-        from ..run.backends import slot_count
-
-        slots = slot_count(probe_spec.run)
-        speed = Speed(t["iter_s"], t["test_s"], t["start_s"], slots, t.get("check_s", 0.0), t.get("figure_s", 0.0))
-        plan = make_plan(self.budget, speed, iters=iters, search_iters=search_iters,
-                         test_interval=full["solver"]["test_interval"],
-                         search_test_interval=short["solver"]["test_interval"], policies=len(o.policies),
-                         sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final=o.final,
-                         skip_sanity=not sanity_on, spent=self.state.spent("measure"),
-                         confirm_full=CONFIRM_FULL if self.state.plan is None else self.state.plan.get("confirm_full",
-                                                                                                       False))
-        if self.state.plan is None:
-            self.state.plan = {**plan.to_json(), "trains_at": _size_text(net)}
-            self.state.save()
-        for line in plan.lines():
-            self.log(line)
-        self.log(f"[tune] live: {self.out / REPORT_HTML}; tensorboard --logdir {self.out / TENSORBOARD}")
-
-        # 1. sanity
-        if sanity_on and not self.state.done("sanity"):
-            with self._stage("sanity") as entry:
-                from ..probes.sanity import sanity
-
-                t0 = time.time()
-                result = sanity(probe_spec, self.out / "sanity", self.caffe, per_class=2, max_iter=SANITY_ITERS,
-                                gpus=o.gpus, log=self.log)
-                for retry in range(1, SANITY_RETRIES + 1):   # a guessed rate that blows up says nothing of the net
-                    if not result.diverged:
-                        break
-                    lr = result.lr / 10
-                    self.log(f"[tune] sanity: the loss blew up at base_lr {result.lr:g}: again at {lr:g} (x10 lower, "
-                             f"{retry} of {SANITY_RETRIES})")
-                    result = sanity(probe_spec, self.out / f"sanity-lr{lr:g}", self.caffe, per_class=2,
-                                    max_iter=SANITY_ITERS, lr=lr, gpus=o.gpus, log=self.log)
-                entry["compute_s"] = round(time.time() - t0, 3)   # one run in one slot
-                entry["decision"] = {"passed": result.passed, "line": result.line, "causes": result.causes,
-                                     "lr": result.lr}
-                self.log(f"[tune] sanity: {result.line}")
-                if not result.passed:
-                    causes = "; ".join(f"{i}. {c}" for i, c in enumerate(result.causes, 1))
-                    raise _Interrupt(1, f"sanity {result.line} -- likely causes: {causes} (fix the net or data, "
-                                        "or skip the check with --no-sanity)")
-
-        # 2. lr-find: the decades of base_lr the search covers
-        if not self.state.done("lr-find"):
-            with self._stage("lr-find") as entry:
-                from ..probes.lrfind import lr_find
-
-                t0 = time.time()
-                found = lr_find(probe_spec, self.out / "lr-find", self.caffe, iters=LRFIND_ITERS, gpus=o.gpus,
-                                log=self.log)
-                entry["compute_s"] = round(time.time() - t0, 3)
-                if found.suggested:
-                    low, high = lr_range(found.suggested, found.blew_up_at)
-                    why = (f"valley {found.suggested:.3g} (steep {found.suggestions.get('steep', 0):.3g}, "
-                           f"minimum/10 {found.suggestions.get('minimum/10', 0):.3g}), a decade either side"
-                           + (f", below a third of where the loss blew up ({found.blew_up_at:.3g})"
-                              if found.blew_up_at else ""))
-                else:
-                    (low, high), why = FALLBACK_RANGE, "too few finite losses to suggest a rate: the seed's 1e-4..0.1"
-                entry["decision"] = {"low": low, "high": high, "suggestions": found.suggestions,
-                                     "blew_up_at": found.blew_up_at, "why": why}
-        lr = self.state.stage("lr-find")["decision"]
-        self.log(f"[tune] search range: base_lr {lr['low']:g} .. {lr['high']:g} ({lr['why']})")
-
-        # 3. search: its compute budget set when it starts, from what the stages before it really took (kept for a
-        # resumed search, whose spec must not change)
-        # (or, when the repeated grid fits the budget, that grid: no search beats its power for its compute)
-        grid_mode = self.state.plan.get("mode") == "grid"
-        entry = self.state.stage("search")
-        if grid_mode:
-            search_spec = self._write_spec("search", {**full, "name": "search", "grid": {
-                "base_lr": grid_lrs(lr["low"], lr["high"]), "lr_policy": list(o.policies), "repeats": GRID_REPEATS}})
-        else:
-            if "seconds" not in entry:
-                entry["seconds"] = self._search_seconds(plan, speed, short)
-                self.state.save()
-            search_spec = self._write_spec("search", search_tables(
-                short, lr=(lr["low"], lr["high"]), policies=list(o.policies), trials=self.state.plan["trials"],
-                seconds=entry["seconds"], seed=o.seed, seed_sd=prior_seed_sd(val_images)))
-        search_dir = self.out / "search"
-        if not self.state.done("search"):
-            with self._stage("search") as entry:
-                if grid_mode:
-                    self.log("[tune] the repeated grid fits the budget: it runs instead of a search (more power "
-                             "for that compute than any search)")
-                else:
-                    self.log(f"[tune] the study: optuna-dashboard {study_storage(search_dir)}")
-                self._sweep(search_spec, search_dir, "search")
-                entry["decision"] = {"candidates": _candidates(search_dir)}
-        candidates = self.state.stage("search")["decision"]["candidates"]
-        if not candidates:
-            raise _Interrupt(1, f"no trial of the search produced a test result (see {search_dir / REPORT_HTML})")
-
-        # 4. confirm: rounds of one more seed for the candidates still in contention
-        if not self.state.done("confirm"):
-            with self._stage("confirm") as entry:
-                if grid_mode:
-                    self._grid_verdict(entry, search_dir, candidates)
-                else:
-                    self._confirm(entry, full if plan.confirm_full else short, candidates, speed, plan)
-        verdict = self.state.stage("confirm")["decision"]
-        winner = verdict["winner"]
-        self.log(f"[tune] {verdict['headline']}")
-
-        # 5. final
-        final_dir = self.out / "final"
-        if o.final != "none" and not self.state.done("final"):
-            with self._stage("final") as entry:
-                if grid_mode:     # the winner already ran at the full length, with every seed of the grid
-                    self.log("[tune] final: the grid trained the winner at the full length (3 seeds): nothing to "
-                             "retrain")
-                elif plan.confirm_full and verdict["winner"].get("seeds"):
-                    self.log("[tune] final: the confirm stage trained the winner at the full length "
-                             f"({verdict['winner']['seeds']} fresh seeds): nothing to retrain")
-                elif o.final == "retrain":
-                    spec = self._write_spec("final", final_tables(full, winner["point"]))
-                    self._sweep(spec, final_dir, "final")
-                else:
-                    from ..probes.extend import extend_run
-
-                    t0 = time.time()
-                    extend_run(search_dir / winner["runs"][0], iters, self.caffe, log=self.log, gpus=o.gpus)
-                    entry["compute_s"] = round(entry.get("compute_s", 0.0) + time.time() - t0, 3)
-                how = "grid" if grid_mode else "confirm" if plan.confirm_full and winner.get("seeds") else o.final
-                entry["decision"] = {"how": how, "iters": iters}
-
-        # 6. look
-        if not self.state.done("look"):
-            with self._stage("look") as entry:
-                how = (self.state.stage("final").get("decision", {}).get("how")
-                       or ("confirm" if plan.confirm_full and winner.get("seeds") else o.final))
-                if how == "confirm":       # the winner's best fresh-seed run, in its confirm round's folder
-                    where = self._confirm_run(winner)
-                else:
-                    where = final_dir if how == "retrain" else search_dir
-                entry["decision"] = self._look(where, winner)
-        return self._finish(winner, verdict)
+    def _run(self) -> TuneResult:
+        """The stages in order (:data:`.stages.PIPELINE`): a finished one's decision is read back, not run again."""
+        ctx = self._context()
+        for stage in PIPELINE:
+            if not stage.wanted(self, ctx):
+                continue
+            stage.before(self, ctx)
+            if not self.state.done(stage.name):
+                with self._stage(stage.name) as entry:
+                    decision = stage.run(self, ctx, entry)
+                    entry["decision"] = decision.to_json()
+                    stage.check(decision)
+            stage.after(self, ctx, decision_of(stage.name, self.state.stage(stage.name).get("decision")))
+        return self._finish(ctx.verdict)
 
     def _search_seconds(self, plan: Plan, speed: Speed, short: dict[str, Any]) -> float:
         """The search's compute budget (slot-seconds): the plan's, less what the stages before it overran (a
@@ -515,7 +371,7 @@ class Tuner:
                               run_s=speed.run_s(plan.search_iters, short["solver"]["test_interval"]))
 
     def _confirm(self, entry: dict[str, Any], short: dict[str, Any], candidates: list[dict[str, Any]], speed: Speed,
-                 plan: Plan) -> None:
+                 plan: Plan) -> Confirmed:
         """Run the candidates with fresh seeds 1, 2, ... (never their search run: its score was selected for being
         high): after each round :func:`.decide.confirm_round` drops the ones that cannot be the best; stop when one
         is left, the rounds are done, or the budget would not hold. :func:`.decide.choose` names the winner."""
@@ -565,8 +421,7 @@ class Tuner:
         head = (f"winner {win['name']}: {what}"
                 + (f"; tied with {', '.join(tied)} (not separated at this noise: {method})" if tied else
                    f", separated from the other candidates ({method})" if len(candidates) > 1 and n else ""))
-        entry["decision"] = {"winner": {**win, "mean": mean, "seeds": n}, "tied": tied, "method": method,
-                             "headline": head, "values": values}
+        return Confirmed({**win, "mean": mean, "seeds": n}, head, list(tied), method, values)
 
     def _confirm_run(self, winner: dict[str, Any]) -> Path:
         """The winner's best confirm run (its fresh seed with the best value)."""
@@ -575,7 +430,7 @@ class Tuner:
         seed = max(values, key=lambda s: sign * values[s])
         return self.out / "confirm" / f"seed{seed}" / f"{variant_name(winner['point'])}_seed{seed}"
 
-    def _grid_verdict(self, entry: dict[str, Any], grid_dir: Path, candidates: list[dict[str, Any]]) -> None:
+    def _grid_verdict(self, grid_dir: Path, candidates: list[dict[str, Any]]) -> Confirmed:
         """The repeated grid's verdict, by the confirm stage's own rule (:func:`.decide.confirm_round` over every
         configuration's seeds, :func:`.decide.choose`): no run of its own."""
         by_name = {c["name"]: c for c in candidates}
@@ -591,8 +446,7 @@ class Tuner:
         head = (f"winner {v.winner}: mean best {metric} {v.mean:.3f} over {v.seeds} seeds of the repeated grid at the "
                 "full length" + (f"; tied with {', '.join(v.tied)} (not separated at this noise: {method})" if v.tied
                                  else f", separated from the other {len(values) - 1} configurations ({method})"))
-        entry["decision"] = {"winner": {**by_name[v.winner], "mean": v.mean, "seeds": v.seeds}, "tied": v.tied,
-                             "method": method, "headline": head, "values": values}
+        return Confirmed({**by_name[v.winner], "mean": v.mean, "seeds": v.seeds}, head, list(v.tied), method, values)
 
     def _look(self, sweep_dir: Path, winner: dict[str, Any]) -> dict[str, Any]:
         from ..evaluate import evaluate_sweep
@@ -621,7 +475,7 @@ class Tuner:
         return [d for d in (self.out / "search", *sorted((self.out / "confirm").glob("seed*")), self.out / "final")
                 if (d / SWEEP_DB).is_file()]
 
-    def _finish(self, winner: dict[str, Any], verdict: dict[str, Any]) -> TuneResult:
+    def _finish(self, verdict: Confirmed) -> TuneResult:
         from .report import bill_of, grid_compute_s, write_tune_report
 
         bill = bill_of(self.state)
@@ -633,20 +487,7 @@ class Tuner:
         for b in bill:
             self.log(f"  {b['stage']:<8} {duration(b['spent_s']):>7} wall, {duration(b['compute_s']):>7} compute")
         report = write_tune_report(self.out, self.state, bill)
-        return TuneResult(self.out, 0, verdict["headline"], winner, report, bill)
-
-
-def _size_text(net: TuneNet) -> str:
-    """The size a tune trains at, as the plan says it."""
-    size = net.size()
-    if net.prototxt is None:
-        size = {**{k: TEMPLATE_NET[k] for k in ("resize", "crop", "train_batch")}, **size}
-    parts = [f"{k.replace('train_', '')} {size[k]}" for k in ("resize", "crop", "train_batch") if size.get(k)]
-    what = "the template net" if net.prototxt is None else Path(net.prototxt).name
-    own = "" if net.prototxt is None else " (the rest the net's own)" if parts else " its own size"
-    return f"{what}{': ' + ', '.join(parts) if parts else ''}{own}" + (
-        "; a winner found at a reduced size is a candidate for the full size, not a proof" if net.prototxt and
-        (net.crop or net.resize) else "")
+        return TuneResult(self.out, 0, verdict.headline, verdict.winner, report, bill)
 
 
 def _rows(sweep_dir: Path) -> list:
@@ -661,25 +502,6 @@ def _compute(sweep_dir: Path) -> float:
 
     rows, _ = read_sweep(sweep_dir)
     return sum(r["wall_s"] or 0.0 for r in rows)
-
-
-def _candidates(search_dir: Path) -> list[dict[str, Any]]:
-    """The search's finished trials with a result, best first, one per point (:func:`.decide.candidates`, every
-    one of them: the confirm stage takes its first few)."""
-    from ..report.analysis import load_runs, ranked_variants
-
-    runs, record = load_runs(search_dir)
-    trials = []
-    for v in ranked_variants(runs, record):
-        r = v.runs[0]
-        point = {k: r.axes[k] for k in ("base_lr", "lr_policy") if k in r.axes}
-        point.update({k: val for k, val in r.axes.items() if k not in point})
-        ok = v.score is not None and r.status in WITH_RESULT
-        trials.append(SearchOutcome(variant_name(point), point, v.score if ok else None, pruned=r.status == PRUNED,
-                                    runs=(r.variant,)))
-    chosen = candidates(trials, maximize=record.maximize, k=len(trials), distinct=DISTINCT_CANDIDATES)
-    return [{"name": t.name, "point": t.point, "value": t.value, "runs": list(t.runs), "metric": record.metric,
-             "maximize": record.maximize} for t in chosen]
 
 
 def _round_values(out: Path, alive: list[dict[str, Any]], seed: int) -> dict[str, float]:
