@@ -146,17 +146,46 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
         raise InputError(f"{source}: name {name!r} must be a plain folder name")
     here = Path(source).parent if Path(source).is_file() else Path.cwd()  # relative paths: the spec file's folder
     net = dict(raw.get("net", {}))
-    solver = dict(raw.get("solver", {}))
     user = "prototxt" in net
     data = _section(raw, "data", DataSpec, source)
     _check_data(data, user, source)
+    net = _net_table(net, user, here, source)
+    solver, base, extra_ok = _solver_table(dict(raw.get("solver", {})), user, here, source)
+    net_fields = _USER_FIELDS if user else _NET_FIELDS
+    raw_grid = dict(raw.get("grid", {}))
+    seeds = _seeds(raw_grid, source)
+    axes = _Axes(source, user, net_fields, extra_ok)
+    grid, points = axes.grid(raw_grid), axes.points(raw_grid.pop("points", None), raw_grid)
+    search = parse_search(raw.get("search"), _searchable(net_fields, user, extra_ok), source)
+    if search is not None and search.sampled:
+        if grid or points:
+            raise InputError(f"{source}: [grid] and [search] sampler = {search.sampler!r} both choose the runs: put "
+                             "the axes in [search.space] (or use sampler = \"grid\")")
+        if seeds:
+            raise InputError(f"{source}: [grid] repeats go with the grid sampler")
+    elif not grid and not points:
+        raise InputError(f"{source}: [grid] is empty: give at least base_lr = [...]")
+    run = _section(raw, "run", RunSettings, source)
+    check_run_settings(run, source)
+    spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source, base_solver=base,
+                     seeds=seeds, search=search, points=tuple(points))
+    return dataclasses.replace(spec, variants=tuple(expand(spec)))  # checks every combination's options now
+
+
+def _net_table(net: dict[str, Any], user: bool, here: Path, source: str) -> dict[str, Any]:
+    """``[net]``: your own net's table (paths resolved), or the template's options, each typed."""
     if user:
-        net = _user_net_table(net, here, source)
-    else:
-        for key in net:
-            if key not in _NET_FIELDS:
-                raise InputError(f"{source}: [net] unknown option {key!r}{nearest(key, _NET_FIELDS)}")
-        net = typed_table(f"{source}: [net]", net, field_types(NetOptions))
+        return _user_net_table(net, here, source)
+    for key in net:
+        if key not in _NET_FIELDS:
+            raise InputError(f"{source}: [net] unknown option {key!r}{nearest(key, _NET_FIELDS)}")
+    return typed_table(f"{source}: [net]", net, field_types(NetOptions))
+
+
+def _solver_table(solver: dict[str, Any], user: bool, here: Path,
+                  source: str) -> tuple[dict[str, Any], str | None, set[str]]:
+    """``[solver]``: its options typed, the base solver's path, and the SolverParameter fields your own net's
+    solver may set beyond the template's options."""
     base = solver.pop("base", None)
     if base is not None:
         if not user:
@@ -168,16 +197,21 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
     for key in solver:
         if key not in _SOLVER_FIELDS and key not in extra_ok:
             raise InputError(f"{source}: [solver] unknown option {key!r}{nearest(key, _SOLVER_FIELDS | extra_ok)}")
-    solver = {k: _typed_solver(f"{source}: [solver] {k}", k, v) for k, v in solver.items()}
+    return {k: _typed_solver(f"{source}: [solver] {k}", k, v) for k, v in solver.items()}, base, extra_ok
 
-    net_fields = _USER_FIELDS if user else _NET_FIELDS
-    grid: dict[str, list[Any]] = {}
-    raw_grid = dict(raw.get("grid", {}))
-    seeds = _seeds(raw_grid, source)
-    raw_points = raw_grid.pop("points", None)
 
-    def axis(key: str, values: Any, where: str) -> list[Any]:
+@dataclass(frozen=True)
+class _Axes:
+    """The ``[grid]`` table's axes (or whole points), each value typed by the field it sets."""
+
+    source: str
+    user: bool
+    net_fields: set[str]
+    extra_ok: set[str]
+
+    def axis(self, key: str, values: Any, where: str) -> list[Any]:
         """One axis's values, checked: a known field (net. prefix for the net's), each value typed by it."""
+        source = self.source
         if key == "lr_policy":
             return parse_schedules(values if isinstance(values, str) else ",".join(map(str, values)))
         if not isinstance(values, list) or not values:
@@ -189,52 +223,49 @@ def parse_spec(raw: dict[str, Any], source: str = "<memory>", default_name: str 
                 parse_augment(value, f"{source}: [grid] data.augment")
             return list(values)
         target = key[4:] if key.startswith("net.") else key
-        fields = net_fields if key.startswith("net.") else _SOLVER_FIELDS | extra_ok
+        fields = self.net_fields if key.startswith("net.") else _SOLVER_FIELDS | self.extra_ok
         if target not in fields or target in ("prototxt",):
             raise InputError(f"{source}: [grid] unknown axis {key!r}{nearest(target, fields)}"
                              " (net options take a net. prefix)")
         if key.startswith("net."):
-            types = field_types(UserNet if user else NetOptions)
+            types = field_types(UserNet if self.user else NetOptions)
             return [typed(where, v, types[target]) for v in values]
         return [_typed_solver(where, key, v) for v in values]
 
-    for key, values in raw_grid.items():
-        values = axis(key, values, f"{source}: [grid] {key}")
-        if len(set(map(repr, values))) != len(values):
-            raise InputError(f"{source}: [grid] {key} lists a value twice")
-        grid[key] = list(values)
-    points: list[dict[str, Any]] = []
-    if raw_points is not None:
-        if grid:
-            raise InputError(f"{source}: [grid] points lists whole points: give {sorted(grid)[0]} inside each point")
+    def grid(self, raw_grid: dict[str, Any]) -> dict[str, list[Any]]:
+        """The axes (``points`` aside), each a list of distinct typed values."""
+        grid: dict[str, list[Any]] = {}
+        for key, values in raw_grid.items():
+            if key == "points":
+                continue
+            values = self.axis(key, values, f"{self.source}: [grid] {key}")
+            if len(set(map(repr, values))) != len(values):
+                raise InputError(f"{self.source}: [grid] {key} lists a value twice")
+            grid[key] = list(values)
+        return grid
+
+    def points(self, raw_points: Any, raw_grid: dict[str, Any]) -> list[dict[str, Any]]:
+        """``[grid] points``: whole points, each setting the same keys, none twice (no other axis beside them)."""
+        source = self.source
+        if raw_points is None:
+            return []
+        if raw_grid:
+            raise InputError(f"{source}: [grid] points lists whole points: give {sorted(raw_grid)[0]} inside each point")
         if not isinstance(raw_points, list) or not raw_points or not all(isinstance(pt, dict) and pt
                                                                          for pt in raw_points):
             raise InputError(f"{source}: [grid] points must be a list of tables, e.g. [{{ base_lr = 0.01, "
                              f"lr_policy = \"step\" }}]")
         keys = list(raw_points[0])
+        points = []
         for i, pt in enumerate(raw_points, 1):
             if list(pt) != keys:
                 raise InputError(f"{source}: [grid] points: point {i} sets {', '.join(pt)}, the first sets "
                                  f"{', '.join(keys)}: every point sets the same keys")
-            points.append({k: axis(k, [v] if k != "lr_policy" else v, f"{source}: [grid] points[{i}].{k}")[0]
+            points.append({k: self.axis(k, [v] if k != "lr_policy" else v, f"{source}: [grid] points[{i}].{k}")[0]
                            for k, v in pt.items()})
         if len({json.dumps(pt, sort_keys=True) for pt in points}) != len(points):
             raise InputError(f"{source}: [grid] points lists a point twice")
-    search = parse_search(raw.get("search"), _searchable(net_fields, user, extra_ok), source)
-    if search is not None and search.sampled:
-        if grid or points:
-            raise InputError(f"{source}: [grid] and [search] sampler = {search.sampler!r} both choose the runs: put "
-                             "the axes in [search.space] (or use sampler = \"grid\")")
-        if seeds:
-            raise InputError(f"{source}: [grid] repeats go with the grid sampler")
-    elif not grid and not points:
-        raise InputError(f"{source}: [grid] is empty: give at least base_lr = [...]")
-
-    run = _section(raw, "run", RunSettings, source)
-    check_run_settings(run, source)
-    spec = SweepSpec(name=name, data=data, net=net, solver=solver, grid=grid, run=run, source=source, base_solver=base,
-                     seeds=seeds, search=search, points=tuple(points))
-    return dataclasses.replace(spec, variants=tuple(expand(spec)))  # checks every combination's options now
+        return points
 
 
 def _seeds(grid: dict[str, Any], source: str) -> tuple[int, ...]:
