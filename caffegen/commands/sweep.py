@@ -20,7 +20,65 @@ def _gpus(ctx, param, value: str | None):  # noqa: ARG001
         raise click.BadParameter(f"{value!r} is not a comma-separated list of GPU ids, e.g. 0,1") from None
 
 
-@click.command()
+SWEEP_HELP = """Run `caffe train` for every variant of a sweep spec.
+
+\b
+SPEC is a TOML file [default: default]. `default` is the seed's
+question, 7 lr_policies x 3 base_lr on the embedded demo data
+(about 8 min on 2 idle cores); `search` the same question searched by
+Optuna's TPE with ASHA pruning (a search run by hand: `caffegen tune`
+is the first thing to try); `smoke` is 2 tiny runs.
+See caffegen/specs/default.toml for a commented example.
+
+\b
+Search and pruning: a [search] table (sampler = "tpe" | "random" | "qmc"
+with trials = N and a [search.space], or the grid; pruner = "asha" |
+"hyperband" | "median") runs an Optuna study kept in sweep.db: resumable,
+one trial per run, pruned runs stopped with a snapshot.
+
+\b
+Your own net: [net] prototxt = "train_val.prototxt" (with optional
+weights = "x.caffemodel" to fine-tune, num_classes, mean, root) and
+[solver] base = "solver.prototxt" sweep any Caffe net on the spec's data
+(docs/sweep.md#your-own-net).
+
+\b
+Each run gets runs/NAME/<variant>/ with train_val.prototxt,
+solver.prototxt, train.log, snapshots/ and manifest.json; runs/NAME/
+sweep.db holds one row per run. A run whose loss turns nan/inf or
+explodes is killed at once and marked diverged. A crashed run is marked
+failed with its first fatal line; the others go on.
+
+\b
+Re-running the same command resumes: finished runs are skipped,
+interrupted or failed runs continue from their newest usable snapshot
+(a truncated one is skipped, with a note). Ctrl-C, SIGTERM (Slurm,
+systemd, docker stop) and SIGHUP ask every running caffe to snapshot,
+then exit 130 / 143 / 129; a second signal abandons at once. caffe
+processes die with the driver even when it is killed with -9 (Linux),
+and a rerun never starts a second trainer beside a leftover one.
+Exit 0 when every run reached an outcome (done, diverged,
+early-stopped, timeout), 1 when a run failed or the disk filled up,
+2 on a bad spec.
+
+\b
+On a cluster: --backend ray runs each caffe as a Ray actor (num_cpus,
+or num_gpus = 1/K with --per-gpu K) on any node; the sweep folder must
+be at the same path on every node (a shared file system), where the
+driver reads the logs. A run whose node dies is retried on another
+node from its newest snapshot (--retries, default 2). Everything else
+(store, stop policy, pruning, resume) is as locally (docs/cluster.md).
+
+\b
+Examples:
+  caffegen sweep                       # the default sweep (make sweep)
+  caffegen sweep my.toml -j 2 --early-stop 3
+  caffegen sweep my.toml --gpus 0,1 --per-gpu 2
+  caffegen sweep my.toml --backend ray --address auto
+"""
+
+
+@click.command(help=SWEEP_HELP)
 @click.argument("spec", default="default", metavar="[SPEC]")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Sweep folder [default: runs/<spec name>]. Re-running into it resumes.")
@@ -57,61 +115,6 @@ def _gpus(ctx, param, value: str | None):  # noqa: ARG001
 @click.option("--report/--no-report", default=True, help="Write the report when the sweep ends [default: on].")
 def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_stop, diverge_factor,
           stop_grace, keep_best, backend, address, retries, dry_run: bool, force: bool, report: bool) -> int:
-    """Run `caffe train` for every variant of a sweep spec.
-
-    \b
-    SPEC is a TOML file [default: default]. `default` is the seed's
-    question, 7 lr_policies x 3 base_lr on the embedded demo data
-    (about 8 min on 2 idle cores); `search` the same question searched by
-    Optuna's TPE with ASHA pruning (the way to tune); `smoke` is 2 tiny runs.
-    See caffegen/specs/default.toml for a commented example.
-
-    \b
-    Search and pruning: a [search] table (sampler = "tpe" | "random" | "qmc"
-    with trials = N and a [search.space], or the grid; pruner = "asha" |
-    "hyperband" | "median") runs an Optuna study kept in sweep.db: resumable,
-    one trial per run, pruned runs stopped with a snapshot.
-
-    \b
-    Your own net: [net] prototxt = "train_val.prototxt" (with optional
-    weights = "x.caffemodel" to fine-tune, num_classes, mean, root) and
-    [solver] base = "solver.prototxt" sweep any Caffe net on the spec's data
-    (docs/sweep.md#your-own-net).
-
-    \b
-    Each run gets runs/NAME/<variant>/ with train_val.prototxt,
-    solver.prototxt, train.log, snapshots/ and manifest.json; runs/NAME/
-    sweep.db holds one row per run. A run whose loss turns nan/inf or
-    explodes is killed at once and marked diverged. A crashed run is marked
-    failed with its first fatal line; the others go on.
-
-    \b
-    Re-running the same command resumes: finished runs are skipped,
-    interrupted or failed runs continue from their newest usable snapshot
-    (a truncated one is skipped, with a note). Ctrl-C, SIGTERM (Slurm,
-    systemd, docker stop) and SIGHUP ask every running caffe to snapshot,
-    then exit 130 / 143 / 129; a second signal abandons at once. caffe
-    processes die with the driver even when it is killed with -9 (Linux),
-    and a rerun never starts a second trainer beside a leftover one.
-    Exit 0 when every run reached an outcome (done, diverged,
-    early-stopped, timeout), 1 when a run failed or the disk filled up,
-    2 on a bad spec.
-
-    \b
-    On a cluster: --backend ray runs each caffe as a Ray actor (num_cpus,
-    or num_gpus = 1/K with --per-gpu K) on any node; the sweep folder must
-    be at the same path on every node (a shared file system), where the
-    driver reads the logs. A run whose node dies is retried on another
-    node from its newest snapshot (--retries, default 2). Everything else
-    (store, stop policy, pruning, resume) is as locally (docs/cluster.md).
-
-    \b
-    Examples:
-      caffegen sweep                       # the default sweep (make sweep)
-      caffegen sweep my.toml -j 2 --early-stop 3
-      caffegen sweep my.toml --gpus 0,1 --per-gpu 2
-      caffegen sweep my.toml --backend ray --address auto
-    """
     from ..sweep.spec import check_run_settings, load_spec
 
     s = load_spec(spec)
@@ -124,16 +127,7 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
     BACKENDS[run.backend].require()   # before anything starts: without Ray, one line with the fix (exit 2)
     out = out_dir or default_out(s.name)
     if dry_run:
-        if s.search is not None and s.search.sampled:
-            space = "; ".join(f"{k} {v}" for k, v in s.search.space.items())
-            click.echo(f"{s.source}: {s.search.trials} trials sampled by {s.search.sampler} (seed {s.search.seed}), "
-                       f"pruner {s.search.pruner} -> {out}\n  space: {space}")
-            return 0
-        click.echo(f"{s.source}: {len(s.variants)} variants -> {out}"
-                   + (f" (pruner {s.search.pruner})" if s.search is not None and s.search.pruner != "none" else ""))
-        for v in s.variants:
-            click.echo(f"  {v.name:<28} " + " ".join(f"{k}={val}" for k, val in v.axes.items()))
-        return 0
+        return _dry_run(s, out)
     from ..sweep.driver import run_sweep
     from ..sweep.progress import make_display
 
@@ -149,6 +143,20 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
         paths = write_report(out)
         click.echo(f"[sweep] report: {paths['html']}")
     return result.exit_code
+
+
+def _dry_run(s, out: Path) -> int:
+    """What ``--dry-run`` prints: the variants (or the sampled trials) and where they would go."""
+    if s.search is not None and s.search.sampled:
+        space = "; ".join(f"{k} {v}" for k, v in s.search.space.items())
+        click.echo(f"{s.source}: {s.search.trials} trials sampled by {s.search.sampler} (seed {s.search.seed}), "
+                   f"pruner {s.search.pruner} -> {out}\n  space: {space}")
+        return 0
+    click.echo(f"{s.source}: {len(s.variants)} variants -> {out}"
+               + (f" (pruner {s.search.pruner})" if s.search is not None and s.search.pruner != "none" else ""))
+    for v in s.variants:
+        click.echo(f"  {v.name:<28} " + " ".join(f"{k}={val}" for k, val in v.axes.items()))
+    return 0
 
 
 @click.command()
