@@ -198,14 +198,9 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     lrfind = speed.start_s + lrfind_iters * speed.iter_s
     grid_runs = repeated_grid_runs(policies)
     grid_s = math.ceil(grid_runs / speed.slots) * full
-    if budget.fraction is not None:
-        # a share of the repeated grid's compute, everything counted: the stages that hold one slot (the probes,
-        # the final run, the look) cost their wall once, the search's and the confirm's their wall on every slot
-        single = spent + sanity + lrfind + (0.0 if confirm_full or final == "none" else full + speed.sweep_s) + \
-            speed.look_s(candidates * rounds + 1, 4, SEARCH_TRIALS_MIN)
-        total = single + max(0.0, budget.fraction * grid_runs * full - single) / speed.slots
-    else:
-        total = budget.seconds if budget.seconds is not None else budget.runs * full / speed.slots
+    single = spent + sanity + lrfind + (0.0 if confirm_full or final == "none" else full + speed.sweep_s) + \
+        speed.look_s(candidates * rounds + 1, 4, SEARCH_TRIALS_MIN)
+    total = _wall_of(budget, speed, full, grid_runs, single)
     wall = total - spent
     measured = [Stage("measure", "this net timed here (done)", spent, spent / full)] if spent else []
     if not skip_sanity:
@@ -217,14 +212,7 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     if sanity + lrfind + grid_wall + grid_look <= wall:
         # the repeated grid fits: no search can beat its power for that compute (every schedule, every rate a
         # half-decade apart, 3 seeds each, at the full length): run it, and nothing shorter
-        stages = measured + [
-            Stage("search", f"the repeated grid fits the budget, so it runs instead of a search: {GRID_LRS} base_lr "
-                            f"x {policies} schedules x {GRID_REPEATS} seeds at the full length ({grid_runs} runs)",
-                  grid_wall, (grid_s * speed.slots + speed.sweep_s) / full, {"trials": grid_runs}),
-            Stage("confirm", "the grid's own repeats: Hsu's comparisons with the best on its seed noise", 0.0, 0.0),
-            Stage("look", "evaluate per class, every stage's report, TensorBoard", grid_look, grid_look / full)]
-        return Plan(budget, total, speed, stages, grid_s, grid_runs, grid_runs, iters, iters, test_interval, 0.0,
-                    mode="grid")
+        return _grid_plan(budget, total, speed, measured, grid_s, grid_runs, policies, iters, test_interval)
     final = "none" if confirm_full else final
     final_s = full + speed.sweep_s if final != "none" else 0.0
     confirm_runs = candidates * rounds
@@ -269,6 +257,31 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, look / full))
     return Plan(budget, total, speed, stages, grid_s, grid_runs, min(cap, 2 * trials), search_iters,
                 iters, test_interval, search_seconds, confirm_full=confirm_full)
+
+
+def _wall_of(budget: Budget, speed: Speed, full: float, grid_runs: int, single: float) -> float:
+    """The whole command's wall seconds a budget allows. A share of the repeated grid's compute, everything
+    counted: the stages that hold one slot (``single``: the probes, the final run, the look) cost their wall once,
+    the search's and the confirm's their wall on every slot."""
+    if budget.fraction is not None:
+        return single + max(0.0, budget.fraction * grid_runs * full - single) / speed.slots
+    return budget.seconds if budget.seconds is not None else budget.runs * full / speed.slots
+
+
+def _grid_plan(budget: Budget, total: float, speed: Speed, measured: list[Stage], grid_s: float, grid_runs: int,
+               policies: int, iters: int, test_interval: int) -> Plan:
+    """The plan when the repeated grid fits the budget: that grid, judged by its own repeats."""
+    full = speed.run_s(iters, test_interval)
+    grid_wall = grid_s + speed.sweep_s
+    grid_look = speed.look_s(grid_runs, 1)
+    stages = measured + [
+        Stage("search", f"the repeated grid fits the budget, so it runs instead of a search: {GRID_LRS} base_lr "
+                        f"x {policies} schedules x {GRID_REPEATS} seeds at the full length ({grid_runs} runs)",
+              grid_wall, (grid_s * speed.slots + speed.sweep_s) / full, {"trials": grid_runs}),
+        Stage("confirm", "the grid's own repeats: Hsu's comparisons with the best on its seed noise", 0.0, 0.0),
+        Stage("look", "evaluate per class, every stage's report, TensorBoard", grid_look, grid_look / full)]
+    return Plan(budget, total, speed, stages, grid_s, grid_runs, grid_runs, iters, iters, test_interval, 0.0,
+                mode="grid")
 
 
 def confirm_round_fits(speed: Speed, *, wall_s: float, spent: float, alive: int, run_s: float, final_s: float,
