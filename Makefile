@@ -13,7 +13,7 @@ JOBS      ?=
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
-.PHONY: setup venv caffe sweep test test-bundle clean clean-cache help gpu-bundle
+.PHONY: setup venv caffe browser sweep test test-bundle clean clean-cache help gpu-bundle
 
 help:
 	@echo "make sweep   set up and run the default sweep on the demo data (writes runs/default/report.html)"
@@ -42,6 +42,10 @@ else
 	CAFFE_GPU=$(CAFFE_GPU) $(BIN)/python -m caffegen.toolchain
 endif
 
+# The tests read the tune's page in a real browser: Debian's headless Chromium (installed once).
+browser: venv
+	@$(BIN)/python -c "from caffegen.toolchain.build import TEST_APT_PACKAGES, ensure_apt; ensure_apt(TEST_APT_PACKAGES)"
+
 sweep: setup
 	$(BIN)/caffegen sweep $(SPEC) $(if $(JOBS),--jobs $(JOBS))
 
@@ -49,7 +53,7 @@ sweep: setup
 # fixture, the Ray cluster, is made once), then the tests marked `quiet` alone (a wall-clock budget, a Ray cluster's
 # 1-s health checks: they need the machine to themselves). A phase PYTEST_ARGS selects nothing of (exit 5) is not a
 # failure; both selecting nothing is.
-test: setup
+test: setup browser
 	@a=0; b=0; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not bundle and not quiet" $(PYTEST_ARGS) || a=$$?; \
 	$(BIN)/python -m pytest -m "quiet and not bundle" $(PYTEST_ARGS) || b=$$?; \

@@ -179,3 +179,42 @@ layer { name: "ip2" type: "InnerProduct" bottom: "ip1" top: "ip2"
 layer { name: "accuracy" type: "Accuracy" bottom: "ip2" bottom: "label" top: "accuracy" include { phase: TEST } }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }
 """
+
+
+# A page read in a real browser: headless Chromium (Debian's package) loads it in a frame of a probe page that
+# reports each image's decoded size and whether each relative link's target can be fetched.
+BROWSER_PROBE = """<!doctype html><html><body><iframe id="f" src="{page}" style="width:1200px;height:900px"></iframe>
+<script>
+document.getElementById("f").onload = async () => {{
+  const doc = document.getElementById("f").contentDocument;
+  const imgs = [...doc.images].map(i => ({{src: i.getAttribute("src"), ok: i.complete && i.naturalWidth > 0}}));
+  const links = [];
+  for (const a of doc.querySelectorAll("a[href]")) {{
+    const href = a.getAttribute("href");
+    if (/^[a-z]+:/.test(href)) continue;
+    let ok = false;
+    try {{ ok = (await fetch(a.href)).ok; }} catch (e) {{ ok = false; }}
+    links.push({{href, ok}});
+  }}
+  document.body.setAttribute("data-result", JSON.stringify({{imgs, links}}));
+}};
+</script></body></html>"""
+
+
+def browser_check(page: Path, tmp: Path) -> dict:
+    """What headless Chromium saw of ``page``: {"imgs": [{src, ok}], "links": [{href, ok}]}."""
+    import json
+    import re
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "headless Chromium is needed (make test installs Debian's chromium)"
+    probe = tmp / "probe.html"
+    probe.write_text(BROWSER_PROBE.format(page=page.resolve().as_uri()))
+    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                           "--virtual-time-budget=10000", f"--user-data-dir={tmp / 'chromium'}", "--dump-dom",
+                           probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-result="([^"]*)"', proc.stdout)
+    assert found, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))

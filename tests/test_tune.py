@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from caffegen.prototxt import NetOptions, render_net
-from helpers import CIFAR_QUICK_STYLE, LENET_STYLE, ZOO_SIZED, make_imageset
+from helpers import CIFAR_QUICK_STYLE, LENET_STYLE, ZOO_SIZED, browser_check, make_imageset
 from sweep_state import store_rows, wait_for
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
@@ -233,6 +233,14 @@ def test_tune_runs_the_repeated_grid_when_it_fits(folder, tmp_path):
     assert "over 3 seeds of the repeated grid" in verdict["headline"]
     assert not (out / "final").exists() and not (out / "confirm").exists()           # nothing run twice
     assert all(lr["low"] <= r["params"]["solver"]["base_lr"] <= lr["high"] * 1.001 for r in rows.values())
+    # the front page, read in a real browser: the answer in Caffe's terms, every picture loads, every link resolves
+    page = (out / "report.html").read_text()
+    assert 'use base_lr' in page and 'lr_policy &quot;step&quot;' in page and "how sure:" in page
+    seen = browser_check(out / "report.html", tmp_path)
+    assert len(seen["imgs"]) >= 4 and all(i["ok"] for i in seen["imgs"]), seen
+    assert seen["links"] and all(a["ok"] for a in seen["links"]), seen
+    last = proc.stdout.strip().splitlines()
+    assert last[0].startswith("use base_lr") and any(line.startswith("files: ") for line in last)
 
 
 def wired_data_layers(run: Path) -> list:

@@ -35,6 +35,8 @@ CMAKE_FILE = package_file("caffegen.toolchain", "cmake", "CMakeLists.txt")
 CUDA_CMAKE_FILE = package_file("caffegen.toolchain", "cmake", "cuda.cmake")
 
 # Debian 12 packages the CPU build needs (headers + libraries); ~665 MB with --no-install-recommends.
+# What the tests need beside the build: a real browser to read the pages in (make test installs it).
+TEST_APT_PACKAGES: tuple[str, ...] = ("chromium",)
 APT_PACKAGES: tuple[str, ...] = (
     "cmake", "build-essential", "libboost-system-dev", "libboost-thread-dev", "libboost-filesystem-dev",
     "libboost-regex-dev", "libboost-python-dev", "libprotobuf-dev", "protobuf-compiler",

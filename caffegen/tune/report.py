@@ -4,16 +4,20 @@ stage spent, and the fraction of the repeated grid), and links to each stage's s
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Any
 
-from ..layout import REPORT_HTML, REPORT_MD, TENSORBOARD, TUNE_SPECS, study_storage
+from ..errors import CaffegenError
+from ..layout import (REPORT_FIGURES, REPORT_HTML, REPORT_MD, SOLVER, SWEEP_DB, TENSORBOARD, TRAIN_LOG, TRAIN_VAL,
+                      TUNE_SPECS, study_storage)
+from ..prototxt.options import variant_name
 from ..paths import write_atomic
 from .budget import duration
 from .decisions import decision_of
 from .state import TuneState
 
-__all__ = ["write_tune_report", "bill_of"]
+__all__ = ["write_tune_report", "bill_of", "headline_lines", "winner_run"]
 
 
 SWEEP_STAGES = ("search", "confirm", "final")
@@ -70,6 +74,145 @@ def _links(folder: Path, state: TuneState) -> list[tuple[str, str]]:
     return out
 
 
+def winner_run(folder: Path, state: TuneState) -> Path | None:
+    """The run folder that holds the answer to use (its solver, train_val, snapshots): the final run, the extended
+    search run, the winner's best confirm run at the full length, or its first seed in the repeated grid."""
+    confirm = (state.stages.get("confirm") or {}).get("decision")
+    if not confirm:
+        return None
+    winner = confirm["winner"]
+    how = ((state.stages.get("final") or {}).get("decision") or {}).get("how")
+    name = variant_name(winner["point"])
+    if how == "retrain":
+        found = [folder / "final" / name]
+    elif how == "extend":
+        found = [folder / "search" / winner["runs"][0]]
+    elif how == "confirm":
+        values = confirm["values"].get(winner["name"]) or {}
+        sign = 1.0 if winner.get("maximize", True) else -1.0
+        seed = max(values, key=lambda k: sign * values[k]) if values else 1
+        found = [folder / "confirm" / f"seed{seed}" / f"{name}_seed{seed}"]
+    else:       # the grid, or no final run: the search's own
+        found = sorted((folder / "search").glob(f"{name}*")) + [folder / "search" / r for r in winner.get("runs", [])]
+    return next((d for d in found if (d / SOLVER).is_file()), None)
+
+
+def _solver_terms(run: Path) -> str:
+    """The winner's schedule in Caffe's terms, from its solver.prototxt (a chained schedule: its segments)."""
+    from ..prototxt.validate import parse_text
+
+    solver = parse_text((run / SOLVER).read_text(encoding="utf-8"), "solver", str(run / SOLVER))
+    params = [f"{k} {getattr(solver, k):g}" for k in ("gamma", "power") if solver.HasField(k)]
+    if solver.HasField("stepsize"):
+        params.append(f"stepsize {solver.stepsize}")
+    if solver.stepvalue:
+        params.append("stepvalue " + ",".join(map(str, solver.stepvalue)))
+    return (f'base_lr {solver.base_lr:g}, lr_policy "{solver.lr_policy}"' + (f" ({', '.join(params)})" if params else "")
+            + f", max_iter {solver.max_iter}")
+
+
+def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson interval of a proportion ``p`` measured on ``n`` images."""
+    d = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / d
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def headline_lines(folder: Path, state: TuneState) -> list[str]:
+    """What a practitioner acts on, first on the page and last on the terminal: the schedule to use in Caffe's terms,
+    its full-length score with its interval, how sure, and where its files are (every number says its length and
+    seeds)."""
+    from ..logs import TOP1, parse_log
+
+    confirm = (state.stages.get("confirm") or {}).get("decision")
+    if not confirm:
+        return ["in progress: the answer comes after the confirm stage"]
+    plan = state.plan or {}
+    winner, tied = confirm["winner"], confirm.get("tied") or []
+    run = winner_run(folder, state)
+    lines = [f"use {_solver_terms(run)}" if run else f"use {winner['name']}"]
+    tests = [(it, v) for it, v in parse_log(run / TRAIN_LOG).resolved().test.series(TOP1)
+             if v is not None and math.isfinite(v)] if run and (run / TRAIN_LOG).is_file() else []
+    how = ((state.stages.get("final") or {}).get("decision") or {}).get("how")
+    if tests and how in ("retrain", "extend", "confirm", "grid"):       # a run at the full length
+        it, best = max(tests, key=lambda t: (t[1], -t[0]))
+        ev = ((state.stages.get("look") or {}).get("decision") or {}).get("evaluation") or {}
+        n = ev.get("images")
+        interval = f" (95% interval {_wilson(best, n)[0]:.3f}-{_wilson(best, n)[1]:.3f} on {n} val images)" if n else ""
+        lines.append(f"its full-length run ({plan.get('iters', '?')} iterations, one run): best top-1 {best:.4f} at "
+                     f"iteration {it}{interval}")
+    seeds = winner.get("seeds") or 0
+    length = "the full length" if plan.get("mode") == "grid" or plan.get("confirm_full") else \
+        f"the search length ({plan.get('search_iters', '?')} iterations)"
+    if tied:
+        lines.append(f"how sure: as good as {', '.join(tied)} at this noise ({seeds} seed{'s' * (seeds != 1)} each at "
+                     f"{length}); more seeds or val images would separate them")
+    elif seeds:
+        lines.append(f"how sure: best of the candidates over {seeds} fresh seed{'s' * (seeds != 1)} at {length}: "
+                     f"mean {winner['mean']:.4f} ({confirm.get('method', '')})")
+    else:
+        lines.append(f"how sure: the search's best at {length} (no fresh seed: the confirm stage did not fit)")
+    if run:
+        files = [str((run / f).relative_to(folder)) for f in (SOLVER, TRAIN_VAL) if (run / f).is_file()]
+        try:
+            from ..run.folder import find_snapshot
+
+            files.append(str(find_snapshot(run, "best")[1].relative_to(folder)))
+        except CaffegenError:
+            pass
+        ev = ((state.stages.get("look") or {}).get("decision") or {}).get("evaluation") or {}
+        if ev.get("index") and Path(ev["index"]).resolve().is_relative_to(folder.resolve()):
+            files.append(str(Path(ev["index"]).resolve().relative_to(folder.resolve())))
+        lines.append("files: " + ", ".join(files))
+    return lines
+
+
+def _figures(folder: Path, state: TuneState) -> list[tuple[str, str]]:
+    """The page's pictures, drawn from what the stages stored, written under ``report/``: (caption, relative path)."""
+    from ..logs.curves import metric_label
+    from ..sweep.store import read_sweep
+    from . import figures
+
+    plan = state.plan or {}
+    out: list[tuple[str, str]] = []
+    search_dir = folder / "search"
+    rows = read_sweep(search_dir)[0] if (search_dir / SWEEP_DB).is_file() else []
+    search = (state.stages.get("search") or {}).get("decision") or {}
+    confirm = (state.stages.get("confirm") or {}).get("decision")
+    cands = search.get("candidates") or []
+    metric = metric_label(cands[0]["metric"]) if cands else "top-1"
+    run = winner_run(folder, state)
+    search_run = (search_dir / confirm["winner"]["runs"][0]) if confirm and confirm["winner"].get("runs") else None
+    drawn = {
+        "trials": ("the search's trials over base_lr x schedule (crosses: pruned)",
+                   lambda: figures.trials_figure(rows, metric, plan.get("search_iters", 0))),
+        "confirm": ("the candidates' fresh-seed values beside their search scores",
+                    lambda: figures.confirm_figure(cands, confirm["values"], metric, plan.get("search_iters", 0))
+                    if confirm and plan.get("mode") != "grid" else None),
+        "final": ("the winner at the full length beside its search-length run",
+                  lambda: figures.final_figure(run / TRAIN_LOG, search_run and search_run / TRAIN_LOG, metric)
+                  if run else None),
+        "anytime": ("the search's best so far against its compute budget",
+                    lambda: figures.anytime_figure(rows, (state.stages.get("search") or {}).get("seconds"), metric)),
+        "lr": ("the lr the winner's solver gives at each iteration",
+               lambda: figures.lr_figure(run / TRAIN_LOG, confirm["winner"]["name"]) if run and confirm else None),
+    }
+    for name, (caption, draw) in drawn.items():
+        png = draw()
+        if png:
+            path = write_atomic(folder / REPORT_FIGURES / f"tune-{name}.png", png)
+            out.append((caption, str(path.relative_to(folder))))
+    return out
+
+
+def _answer_html(line: str) -> str:
+    """A headline line as HTML: the files line as links."""
+    if line.startswith("files: "):
+        return "files: " + ", ".join(f"<a href='{html.escape(f)}'>{html.escape(f)}</a>" for f in line[7:].split(", "))
+    return f"<b>{html.escape(line)}</b>"
+
+
 def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]] | None = None) -> Path:
     """Write ``report.md`` and ``report.html`` of a tune folder (from the same rows); return the HTML's path."""
     folder = Path(folder)
@@ -77,6 +220,8 @@ def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]]
     plan = state.plan or {}
     confirm = (state.stages.get("confirm") or {}).get("decision")
     headline = confirm["headline"] if confirm else "in progress"
+    answer = headline_lines(folder, state)
+    pictures = _figures(folder, state)
     summary = (f"Budget {plan['budget']['text']} = {duration(plan['wall_s'])} here; the repeated grid over the same "
                f"space: {plan['grid_runs']} runs of {plan['iters']} iterations (base_lr a half-decade apart x every "
                f"schedule x 3 seeds), {duration(grid_compute_s(plan))} of compute.") if plan else ""
@@ -89,7 +234,8 @@ def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]]
     links = _links(folder, state)
     commands = [f"tensorboard --logdir {folder / TENSORBOARD}", f"optuna-dashboard {study_storage(folder / 'search')}",
                 f"caffegen sweep {folder / TUNE_SPECS}/<stage>.toml   # rerun or tweak one stage"]
-    md = [f"# caffegen tune: {folder.name}", "", f"**{headline}**", "", "## Plan", "", summary, "",
+    md = [f"# caffegen tune: {folder.name}", "", *(f"**{line}**  " for line in answer), "", f"Verdict: {headline}", "",
+          *(f"![{caption}]({path})" for caption, path in pictures), "", "## Plan", "", summary, "",
           "| stage | estimated | what |", "|---|---|---|", *(f"| {' | '.join(r)} |" for r in plan_rows), "",
           "## Stages", "", "| stage | status | wall | compute | of the repeated grid | decision |",
           "|---|---|---|---|---|---|", *(f"| {' | '.join(r)} |" for r in stage_rows), "", "## Links", "",
@@ -104,8 +250,13 @@ def write_tune_report(folder: Path, state: TuneState, bill: list[dict[str, Any]]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>caffegen tune: {e(folder.name)}</title>"
             "<style>body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}"
-            "th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2em}</style></head><body>"
-            f"<h1>caffegen tune: {e(folder.name)}</h1><p><b>{e(headline)}</b></p><h2>Plan</h2><p>{e(summary)}</p>"
+            "th{background:#f4f4f4}code{background:#f4f4f4;padding:0 .2em}"
+            "img{max-width:100%}figure{margin:1em 0}</style></head><body>"
+            f"<h1>caffegen tune: {e(folder.name)}</h1><p>" + "<br>".join(_answer_html(x) for x in answer)
+            + f"</p><p>Verdict: {e(headline)}</p>"
+            + "".join(f"<figure><img src='{e(p)}' alt='{e(c)}'><figcaption>{e(c)}</figcaption></figure>"
+                      for c, p in pictures)
+            + f"<h2>Plan</h2><p>{e(summary)}</p>"
             f"{table(['stage', 'estimated', 'what'], plan_rows)}<h2>Stages</h2>"
             f"{table(['stage', 'status', 'wall', 'compute', 'of the repeated grid', 'decision'], stage_rows)}"
             "<h2>Links</h2><ul>" + "".join(f"<li>{e(w)}: <a href='{e(p)}'>{e(p)}</a></li>" for w, p in links)

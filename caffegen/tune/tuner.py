@@ -487,7 +487,9 @@ class Tuner:
         for b in bill:
             self.log(f"  {b['stage']:<8} {duration(b['spent_s']):>7} wall, {duration(b['compute_s']):>7} compute")
         report = write_tune_report(self.out, self.state, bill)
-        return TuneResult(self.out, 0, verdict.headline, verdict.winner, report, bill)
+        from .report import headline_lines
+
+        return TuneResult(self.out, 0, "\n".join(headline_lines(self.out, self.state)), verdict.winner, report, bill)
 
 
 def _rows(sweep_dir: Path) -> list:
