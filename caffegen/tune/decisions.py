@@ -88,7 +88,7 @@ class Searched(Decision):
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> str:
-        return (f"{len(self.candidates)} finished trials; the best: "
+        return (f"{len(self.candidates)} finished trials; the best at the search length: "
                 + ", ".join(f"{c['name']} ({c['value']:.3f})" for c in self.candidates[:3]))
 
 

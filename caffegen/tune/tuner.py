@@ -414,10 +414,12 @@ class Tuner:
         if have:
             v = choose(values, have, maximize=maximize)
             win, mean, n, tied = by_name[v.winner], v.mean, v.seeds, v.tied
-            what = f"mean best {metric} {mean:.3f} over {n} fresh seed{'s' * (n > 1)}"
+            what = (f"mean best {metric} {mean:.3f} over {n} fresh seed{'s' * (n > 1)} at "
+                    f"{short['solver']['max_iter']} iterations")
         else:     # no round fitted the budget: the search's best, on its search score alone
             win, mean, n, tied = by_name[alive[0]], by_name[alive[0]]["value"], 0, []
-            what = f"best {metric} {mean:.3f} in the search (no fresh seed: the confirm stage did not fit)"
+            what = (f"best {metric} {mean:.3f} in the search at {short['solver']['max_iter']} iterations (no fresh "
+                    "seed: the confirm stage did not fit)")
         head = (f"winner {win['name']}: {what}"
                 + (f"; tied with {', '.join(tied)} (not separated at this noise: {method})" if tied else
                    f", separated from the other candidates ({method})" if len(candidates) > 1 and n else ""))
