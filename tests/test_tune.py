@@ -350,6 +350,8 @@ def test_tune_reads_two_lmdbs_given_as_data(folder, tmp_path):
     (["--spec", "{grid}"], "[grid] is not used by caffegen tune: it takes the tables [data], [net], [solver], [run]"),
     (["--spec", "{owned}"], "[solver] max_iter is set by --iters / --search-iters, not the spec file"),
     (["--spec", "{missing}"], "--spec {missing}: no such file"),
+    (["--backend", "ray", "--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
+    (["--address", "127.0.0.1:6379"], "--address 127.0.0.1:6379 is a cluster's address: it needs --backend ray"),
 ])
 def test_the_size_flags_and_spec_refuse_bad_input_in_one_line(folder, tmp_path, args, message):
     (tmp_path / "grid.toml").write_text("[grid]\nbase_lr = [0.1]\n")

@@ -17,14 +17,15 @@ __all__ = ["Backend", "BACKENDS", "make_executor", "slot_count"]
 
 @dataclass(frozen=True)
 class Backend:
-    """``make(run)``: the executor for ``[run]`` settings; ``slots(run)``: how many runs go at once; ``require()``:
-    what it needs before anything starts (an InputError line with the fix when it is missing)."""
+    """``make(run)``: the executor for ``[run]`` settings; ``slots(run)``: how many runs go at once;
+    ``require(address)``: what it needs before anything starts (an InputError line with the fix when it is missing:
+    Ray not installed, no cluster answering at the address)."""
 
     make: Callable[[Any], Executor]
     slots: Callable[[Any], int]
     about: str
     address: bool = False       # takes ``[run] address`` (--address): a cluster's
-    require: Callable[[], Any] = lambda: None
+    require: Callable[[str | None], Any] = lambda address: None
 
 
 def _local(run: Any) -> Executor:
@@ -33,10 +34,11 @@ def _local(run: Any) -> Executor:
     return LocalExecutor(jobs=run.jobs, gpus=run.gpus, per_gpu=run.per_gpu)
 
 
-def _require_ray() -> None:
-    from .ray_executor import require_ray
+def _require_ray(address: str | None) -> None:
+    from .ray_executor import reachable, require_ray
 
     require_ray()
+    reachable(address)
 
 
 def _ray(run: Any) -> Executor:

@@ -55,6 +55,27 @@ def require_ray() -> ModuleType:
     return ray
 
 
+REACH_TIMEOUT_S = 5.0
+
+
+def reachable(address: str | None) -> None:
+    """A cluster answers at ``address`` (HOST:PORT, or ray://HOST:PORT): one InputError line when nothing listens
+    there, instead of Ray's client waiting minutes on its own time-outs. ``auto`` and None are Ray's to resolve."""
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address!r}: give the cluster's HOST:PORT (the head node's GCS, 6379 by "
+                         "default), ray://HOST:10001, or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise InputError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}): start one "
+                         "with `ray start --head` on that machine, or give the address its head node printed") from None
+
+
 def connect(address: str | None) -> tuple[ModuleType, str]:
     """Join the cluster at ``address`` ("auto": the one ``ray start`` made on this machine), or with None the one
     ``$RAY_ADDRESS`` names (``ray job submit`` sets it), else start a local Ray instance, as Ray Tune does.

@@ -186,6 +186,11 @@ class Tuner:
         if o.final not in FINALS:
             raise InputError(f"--final must be one of {', '.join(FINALS)}, got {o.final!r}")
         self.budget = parse_budget(o.budget)
+        from ..run.backends import BACKENDS
+
+        if o.address is not None and not BACKENDS[o.backend].address:
+            raise InputError(f"--address {o.address} is a cluster's address: it needs --backend ray")
+        BACKENDS[o.backend].require(o.address)    # no Ray, or no cluster at --address: one line, nothing made
         created = self.out.absolute()   # the outermost folder this tune creates (None: it exists: a resume)
         while not created.parent.exists():
             created = created.parent
