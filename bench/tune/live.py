@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--problem", required=True)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", default=None, help="[default: the replayed tune's, caffegen tune's default]")
-    ap.add_argument("--replays", type=int, default=200, help="replay seeds the live answers are placed among")
+    ap.add_argument("--replays", type=int, default=400, help="replay seeds the live answers are placed among")
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
     args = ap.parse_args()
     if args.problem not in TABLE_PROBLEMS:
