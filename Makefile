@@ -44,7 +44,7 @@ endif
 
 # The tests read the tune's page in a real browser: Debian's headless Chromium (installed once).
 browser: venv
-	@$(BIN)/python -c "from caffegen.toolchain.build import TEST_APT_PACKAGES, ensure_apt; ensure_apt(TEST_APT_PACKAGES)"
+	@$(BIN)/python -m caffegen.toolchain --test-packages
 
 sweep: setup
 	$(BIN)/caffegen sweep $(SPEC) $(if $(JOBS),--jobs $(JOBS))

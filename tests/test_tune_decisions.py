@@ -254,3 +254,17 @@ def test_each_stage_decision_round_trips_through_tune_json_and_a_newer_format_is
     (tmp_path / "tune.json").write_text(json.dumps({**raw, "format": FORMAT + 1}))
     with pytest.raises(InputError, match="written by a newer caffegen"):
         TuneState.open(tmp_path, {"data": "x"})
+
+
+def test_a_tune_folder_made_before_the_size_flags_resumes(tmp_path):
+    """The identity a rerun must match leaves unset new options out, as a tune.json of format 1 has it; --spec
+    counts by its content (an edited file is another tune)."""
+    from caffegen.tune import TuneOptions
+
+    plain = TuneOptions(data="images").identity()
+    assert not {"resize", "crop", "batch", "spec", "spec_sha256"} & set(plain)
+    spec = tmp_path / "s.toml"
+    spec.write_text("[solver]\nweight_decay = 0.001\n")
+    first = TuneOptions(data="images", spec=str(spec), crop=64).identity()
+    spec.write_text("[solver]\nweight_decay = 0.0001\n")
+    assert first["crop"] == 64 and first != TuneOptions(data="images", spec=str(spec), crop=64).identity()

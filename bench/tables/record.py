@@ -199,18 +199,23 @@ def _rescaled(curves: list, factor: float) -> list:
 
 
 def _existing(name: str, version: str):
-    """The table so far (the finished one, or another session's partial one) and whether it is partial; None: none.
-    One line and exit 2 when it is unreadable or another caffegen version's (checked before anything is made)."""
+    """The table so far (the finished one, or another session's partial one) and whether it is partial; None: none
+    (a finished table of another caffegen version is recorded again). A partial table of another version or an
+    unreadable one: one line and exit 2, before anything is made."""
     from caffegen.errors import InputError
     from caffegen.tune.table import load_table
 
-    for path, partial in ((table_path(name), False), (partial_path(name), True)):
-        if path.exists():
-            try:
-                return load_table(path, version=version), partial
-            except InputError as exc:
-                print(f"record: {exc}", file=sys.stderr)
-                sys.exit(2)
+    if table_path(name).exists():
+        try:
+            return load_table(table_path(name), version=version), False
+        except InputError as exc:       # another caffegen's (or unreadable): recorded again, in full
+            print(f"record: {exc}: recording it again", flush=True)
+    if partial_path(name).exists():
+        try:
+            return load_table(partial_path(name), version=version), True
+        except InputError as exc:       # another version's runs are not mixed with this one's
+            print(f"record: {exc}; or delete it to record {name} afresh", file=sys.stderr)
+            sys.exit(2)
     return None
 
 

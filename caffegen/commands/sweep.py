@@ -124,10 +124,10 @@ def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_s
                                         retries=retries).items() if v is not None}
     run = dataclasses.replace(s.run, **overrides)
     check_run_settings(run, "command line")
-    BACKENDS[run.backend].require(run.address)   # before anything starts: no Ray, no cluster there: one line
     out = out_dir or default_out(s.name)
     if dry_run:
         return _dry_run(s, out)
+    BACKENDS[run.backend].require(run.address)   # before anything starts: no Ray, no cluster there: one line
     from ..sweep.driver import run_sweep
     from ..sweep.progress import make_display
 

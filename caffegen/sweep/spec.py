@@ -388,8 +388,6 @@ def _section(raw: dict[str, Any], table: str, cls: type, source: str) -> Any:
     return cls(**typed_table(f"{source}: [{table}]", values, fields))
 
 
-
-
 def check_run_settings(run: RunSettings, where: str) -> None:
     if run.jobs is not None and run.jobs < 1:
         raise InputError(f"{where}: jobs must be >= 1, got {run.jobs}")

@@ -514,5 +514,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def test_packages_main() -> int:
+    """Install :data:`TEST_APT_PACKAGES` (a real browser for the page tests); one error line when it cannot."""
+    try:
+        ensure_apt(TEST_APT_PACKAGES)
+    except BuildError as exc:
+        print(f"caffegen: error: the tests need {' '.join(TEST_APT_PACKAGES)}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())

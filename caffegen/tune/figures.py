@@ -30,7 +30,7 @@ def _colours(names: list[str]) -> dict[str, Any]:
 
 def trials_figure(rows: list, metric: str, search_iters: int) -> bytes | None:
     """Search trials: base_lr x score, a colour per schedule; pruned ones as crosses at their last value."""
-    pts = [(r.axes.get("base_lr"), str(r.axes.get("lr_policy")), r["best_top1"], r.status, r["last_iter"])
+    pts = [(r.axes.get("base_lr"), str(r.axes.get("lr_policy")), r["best_top1"], r.status)
            for r in rows if r.axes.get("base_lr") and r["best_top1"] is not None]
     if not pts:
         return None
@@ -38,14 +38,14 @@ def trials_figure(rows: list, metric: str, search_iters: int) -> bytes | None:
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     colour = _colours([p[1] for p in pts])
     for name in sorted(colour):
-        done = [(x, y) for x, s, y, st, _ in pts if s == name and st != "pruned"]
-        cut = [(x, y) for x, s, y, st, _ in pts if s == name and st == "pruned"]
+        done = [(x, y) for x, s, y, st in pts if s == name and st != "pruned"]
+        cut = [(x, y) for x, s, y, st in pts if s == name and st == "pruned"]
         if done:
             ax.scatter(*zip(*done), color=colour[name], label=name, s=36, zorder=3)
         if cut:
             ax.scatter(*zip(*cut), color=colour[name], marker="x", s=36, zorder=3,
                        label=None if done else name)
-    ax.scatter([], [], color="grey", marker="x", label="pruned (value when cut)")
+    ax.scatter([], [], color="grey", marker="x", label="pruned (its best before the cut)")
     ax.set_xscale("log")
     ax.set_xlabel("base_lr")
     ax.set_ylabel(f"best {metric} in the search run ({search_iters} iterations)")
@@ -56,7 +56,7 @@ def trials_figure(rows: list, metric: str, search_iters: int) -> bytes | None:
 
 
 def confirm_figure(candidates: list[dict[str, Any]], values: dict[str, dict[Any, float]], metric: str,
-                   search_iters: int) -> bytes | None:
+                   iters: int) -> bytes | None:
     """Each candidate's fresh-seed values (dots, their mean a bar) beside its search score (a hollow diamond)."""
     names = [c["name"] for c in candidates if values.get(c["name"])]
     if not names:
@@ -74,7 +74,7 @@ def confirm_figure(candidates: list[dict[str, Any]], values: dict[str, dict[Any,
                        zorder=3, label="its search run (chosen for scoring high)" if i == 0 else None)
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(-0.7, len(names) - 0.3)
-    ax.set_xlabel(f"best {metric} at the search length ({search_iters} iterations)")
+    ax.set_xlabel(f"best {metric} of runs of {iters} iterations")
     ax.set_title("the confirm stage: the candidates again, with fresh seeds")
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="best")

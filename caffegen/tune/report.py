@@ -21,6 +21,7 @@ __all__ = ["write_tune_report", "bill_of", "headline_lines", "winner_run"]
 
 
 SWEEP_STAGES = ("search", "confirm", "final")
+FULL_LENGTH = ("retrain", "extend", "confirm", "grid")   # the final stage's "how": the winner has a full-length run
 
 
 def grid_compute_s(plan: dict[str, Any]) -> float:
@@ -97,11 +98,16 @@ def winner_run(folder: Path, state: TuneState) -> Path | None:
     return next((d for d in found if (d / SOLVER).is_file()), None)
 
 
-def _solver_terms(run: Path) -> str:
-    """The winner's schedule in Caffe's terms, from its solver.prototxt (a chained schedule: its segments)."""
+def _solver_terms(run: Path, policy: str, iters: Any) -> str:
+    """The winner's schedule in Caffe's terms, from its solver.prototxt (a chained schedule: where its segments'
+    solvers are)."""
+    from ..prototxt.chains import chained
     from ..prototxt.validate import parse_text
 
     solver = parse_text((run / SOLVER).read_text(encoding="utf-8"), "solver", str(run / SOLVER))
+    if chained(policy):
+        return (f'base_lr {solver.base_lr:g}, schedule "{policy}" for {iters} iterations: a chain of Caffe\'s own '
+                f"policies, one solver per segment in {run.name}/segments/ (caffegen solvers writes them for you)")
     params = [f"{k} {getattr(solver, k):g}" for k in ("gamma", "power") if solver.HasField(k)]
     if solver.HasField("stepsize"):
         params.append(f"stepsize {solver.stepsize}")
@@ -131,11 +137,12 @@ def headline_lines(folder: Path, state: TuneState) -> list[str]:
     plan = state.plan or {}
     winner, tied = confirm["winner"], confirm.get("tied") or []
     run = winner_run(folder, state)
-    lines = [f"use {_solver_terms(run)}" if run else f"use {winner['name']}"]
+    policy = str(winner["point"].get("lr_policy", ""))
+    lines = [f"use {_solver_terms(run, policy, plan.get('iters', '?'))}" if run else f"use {winner['name']}"]
     tests = [(it, v) for it, v in parse_log(run / TRAIN_LOG).resolved().test.series(TOP1)
              if v is not None and math.isfinite(v)] if run and (run / TRAIN_LOG).is_file() else []
     how = ((state.stages.get("final") or {}).get("decision") or {}).get("how")
-    if tests and how in ("retrain", "extend", "confirm", "grid"):       # a run at the full length
+    if tests and how in FULL_LENGTH:
         it, best = max(tests, key=lambda t: (t[1], -t[0]))
         ev = ((state.stages.get("look") or {}).get("decision") or {}).get("evaluation") or {}
         n = ev.get("images")
@@ -183,16 +190,19 @@ def _figures(folder: Path, state: TuneState) -> list[tuple[str, str]]:
     cands = search.get("candidates") or []
     metric = metric_label(cands[0]["metric"]) if cands else "top-1"
     run = winner_run(folder, state)
+    how = ((state.stages.get("final") or {}).get("decision") or {}).get("how")
     search_run = (search_dir / confirm["winner"]["runs"][0]) if confirm and confirm["winner"].get("runs") else None
     drawn = {
         "trials": ("the search's trials over base_lr x schedule (crosses: pruned)",
                    lambda: figures.trials_figure(rows, metric, plan.get("search_iters", 0))),
         "confirm": ("the candidates' fresh-seed values beside their search scores",
-                    lambda: figures.confirm_figure(cands, confirm["values"], metric, plan.get("search_iters", 0))
+                    lambda: figures.confirm_figure(cands, confirm["values"], metric, plan.get(
+                        "iters" if plan.get("confirm_full") else "search_iters", 0))
                     if confirm and plan.get("mode") != "grid" else None),
         "final": ("the winner at the full length beside its search-length run",
-                  lambda: figures.final_figure(run / TRAIN_LOG, search_run and search_run / TRAIN_LOG, metric)
-                  if run else None),
+                  lambda: figures.final_figure(run / TRAIN_LOG, search_run / TRAIN_LOG if search_run and
+                                               search_run != run else None, metric)
+                  if run and how in FULL_LENGTH else None),
         "anytime": ("the search's best so far against its compute budget",
                     lambda: figures.anytime_figure(rows, (state.stages.get("search") or {}).get("seconds"), metric)),
         "lr": ("the lr the winner's solver gives at each iteration",

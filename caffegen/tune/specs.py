@@ -35,6 +35,7 @@ class TuneNet:
     resize: int | None = None
     crop: int | None = None
     batch: int | None = None
+    reduced: bool = False              # --crop / --resize given: the net trains at another size than its own
 
     def size(self) -> dict[str, Any]:
         """The ``[net]`` keys of the size this net trains at (for the template: its resize, crop and batch)."""
@@ -95,7 +96,7 @@ def spec_tables(path: str | None) -> dict[str, dict[str, Any]]:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"--spec {p}: no such file") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, ValueError) as exc:       # (TOMLDecodeError and UnicodeDecodeError are ValueErrors)
         raise InputError(f"--spec {p}: not a readable TOML file ({exc})") from None
     for key, value in raw.items():
         if key not in SPEC_TABLES or not isinstance(value, dict):
@@ -199,4 +200,4 @@ def size_text(net: TuneNet) -> str:
     own = "" if net.prototxt is None else " (the rest the net's own)" if parts else " its own size"
     return f"{what}{': ' + ', '.join(parts) if parts else ''}{own}" + (
         "; a winner found at a reduced size is a candidate for the full size, not a proof" if net.prototxt and
-        (net.crop or net.resize) else "")
+        net.reduced else "")

@@ -58,9 +58,11 @@ class Context:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     verdict: Confirmed | None = None
 
+    mode: str = ""                  # the stored plan's: "grid" or "search" (a resume keeps the first run's)
+
     @property
     def grid_mode(self) -> bool:
-        return self.plan is not None and self.plan.mode == "grid"
+        return self.mode == "grid"
 
 
 class Stage:
@@ -99,7 +101,7 @@ class MeasureStage(Stage):
         return Measured(m.iter_s, m.test_s, m.start_s, m.iters, m.wall_s, m.check_s, m.figure_s)
 
     def after(self, t, ctx, decision):
-        from ..layout import REPORT_HTML as HTML, TENSORBOARD
+        from ..layout import TENSORBOARD
         from ..run.backends import slot_count
         from .budget import CONFIRM_FULL
         m: Measured = decision
@@ -114,9 +116,10 @@ class MeasureStage(Stage):
         if state.plan is None:
             state.plan = {**ctx.plan.to_json(), "trains_at": size_text(ctx.net)}
             state.save()
+        ctx.mode = state.plan.get("mode", "search")
         for line in ctx.plan.lines():
             t.log(line)
-        t.log(f"[tune] live: {t.out / HTML}; tensorboard --logdir {t.out / TENSORBOARD}")
+        t.log(f"[tune] live: {t.out / REPORT_HTML}; tensorboard --logdir {t.out / TENSORBOARD}")
 
 
 class SanityStage(Stage):

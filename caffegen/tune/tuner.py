@@ -76,8 +76,16 @@ class TuneOptions:
     def identity(self) -> dict[str, Any]:
         """What defines the tune (a rerun must match it): not where or how wide it runs; paths absolute (a rerun
         from another folder names the same files)."""
-        return {k: (str(v.resolve()) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
-                for k, v in asdict(self).items() if k not in ("out", "jobs", "gpus", "backend", "address")}
+        out = {k: (str(v.resolve()) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+               for k, v in asdict(self).items() if k not in ("out", "jobs", "gpus", "backend", "address")}
+        for k in ("resize", "crop", "batch", "spec"):      # unset: as a folder made before these flags has it
+            if out[k] is None:
+                del out[k]
+        if self.spec and Path(self.spec).is_file():      # its content: an edited file is another tune
+            from ..paths import sha256_file
+
+            out["spec_sha256"] = sha256_file(Path(self.spec))
+        return out
 
 
 @dataclass
@@ -275,7 +283,7 @@ class Tuner:
                      f"its classifier is resized (renamed when fine-tuning, so it starts fresh)")
         data = self._data_layout(net, Path(prototxt).name, size, lmdb)
         return TuneNet(prototxt, _resolve(o.weights, "--weights"), _resolve(o.solver, "--solver"), resize, data,
-                       **size)
+                       **size, reduced=bool(o.crop or o.resize))
 
     def _check_lmdb_fits(self, layers: list, name: str, crop: int | None) -> None:
         """The LMDBs' records are at least as large as the crop the net takes of them (Caffe would stop at its first
@@ -285,7 +293,7 @@ class Tuner:
         train = self.opts.data.split(",", 1)[0].strip()
         _, h, w = lmdb_shape(str(Path(train).expanduser())) or (0, 0, 0)
         side = crop or max(layer.transform_param.crop_size for layer in layers)
-        if side and min(h, w) < side:
+        if side and min(h, w) and min(h, w) < side:     # (an --encoded LMDB records no size: not checked)
             raise InputError(f"--data {train}: its records are {h}x{w}, smaller than the {side}x{side} crop {name} "
                              f"takes{' (--crop)' if crop else ''}: give --crop {min(h, w)} or less (a head that pools "
                              f"globally takes it), or an LMDB made at the net's size (caffegen prepare --lmdb --resize "

@@ -7,7 +7,7 @@
 
 :data:`REGISTRY` maps a name to its policy, in Caffe's order; :mod:`caffegen.prototxt.schedule` (the names, the
 defaults, the lr math, the help) reads it and switches on no name. A fork's extra policy is one more module and
-one :func:`register` call.
+its line in the registration below (the names are read once, when :mod:`~caffegen.prototxt.schedule` is imported).
 """
 from __future__ import annotations
 
