@@ -110,11 +110,11 @@ def test_early_stop_watches_the_metric_in_its_direction():
                       pre.format(k, 397) + f"    Test net output #0: {name} = {v}"]
         return _follower(lines)
 
-    loss = StopPolicy(metric="loss", patience=2)
+    loss = StopPolicy(metric="loss", early_stop=2)
     assert decide(log([2.0, 1.5, 1.2, 1.0]), loss, elapsed=1) is None
     d = decide(log([1.0, 1.5, 1.6, 1.7]), loss, elapsed=1)
     assert d is not None and d.status == "early-stopped" and "improved on 1 " in d.reason
-    top1 = StopPolicy(metric="accuracy", patience=2)
+    top1 = StopPolicy(metric="accuracy", early_stop=2)
     assert decide(log([0.1, 0.2, 0.3], "accuracy"), top1, elapsed=1) is None
     assert decide(log([0.3, 0.2, 0.1], "accuracy"), top1, elapsed=1).status == "early-stopped"
 

@@ -9,6 +9,7 @@ import click
 from ..errors import InputError
 from ..layout import default_out
 from ..run.backends import BACKENDS
+from ..run.policy import DIVERGE_FACTOR, STOP_GRACE_S
 
 
 def _gpus(ctx, param, value: str | None):  # noqa: ARG001
@@ -92,11 +93,11 @@ Examples:
 @click.option("--early-stop", type=click.IntRange(0), default=None, metavar="PATIENCE",
               help="Stop a run whose test top-1 has not improved for PATIENCE evaluations [default: off].")
 @click.option("--diverge-factor", type=click.FloatRange(min=1, min_open=True), default=None,
-              help="A loss above this x the run's first loss counts as diverged [default: 10]. "
+              help=f"A loss above this x the run's first loss counts as diverged [default: {DIVERGE_FACTOR:g}]. "
                    "nan/inf always does.")
 @click.option("--stop-grace", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="How long a caffe asked to stop (Ctrl-C, SIGTERM, early stop, timeout) may take to snapshot before "
-                   "it is killed [default: 120].")
+                   f"it is killed [default: {STOP_GRACE_S:g}].")
 @click.option("--keep-best", type=click.IntRange(0), default=None, metavar="K",
               help="Keep the K snapshots nearest each run's best test top-1 (for `caffegen evaluate`), beside the "
                    "newest [default: 1].")
@@ -111,7 +112,8 @@ Examples:
 @click.option("--dry-run", is_flag=True, help="Check the spec and list the variants; run nothing.")
 @click.option("--force", is_flag=True,
               help="Kill a caffe that an earlier (killed) caffegen sweep left training a run of this folder. Without "
-                   "it such a caffe is asked to snapshot and stop, and waited for (120 s), never run beside.")
+                   f"it such a caffe is asked to snapshot and stop, and waited for ({STOP_GRACE_S:g} s), never run "
+                   "beside.")
 @click.option("--report/--no-report", default=True, help="Write the report when the sweep ends [default: on].")
 def sweep(spec: str, out_dir: Path | None, jobs, gpus, per_gpu, timeout, early_stop, diverge_factor,
           stop_grace, keep_best, backend, address, retries, dry_run: bool, force: bool, report: bool) -> int:

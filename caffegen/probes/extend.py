@@ -113,7 +113,7 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
             write_atomic(path, text_format.MessageToString(solver))
             executor, slot = local_slot(gpus)
             policy = StopPolicy(metric=settings.metric or record.metric, diverge_factor=settings.diverge_factor,
-                                patience=settings.early_stop, timeout=settings.timeout, stop_grace=settings.stop_grace)
+                                early_stop=settings.early_stop, timeout=settings.timeout, stop_grace=settings.stop_grace)
             chain = RunChain(chain_plan[0], run_dir, metric=policy.metric, maximize=record.maximize,
                              pieces=chain_plan[1]) if chain_plan else None
             training = Training(run_dir, caffe, executor, slot, policy, resume=state,

@@ -279,7 +279,7 @@ class Driver:
 
     def _policy(self) -> StopPolicy:
         r = self.run
-        return StopPolicy(metric=self.metric, diverge_factor=r.diverge_factor, patience=r.early_stop,
+        return StopPolicy(metric=self.metric, diverge_factor=r.diverge_factor, early_stop=r.early_stop,
                           timeout=r.timeout, stop_grace=r.stop_grace)
 
     def _judge(self, name: str, it: int, value: float) -> Decision | None:

@@ -36,6 +36,7 @@ from ..prototxt.basesolver import OWNED, load_solver, repeated, solver_fields, v
 from ..prototxt.options import NetOptions, SolverOptions, variant_name
 from ..prototxt.usernet import UserNet
 from ..run.backends import BACKENDS
+from ..run.policy import DIVERGE_FACTOR, STOP_GRACE_S
 from .search import SearchSpec, parse_search
 from .values import field_types, typed, typed_proto, typed_table
 from ..prototxt.chains import parse_schedules
@@ -51,9 +52,9 @@ class RunSettings:
     gpus: tuple[int, ...] = ()       # GPU ids; one run per GPU (x per_gpu)
     per_gpu: int = 1
     timeout: float | None = None     # seconds per run; then it is stopped (snapshot kept) as `timeout`
-    early_stop: int = 0              # patience in test evaluations without a top-1 gain; 0 = off
-    diverge_factor: float = 10.0     # a loss above factor x the first loss is an explosion
-    stop_grace: float = 120.0        # seconds a caffe asked to stop may take to snapshot before it is killed
+    early_stop: int = 0              # test passes without a gain in the ranking metric before a stop; 0 = off
+    diverge_factor: float = DIVERGE_FACTOR   # a loss above factor x the first loss is an explosion
+    stop_grace: float = STOP_GRACE_S         # seconds a caffe asked to stop may take to snapshot before it is killed
     metric: str | None = None        # what ranks runs and drives early stop [default: the net's top-1]
     keep_best: int = 1               # snapshots kept nearest the best test top-1 (beside the newest, for resume)
     backend: str = "local"           # where runs execute: "local" (child processes) or "ray" (a Ray cluster)
