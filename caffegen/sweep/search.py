@@ -6,7 +6,8 @@ A spec's ``[search]`` table::
     sampler = "tpe"          # "grid" (the [grid] table, the default), "random", "tpe", "qmc"
     trials = 24              # how many runs a sampler may start (the grid: all of its points)
     seed = 0
-    pruner = "asha"          # "asha" (asynchronous successive halving), "hyperband", "median", "none"
+    pruner = "asha"          # "asha" (asynchronous successive halving), "hyperband", "median", "noise", "none"
+    startup = 10             # tpe: random trials before its model (Optuna's default 10; fewer for a small budget)
     [search.space]
     base_lr = { low = 1e-4, high = 0.5, log = true }
     lr_policy = ["step", "poly", "inv"]
@@ -55,6 +56,7 @@ class SearchSpec:
                                                          # have trained this many seconds (running ones finish)
     seed_sd: float | None = None                         # the noise pruner: the seed-to-seed sd of the metric
                                                          # (beside the val set's binomial noise) [default: 0]
+    startup: int | None = None                           # tpe: random trials before its model [default: Optuna's 10]
 
     @property
     def sampled(self) -> bool:
@@ -96,7 +98,7 @@ def parse_search(raw: dict[str, Any] | None, fields: dict[str, str], source: str
         raise InputError(f"{source}: [search] pruner {table.get('pruner')!r} is not one of {', '.join(PRUNERS)}"
                          f"{nearest(pruner, set(PRUNERS))}")
     trials = table.get("trials")
-    for name, value, minimum in (("trials", trials, 1), ("seed", table.get("seed", 0), 0),
+    for name, value, minimum in (("trials", trials, 1), ("seed", table.get("seed", 0), 0), ("startup", table.get("startup"), 1),
                                  ("reduction_factor", table.get("reduction_factor", 3), 2),
                                  ("min_resource", table.get("min_resource", 1), 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
@@ -129,9 +131,11 @@ def parse_search(raw: dict[str, Any] | None, fields: dict[str, str], source: str
         if pruner != "noise":
             raise InputError(f"{source}: [search] seed_sd goes with pruner = \"noise\" (got {pruner!r})")
     space = {name: _distribution(name, value, fields, source) for name, value in space_raw.items()}
+    if table.get("startup") is not None and sampler != "tpe":
+        raise InputError(f"{source}: [search] startup goes with sampler = \"tpe\" (got {sampler!r})")
     return SearchSpec(sampler=sampler, trials=trials, seed=table.get("seed", 0), pruner=pruner, space=space,
                       reduction_factor=table.get("reduction_factor", 3), min_resource=table.get("min_resource"),
-                      seconds=seconds, seed_sd=seed_sd)
+                      seconds=seconds, seed_sd=seed_sd, startup=table.get("startup"))
 
 
 def _distribution(name: str, value: Any, fields: dict[str, str], source: str) -> Any:
@@ -186,7 +190,9 @@ def _random(spec: SearchSpec, seed: int):
 
 
 def _tpe(spec: SearchSpec, seed: int):
-    return optuna_or_error().samplers.TPESampler(seed=seed, constant_liar=True)  # constant_liar: asked while others run
+    startup = {} if spec.startup is None else {"n_startup_trials": spec.startup}
+    # constant_liar: trials are asked while others run
+    return optuna_or_error().samplers.TPESampler(seed=seed, constant_liar=True, **startup)
 
 
 def _qmc(spec: SearchSpec, seed: int):

@@ -49,6 +49,7 @@ class Method:
     distinct: bool = DISTINCT_CANDIDATES   # tune: near rates of one schedule are one candidate
     first_rung: float | None = SEARCH_FIRST_RUNG  # tune: the search's pruner judges runs from this share of them
                                                   # on (None: the noise pruner's default rungs)
+    startup: int | None = None        # tune: TPE's random trials before its model (None: the tune's rule)
     search_full: bool = False         # tune: search (12 passes) and confirm at the full length, pruned; a lever
                                       # of the replay, not (yet) a live option
     final: bool = True                # tune: the winner retrained at the full length
@@ -349,7 +350,8 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
                                      speed, planned)
     seconds = search_seconds(plan, speed, spent=wall, run_s=speed.run_s(search_iters, short["solver"]["test_interval"]))
     tables = search_tables(short, lr=(low, high), policies=policies, trials=plan.trials, seconds=seconds, seed=seed,
-                           seed_sd=_pruner_sd(table, method, search_iters), first_rung=method.first_rung)
+                           seed_sd=_pruner_sd(table, method, search_iters), first_rung=method.first_rung,
+                           startup=method.startup, run_s=speed.run_s(search_iters, short["solver"]["test_interval"]))
     clock = _Clock(slots)
     anytime: list[tuple[float, float]] = []
     compute0 = sum(stages.values())

@@ -13,6 +13,7 @@ from .budget import SEARCH_FIRST_RUNG
 
 __all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables",
            "final_tables", "test_batch_for", "lr_range", "template_net", "spec_tables", "SPEC_TABLES", "TUNE_OWNED",
+           "tpe_startup",
            "in_tune_terms", "size_text"]
 
 # The template net at the default sweep's fast size (the seed's net, resize 44 -> crop 40, BatchNorm): what a tune
@@ -167,13 +168,23 @@ def prior_seed_sd(val_images: int) -> float:
     return round(2 * math.sqrt(0.25 / max(1, val_images)), 4)
 
 
+def tpe_startup(trials: int) -> int:
+    """TPE's random trials before its model: a third of the search's trials, 3 to Optuna's 10. Optuna's default 10
+    left a 14-trial search 4 model-guided trials; the replay chose the third (bench/tune --levers)."""
+    return min(10, max(3, trials // 3))
+
+
 def search_tables(base: dict[str, Any], *, lr: tuple[float, float], policies: list[str], trials: int,
                   seconds: float, seed: int, seed_sd: float | None = None,
-                  first_rung: float | None = SEARCH_FIRST_RUNG) -> dict[str, Any]:
+                  first_rung: float | None = SEARCH_FIRST_RUNG, startup: int | None = None,
+                  run_s: float | None = None) -> dict[str, Any]:
     """TPE over base_lr (log) x the schedules, pruned by the noise pruner (with the seed noise ``seed_sd`` beside
-    the val set's) from ``first_rung`` of the run on (None: the pruner's own first rung), within a compute budget."""
+    the val set's) from ``first_rung`` of the run on (None: the pruner's own first rung), its model from
+    :func:`tpe_startup` random trials on (of the trials ``seconds`` buys at ``run_s`` a run; ``startup``: another
+    number), within a compute budget."""
     first = {} if first_rung is None else {"min_resource": max(1, math.ceil(base["solver"]["max_iter"] * first_rung))}
     return {**base, "search": {"sampler": "tpe", "trials": trials, "seed": seed, "pruner": "noise",
+                               "startup": startup or tpe_startup(min(trials, int(seconds // run_s) if run_s else trials)),
                                "reduction_factor": 3, **first, "seconds": round(seconds, 1),
                                **({"seed_sd": seed_sd} if seed_sd else {}),
                                "space": {"base_lr": {"low": lr[0], "high": lr[1], "log": True},

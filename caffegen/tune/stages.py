@@ -199,7 +199,8 @@ class SearchStage(Stage):
             t.state.save()
         ctx.search_spec = t._write_spec("search", search_tables(
             ctx.short, lr=(lr.low, lr.high), policies=list(o.policies), trials=t.state.plan["trials"],
-            seconds=entry["seconds"], seed=o.seed, seed_sd=prior_seed_sd(ctx.data.val_images)))
+            seconds=entry["seconds"], seed=o.seed, seed_sd=prior_seed_sd(ctx.data.val_images),
+            run_s=ctx.speed.run_s(ctx.search_iters, ctx.short["solver"]["test_interval"])))
 
     def run(self, t, ctx, entry):
         search_dir = t.out / "search"
