@@ -30,7 +30,7 @@ def _colours(names: list[str]) -> dict[str, Any]:
 
 def trials_figure(rows: list, metric: str, search_iters: int) -> bytes | None:
     """Search trials: base_lr x score, a colour per schedule; pruned ones as crosses at their last value."""
-    pts = [(r.axes.get("base_lr"), str(r.axes.get("lr_policy")), r["best_top1"], r.status)
+    pts = [(r.axes.get("base_lr"), str(r.axes.get("lr_policy")), r["best_top1"], r.status, r["last_iter"])
            for r in rows if r.axes.get("base_lr") and r["best_top1"] is not None]
     if not pts:
         return None
@@ -38,14 +38,18 @@ def trials_figure(rows: list, metric: str, search_iters: int) -> bytes | None:
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     colour = _colours([p[1] for p in pts])
     for name in sorted(colour):
-        done = [(x, y) for x, s, y, st in pts if s == name and st != "pruned"]
-        cut = [(x, y) for x, s, y, st in pts if s == name and st == "pruned"]
+        done = [(x, y) for x, s, y, st, _ in pts if s == name and st != "pruned"]
+        cut = [(x, y, at) for x, s, y, st, at in pts if s == name and st == "pruned"]
         if done:
             ax.scatter(*zip(*done), color=colour[name], label=name, s=36, zorder=3)
         if cut:
-            ax.scatter(*zip(*cut), color=colour[name], marker="x", s=36, zorder=3,
+            ax.scatter([c[0] for c in cut], [c[1] for c in cut], color=colour[name], marker="x", s=36, zorder=3,
                        label=None if done else name)
-    ax.scatter([], [], color="grey", marker="x", label="pruned (its best before the cut)")
+            for x, y, at in cut:        # where it was cut
+                if at:
+                    ax.annotate(f"@{at}", (x, y), textcoords="offset points", xytext=(4, -8), fontsize=6,
+                                color=colour[name])
+    ax.scatter([], [], color="grey", marker="x", label="pruned @ the iteration of the cut (its best before it)")
     ax.set_xscale("log")
     ax.set_xlabel("base_lr")
     ax.set_ylabel(f"best {metric} in the search run ({search_iters} iterations)")
