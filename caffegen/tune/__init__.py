@@ -7,7 +7,8 @@
 * :mod:`.specs`   the spec of each stage as TOML tables (written into the tune folder);
 * :mod:`.decide`  the decisions, pure: the candidates, the confirm rule, the choice (the replay calls them too);
 * :mod:`.state`   ``tune.json``: the decisions and what each stage spent;
-* :mod:`.report`  the tune's own report: the plan, each stage's decision, the bill, the links;
+* :mod:`.report`  the tune's own report: the answer first, the plan, each stage's decision, the bill, the links;
+* :mod:`.figures` the report's pictures: the trials, the confirm values, the final curves, best so far, the lr;
 * :mod:`.table`   recorded learning curves of a problem (a tabular benchmark, ``bench/tables``);
 * :mod:`.replay`  the tune's own decisions replayed on a table on a virtual clock, and its baselines.
 """
