@@ -12,8 +12,9 @@ from .sweep import _gpus
 
 @click.command()
 @click.argument("net", required=False, metavar="[NET]")
-@click.option("--data", required=True, metavar="FOLDER|TRAIN_LIST,VAL_LIST",
-              help="An image folder (one sub-folder per class; split 8:2 once) or two list files.")
+@click.option("--data", required=True, metavar="FOLDER|TRAIN_LIST,VAL_LIST|TRAIN_LMDB,VAL_LMDB",
+              help="An image folder (one sub-folder per class; split 8:2 once), two list files, or two LMDBs "
+                   "(read as they are by NET's Data layers).")
 @click.option("--weights", default=None, metavar="W.caffemodel", help="Fine-tune NET from these weights.")
 @click.option("--solver", default=None, metavar="SOLVER", help="NET's own solver.prototxt, the base of every run's.")
 @click.option("--budget", default="10%", show_default=True, metavar="10%|2h|90m|40runs",
