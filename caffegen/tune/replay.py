@@ -41,7 +41,8 @@ class Method:
     kind: str = "tune"
     sampler: str = "tpe"
     pruner: str = "noise"
-    chains: bool = False              # the chained schedules (linear, cosine, onecycle) in the space
+    chains: bool = True               # the tune's space (Caffe's seven and the chained linear, cosine, onecycle);
+                                      # False: Caffe's seven only
     seed_sd: str = "prior"            # the noise pruner's seed sd: "prior" (the live tune's), "none", "table"
     candidates: int = CONFIRM_CANDIDATES   # tune: the search's best run again in the confirm stage
     confirm_rounds: int = CONFIRM_ROUNDS   # tune: fresh seeds per candidate
@@ -57,14 +58,12 @@ class Method:
     compute: float | None = None      # search: the compute budget in slot-seconds (None: set to match the tune's)
 
 
-CAFFE_SEVEN = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
-CHAINS = ("linear", "cosine", "onecycle")
-
-METHODS = (
+METHODS = (                  # every search over the tune's space at the tune's compute, but the hand-made ones
     Method("caffegen tune"),
-    Method("tune + chained schedules", chains=True),
+    Method("tune, Caffe's seven only", chains=False),
     Method("tune, pruner without seed noise", seed_sd="none"),
     Method("random search", kind="search", sampler="random", pruner="none"),
+    Method("random search, Caffe's seven", kind="search", sampler="random", pruner="none", chains=False),
     Method("TPE + ASHA", kind="search", sampler="tpe", pruner="asha"),
     Method("TPE + Hyperband", kind="search", sampler="tpe", pruner="hyperband"),
     Method("one-seed grid", kind="grid"),
@@ -101,11 +100,17 @@ class _Speed:
 
 def speed_of(table: CurveTable, slots: int):
     """The :class:`~caffegen.tune.budget.Speed` the live tune would plan with on this problem: the measure probe
-    recorded with the table."""
+    recorded with the table, scaled to the speed its runs went at (a live tune measures its speed on the machine
+    its runs then use; a table recorded beside other work ran slower than its quiet probe, and a plan made from the
+    probe would buy fewer runs in the replay than it buys live)."""
     from .budget import Speed
 
     m = table.meta["speed"]
-    return Speed(m["iter_s"], m["test_s"], m["start_s"], slots, m.get("check_s", 0.0), m.get("figure_s", 0.0))
+    probe = Speed(m["iter_s"], m["test_s"], m["start_s"], slots, m.get("check_s", 0.0), m.get("figure_s", 0.0))
+    full = [c for c in table.curves if c.iters == table.iters]
+    predicted = sum(probe.start_s + c.iters * probe.iter_s + len(c.steps) * probe.test_s for c in full)
+    k = sum(c.wall_s for c in full) / predicted if predicted > 0 else 1.0
+    return Speed(probe.iter_s * k, probe.test_s * k, probe.start_s * k, slots, probe.check_s, probe.figure_s)
 
 
 class _Clock:
@@ -299,9 +304,12 @@ def replay(table: CurveTable, method: Method, seed: int, *, slots: int = 2) -> O
 
 
 def _policies(method: Method, table: CurveTable) -> list[str]:
-    """The schedules the method searches: Caffe's seven (and the chained ones), those the table recorded."""
+    """The schedules the method searches (the tune's space, or Caffe's seven), those the table recorded."""
+    from ..prototxt.schedule import POLICIES
+    from .specs import TUNE_SCHEDULES
+
     have = set(table.policies())
-    return [p for p in list(CAFFE_SEVEN) + (list(CHAINS) if method.chains else []) if p in have]
+    return [p for p in (TUNE_SCHEDULES if method.chains else POLICIES) if p in have]
 
 
 def _outcome(method: Method, seed: int, chosen: Config, table: CurveTable, regret, compute: float, wall: float,
@@ -503,7 +511,9 @@ def _replay_grid(table: CurveTable, method: Method, seed: int, slots: int, role,
     sign = 1.0 if table.maximize else -1.0
     best, compute, anytime = None, 0.0, []
     top = table.lrs()[-1]
-    for policy in [p for p in CAFFE_SEVEN if p in table.policies()]:
+    from ..prototxt.schedule import POLICIES
+
+    for policy in [p for p in POLICIES if p in table.policies()]:
         for lr in (top, top / 10, top / 100):
             config = table.config(lr, policy)
             c = table.curve(*config, role(config, 0))
