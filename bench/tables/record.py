@@ -42,7 +42,6 @@ sys.path.insert(0, str(ROOT))
 from problems import TABLE_PROBLEMS, epochs_iters, problem_lists  # noqa: E402
 
 LRS = [float(f"{10 ** (e / 2):.3g}") for e in range(-8, -2)]      # 1e-4, 3.16e-4, ..., 0.0316: 2.5 decades
-CHAINS_RECORDED = ["linear", "cosine", "onecycle"]
 EPOCHS = 4        # the full length: short runs that still separate the schedules, so a table fits a few hours
 LRFIND_ITERS = 100
 
@@ -60,15 +59,14 @@ def _git(*args: str) -> str:
 
 def specs(name: str, work: Path, seeds: int) -> tuple[dict, dict, dict]:
     """The problem's facts and its two sweep specs (full length, search length) as TOML tables."""
-    from caffegen.prototxt.schedule import POLICIES
-    from caffegen.tune.specs import TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables
+    from caffegen.tune.specs import TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TUNE_SCHEDULES, TuneNet, base_tables
 
     train, val, classes, n_val, n_train = problem_lists(name, work)
     iters = epochs_iters(n_train, EPOCHS)
     search_iters = max(10, iters // 3)      # the tune's default search length
     common = dict(data={"train_list": str(train), "val_list": str(val)}, net=TuneNet(), classes=classes, val_images=n_val,
                   run={"backend": "local", "jobs": 2})
-    grid = {"base_lr": LRS, "lr_policy": list(POLICIES) + CHAINS_RECORDED, "repeats": seeds}
+    grid = {"base_lr": LRS, "lr_policy": list(TUNE_SCHEDULES), "repeats": seeds}
     full = {**base_tables(f"table-{name}-full", iters=iters, passes=TEST_PASSES_FINAL, **common), "grid": grid}
     short = {**base_tables(f"table-{name}-search", iters=search_iters, passes=TEST_PASSES_SEARCH, **common), "grid": grid}
     problem = {"name": name, "classes": classes, "val_images": n_val, "train_images": n_train, "iters": iters,

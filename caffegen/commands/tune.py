@@ -25,15 +25,17 @@ from .sweep import _gpus
 @click.option("--iters", type=click.IntRange(10), default=None, metavar="N",
               help="The full length the winner trains to [default: 6 epochs of the train list].")
 @click.option("--search-iters", type=click.IntRange(10), default=None, metavar="H",
-              help="The length of the search's and the confirm's runs [default: N/3: iterate fast].")
+              help="The length of the search's runs [default: N/3: iterate fast; the confirm stage trains its "
+                   "candidates at the full length].")
 @click.option("--final", type=click.Choice(["retrain", "extend", "none"]), default="retrain", show_default=True,
-              help="The winner at the full length: retrained from scratch, or its search run extended from its "
-                   "snapshot.")
+              help="The winner at the full length, when the confirm stage did not train it there (it does by "
+                   "default): retrained from scratch, or its search run extended from its snapshot.")
 @click.option("--sanity/--no-sanity", default=True, show_default=True,
               help="Check first that the net can overfit a tiny subset (a FAIL stops the tune).")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="The search's sampler seed.")
 @click.option("--policies", default=None, metavar="all|step,poly,...",
-              help="The schedules the search compares [default: all of Caffe's seven].")
+              help="The schedules the search compares: a list, 'all' (Caffe's seven) or 'every' (and every chained one) "
+                   "[default: Caffe's seven, linear, cosine, onecycle].")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=None, help="Parallel CPU runs [default: min(2, cores)].")
 @click.option("--gpus", callback=_gpus, default=None, metavar="0,1", help="Train on these GPUs (CUDA build).")
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="local", show_default=True,
@@ -62,13 +64,15 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sa
                fits runs that grid instead of a search)
       sanity   can the net overfit 2 images per class? FAIL stops, with causes
       lr-find  the LR range test sets the base_lr decades to search
-      search   TPE over base_lr x the schedules; a run is pruned only when it
-               is behind beyond the val set's and the seeds' noise, against
-               runs at the same stage of their schedule
-      confirm  the best 2 different answers run again with a fresh seed
-               (the search's own score is biased up); the best fresh
-               value wins
-      final    the winner retrained to the full length (or extended)
+      search   TPE over base_lr x the schedules (Caffe's seven, linear,
+               cosine, onecycle), runs of a third of the length; a run is
+               pruned only when it is behind beyond the val set's and the
+               seeds' noise, against runs at the same stage of their schedule
+      confirm  the best 4 different answers trained at the full length with
+               a fresh seed (a short run's ranking is biased, its own score
+               biased up); the best full-length value wins
+      final    that run is the final one (--final retrain|extend: when the
+               confirm stage could not run)
       look     evaluated per class; reports; TensorBoard log; the bill
     \b
     NET is your train_val.prototxt (none: the template net at a fast size).
@@ -94,14 +98,14 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sa
           --weights bvlc_reference_caffenet.caffemodel --data ~/data/styles --budget 2h
     """
     from ..prototxt.chains import parse_schedules
-    from ..prototxt.schedule import POLICIES
     from ..sweep.progress import make_display
     from ..tune import TuneOptions
+    from ..tune.specs import TUNE_SCHEDULES
     from ..tune import tune as run_tune
 
     opts = TuneOptions(data=data, net=net, weights=weights, solver=solver, budget=budget, out=out, iters=iters,
                        search_iters=search_iters, final=final, sanity=sanity, seed=seed,
-                       policies=tuple(parse_schedules(policies)) if policies else POLICIES, jobs=jobs,
+                       policies=tuple(parse_schedules(policies)) if policies else TUNE_SCHEDULES, jobs=jobs,
                        gpus=gpus or (), backend=backend, address=address, resize=resize, crop=crop, batch=batch,
                        spec=str(spec_file.expanduser().resolve()) if spec_file else None)
     display = make_display(f"tune -> {out}")

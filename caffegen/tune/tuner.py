@@ -28,14 +28,13 @@ from ..layout import SWEEP_DB, TENSORBOARD, TUNE_LOCK, TUNE_SPECS, default_out
 from ..logs.curves import metric_label
 from ..paths import exclusive
 from ..prototxt.options import variant_name
-from ..prototxt.schedule import POLICIES
 from ..prototxt.usernet import MATCHING_RESIZE
 from ..toolchain import CaffeInstall
 from .budget import (CONFIRM_CANDIDATES, CONFIRM_ROUNDS, DEFAULT_BUDGET, Plan, Speed, confirm_round_fits, duration,
                      parse_budget, search_seconds)
 from .decide import choose, confirm_round
 from .decisions import Confirmed, decision_of
-from .specs import (TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables, confirm_tables,
+from .specs import (TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TUNE_SCHEDULES, TuneNet, base_tables, confirm_tables,
                     in_tune_terms, size_text, spec_tables, test_batch_for)
 from .stages import PIPELINE, Context, StopTune
 from .state import TuneState
@@ -62,7 +61,7 @@ class TuneOptions:
     final: str = "retrain"
     sanity: bool = True
     seed: int = 0                              # the search's sampler seed
-    policies: tuple[str, ...] = POLICIES
+    policies: tuple[str, ...] = TUNE_SCHEDULES
     val_fraction: float = 0.2
     jobs: int | None = None
     gpus: tuple[int, ...] = ()
