@@ -64,3 +64,33 @@ def test_sigterm_stops_an_extension_with_a_snapshot_and_exit_143(tmp_path):
     newest = max(int(m) for m in re.findall(r"_iter_(\d+)\.solverstate", " ".join(
         p.name for p in (run / "snapshots").iterdir())))
     assert newest > 20                                             # it snapshotted where SIGTERM found it
+
+
+def test_a_stop_rule_of_your_own_stops_a_real_run(tmp_path, caffe_install):
+    """The plug-in point: a StopRule defined here, told each whole test pass and the log so far, stops a real
+    caffe (with a snapshot) through the one run path, beside the built-in divergence rule."""
+    from caffegen.run.stops import Decision, Divergence, StopRule
+    from caffegen.run.trainer import Training, follow, local_slot
+    from caffegen.sweep.store import read_sweep
+
+    out, run = finished_sweep(tmp_path, "")
+    solver = run / "solver.prototxt"
+    solver.write_text(re.sub(r"max_iter: \d+", "max_iter: 100000", solver.read_text()))
+    metric = read_sweep(out)[1].metric
+
+    class ThreeTestPasses(StopRule):
+        def __init__(self) -> None:
+            self.passes: list[int] = []
+
+        def on_test(self, iteration, value):
+            self.passes.append(iteration)
+            return Decision("early-stopped", f"{len(self.passes)} test passes are enough",
+                            kill=False) if len(self.passes) == 3 else None
+
+    rule = ThreeTestPasses()
+    executor, slot = local_slot()
+    training = Training(run, caffe_install, executor, slot, metric=metric, stops=[Divergence(), rule], fresh=True)
+    status, reason = follow(training, log=lambda line: None)
+    assert (status, reason) == ("early-stopped", "3 test passes are enough")
+    assert rule.passes == [20, 40, 60]                          # whole passes only, each once (not iteration 0)
+    assert training.follower.iteration < 1000 and list((run / "snapshots").glob("*.solverstate"))

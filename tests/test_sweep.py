@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import pytest
 from caffegen.errors import InputError
 from caffegen.logs import LogFollower
 from caffegen.sweep import expand, parse_spec
-from caffegen.run.policy import StopPolicy, decide
+from caffegen.run.stops import Divergence, EarlyStop, Timeout
 from helpers import write_spec
 from sweep_state import store_rows as rows, wait_for
 
@@ -78,24 +79,26 @@ def _follower(lines: list[str]) -> LogFollower:
     return f
 
 
-def test_stop_policy_on_log_lines():
+def test_stop_rules_on_log_lines():
     pre = "I20261123 10:00:0{} 1 solver.cpp:231] "
-    policy = StopPolicy(metric="accuracy_at_1", diverge_factor=10)
+    diverge = Divergence(factor=10)
     healthy = _follower([pre.format(0) + "Iteration 0, loss = 3.0", pre.format(1) + "Iteration 10, loss = 2.5"])
-    assert decide(healthy, policy, elapsed=1) is None
+    assert diverge.on_log(healthy, elapsed=1) is None
     nan = _follower([pre.format(0) + "Iteration 0, loss = 3.0", pre.format(1) + "Iteration 10, loss = -nan"])
-    d = decide(nan, policy, elapsed=1)
+    d = diverge.on_log(nan, elapsed=1)
     assert d.status == "diverged" and d.kill and "iteration 10" in d.reason
     boom = _follower([pre.format(0) + "Iteration 0, loss = 3.0", pre.format(1) + "Iteration 10, loss = 87.3365"])
-    assert decide(boom, policy, elapsed=1).status == "diverged"
+    assert diverge.on_log(boom, elapsed=1).status == "diverged"
     # read late, in one go: the divergence is still dated to the first line that showed it
     late = _follower([pre.format(0) + "Iteration 0, loss = 1.09861", pre.format(1) + "Iteration 5, loss = 65.5024",
                       pre.format(2) + "Iteration 10, loss = -nan", pre.format(3) + "Iteration 15, loss = -nan"])
-    d = decide(late, policy, elapsed=1)
+    d = diverge.on_log(late, elapsed=1)
     assert d.status == "diverged" and d.reason.endswith("at iteration 5") and "65.5" in d.reason
-    d = decide(late, StopPolicy(metric="accuracy_at_1", diverge_factor=100), elapsed=1)
+    d = Divergence(factor=100).on_log(late, elapsed=1)
     assert d.reason == "loss became nan at iteration 10"
-    slow = decide(healthy, StopPolicy(metric="accuracy_at_1", timeout=50), elapsed=100)
+    assert Divergence(factor=math.inf).on_log(boom, elapsed=1) is None        # a probe's: nan only
+    assert Timeout(50).on_log(healthy, elapsed=40) is None
+    slow = Timeout(50).on_log(healthy, elapsed=100)
     assert slow.status == "timeout" and not slow.kill
 
 
@@ -110,13 +113,13 @@ def test_early_stop_watches_the_metric_in_its_direction():
                       pre.format(k, 397) + f"    Test net output #0: {name} = {v}"]
         return _follower(lines)
 
-    loss = StopPolicy(metric="loss", early_stop=2)
-    assert decide(log([2.0, 1.5, 1.2, 1.0]), loss, elapsed=1) is None
-    d = decide(log([1.0, 1.5, 1.6, 1.7]), loss, elapsed=1)
+    loss = EarlyStop("loss", patience=2)
+    assert loss.on_log(log([2.0, 1.5, 1.2, 1.0]), elapsed=1) is None
+    d = loss.on_log(log([1.0, 1.5, 1.6, 1.7]), elapsed=1)
     assert d is not None and d.status == "early-stopped" and "improved on 1 " in d.reason
-    top1 = StopPolicy(metric="accuracy", early_stop=2)
-    assert decide(log([0.1, 0.2, 0.3], "accuracy"), top1, elapsed=1) is None
-    assert decide(log([0.3, 0.2, 0.1], "accuracy"), top1, elapsed=1).status == "early-stopped"
+    top1 = EarlyStop("accuracy", patience=2)
+    assert top1.on_log(log([0.1, 0.2, 0.3], "accuracy"), elapsed=1) is None
+    assert top1.on_log(log([0.3, 0.2, 0.1], "accuracy"), elapsed=1).status == "early-stopped"
 
 
 # ----------------------------------------------------------------------------- real caffe

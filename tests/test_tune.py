@@ -77,7 +77,7 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "t"
-    args = [net(tmp_path), "--data", folder, *FAST, "--budget", "70s", "--out", out]
+    args = [net(tmp_path), "--data", folder, *FAST, "--policies", "all", "--budget", "70s", "--out", out]
     first = tmp_path / "first.log"      # a file, not a pipe: nothing blocks the tune when nobody reads it
     proc = subprocess.Popen(CAFFEGEN + ["tune", *map(str, args)], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=first.open("w"))
@@ -126,14 +126,17 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     assert verdict["headline"].startswith(f"winner {winner['name']}: ") and "top-1" in verdict["headline"]
     for values in verdict["values"].values():                           # fresh seeds only: never the search's seed 0
         assert "0" not in values and 0 not in values
-    final = store_rows(out / "final")
-    assert list(final) == [winner["name"]] and final[winner["name"]]["last_iter"] == 60
-    for stage in ("search", "final"):                 # every stage's spec is a sweep anyone can rerun
+    # the candidates ran again at the full length with seed 1: the winner's run there is the final one
+    confirm = store_rows(out / "confirm" / "seed1")
+    assert len(confirm) >= 2 and all(r["last_iter"] == 60 for r in confirm.values())
+    assert state["stages"]["final"]["decision"]["how"] == "confirm" and not (out / "final").exists()
+    run = f"{winner['name']}_seed1"
+    for stage in ("search", "confirm-seed1"):        # every stage's spec is a sweep anyone can rerun
         assert "caffegen sweep" in (out / "specs" / f"{stage}.toml").read_text()
     assert (out / "report.html").is_file() and winner["name"] in (out / "report.md").read_text()
-    assert (out / "final" / winner["name"] / "eval" / "summary.json").is_file()
-    assert f"href='{winner['name']}/eval/index.html'" in (out / "final" / "report.html").read_text()  # linked
-    ea = EventAccumulator(str(out / "tensorboard" / "final" / winner["name"])).Reload()
+    assert (out / "confirm" / "seed1" / run / "eval" / "summary.json").is_file()
+    assert f"href='{run}/eval/index.html'" in (out / "confirm" / "seed1" / "report.html").read_text()  # linked
+    ea = EventAccumulator(str(out / "tensorboard" / "confirm" / "seed1" / run)).Reload()
     assert "test/top1" in ea.Tags()["scalars"]
     assert dashboard_trials(out / "search" / "sweep.db") == len(trials)   # optuna-dashboard reads the study
     third = tune(tmp_path, *args)

@@ -9,7 +9,7 @@ import click
 from ..errors import InputError
 from ..layout import default_out
 from ..run.backends import BACKENDS
-from ..run.policy import DIVERGE_FACTOR, STOP_GRACE_S
+from ..run.stops import DIVERGE_FACTOR, STOP_GRACE_S
 
 
 def _gpus(ctx, param, value: str | None):  # noqa: ARG001

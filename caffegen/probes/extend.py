@@ -25,7 +25,7 @@ from ..logs.curves import metric_label
 from ..paths import write_atomic
 from ..prototxt.schedule import learning_rate
 from ..run.folder import read_manifest, write_manifest
-from ..run.policy import StopPolicy
+from ..run.stops import run_stops
 from ..run.status import INTERRUPTED, RUNNING
 from ..run.trainer import Training, follow, local_slot, resume_point
 from ..sweep.chain import RunChain, extended
@@ -112,11 +112,13 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
             solver.max_iter = iters
             write_atomic(path, text_format.MessageToString(solver))
             executor, slot = local_slot(gpus)
-            policy = StopPolicy(metric=settings.metric or record.metric, diverge_factor=settings.diverge_factor,
-                                early_stop=settings.early_stop, timeout=settings.timeout, stop_grace=settings.stop_grace)
-            chain = RunChain(chain_plan[0], run_dir, metric=policy.metric, maximize=record.maximize,
+            metric = settings.metric or record.metric
+            stops = run_stops(metric, diverge_factor=settings.diverge_factor, early_stop=settings.early_stop,
+                              timeout=settings.timeout)
+            chain = RunChain(chain_plan[0], run_dir, metric=metric, maximize=record.maximize,
                              pieces=chain_plan[1]) if chain_plan else None
-            training = Training(run_dir, caffe, executor, slot, policy, resume=state,
+            training = Training(run_dir, caffe, executor, slot, metric=metric, stops=stops,
+                                stop_grace=settings.stop_grace, resume=state,
                                 keep_best=int(record.get("keep_best", settings.keep_best)), top5=record.top5,
                                 attempt=attempts, chain=chain)
             log(f"[extend] {run_dir.name}: from {state.name} (iteration {from_iter}) to max_iter {iters} "
@@ -150,5 +152,5 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
         raise Interrupted(f"extend {run_dir.name}: {reason}; rerun the same command to continue",
                           training.stopped_by or signal.SIGINT)
     log(f"[extend] {run_dir.name}: {status}" + (f": {reason}" if reason else "")
-        + (f"  {metric_label(policy.metric)} {top1:.3f}" if top1 is not None else ""))
+        + (f"  {metric_label(training.metric)} {top1:.3f}" if top1 is not None else ""))
     return Extended(run_dir.name, from_iter, old_max, iters, status, reason, top1)

@@ -27,8 +27,8 @@ from ..errors import InputError
 from ..layout import TRAIN_LOG
 from ..paths import write_atomic
 from ..prototxt.schedule import learning_rate
-from ..run.policy import Decision
-from ..run.status import DONE, FAILED
+from ..run.stops import LossBlowsUp
+from ..run.status import FAILED
 from ..sweep.runs import plan_run
 from ..sweep.spec import SweepSpec, Variant
 from ..toolchain import CaffeInstall
@@ -146,11 +146,7 @@ def lr_find(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, start: float
     run_dir = out_dir / "lr-find"
     log(f"[lr-find] lr {start:g} -> {end:g} over {iters} iterations (exp, gamma {gamma:.6g}); "
         f"log: {run_dir / TRAIN_LOG}")
-    def rule(f) -> Decision | None:
-        return Decision(DONE, "the smoothed loss blew up", kill=True) \
-            if blown_up(smooth([v for _, v in f.loss_history])) else None
-
-    run = train_once(plan, run_dir, caffe, rule=rule, gpus=gpus, name="lr-find", log=log)
+    run = train_once(plan, run_dir, caffe, rule=LossBlowsUp(lambda losses: blown_up(smooth(losses))), gpus=gpus, name="lr-find", log=log)
     losses, logfile = list(run.follower.loss_history), run.log_path
     status, reason = run.outcome
     if status == FAILED:

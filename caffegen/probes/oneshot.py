@@ -8,20 +8,20 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import Interrupted
-from ..run.policy import StopPolicy
 from ..run.status import INTERRUPTED
-from ..run.trainer import Rule, Training, follow, local_slot
+from ..run.stops import Divergence, StopRule
+from ..run.trainer import Training, follow, local_slot
 from ..sweep.runs import RunPlan
 from ..toolchain import CaffeInstall
 
 __all__ = ["train_once"]
 
 
-def train_once(plan: RunPlan, run_dir: Path, caffe: CaffeInstall, *, rule: Rule, gpus: tuple[int, ...] = (),
+def train_once(plan: RunPlan, run_dir: Path, caffe: CaffeInstall, *, rule: StopRule | None, gpus: tuple[int, ...] = (),
                name: str = "run", log: Callable[[str], None] = print, check: bool = True,
                share: int = 1) -> Training:
     """Write ``plan`` into ``run_dir`` (built by pycaffe first unless ``check`` is False: the caller did) and train
-    it until ``rule`` (a :data:`~caffegen.run.trainer.Rule`) stops it or caffe ends. The probe's rule, not the
+    it until ``rule`` (a :class:`~caffegen.run.stops.StopRule`) stops it or caffe ends. The probe's rule, not the
     divergence kill, decides about an exploding loss (an lr range test makes one on purpose); a nan still ends it.
     ``share``: train with the CPU threads one of that many slots gets (what a sweep's run gets). Ctrl-C, SIGTERM or
     SIGHUP: :class:`~caffegen.errors.Interrupted`."""
@@ -29,8 +29,9 @@ def train_once(plan: RunPlan, run_dir: Path, caffe: CaffeInstall, *, rule: Rule,
     for note in written.notes:
         log(f"caffegen: note: {note}")
     executor, slot = local_slot(gpus, share)
-    training = Training(run_dir, caffe, executor, slot, StopPolicy(metric=None, diverge_factor=math.inf), name=name,
-                        weights=plan.user.weights if plan.user is not None else None, rules=[rule], fresh=True)
+    stops = [Divergence(math.inf), *([rule] if rule is not None else [])]     # nan only: the probe decides the rest
+    training = Training(run_dir, caffe, executor, slot, stops=stops, name=name,
+                        weights=plan.user.weights if plan.user is not None else None, fresh=True)
     status, reason = follow(training, log=log, poll_s=0.1)
     if status == INTERRUPTED:
         raise Interrupted(f"{name}: {reason}", training.stopped_by or 2)

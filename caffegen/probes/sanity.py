@@ -29,8 +29,8 @@ from ..errors import InputError
 from ..layout import TRAIN_VAL
 from ..paths import write_atomic
 from ..prototxt.usernet import heads_of
-from ..run.policy import Decision
-from ..run.status import DIVERGED, DONE, FAILED
+from ..run.stops import LossBelow
+from ..run.status import DIVERGED, FAILED
 from ..sweep.runs import plan_run
 from ..sweep.spec import SweepSpec, Variant
 from ..toolchain import CaffeInstall
@@ -219,24 +219,16 @@ def _one(spec: SweepSpec, data: PreparedData, items: list[tuple[str, int]], run_
     if plan.wired is not None:  # your own net: its TRAIN mirror off too
         plan = dataclasses.replace(plan, wired=dataclasses.replace(plan.wired, text=_no_mirror(plan.wired.text)))
     frozen = frozen_classifier(plan.net_text, str(run_dir / TRAIN_VAL))
-    reached: list[int] = []
-    seen = [0]
-
-    def rule(f) -> Decision | None:
-        for it, v in f.loss_history[seen[0]:]:
-            seen[0] += 1
-            if not reached and it >= WINDOW and math.isfinite(v) and v < threshold:
-                reached.append(it)
-        return Decision(DONE, f"train loss below {threshold:.3g}", kill=True) if reached else None
-
+    rule = LossBelow(threshold, after=WINDOW)
     run = train_once(plan, run_dir, caffe, rule=rule, gpus=gpus, name=run_dir.name, log=log)
-    rule(run.follower)     # the lines logged after the last poll: a fast net can finish before the first one
-    losses = [p for p in run.follower.loss_history if not reached or p[0] <= reached[0]]
+    rule.read(run.follower)     # the lines logged after the last poll: a fast net can finish before the first one
+    reached = rule.reached
+    losses = [p for p in run.follower.loss_history if reached is None or p[0] <= reached]
     status, reason = run.outcome
     failed = run.follower.fatal_line or f"exit status {run.rc}" if status == FAILED else None
     blew_up = reason if status == DIVERGED else None
-    result = Sanity(bool(reached) and failed is None and blew_up is None, len(items), data.num_classes, lr, threshold,
-                    iters, reached[0] if reached else None, losses, run_dir=run_dir, failed=failed, blew_up=blew_up)
+    result = Sanity(reached is not None and failed is None and blew_up is None, len(items), data.num_classes, lr,
+                    threshold, iters, reached, losses, run_dir=run_dir, failed=failed, blew_up=blew_up)
     if not result.passed:
         result.causes = causes(losses, lr=lr, classes=data.num_classes, labels={label for _, label in items},
                                frozen=frozen, max_iter=iters, blew_up=blew_up is not None)

@@ -76,7 +76,7 @@ def measure(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, iters: int =
     plan.write(out_dir / "timing", pycaffe_check=True)       # (train_once writes it again: cached, no check)
     check = time.time() - t0
     t0 = time.time()
-    run = train_once(plan, out_dir / "timing", caffe, rule=lambda f: None, gpus=gpus, name="timing", log=log,
+    run = train_once(plan, out_dir / "timing", caffe, rule=None, gpus=gpus, name="timing", log=log,
                      check=False, share=slots)
     wall = time.time() - t0
     status, reason = run.outcome

@@ -2,7 +2,8 @@
 
 * :mod:`.trainer`       the one ``caffe train`` command line and :class:`~.trainer.Training`: launch, follow, stop,
   and how it ended; :func:`~.trainer.follow` and :class:`~.trainer.StopSignals` for a single run;
-* :mod:`.policy`        when to stop a run (divergence, early stop, timeout), pure;
+* :mod:`.stops`         when to stop a run: one :class:`~.stops.StopRule` per rule (divergence, early stop, timeout,
+  the pruner, the probes' loss rules);
 * :mod:`.status`        a run's status names and the mapping from how caffe exited to one;
 * :mod:`.folder`        a run folder on disk: its snapshots and its ``manifest.json``;
 * :mod:`.executor`      where caffe runs: the :class:`~.executor.Executor` protocol and child processes here;

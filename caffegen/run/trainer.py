@@ -1,6 +1,6 @@
 """The one way caffegen runs a caffe: :func:`train_argv` is its only ``caffe train`` command line, and
 :class:`Training` launches it in a run folder (through an :class:`~caffegen.run.executor.Executor`, so it dies with
-the driver), follows its log, applies the stop policy and the caller's own rules, keeps the snapshots worth keeping
+the driver), follows its log, applies its stop rules (:mod:`caffegen.run.stops`), keeps the snapshots worth keeping
 and says how it ended (:func:`caffegen.run.status.ended`). The sweep driver steps many Trainings in its event loop;
 ``extend``, ``lr-find``, ``sanity`` and ``tune`` follow one with :func:`follow`, which honours the same signals as
 the sweep (:class:`StopSignals`).
@@ -19,16 +19,13 @@ from ..logs.follower import LogFollower, LogTail
 from ..toolchain import CaffeInstall
 from .executor import LOST, Executor, Handle, Job, LocalExecutor, Slot
 from .folder import best_snapshot_iters, prune_snapshots, settle_snapshots, snapshot_record, snapshots, usable_snapshot
-from .policy import Decision, StopPolicy, decide
+from .stops import STOP_GRACE_S, Decision, StopRule
 from .status import INTERRUPTED, ended
 
-__all__ = ["train_argv", "Training", "follow", "StopSignals", "resume_point", "disk_full", "local_slot", "Rule",
-           "TestJudge", "PRUNE_EVERY_S"]
+__all__ = ["train_argv", "Training", "follow", "StopSignals", "resume_point", "disk_full", "local_slot",
+           "PRUNE_EVERY_S"]
 
 PRUNE_EVERY_S = 10.0   # while caffe runs, old snapshots are deleted at most this often (the newest two kept)
-
-Rule = Callable[[LogFollower], "Decision | None"]             # a caller's own stop rule (a probe's)
-TestJudge = Callable[[int, float], "Decision | None"]         # told each whole test pass (iteration, metric value)
 
 
 class Chain(Protocol):
@@ -87,22 +84,24 @@ class Training:
     """One ``caffe train`` in ``run_dir``, from launch to outcome. Call :meth:`start`, then :meth:`poll` until it
     returns True; :meth:`stop` asks caffe to snapshot and stop (a user's signal), :meth:`abandon` kills it.
 
+    ``metric``: the ranking metric (the best snapshots, the results, what ``stops`` are told at each whole test
+    pass); ``stops``: the :class:`~caffegen.run.stops.StopRule` list, asked in order; ``stop_grace``: seconds a
+    caffe asked to stop may take to snapshot before it is killed.
     ``resume``: the snapshot to continue from (its log is kept and read: one curve across attempts); without one an
-    old ``train.log`` is kept aside as ``train.log.attemptN`` (``fresh``: removed). ``rules``: the caller's stop rules
-    beside the policy (a probe's); ``judge``: told each whole test pass of ``policy.metric`` (a pruner); ``chain``:
+    old ``train.log`` is kept aside as ``train.log.attemptN`` (``fresh``: removed). ``chain``:
     a schedule Caffe lacks, trained segment after segment in the same log; ``on_launch``: told each caffe started (a
     new pid with every segment: who trains the run now)."""
 
-    def __init__(self, run_dir: Path, caffe: CaffeInstall, executor: Executor, slot: Slot, policy: StopPolicy, *,
-                 name: str | None = None, resume: Path | None = None, weights: str | None = None,
-                 rules: Sequence[Rule] = (), judge: TestJudge | None = None, keep_best: int = 1,
+    def __init__(self, run_dir: Path, caffe: CaffeInstall, executor: Executor, slot: Slot, *,
+                 metric: str | None = None, stops: Sequence[StopRule] = (), stop_grace: float = STOP_GRACE_S,
+                 name: str | None = None, resume: Path | None = None, weights: str | None = None, keep_best: int = 1,
                  top5: str | None = None, attempt: int = 1, fresh: bool = False, chain: Chain | None = None,
                  on_launch: Callable[[Handle], None] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.name = name or self.run_dir.name
-        self.caffe, self.executor, self.slot, self.policy = caffe, executor, slot, policy
+        self.caffe, self.executor, self.slot = caffe, executor, slot
+        self.metric, self.stops, self.stop_grace = metric, tuple(stops), stop_grace
         self.resume, self.weights = resume, weights
-        self.rules, self.judge = tuple(rules), judge
         self.keep_best, self.top5, self.attempt, self.fresh = keep_best, top5, attempt, fresh
         self.chain, self.on_launch = chain, on_launch
         self.segment: Any = None                 # the chain's segment training now
@@ -158,7 +157,7 @@ class Training:
 
     def _tests(self) -> list[tuple[int, float]]:
         """(iteration, value) of each test pass of the ranking metric so far (a plateau decides on them)."""
-        return self.follower.test_history(self.policy.metric) if self.policy.metric else []
+        return self.follower.test_history(self.metric) if self.metric else []
 
     def _next_segment(self) -> bool:
         """A segment of a chain ended cleanly: start the next from its snapshot. False when the run is done."""
@@ -175,32 +174,33 @@ class Training:
         return True
 
     def poll(self) -> bool:
-        """Read what caffe logged, apply the policy, the rules and the judge; True once caffe has exited (then
-        :attr:`outcome` says how it ended and the snapshots are settled)."""
+        """Read what caffe logged, tell the stop rules (each whole test pass, then the log so far); True once caffe
+        has exited (then :attr:`outcome` says how it ended and the snapshots are settled)."""
         if self.rc is not None:
             return True
         t0 = time.perf_counter()
         rc = self.handle.poll()
         self.tail.read()                     # (after the poll: all a caffe that has exited wrote is read)
         f = self.follower
-        if self.judge is not None and self.policy.metric:
+        if self.metric:
             rows = f.test_rows_seen()
             for row in rows[:-1] if rc is None else rows:   # whole test passes (the last may still be filling)
-                it, value = row["NumIters"], row.get(self.policy.metric)
+                it, value = row["NumIters"], row.get(self.metric)
                 if it <= self.reported or value is None:
                     continue
                 self.reported = it
-                if self._free():
-                    verdict = self.judge(it, value)
+                for rule in self.stops:
+                    verdict = rule.on_test(it, value) if self._free() else None
                     if verdict is not None:
                         self._decided(verdict, rc)
         if rc is None and self._free():
-            for rule in (lambda fl: decide(fl, self.policy, elapsed=time.time() - self.started), *self.rules):
-                verdict = rule(f)
+            elapsed = time.time() - self.started
+            for rule in self.stops:
+                verdict = rule.on_log(f, elapsed)
                 if verdict is not None:
                     self._decided(verdict, rc)
                     break
-        if rc is None and self.stop_sent_at is not None and time.time() - self.stop_sent_at > self.policy.stop_grace:
+        if rc is None and self.stop_sent_at is not None and time.time() - self.stop_sent_at > self.stop_grace:
             self.handle.kill()
         if rc is None and time.time() - self._pruned_at > PRUNE_EVERY_S:  # the newest may be being written: keep 2
             prune_snapshots(self.run_dir, keep=2, protect=self.best_snapshots())
@@ -259,7 +259,7 @@ class Training:
     def results(self) -> dict[str, Any]:
         """What the log says of the run: its best and final values of the ranking metric and of top-5, its first and
         final train loss, its last iteration (the store's result columns)."""
-        f, metric, top5 = self.follower, self.policy.metric, self.top5
+        f, metric, top5 = self.follower, self.metric, self.top5
         best1 = f.best_test(metric) if metric else None
         best5 = f.best_test(top5) if top5 else None
         return dict(best_top1=_finite(best1[0]) if best1 else None, best_iter=best1[1] if best1 else None,
@@ -270,12 +270,12 @@ class Training:
 
     def best_snapshots(self) -> list[int]:
         """The snapshot iterations nearest the run's best test values (``keep_best`` of them)."""
-        metric = self.policy.metric
+        metric = self.metric
         tests = self.follower.test_history(metric) if metric else []
         return best_snapshot_iters(tests, [it for it, _ in snapshots(self.run_dir)], self.keep_best, metric or "")
 
     def snapshot_record(self) -> list[dict[str, Any]]:
-        metric = self.policy.metric
+        metric = self.metric
         return snapshot_record(self.run_dir, self.follower.test_history(metric) if metric else [],
                                self.best_snapshots())
 

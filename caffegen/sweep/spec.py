@@ -36,7 +36,7 @@ from ..prototxt.basesolver import OWNED, load_solver, repeated, solver_fields, v
 from ..prototxt.options import NetOptions, SolverOptions, variant_name
 from ..prototxt.usernet import UserNet
 from ..run.backends import BACKENDS
-from ..run.policy import DIVERGE_FACTOR, STOP_GRACE_S
+from ..run.stops import DIVERGE_FACTOR, STOP_GRACE_S
 from .search import SearchSpec, parse_search
 from .values import field_types, typed, typed_proto, typed_table
 from ..prototxt.chains import parse_schedules
