@@ -113,11 +113,11 @@ def test_early_stop_watches_the_metric_in_its_direction():
                       pre.format(k, 397) + f"    Test net output #0: {name} = {v}"]
         return _follower(lines)
 
-    loss = EarlyStop("loss", patience=2)
+    loss = EarlyStop("loss", passes=2)
     assert loss.on_log(log([2.0, 1.5, 1.2, 1.0]), elapsed=1) is None
     d = loss.on_log(log([1.0, 1.5, 1.6, 1.7]), elapsed=1)
     assert d is not None and d.status == "early-stopped" and "improved on 1 " in d.reason
-    top1 = EarlyStop("accuracy", patience=2)
+    top1 = EarlyStop("accuracy", passes=2)
     assert top1.on_log(log([0.1, 0.2, 0.3], "accuracy"), elapsed=1) is None
     assert top1.on_log(log([0.3, 0.2, 0.1], "accuracy"), elapsed=1).status == "early-stopped"
 

@@ -3,7 +3,7 @@ per rule, in the shape of Ray Tune's stoppers. A :class:`~caffegen.run.trainer.T
 
 * :mod:`.base`        the interface, the :class:`~.base.Decision` it returns, ``STOP_GRACE_S``
 * :mod:`.divergence`  nan/inf or an explosion over the first loss (``DIVERGE_FACTOR``)
-* :mod:`.early_stop`  no gain in the ranking metric for ``patience`` test passes
+* :mod:`.early_stop`  no gain in the ranking metric for ``early_stop`` test passes
 * :mod:`.timeout`     a wall-clock limit per attempt
 * :mod:`.prune`       the search's pruner, told each whole test pass
 * :mod:`.loss`        the probes' rules: sanity's loss below a threshold, lr-find's loss blown up
