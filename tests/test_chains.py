@@ -372,3 +372,86 @@ def test_solvers_writes_a_chain_as_segment_solvers_and_a_script_that_caffe_runs_
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
     assert "only `caffegen sweep`" in refused.stderr and not (tmp_path / "p").exists()
+
+
+# ----------------------------------------------------------------------------- a schedule of your own
+
+
+class Halfway:
+    """docs/schedules.md's example, defined here: base_lr for the first half of the run, ``min_lr`` for the rest
+    (two pieces of Caffe's own ``fixed``)."""
+
+    @staticmethod
+    def make():
+        from caffegen.prototxt.chained import Chained, Piece
+
+        class _Halfway(Chained):
+            name = "halfway"
+            params = ("min_lr",)
+            stretched = True
+
+            def defaults(self, max_iter, base_lr):
+                return {"min_lr": base_lr / 10}
+
+            def check(self, name, base_lr, max_iter, p):
+                self.check_min_lr(name, base_lr, p)
+
+            def ideal(self, base_lr, max_iter, p, its):
+                return np.where(its < max_iter // 2, base_lr, p["min_lr"])
+
+            def pieces(self, base_lr, max_iter, p, *, start, tol):
+                half = max_iter // 2
+                return [Piece(max(start, a), b, "fixed", lr, note=note)
+                        for a, b, lr, note in ((0, half, base_lr, "first half"), (half, max_iter, p["min_lr"], "rest"))
+                        if b > start]
+
+            def describe(self):
+                return ("min_lr base_lr/10", "min_lr")
+
+        return _Halfway()
+
+
+def _cli(*argv) -> int:
+    """The CLI in this process (it sees the schedule the test registered)."""
+    from caffegen.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in argv])
+    return exit_.value.code
+
+
+@pytest.mark.caffe
+def test_a_schedule_of_your_own_is_one_class_the_whole_product_knows(tmp_path, capsys):
+    """Registered from here: parsed and checked, written as solver files, drawn by `caffegen schedule`, trained by a
+    real sweep (its lr where the pieces say), warm-up and all; unknown again once unregistered."""
+    from caffegen.prototxt.chained import register, unregister
+
+    register(Halfway.make())
+    try:
+        assert parse_schedules("step,halfway,halfway+warmup") == ["step", "halfway", "halfway+warmup"]
+        assert "halfway" in parse_schedules("every")
+        with pytest.raises(InputError, match="min_lr 0.02 must be >= 0 and below base_lr 0.01"):
+            SolverOptions(base_lr=0.01, lr_policy="halfway", max_iter=100, min_lr=0.02).check()
+        # render: the solver files of the chain (two fixed segments and the script)
+        assert _cli("solvers", "--lr", "0.01", "--policy", "halfway", "--max-iter", "40", "--out",
+                    tmp_path / "solvers") == 0
+        segs = sorted((tmp_path / "solvers").glob("lr0.01_halfway.seg*.prototxt"))
+        assert len(segs) == 2 and 'lr_policy: "fixed"' in segs[1].read_text()
+        assert "base_lr: 0.001" in segs[1].read_text() and (tmp_path / "solvers" / "lr0.01_halfway.sh").is_file()
+        # draw: its ideal curve and the lr along its segments
+        png = tmp_path / "lr.png"
+        assert _cli("schedule", "--lr", "0.01", "--policy", "step,halfway", "--max-iter", "100", "--out", png) == 0
+        assert png.stat().st_size > 10_000 and "halfway (min_lr 0.001)" in capsys.readouterr().out
+        # sweep: a real caffe trains it, segment after segment
+        spec = write_spec(tmp_path, name="half", max_iter=20, test_interval=10, display=1,
+                          policies='["halfway"]')
+        assert _cli("sweep", spec, "--out", tmp_path / "half", "--no-report") == 0
+        row = store_rows(tmp_path / "half")["lr0.01_halfway"]
+        assert row["status"] == "done" and row["last_iter"] == 20
+        log = (tmp_path / "half" / "lr0.01_halfway" / "train.log").read_text()
+        lrs = {int(it): float(lr) for it, lr in re.findall(r"Iteration (\d+), lr = ([0-9.e-]+)", log)}
+        assert lrs[5] == pytest.approx(0.01) and lrs[15] == pytest.approx(0.001)
+    finally:
+        unregister("halfway")
+    with pytest.raises(InputError, match="lr_policy"):
+        parse_schedules("halfway")

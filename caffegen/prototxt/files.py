@@ -23,7 +23,7 @@ from ..paths import write_atomic
 from ..checks import as_float
 from .options import NetOptions, SolverOptions, coverage_note, test_iter_for, variant_name
 from .basesolver import load_solver, merge, variant_solver
-from .chains import Piece, base_of, chained
+from .chains import Piece, base_of, chained, planned
 from .render import render_deploy, render_net, render_solver
 from .schedule import resolve_policy
 from .deploy import deploy_text
@@ -139,9 +139,9 @@ CAFFE="${{CAFFE:-caffe}}"
 def _chain_set_files(name: str, opts: SolverOptions, text: str, prefix: str) -> tuple[dict[str, str], int]:
     """The files of one chained variant of a solver set: ``<name>.segNN.prototxt`` per segment and ``<name>.sh``
     that runs them in turn (plateau, decided on the test metric as it trains, needs the driver: refused)."""
-    if base_of(opts.lr_policy)[0] == "plateau":
-        raise InputError(f"{name}: plateau decides its drops on the test metric as the run goes; only `caffegen "
-                         "sweep` (or tune) can run it, not a solver file")
+    if not planned(opts.lr_policy):
+        raise InputError(f"{name}: {base_of(opts.lr_policy)[0]} decides its drops on the test metric as the run "
+                         "goes; only `caffegen sweep` (or tune) can run it, not a solver file")
     pieces = opts.pieces()
     files, lines = {}, []
     for k, piece in enumerate(pieces):

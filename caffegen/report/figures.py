@@ -16,7 +16,7 @@ import numpy as np
 from ..layout import study_storage
 from ..logs.curves import Curves
 from ..plotting import ema, png_bytes, pyplot, save_png
-from ..prototxt.chains import SCHEDULES
+from ..prototxt.chains import every_schedule, planned
 from ..run.status import DONE
 from .diagnose import metric_roles
 
@@ -141,7 +141,7 @@ def curves_figure(runs: list[RunReport], what: str = "top1", x: str = "NumIters"
             ax.plot([a for a, _ in ser], ys, "-" if what == "loss" else ".-", color=colours.get(key), ms=3,
                     lw=0.8 if repeat else 1.6, alpha=0.6 if repeat else 1.0, label=label)
             if what == "top1" and x == "NumIters" and not repeat:
-                _lr_shape(ax, curves, colours.get(key), dropped=str(policy) == "plateau")
+                _lr_shape(ax, curves, colours.get(key), dropped=policy is not None and not planned(str(policy)))
         ax.set_title(policy or ("test top-1" if what == "top1" else "train loss"), fontsize=9)
         ax.grid(alpha=0.3)
         if what == "loss":
@@ -184,7 +184,8 @@ def _lr_shape(ax, curves: Curves, colour: Any, dropped: bool) -> None:
 def _policies(items) -> list[Any]:
     """The lr_policy values present, Caffe's seven then the chained schedules, any other (+warmup) after, sorted."""
     present = {str(x.axes["lr_policy"]) for x in items if "lr_policy" in x.axes}
-    return [p for p in SCHEDULES if p in present] + sorted(present - set(SCHEDULES))
+    order = every_schedule()
+    return [p for p in order if p in present] + sorted(present - set(order))
 
 
 def lr_figure(variants: list[VariantReport], metric: str = "top-1") -> bytes | None:

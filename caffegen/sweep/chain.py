@@ -30,10 +30,12 @@ from typing import Any, Sequence
 from ..errors import InputError
 from ..layout import SOLVER, TRAIN_VAL
 from ..paths import sha256_file, write_atomic
-from ..prototxt.chains import TOLERANCE, Piece, _polyline, base_of, chain_lr, line, plateau_next
+from ..prototxt.chained import REGISTRY
+from ..prototxt.chained.pieces import polyline
+from ..prototxt.chains import TOLERANCE, Piece, base_of, chain_lr, line, planned
 from ..prototxt.options import SolverOptions
 
-__all__ = ["Segment", "RunChain", "stream", "extended", "SEGMENTS", "PREFETCH_MARGIN", "STRETCHED"]
+__all__ = ["Segment", "RunChain", "stream", "extended", "SEGMENTS", "PREFETCH_MARGIN"]
 
 SEGMENTS = "segments"
 PREFETCH_MARGIN = 6      # batches beyond a segment's need in its list (Caffe prefetches 4 ahead; the rest unread)
@@ -82,7 +84,7 @@ class RunChain:
         self.metric, self.maximize = metric, maximize
         self.name = self.opts.lr_policy
         self.base, _ = base_of(self.name)
-        self.static = pieces if pieces is not None else None if self.base == "plateau" else self.opts.pieces()
+        self.static = pieces if pieces is not None else self.opts.pieces() if planned(self.name) else None
         self.test_interval = self.opts.test_interval or max(1, self.opts.max_iter // 20)
         self.folder = self.run_dir / SEGMENTS
 
@@ -95,8 +97,8 @@ class RunChain:
         params = self.opts.policy_params()
         if self.name.endswith("+warmup") and at < params["warmup_iter"]:
             return self.opts.pieces()[0]
-        return plateau_next(self.opts.base_lr, params, tests, self.maximize, at=at, max_iter=self.opts.max_iter,
-                            test_interval=self.test_interval)
+        return REGISTRY[self.base].next_piece(self.opts.base_lr, params, tests, self.maximize, at=at,
+                                              max_iter=self.opts.max_iter, test_interval=self.test_interval)
 
     def start(self, at: int, tests: Sequence[tuple[int, float]] = ()) -> Segment:
         """The segment that trains from iteration ``at`` (0, or the snapshot a run resumes from), its files
@@ -208,18 +210,15 @@ def rotated_lmdb(run_dir: Path, source: str, consumed: int) -> Path:
     return dst.resolve()
 
 
-STRETCHED = ("linear", "cosine", "onecycle")   # defined by the run's length: an extension stretches what is left
-
-
 def extended(opts: SolverOptions, at: int, new_max: int) -> tuple[SolverOptions, list[Piece] | None, str]:
     """What extending a chained run from iteration ``at`` to ``new_max`` means, done: (its new options, the pieces
     to follow from ``at`` (None: the schedule's own), the sentence that says so).
 
-    * ``linear``, ``cosine``, ``onecycle`` are defined by the run's length: the part not yet trained is stretched to
-      the new end (the lr goes on from where it is and reaches the same end value at the new max_iter; a cosine
-      keeps its shape over the longer rest);
-    * ``sgdr``, ``triangular`` and ``plateau`` are not: their cycles go on (more restarts, more cycles) and a
-      plateau keeps deciding, with their parameters as they were resolved;
+    * a schedule defined by the run's length (``stretched``: linear, cosine, onecycle): the part not yet trained is
+      stretched to the new end (the lr goes on from where it is and reaches the same end value at the new max_iter;
+      a cosine keeps its shape over the longer rest);
+    * the others (sgdr, triangular, plateau) go on as their ``extends`` says: their cycles go on (more restarts,
+      more cycles) and a plateau keeps deciding, with their parameters as they were resolved;
     * after a warm-up, Caffe's own policies keep their parameters as written (as ``caffegen extend`` does for them).
     """
     import dataclasses
@@ -227,10 +226,10 @@ def extended(opts: SolverOptions, at: int, new_max: int) -> tuple[SolverOptions,
     frozen = {k: (tuple(v) if isinstance(v, list) else v) for k, v in opts.policy_params().items()}
     new = dataclasses.replace(opts, max_iter=new_max, **frozen)
     base, _ = base_of(opts.lr_policy)
-    if base not in STRETCHED:
+    schedule = REGISTRY.get(base)      # (None: one of Caffe's own, after a warm-up)
+    if schedule is None or not schedule.stretched:
         kept = ", ".join(f"{k} {v:g}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in frozen.items())
-        how = ("its cycles go on" if base in ("sgdr", "triangular") else "it keeps deciding" if base == "plateau"
-               else "the schedule continues as it was defined")
+        how = schedule.extends if schedule is not None else "the schedule continues as it was defined"
         return new, None, f"{opts.lr_policy}: its parameters are kept as resolved ({kept}); {how} to {new_max}"
     old = opts.pieces()
     k = (new_max - at) / max(1, opts.max_iter - at)
@@ -248,7 +247,7 @@ def extended(opts: SolverOptions, at: int, new_max: int) -> tuple[SolverOptions,
         else:   # a curved piece: a polyline of it, stretched
             f = (lambda q: (lambda its: chain_lr([q], np.clip(np.round(at + (its - at) / k), q.start, q.end - 1)
                                                  .astype(int))))(p)
-            out += _polyline(f, s0, s1, TOLERANCE * opts.base_lr, f"{p.note}, stretched")
+            out += polyline(f, s0, s1, TOLERANCE * opts.base_lr, f"{p.note}, stretched")
     if not out:      # a run that had finished its schedule: it goes on at its final lr
         final = float(chain_lr(old, [opts.max_iter - 1])[0])
         return new, [Piece(at, new_max, "fixed", final, note="the schedule's end, held")], (
