@@ -10,7 +10,8 @@ real command runs on the problem's own lists at the table's length, with the rep
 and its winner (base_lr, schedule) is read from ``tune.json``; its truth and regret come from the table (the nearest
 table base_lr, as the replay reads a rate), and its percentile in the replay's regret distribution for
 ``caffegen tune`` on that problem (bench/tune/results.json) says whether it falls inside it. Its compute (the
-bill, everything counted) is compared with the replay's too. Writes bench/tune/live.json and prints a table.
+bill, everything counted) is compared with the replay's too. Writes its problem's entry of
+bench/tune/live.json (the others kept) and prints a table.
 """
 from __future__ import annotations
 
@@ -99,9 +100,13 @@ def main() -> None:
         print(f"seed {s}: {r['winner']} -> table lr{r['config'][0]:g}_{r['config'][1]}, truth {r['truth']:.4f}, "
               f"regret {r['regret']:.4f} (replay percentile {r['percentile']:.0f}), compute {r['compute_s']:.0f} s "
               f"({100 * r['of_grid_plan']:.1f}% of the plan's repeated grid)", flush=True)
-    out = {"date": dt.date.today().isoformat(), "problem": args.problem, "budget": budget,
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    out = {"date": dt.date.today().isoformat(), "commit": commit, "problem": args.problem, "budget": budget,
            "load": os.getloadavg(), "replay_regrets": replayed, "live": lives}
-    (Path(__file__).parent / "live.json").write_text(json.dumps(out, indent=2))
+    path = Path(__file__).parent / "live.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    problems = old.get("problems", {} if "problem" not in old else {old["problem"]: old})   # (one problem, before)
+    path.write_text(json.dumps({"problems": {**problems, args.problem: out}}, indent=2))
 
 
 if __name__ == "__main__":

@@ -75,7 +75,10 @@ def grid_facts(table: CurveTable) -> dict:
             "seed_sd_df": noise.df, "best_minus_median_sd": (best - median) / sd, "separated": (best - median) > 1.96 * se,
             "could_be_best": sum(b >= 0 for b in bounds.values()), "table_compute_s": table.compute_of(),
             "compute_s": repeated_grid_compute(table, METHODS[0]),
-            "short_horizon_spearman": short_horizon(table)}
+            "short_horizon_spearman": short_horizon(table),
+            # a truth is a mean of len(seeds) seeds: the table resolves two configurations' truths to about this
+            # many seed sd (the standard error of their difference); regrets below it are ties the table cannot order
+            "truth_resolution_sd": math.sqrt(2 / len(table.seeds()))}
 
 
 def random_pick(table: CurveTable, sd: float) -> dict:
@@ -212,7 +215,8 @@ def print_problem(name: str, r: dict) -> None:
           f"({g['best_minus_median_sd']:.1f} seed sd; separated: {g['separated']}); seed sd {g['seed_sd']:.4f} "
           f"(the better half's; blocked over all {g['blocked_sd']:.4f}, {g['seed_sd_df']} df); {g['could_be_best']} "
           f"could be the best (MCB on the blocked sd); search vs full rank correlation "
-          f"{g['short_horizon_spearman']:.2f}; random pick: median regret {r['random_pick']['median_regret']:.4f}, "
+          f"{g['short_horizon_spearman']:.2f}; the table resolves truths to {g['truth_resolution_sd']:.2f} seed sd; "
+          f"random pick: median regret {r['random_pick']['median_regret']:.4f}, "
           f"P(<= 1 sd) {r['random_pick']['p_within_sd']:.2f}")
     print("| method | median regret (sd) | p90 regret | P(regret <= 1 sd) | compute (median, max) | trials (pruned) |")
     print("|---|---|---|---|---|---|")
@@ -257,8 +261,15 @@ def main() -> None:
             sys.exit(2)
         print_problem(n, results["problems"][n])
     results["load_after"] = os.getloadavg()
-    name = "levers.json" if args.levers else "results.json"
-    (Path(__file__).parent / name).write_text(json.dumps(results, indent=2, default=str))
+    path = Path(__file__).parent / ("levers.json" if args.levers else "results.json")
+    for n in names:           # each problem says which commit, date and load it was replayed at
+        results["problems"][n]["replayed"] = {k: results[k] for k in ("date", "commit", "seeds", "load_before",
+                                                                      "load_after")}
+    if path.exists():         # the problems not replayed this time are kept
+        old = json.loads(path.read_text())
+        results["problems"] = {**{k: v for k, v in old.get("problems", {}).items() if k not in names},
+                               **results["problems"]}
+    path.write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":
