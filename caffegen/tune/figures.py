@@ -60,8 +60,9 @@ def trials_figure(rows: list, metric: str, search_iters: int) -> bytes | None:
 
 
 def confirm_figure(candidates: list[dict[str, Any]], values: dict[str, dict[Any, float]], metric: str,
-                   iters: int) -> bytes | None:
-    """Each candidate's fresh-seed values (dots, their mean a bar) beside its search score (a hollow diamond)."""
+                   iters: int, search_iters: int | None = None) -> bytes | None:
+    """Each candidate's fresh-seed values (dots, their mean a bar: runs of ``iters``) beside its search score (a
+    hollow diamond: a run of ``search_iters``, the same length when None)."""
     names = [c["name"] for c in candidates if values.get(c["name"])]
     if not names:
         return None
@@ -71,14 +72,15 @@ def confirm_figure(candidates: list[dict[str, Any]], values: dict[str, dict[Any,
     for i, name in enumerate(names):
         fresh = [float(v) for v in values[name].values()]
         ax.scatter(fresh, [i] * len(fresh), color="tab:blue", s=40, zorder=3,
-                   label="fresh seeds" if i == 0 else None)
+                   label=f"fresh seeds, {iters} iterations" if i == 0 else None)
         ax.plot([sum(fresh) / len(fresh)] * 2, [i - 0.25, i + 0.25], color="tab:blue", lw=2)
         if by_name[name].get("value") is not None:
             ax.scatter([by_name[name]["value"]], [i], facecolors="none", edgecolors="tab:orange", marker="D", s=46,
-                       zorder=3, label="its search run (chosen for scoring high)" if i == 0 else None)
+                       zorder=3, label=f"its search run, {search_iters or iters} iterations (chosen for scoring "
+                                       "high)" if i == 0 else None)
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(-0.7, len(names) - 0.3)
-    ax.set_xlabel(f"best {metric} of runs of {iters} iterations")
+    ax.set_xlabel(f"best {metric} of a run")
     ax.set_title("the confirm stage: the candidates again, with fresh seeds")
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="best")

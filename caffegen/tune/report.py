@@ -197,7 +197,7 @@ def _figures(folder: Path, state: TuneState) -> list[tuple[str, str]]:
                    lambda: figures.trials_figure(rows, metric, plan.get("search_iters", 0))),
         "confirm": ("the candidates' fresh-seed values beside their search scores",
                     lambda: figures.confirm_figure(cands, confirm["values"], metric, plan.get(
-                        "iters" if plan.get("confirm_full") else "search_iters", 0))
+                        "iters" if plan.get("confirm_full") else "search_iters", 0), plan.get("search_iters"))
                     if confirm and plan.get("mode") != "grid" else None),
         "final": ("the winner at the full length beside its search-length run",
                   lambda: figures.final_figure(run / TRAIN_LOG, search_run / TRAIN_LOG if search_run and
