@@ -193,7 +193,7 @@ def test_the_plan_counts_what_the_measure_stage_spent_and_names_the_budget_that_
     assert measured.search_seconds < fresh.search_seconds               # the minute measured is the search's less
     assert measured.total_s <= 240.0 * 1.1
     assert make_plan(parse_budget("10m"), speed, **kw).trials == 35    # never more trials than the grid's points
-    with pytest.raises(InputError, match=r"too small .* give at least 1m58s \(--budget 7runs\)") as err:
+    with pytest.raises(InputError, match=r"too small .* give at least 1m57s \(--budget 7runs\)") as err:
         make_plan(parse_budget("60s"), speed, spent=5.0, **kw)
     assert "\n" not in str(err.value)
 

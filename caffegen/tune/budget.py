@@ -186,7 +186,7 @@ class Plan:
 
 def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, test_interval: int,
               search_test_interval: int, policies: int, sanity_iters: int, lrfind_iters: int, final: str,
-              skip_sanity: bool = False, spent: float = 0.0, confirm_full: bool = False,
+              skip_sanity: bool = False, spent: float = 0.0, confirm_full: bool = CONFIRM_FULL,
               candidates: int = CONFIRM_CANDIDATES, rounds: int = CONFIRM_ROUNDS) -> Plan:
     """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run);
     then the confirm stage (``candidates`` x ``rounds`` runs of ``search_iters``); the search gets
