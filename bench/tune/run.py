@@ -262,13 +262,13 @@ def main() -> None:
         print_problem(n, results["problems"][n])
     results["load_after"] = os.getloadavg()
     path = Path(__file__).parent / ("levers.json" if args.levers else "results.json")
-    for n in names:           # each problem says which commit, date and load it was replayed at
-        results["problems"][n]["replayed"] = {k: results[k] for k in ("date", "commit", "seeds", "load_before",
-                                                                      "load_after")}
-    if path.exists():         # the problems not replayed this time are kept
+    # each problem says which commit, date and load it was replayed at; the problems not replayed this time are kept
+    results["replayed"] = {n: {k: results[k] for k in ("date", "commit", "seeds", "load_before", "load_after")}
+                           for n in names}
+    if path.exists():
         old = json.loads(path.read_text())
-        results["problems"] = {**{k: v for k, v in old.get("problems", {}).items() if k not in names},
-                               **results["problems"]}
+        for key in ("problems", "replayed"):
+            results[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in names}, **results[key]}
     path.write_text(json.dumps(results, indent=2, default=str))
 
 

@@ -28,9 +28,9 @@ DEFAULT_BUDGET = "10%"      # of the repeated grid's compute, everything counted
 DISTINCT_CANDIDATES = True  # the confirm compares different answers: near rates of one schedule count as one (replay)
 CONFIRM_FULL = True         # the rounds at the full length (the winner's runs then are the final ones); chosen by
                             # bench/tune's replay
-SEARCH_FIRST_RUNG = 1 / 3   # the search's pruner judges a run from a third of its length on (a ninth in, the seed
-                            # noise of a curve is 3-5x its final one and the cuts removed the best configurations;
-                            # with 4 full-length candidates behind it, a third beat half on every bench problem)
+SEARCH_FIRST_RUNG = 1 / 3   # the search's pruner judges a run from a third of its length on (a ninth in, with the
+                            # short confirm of before, the cuts removed the best configurations; with 4 full-length
+                            # candidates behind the search, a ninth, a third and half score alike: bench/tune levers)
 SEARCH_TRIALS_MIN = 6       # a search of fewer trials is refused: too few to model anything
 SEARCH_TRIALS_MAX = 200
 GRID_LRS = 5                # the repeated grid a tune is measured against: base_lr a half-decade apart over the
