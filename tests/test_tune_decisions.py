@@ -213,8 +213,9 @@ def test_a_confirm_at_the_full_length_needs_no_final_run():
     speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
     kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
               lrfind_iters=100, final="retrain")
-    short = make_plan(parse_budget("15runs"), speed, **kw)
+    short = make_plan(parse_budget("15runs"), speed, confirm_full=False, **kw)
     full = make_plan(parse_budget("15runs"), speed, confirm_full=True, **kw)
+    assert make_plan(parse_budget("15runs"), speed, **kw).confirm_full          # the shipped design
     assert "final" in [s.name for s in short.stages] and "final" not in [s.name for s in full.stages]
     confirm = {s.name: s for s in full.stages}["confirm"]
     assert "at the full length (600 iterations" in confirm.what

@@ -3,7 +3,8 @@
 * :mod:`.options`     NetOptions / SolverOptions (every knob, its default and help), variant names;
 * :mod:`.schedule`    Caffe's lr policies in Python (the math of ``SGDSolver::GetLearningRate``) and their defaults;
 * :mod:`.policies`    Caffe's seven lr policies as plug-ins (a module each, a registry) that :mod:`.schedule` reads;
-* :mod:`.chains`      the schedules Caffe lacks, as chains of pieces of its own policies (pure), read from
+* :mod:`.chains`      the schedules Caffe lacks, as chains of pieces of its own policies (pure): what every caller
+  uses, read from :mod:`.chained`;
 * :mod:`.chained`     the schedules Caffe lacks as plug-ins (a module each, a registry);
 * :mod:`.render`      the Jinja templates (``templates/``) -> text, pure;
 * :mod:`.text`        strings escaped for prototxt;

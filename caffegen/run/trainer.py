@@ -116,7 +116,7 @@ class Training:
         self.abandoned: str | None = None
         self.stop_sent_at: float | None = None
         self.rc: int | None = None
-        self.reported = 0                      # the last test pass told to the judge
+        self.reported = 0                      # the last whole test pass told to the stop rules
         self.overhead_s = 0.0                  # time spent reading the log and deciding (orchestration, not caffe)
         self.disk_note: str | None = None      # "the disk holding ... is full", when it was as caffe failed
         self._pruned_at = 0.0

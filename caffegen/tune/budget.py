@@ -188,12 +188,12 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
               search_test_interval: int, policies: int, sanity_iters: int, lrfind_iters: int, final: str,
               skip_sanity: bool = False, spent: float = 0.0, confirm_full: bool = CONFIRM_FULL,
               candidates: int = CONFIRM_CANDIDATES, rounds: int = CONFIRM_ROUNDS) -> Plan:
-    """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run);
-    then the confirm stage (``candidates`` x ``rounds`` runs of ``search_iters``); the search gets
-    the rest, as a compute budget for its study and a number of trials (unpruned: a pruned trial only gives time
-    back). ``spent``: what the budget already paid (the measure stage). ``confirm_full``: the confirm stage's fresh
-    seeds run at the full length, so the winner needs no final run. A budget too small for sanity, lr-find, a
-    minimal search and the final run is refused (one line)."""
+    """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run when
+    the confirm stage does not train at the full length); then the confirm stage (``candidates`` x ``rounds`` runs:
+    of the full length with ``confirm_full``, the default, so the winner needs no final run; else of
+    ``search_iters``); the search gets the rest, as a compute budget for its study and a number of trials
+    (unpruned: a pruned trial only gives time back). ``spent``: what the budget already paid (the measure stage). A
+    budget too small for sanity, lr-find, a minimal search and one full-length run is refused (one line)."""
     full = speed.run_s(iters, test_interval)
     short = speed.run_s(search_iters, search_test_interval)
     sanity = 0.0 if skip_sanity else speed.start_s + sanity_iters * speed.iter_s

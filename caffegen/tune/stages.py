@@ -47,7 +47,7 @@ class Context:
     net: TuneNet
     iters: int
     search_iters: int
-    short: dict[str, Any]           # the search's and confirm's tables (search length)
+    short: dict[str, Any]           # the search's tables (search length; the confirm's too when not at the full)
     full: dict[str, Any]            # the final's tables (full length)
     probe_spec: Any                 # the measure, sanity and lr-find probes' spec
     sanity: bool = True

@@ -57,7 +57,7 @@ class TuneOptions:
     budget: str = DEFAULT_BUDGET
     out: Path = default_out("tune")
     iters: int | None = None                   # the full length [default: 6 epochs]
-    search_iters: int | None = None            # the search's and confirm's length [default: iters / 3]
+    search_iters: int | None = None            # the search's length [default: iters / 3]
     final: str = "retrain"
     sanity: bool = True
     seed: int = 0                              # the search's sampler seed
