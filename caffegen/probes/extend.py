@@ -25,12 +25,11 @@ from ..logs.curves import metric_label
 from ..paths import write_atomic
 from ..prototxt.schedule import learning_rate
 from ..run.folder import read_manifest, write_manifest
-from ..run.stops import run_stops
 from ..run.status import INTERRUPTED, RUNNING
 from ..run.trainer import Training, follow, local_slot, resume_point
 from ..sweep.chain import RunChain, extended
 from ..sweep.spec import RunSettings
-from ..sweep.store import open_store, read_sweep, sweep_lock
+from ..sweep.store import Store, open_store, read_sweep, sweep_lock
 from ..toolchain import CaffeInstall
 
 __all__ = ["extend_run", "Extended", "policy_note"]
@@ -70,6 +69,22 @@ def _solver_options(run_dir: Path):
         return SolverOptions(**values)
     except (InputError, TypeError):
         return None
+
+
+def _record_end(store: Store, training: Training, chain: RunChain | None, status: str, reason: str | None) -> dict:
+    """How the extension ended, into the sweep's store and the run's manifest; the run's results."""
+    run_dir = training.run_dir
+    results = training.results()
+    store.update(run_dir.name, status=status, reason=reason, pid=None, pid_start=None,
+                 ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **results)
+    manifest = read_manifest(run_dir)
+    manifest.update(status=status, reason=reason, pid=None, pid_start=None,
+                    result={k: results[k] for k in ("best_top1", "best_top5", "best_iter", "final_top1",
+                                                    "final_top5", "final_loss", "last_iter")},
+                    snapshots=training.snapshot_record(), **({"segments": chain.segments()} if chain else {}))
+    manifest["extensions"][-1]["status"] = status
+    write_manifest(run_dir, manifest)
+    return results
 
 
 def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[[str], None] = print,
@@ -113,11 +128,9 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
             write_atomic(path, text_format.MessageToString(solver))
             executor, slot = local_slot(gpus)
             metric = settings.metric or record.metric
-            stops = run_stops(metric, diverge_factor=settings.diverge_factor, early_stop=settings.early_stop,
-                              timeout=settings.timeout)
             chain = RunChain(chain_plan[0], run_dir, metric=metric, maximize=record.maximize,
                              pieces=chain_plan[1]) if chain_plan else None
-            training = Training(run_dir, caffe, executor, slot, metric=metric, stops=stops,
+            training = Training(run_dir, caffe, executor, slot, metric=metric, stops=settings.stops(metric),
                                 stop_grace=settings.stop_grace, resume=state,
                                 keep_best=int(record.get("keep_best", settings.keep_best)), top5=record.top5,
                                 attempt=attempts, chain=chain)
@@ -134,17 +147,7 @@ def extend_run(run_dir: Path, iters: int, caffe: CaffeInstall, *, log: Callable[
             store.update(run_dir.name, status=RUNNING, max_iter=iters, pid=training.handle.pid,
                          pid_start=training.handle.started, attempts=attempts, reason=None)
             status, reason = follow(training, log=log)
-            results = training.results()
-            store.update(run_dir.name, status=status, reason=reason, pid=None, pid_start=None,
-                         ended_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **results)
-            manifest = read_manifest(run_dir)
-            manifest.update(status=status, reason=reason, pid=None, pid_start=None,
-                            result={k: results[k] for k in ("best_top1", "best_top5", "best_iter", "final_top1",
-                                                            "final_top5", "final_loss", "last_iter")},
-                            snapshots=training.snapshot_record(),
-                            **({"segments": chain.segments()} if chain else {}))
-            manifest["extensions"][-1]["status"] = status
-            write_manifest(run_dir, manifest)
+            results = _record_end(store, training, chain, status, reason)
         finally:
             store.close()
     top1 = results["best_top1"]

@@ -26,7 +26,7 @@ from ..paths import sha256_file
 from ..run.backends import make_executor
 from ..run.executor import Executor, Slot
 from ..run.folder import read_manifest, write_manifest
-from ..run.stops import Decision, StopRule, run_stops
+from ..run.stops import Decision
 from ..run.processes import launch_prefix
 from ..run.status import FAILED, FINAL, INTERRUPTED, PENDING, PRUNED, RUNNING
 from ..run.trainer import StopSignals, Training, resume_point
@@ -242,7 +242,8 @@ class Driver:
                 manifest.update(pid=handle.pid, pid_start=handle.started, segments=chain.segments())
                 write_manifest(run_dir, manifest)
 
-        training = Training(run_dir, self.caffe, self.executor, slot, metric=self.metric, stops=self._stops(v.name),
+        stops = self.run.stops(self.metric, judge=lambda it, value: self._judge(v.name, it, value))
+        training = Training(run_dir, self.caffe, self.executor, slot, metric=self.metric, stops=stops,
                             stop_grace=self.run.stop_grace, name=v.name, resume=resume, weights=weights,
                             keep_best=self.run.keep_best, top5=self.top5, attempt=attempts, chain=chain,
                             on_launch=launched)
@@ -276,12 +277,6 @@ class Driver:
                      pid_start=training.handle.started, attempts=attempts)
         self.log(f"[sweep] started {v.name}" + (f" (resumed from {resume.name})" if resume else ""))
         return Active(plan, slot, training, tested=len(training.follower.test_rows_seen()))
-
-    def _stops(self, name: str) -> list[StopRule]:
-        """A run's stop rules from the sweep's [run] settings, its pruner told each whole test pass."""
-        r = self.run
-        return run_stops(self.metric, diverge_factor=r.diverge_factor, early_stop=r.early_stop, timeout=r.timeout,
-                         judge=lambda it, value: self._judge(name, it, value))
 
     def _judge(self, name: str, it: int, value: float) -> Decision | None:
         """A whole test pass of a run, told to the run source: a pruner may stop it (with a snapshot)."""

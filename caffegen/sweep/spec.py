@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..data.augment import parse_augment
 from ..data.sources import DataSpec
@@ -36,7 +36,7 @@ from ..prototxt.basesolver import OWNED, load_solver, repeated, solver_fields, v
 from ..prototxt.options import NetOptions, SolverOptions, variant_name
 from ..prototxt.usernet import UserNet
 from ..run.backends import BACKENDS
-from ..run.stops import DIVERGE_FACTOR, STOP_GRACE_S
+from ..run.stops import DIVERGE_FACTOR, STOP_GRACE_S, Decision, StopRule, run_stops
 from .search import SearchSpec, parse_search
 from .values import field_types, typed, typed_proto, typed_table
 from ..prototxt.chains import parse_schedules
@@ -60,6 +60,12 @@ class RunSettings:
     backend: str = "local"           # where runs execute: "local" (child processes) or "ray" (a Ray cluster)
     address: str | None = None       # ray: "auto" or HOST:PORT of the cluster [default: $RAY_ADDRESS, else a local one]
     retries: int = 2                 # ray: times a run lost with its node is retried in the sweep (Ray Tune's max_failures)
+
+    def stops(self, metric: str | None, judge: Callable[[int, float], Decision | None] | None = None) -> list[StopRule]:
+        """A run's stop rules from these settings (what a sweep's runs and an extension alike are stopped by), its
+        pruner's ``judge`` told each whole test pass when searching."""
+        return run_stops(metric, diverge_factor=self.diverge_factor, early_stop=self.early_stop, timeout=self.timeout,
+                         judge=judge)
 
 
 @dataclass(frozen=True)

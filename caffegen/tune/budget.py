@@ -21,7 +21,7 @@ __all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "DISTINCT_CANDIDATES", "SEARCH_FIRS
 # The split the replay chose (bench/tune --levers on the recorded tables, docs/BENCHMARKS.md): the search-length
 # ranking is biased (textures: Spearman 0.58 between a third of the run and the whole), so the search's best 4 are
 # run again at the full length, one fresh seed each, and the best of those full-length runs wins (2 candidates at
-# the search's length: P(regret <= 1 sd) 0.46 on textures; 4 at the full length: 0.91).
+# the search's length: P(regret <= 1 sd) 0.46 on textures; 4 at the full length: 0.92).
 CONFIRM_CANDIDATES = 4      # the search's best runs that the confirm stage runs again
 CONFIRM_ROUNDS = 1          # fresh seeds for them (each a round: a verdict between rounds may end it early)
 DEFAULT_BUDGET = "10%"      # of the repeated grid's compute, everything counted: the product's promise

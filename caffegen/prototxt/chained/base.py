@@ -10,7 +10,7 @@ import numpy as np
 from ...errors import InputError
 from .pieces import Piece
 
-__all__ = ["Chained"]
+__all__ = ["Chained", "ToMinLr"]
 
 
 class Chained:
@@ -60,3 +60,15 @@ class Chained:
     def check_min_lr(name: str, base_lr: float, p: dict[str, Any]) -> None:
         if not 0 <= p["min_lr"] < base_lr:
             raise InputError(f"{name}: min_lr {p['min_lr']:g} must be >= 0 and below base_lr {base_lr:g}")
+
+
+class ToMinLr(Chained):
+    """A schedule that decays to ``min_lr`` (0 by default, below base_lr): linear, cosine, sgdr's cycles."""
+
+    params: ClassVar[tuple[str, ...]] = ("min_lr",)
+
+    def defaults(self, max_iter: int, base_lr: float) -> dict[str, Any]:
+        return {"min_lr": 0.0}
+
+    def check(self, name: str, base_lr: float, max_iter: int, p: dict[str, Any]) -> None:
+        self.check_min_lr(name, base_lr, p)

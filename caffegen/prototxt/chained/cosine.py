@@ -2,22 +2,15 @@
 iteration of which is further than the tolerance (1% of base_lr) from the curve."""
 from __future__ import annotations
 
-from .base import Chained
+from .base import ToMinLr
 from .pieces import cosine_curve, polyline
 
 TOLERANCE = 0.01       # a smooth schedule's polyline stays within this fraction of base_lr
 
 
-class Cosine(Chained):
+class Cosine(ToMinLr):
     name = "cosine"
-    params = ("min_lr",)
     stretched = True
-
-    def defaults(self, max_iter, base_lr):
-        return {"min_lr": 0.0}
-
-    def check(self, name, base_lr, max_iter, p):
-        self.check_min_lr(name, base_lr, p)
 
     def ideal(self, base_lr, max_iter, p, its):
         return cosine_curve(p["min_lr"], base_lr, 0, int(max_iter))(its)

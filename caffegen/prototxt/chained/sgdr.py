@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
-from .base import Chained
+from .base import ToMinLr
 from .pieces import cosine_curve, polyline
 
 SGDR_CYCLES = 3              # period max_iter / 7, then 2x and 4x: three restarts fill the run
@@ -23,17 +23,17 @@ def cycles(n: int, period: int, mult: float) -> list[tuple[int, int]]:
     return out
 
 
-class Sgdr(Chained):
+class Sgdr(ToMinLr):
     name = "sgdr"
     params = ("min_lr", "period", "period_mult")
     extends = "its cycles go on"
 
     def defaults(self, max_iter, base_lr):
-        return {"min_lr": 0.0, "period": max(1, round(int(max_iter) / (2 ** SGDR_CYCLES - 1))),
-                "period_mult": SGDR_MULT}
+        return {**super().defaults(max_iter, base_lr),
+                "period": max(1, round(int(max_iter) / (2 ** SGDR_CYCLES - 1))), "period_mult": SGDR_MULT}
 
     def check(self, name, base_lr, max_iter, p):
-        self.check_min_lr(name, base_lr, p)
+        super().check(name, base_lr, max_iter, p)
         if p["period"] < 1:
             raise InputError(f"{name}: period {p['period']} must be >= 1 iteration")
         if p["period_mult"] < 1:
