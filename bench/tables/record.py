@@ -6,7 +6,7 @@
 For each problem of bench/problems.py (``TABLE_PROBLEMS``), the net ``caffegen tune`` trains without a NET, on the
 problem's lists, with the tune's own solver (``caffegen.tune.specs.base_tables``):
 
-* base_lr 1e-4 .. 0.0316 at half-decade steps (6 values, 2.5 decades) x Caffe's seven policies and the chained linear,
+* base_lr 1e-4 .. 0.0316 at half-decade steps (6 values, 2.5 decades; the demo on to 0.316, ``MORE_LRS``) x Caffe's seven policies and the chained linear,
   cosine and onecycle x seeds 0..S-1, **at both lengths the tuner trains**: the full length (4 epochs, 12 test
   passes; `caffegen tune --iters` that length) and the search's (a third of it, its schedule fitted to that length, 6 test passes); every run's whole
   curve is kept, so a prefix of a full-length run (what ASHA trains) is in the table too;
@@ -42,6 +42,13 @@ sys.path.insert(0, str(ROOT))
 from problems import TABLE_PROBLEMS, epochs_iters, problem_lists  # noqa: E402
 
 LRS = [float(f"{10 ** (e / 2):.3g}") for e in range(-8, -2)]      # 1e-4, 3.16e-4, ..., 0.0316: 2.5 decades
+# Rates a problem needs above the common 2.5 decades: the demo's best runs sat at the top one (0.0316) and the tune's
+# range follows the evidence upward (caffegen.tune.specs), so its table reaches 0.316 (its truth is read, not clamped).
+MORE_LRS = {"demo": [0.1, 0.316]}
+
+
+def lrs_of(name: str) -> list[float]:
+    return LRS + MORE_LRS.get(name, [])
 EPOCHS = 4        # the full length: short runs that still separate the schedules, so a table fits a few hours
 LRFIND_ITERS = 100
 
@@ -66,7 +73,7 @@ def specs(name: str, work: Path, seeds: int) -> tuple[dict, dict, dict]:
     search_iters = max(10, iters // 3)      # the tune's default search length
     common = dict(data={"train_list": str(train), "val_list": str(val)}, net=TuneNet(), classes=classes, val_images=n_val,
                   run={"backend": "local", "jobs": 2})
-    grid = {"base_lr": LRS, "lr_policy": list(TUNE_SCHEDULES), "repeats": seeds}
+    grid = {"base_lr": lrs_of(name), "lr_policy": list(TUNE_SCHEDULES), "repeats": seeds}
     full = {**base_tables(f"table-{name}-full", iters=iters, passes=TEST_PASSES_FINAL, **common), "grid": grid}
     short = {**base_tables(f"table-{name}-search", iters=search_iters, passes=TEST_PASSES_SEARCH, **common), "grid": grid}
     problem = {"name": name, "classes": classes, "val_images": n_val, "train_images": n_train, "iters": iters,
@@ -170,14 +177,19 @@ def partial_path(name: str) -> Path:
     return TABLES / f"{name}.partial.json.gz"
 
 
-def chunks(full: dict, short: dict, problem: dict) -> list[tuple[dict, int]]:
+def chunks(full: dict, short: dict, problem: dict, have: set[tuple] = frozenset()) -> list[tuple[dict, int]]:
     """One sweep per schedule and length (both lengths of a schedule together: a stopped recording leaves whole
-    schedules behind it)."""
+    schedules behind it), over the rates the table lacks for it (a table extended to more rates records only those,
+    in a sweep folder of their own)."""
     out = []
     for policy in full["grid"]["lr_policy"]:
         for tables, iters in ((short, problem["search_iters"]), (full, problem["iters"])):
-            out.append(({**tables, "name": f"{tables['name']}-{policy}",
-                         "grid": {**tables["grid"], "lr_policy": [policy]}}, iters))
+            g = tables["grid"]
+            lrs = [lr for lr in g["base_lr"] if not {(lr, policy, s, iters) for s in range(g["repeats"])} <= have]
+            if not lrs:
+                continue
+            name = f"{tables['name']}-{policy}" + ("" if lrs == LRS else "-lr" + "-".join(f"{lr:g}" for lr in lrs))
+            out.append(({**tables, "name": name, "grid": {**g, "base_lr": lrs, "lr_policy": [policy]}}, iters))
     return out
 
 
@@ -203,17 +215,17 @@ def _existing(name: str, version: str):
     from caffegen.errors import InputError
     from caffegen.tune.table import load_table
 
-    if table_path(name).exists():
-        try:
-            return load_table(table_path(name), version=version), False
-        except InputError as exc:       # another caffegen's (or unreadable): recorded again, in full
-            print(f"record: {exc}: recording it again", flush=True)
-    if partial_path(name).exists():
+    if partial_path(name).exists():     # first: a stopped extension of a finished table is a partial one too
         try:
             return load_table(partial_path(name), version=version), True
         except InputError as exc:       # another version's runs are not mixed with this one's
             print(f"record: {exc}; or delete it to record {name} afresh", file=sys.stderr)
             sys.exit(2)
+    if table_path(name).exists():
+        try:
+            return load_table(table_path(name), version=version), False
+        except InputError as exc:       # another caffegen's (or unreadable): recorded again, in full
+            print(f"record: {exc}: recording it again", flush=True)
     return None
 
 
@@ -225,7 +237,7 @@ def _new(full: dict, work: Path, name: str, seeds: int, version: str):
     found = lrfinds(full, work, name, seeds)
     meta = {"caffegen": version, "commit": _git("rev-parse", "HEAD"), "date": dt.date.today().isoformat(),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "slots": 2, "speed": speed,
-            "lrs": LRS, "sessions": []}
+            "lrs": lrs_of(name), "sessions": []}
     return CurveTable({}, meta, [], found)
 
 
@@ -236,17 +248,17 @@ def record(name: str, work: Path, seeds: int, commit: bool) -> Path:
     begun = _existing(name, __version__)
     problem, full, short = specs(name, work, seeds)
     print(f"{name}: {problem['train_images']} train / {problem['val_images']} val images, {problem['classes']} "
-          f"classes; {problem['iters']} and {problem['search_iters']} iterations; {len(LRS)} base_lr x "
+          f"classes; {problem['iters']} and {problem['search_iters']} iterations; {len(lrs_of(name))} base_lr x "
           f"{len(full['grid']['lr_policy'])} schedules x {seeds} seeds at each length", flush=True)
     t0, load0 = time.time(), os.getloadavg()[0]
-    table, partial = begun or (_new(full, work, name, seeds, __version__), False)
+    table, _ = begun or (_new(full, work, name, seeds, __version__), False)
     have = {(c.base_lr, c.lr_policy, c.seed, c.iters) for c in table.curves}
-    todo = [(t, it) for t, it in chunks(full, short, problem) if not _keys(t, it) <= have]
+    todo = chunks(full, short, problem, have)
     if not todo:
         print(f"{name}: recorded ({len(table.curves)} runs in {table_path(name).name})", flush=True)
         return table_path(name)
     factor = 1.0
-    if partial:      # another session began it: put this session's runs on its clock
+    if begun:      # another session began it (or recorded it, and it gains rates): put this session's runs on its clock
         now = measured(full, work, name)
         factor = table.meta["speed"]["iter_s"] / now["iter_s"]
         print(f"{name}: resuming ({len(table.curves)} runs recorded); this machine's iteration {now['iter_s']:.4f} s "
@@ -254,6 +266,7 @@ def record(name: str, work: Path, seeds: int, commit: bool) -> Path:
     session = {"commit": _git("rev-parse", "HEAD"), "date": dt.date.today().isoformat(), "time_factor": round(factor, 4),
                "load": [round(load0, 2)], "chunks": 0, "seconds": 0}
     table.meta.setdefault("sessions", []).append(session)
+    table.meta["lrs"] = sorted(set(table.meta.get("lrs", [])) | set(lrs_of(name)))
     curves = list(table.curves)
     for tables, iters in todo:
         sweep = run_sweep(tables, work)
