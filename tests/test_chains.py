@@ -384,10 +384,11 @@ class Halfway:
     @staticmethod
     def make():
         from caffegen.prototxt.chained import Chained, Piece
+        from caffegen.prototxt.chained.base import ToMinLrKnobs
 
         class _Halfway(Chained):
             name = "halfway"
-            params = ("min_lr",)
+            Knobs = ToMinLrKnobs
             stretched = True
 
             def defaults(self, max_iter, base_lr):
@@ -455,3 +456,92 @@ def test_a_schedule_of_your_own_is_one_class_the_whole_product_knows(tmp_path, c
         unregister("halfway")
     with pytest.raises(InputError, match="lr_policy"):
         parse_schedules("halfway")
+
+
+HOLD = """\
+from dataclasses import dataclass
+
+import numpy as np
+
+from caffegen.errors import InputError
+from caffegen.prototxt.chained import Chained, Piece
+from caffegen.prototxt.knobs import knob
+
+
+@dataclass(frozen=True)
+class HoldKnobs:
+    hold_for: float | None = knob(None, "the share of the run at base_lr (then base_lr/10).", derived="0.5",
+                                  minimum=0)
+
+
+class Hold(Chained):
+    name = "hold"
+    Knobs = HoldKnobs
+
+    def defaults(self, max_iter, base_lr):
+        return {"hold_for": 0.5}
+
+    def check(self, name, base_lr, max_iter, p):
+        if not 0 < p["hold_for"] < 1:
+            raise InputError(f"{name}: hold_for {p['hold_for']:g} must be in (0, 1)")
+
+    def ideal(self, base_lr, max_iter, p, its):
+        return np.where(its < round(p["hold_for"] * max_iter), base_lr, base_lr / 10)
+
+    def pieces(self, base_lr, max_iter, p, *, start, tol):
+        knee = round(p["hold_for"] * max_iter)
+        return [Piece(max(start, a), b, "fixed", lr) for a, b, lr in ((0, knee, base_lr), (knee, max_iter, base_lr / 10))
+                if b > start]
+"""
+
+
+def _plugin(tmp_path: Path, target: str = "holdschedule:Hold") -> dict:
+    """A package on PYTHONPATH with the schedule module and its ``caffegen.schedules`` entry point."""
+    (tmp_path / "holdschedule.py").write_text(HOLD)
+    info = tmp_path / "hold_schedule-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hold-schedule\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[caffegen.schedules]\nhold = {target}\n")
+    import os
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+
+
+def test_a_schedule_with_a_knob_of_its_own_is_one_file_and_an_entry_point(tmp_path):
+    """The knob is declared in the schedule's module only: the flag, its help, its check and the drawing follow."""
+    env = _plugin(tmp_path)
+    helped = subprocess.run(CAFFEGEN + ["solvers", "--help"], env=env, capture_output=True, text=True, timeout=120)
+    assert "--hold-for X" in helped.stdout and "hold: the share of the run at base_lr" in helped.stdout
+    drawn = subprocess.run(CAFFEGEN + ["schedule", "--lr", "0.01", "--policy", "step,hold", "--hold-for", "0.25",
+                                       "--max-iter", "100", "--out", str(tmp_path / "lr.png")],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert drawn.returncode == 0, drawn.stderr
+    assert "hold (hold_for 0.25)" in drawn.stdout and (tmp_path / "lr.png").stat().st_size > 10_000
+    bad = subprocess.run(CAFFEGEN + ["schedule", "--policy", "hold", "--hold-for", "2", "--out", str(tmp_path / "x.png")],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "caffegen: error: hold: hold_for 2 must be in (0, 1)"], bad.stderr
+    # a plug-in that does not load: one line naming it, exit 2
+    (tmp_path / "broken").mkdir()
+    broken = subprocess.run(CAFFEGEN + ["schedule", "--help"], env=_plugin(tmp_path / "broken", "nosuch:Hold"),
+                            capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 2 and len(broken.stderr.strip().splitlines()) == 1, broken.stderr
+    assert "schedule plug-in hold (nosuch:Hold) does not load" in broken.stderr
+
+
+def test_a_knob_no_solver_field_has_cannot_be_registered_at_run_time():
+    from dataclasses import dataclass
+
+    from caffegen.prototxt.chained import Chained, register
+    from caffegen.prototxt.knobs import knob
+
+    @dataclass(frozen=True)
+    class Late:
+        late: float | None = knob(None, "too late.")
+
+    class LateSchedule(Chained):
+        name = "late"
+        Knobs = Late
+
+    with pytest.raises(ValueError, match="caffegen.schedules entry point"):
+        register(LateSchedule())

@@ -11,7 +11,8 @@ import click
 
 from ..errors import InputError
 from ..prototxt.options import NetOptions, SolverOptions
-from ..prototxt.chains import describe_chain_defaults
+from ..prototxt.chains import describe_chain_defaults, schedule_knobs
+from ..prototxt.knobs import merged
 from ..prototxt.schedule import POLICIES, describe_policy_defaults
 from .options import dataclass_options, pick
 
@@ -172,8 +173,10 @@ def solvers(lr: str, policy: str, out: str, net_file: Path | None, base_solver: 
     click.echo(f"{len(written.rows)} solvers, index: {Path(out) / 'index.csv'}")
 
 
-_CHAIN_OPTIONS = ("min_lr", "max_lr", "period", "period_mult", "peak_at", "anneal_ratio", "patience", "cooldown",
-                  "warmup_iter", "warmup_start", "test_interval")
+# every schedule's knobs (their owners declare them: caffegen.prototxt.knobs), the warm-up's, and the test passes
+# plateau decides at
+_SCHEDULE_OPTIONS = tuple(name for name, _, _ in merged(schedule_knobs())) + ("warmup_iter", "warmup_start",
+                                                                             "test_interval")
 
 
 @click.command(epilog=POLICY_HELP)
@@ -182,11 +185,7 @@ _CHAIN_OPTIONS = ("min_lr", "max_lr", "period", "period_mult", "peak_at", "annea
               help="'all' (Caffe's seven), 'every' (those and the chained schedules) or a comma list, e.g. "
                    "step,cosine,onecycle,step+warmup.")
 @click.option("--max-iter", "max_iter", default="10000", show_default=True, metavar="N", help="Iterations.")
-@click.option("--gamma", default=None, metavar="VALUE", help="Override gamma for every plotted policy that reads it.")
-@click.option("--stepsize", default=None, metavar="VALUE", help="Override stepsize (step, sigmoid, triangular).")
-@click.option("--stepvalue", default=None, metavar="VALUE", help="Override stepvalue (multistep), e.g. 5000,7500.")
-@click.option("--power", default=None, metavar="VALUE", help="Override power (inv, poly).")
-@dataclass_options(SolverOptions, include=_CHAIN_OPTIONS)
+@dataclass_options(SolverOptions, include=_SCHEDULE_OPTIONS)
 @click.option("--out", "out", default="lr_schedule.png", show_default=True, type=click.Path(dir_okay=False),
               help="PNG to write.")
 def schedule(lr: str, policy: str, max_iter: str, out: str, **overrides: Any) -> None:

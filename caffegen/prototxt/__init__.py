@@ -1,6 +1,8 @@
 """The render and validate stages: options -> prototxt text -> checked files.
 
 * :mod:`.options`     NetOptions / SolverOptions (every knob, its default and help), variant names;
+* :mod:`.knobs`       a knob (a field with its help, shown default and lowest value) and the merge of every
+  schedule's knobs into the solver's fields;
 * :mod:`.schedule`    Caffe's lr policies in Python (the math of ``SGDSolver::GetLearningRate``) and their defaults;
 * :mod:`.policies`    Caffe's seven lr policies as plug-ins (a module each, a registry) that :mod:`.schedule` reads;
 * :mod:`.chains`      the schedules Caffe lacks, as chains of pieces of its own policies (pure): what every caller

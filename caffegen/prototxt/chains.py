@@ -32,10 +32,11 @@ from .chained import REGISTRY
 from .chained.cosine import TOLERANCE
 from .chained.pieces import Piece, line, piece_lr
 from .chained.plateau import plateau_next, plateau_replay
-from .schedule import POLICIES, learning_rate, policy_defaults
+from .policies import REGISTRY as POLICY_REGISTRY
+from .schedule import POLICIES, POLICY_FIELDS, learning_rate, policy_defaults
 
 __all__ = ["CHAINED", "SCHEDULES", "WARMUP", "Piece", "chained", "resolve_schedule", "parse_schedules", "base_of",
-           "schedule_params", "chain_defaults", "check_params", "pieces", "piece_lr", "chain_lr", "ideal_lr",
+           "schedule_params", "schedule_knobs", "chain_defaults", "check_params", "pieces", "piece_lr", "chain_lr", "ideal_lr",
            "plateau_next", "plateau_replay", "line", "TOLERANCE", "describe_chain_defaults", "every_schedule",
            "planned"]
 
@@ -45,12 +46,16 @@ SCHEDULES: tuple[str, ...] = POLICIES + CHAINED     # "every": Caffe's seven and
 WARMUP_PARAMS = ("warmup_iter", "warmup_start")
 WARMUP_FRACTION = 0.05       # warmup_iter = 5% of the run...
 WARMUP_START = 0.1           # ...from a tenth of the schedule's value
-_POLICY_FIELDS = ("gamma", "stepsize", "stepvalue", "power")
 
 
 def every_schedule() -> tuple[str, ...]:
     """Caffe's seven and every chained schedule registered now (a plug-in's too)."""
     return POLICIES + tuple(REGISTRY)
+
+
+def schedule_knobs() -> list[tuple[str, type]]:
+    """(schedule, its Knobs dataclass) for Caffe's seven and every chained schedule registered now."""
+    return [(n, p.Knobs) for n, p in POLICY_REGISTRY.items()] + [(n, c.Knobs) for n, c in REGISTRY.items()]
 
 
 def resolve_schedule(name: str) -> str:
@@ -145,7 +150,7 @@ def ideal_lr(name: str, base_lr: float, max_iter: int, p: dict[str, Any], its: n
     n = int(max_iter)
     its = np.asarray(its, dtype=np.int64)
     if base in POLICIES:
-        params = {k: v for k, v in p.items() if k in _POLICY_FIELDS}
+        params = {k: v for k, v in p.items() if k in POLICY_FIELDS}
         out = np.array([learning_rate(base, int(i), base_lr, max_iter=n, **params) for i in its])
     else:
         out = np.asarray(_plugin(base).ideal(base_lr, n, p, its), dtype=float)
@@ -169,7 +174,7 @@ def pieces(name: str, base_lr: float, max_iter: int, p: dict[str, Any], *, test_
         end_lr = float(ideal_lr(base, base_lr, n, p, np.array([start]))[0])
         out.append(line(0, start, (0, end_lr * p["warmup_start"]), (start, end_lr), "warm-up"))
     if base in POLICIES:
-        params = {k: v for k, v in p.items() if k in _POLICY_FIELDS}
+        params = {k: v for k, v in p.items() if k in POLICY_FIELDS}
         out.append(Piece(start, n, base, base_lr, gamma=params.get("gamma", 0.0), power=params.get("power", 0.0),
                          stepsize=params.get("stepsize", 0), stepvalue=tuple(params.get("stepvalue", ())),
                          note=f"Caffe's {base}"))

@@ -18,8 +18,9 @@ from ..layout import LIST_TRAIN, LIST_VAL
 from ..errors import InputError
 from ..checks import as_choice, as_float, as_int, as_tuple
 from .chains import (CHAINED, base_of, chain_defaults, chain_lr, chained, check_params, pieces, resolve_schedule,
-                     schedule_params)
-from .schedule import POLICIES, POLICY_PARAMS, learning_rate, policy_defaults
+                     schedule_knobs, schedule_params)
+from .knobs import coerce, knob, merged
+from .schedule import POLICIES, POLICY_FIELDS, POLICY_PARAMS, check_policy, learning_rate, policy_defaults
 from .text import prototxt_string
 
 __all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "SOLVER_MODES", "TYPE_DEFAULTS", "DEFAULT_VAL_IMAGES",
@@ -42,12 +43,6 @@ TYPE_DEFAULTS: dict[str, dict[str, float]] = {
     "AdaDelta": {"momentum": 0.95, "delta": 1e-6},
     "Adam": {"momentum": 0.9, "momentum2": 0.999, "delta": 1e-8},
 }
-
-
-def knob(default: Any, help: str, *, flag: str | None = None, derived: str | None = None) -> Any:  # noqa: A002
-    """A dataclass field with its CLI help: ``flag`` when it differs from ``--field-name``, ``derived`` the text
-    shown as the default of a field whose ``None`` means "derived"."""
-    return dataclasses.field(default=default, metadata={"help": help, "flag": flag, "derived": derived})
 
 
 def _type_default_text(name: str) -> str:
@@ -164,35 +159,13 @@ class NetOptions:
 
 
 @dataclass(frozen=True)
-class SolverOptions:
-    """Every SolverParameter a tuner touches. ``None`` means "derive it" (see docs/render.md):
-
-    * gamma / stepsize / stepvalue / power: :func:`~caffegen.prototxt.schedule.policy_defaults` for ``lr_policy``
-      over ``max_iter``; a policy's solver carries only the parameters that policy reads;
-    * test_iter: ceil(val images / test batch) from the val list (``caffegen.prototxt.files.resolve_test_iter``),
-      else ceil(1000 / test batch), the seed's validation set (:func:`test_iter_for`);
-    * test_interval: max(1, max_iter // 20);
-    * momentum / momentum2 / delta / rms_decay: per solver type, :data:`TYPE_DEFAULTS`.
-    """
+class _SolverFields:
+    """The solver's own fields (:data:`SolverOptions` puts each schedule's knobs after ``max_iter``)."""
 
     base_lr: float = knob(0.01, "base_lr (> 0).", flag="--lr")
     lr_policy: str = knob("step", f"lr_policy: {', '.join(POLICIES)} (Caffe's own), or a schedule Caffe lacks, run "
                                   f"as a chain of segments: {', '.join(CHAINED)}, <any>+warmup.", flag="--policy")
     max_iter: int = knob(10000, "Iterations (>= 1); the policy defaults scale with it.")
-    gamma: float | None = knob(None, "lr_policy gamma (see the table below).", derived="per policy")
-    stepsize: int | None = knob(None, "step/sigmoid stepsize.", derived="per policy")
-    stepvalue: tuple[int, ...] | None = knob(None, "multistep iterations, strictly increasing, e.g. 5000,7500.",
-                                             derived="N/2,3N/4")
-    power: float | None = knob(None, "inv/poly power.", derived="per policy")
-    min_lr: float | None = knob(None, "linear/cosine/sgdr: the lr at the end (of each cycle); plateau: its floor.",
-                                derived="per schedule")
-    max_lr: float | None = knob(None, "onecycle/triangular: the peak lr.", derived="per schedule")
-    period: int | None = knob(None, "sgdr: the first cycle's length in iterations.", derived="N/7")
-    period_mult: float | None = knob(None, "sgdr: each cycle this many times longer than the last.", derived="2")
-    peak_at: float | None = knob(None, "onecycle: the fraction of the run at the peak.", derived="0.45")
-    anneal_ratio: float | None = knob(None, "onecycle: the final lr as a fraction of base_lr.", derived="0.01")
-    patience: int | None = knob(None, "plateau: test passes without a gain before a drop by gamma.", derived="2")
-    cooldown: int | None = knob(None, "plateau: test passes after a drop before the next can come.", derived="0")
     warmup_iter: int | None = knob(None, "<schedule>+warmup: iterations of the linear warm-up.", derived="N/20")
     warmup_start: float | None = knob(None, "<schedule>+warmup: where the warm-up starts, as a fraction of the "
                                             "schedule's value.", derived="0.1")
@@ -219,6 +192,19 @@ class SolverOptions:
     random_seed: int | None = knob(None, "Seed for weight init and shuffling; unset: Caffe picks one.",
                                    derived="unset")
 
+
+class _Solver:
+    """Every SolverParameter a tuner touches. ``None`` means "derive it" (see docs/render.md):
+
+    * a schedule's knobs (gamma, stepsize, ..., min_lr, max_lr, period, ...): its own defaults over ``max_iter``
+      (:func:`~caffegen.prototxt.schedule.policy_defaults`, :func:`~caffegen.prototxt.chains.chain_defaults`); a
+      policy's solver carries only the parameters that policy reads;
+    * test_iter: ceil(val images / test batch) from the val list (``caffegen.prototxt.files.resolve_test_iter``),
+      else ceil(1000 / test batch), the seed's validation set (:func:`test_iter_for`);
+    * test_interval: max(1, max_iter // 20);
+    * momentum / momentum2 / delta / rms_decay: per solver type, :data:`TYPE_DEFAULTS`.
+    """
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -228,26 +214,12 @@ class SolverOptions:
         set_("base_lr", as_float("base_lr (--lr)", self.base_lr, gt=0))
         set_("lr_policy", resolve_schedule(self.lr_policy))
         set_("max_iter", as_int("max_iter", self.max_iter, 1))
-        if self.gamma is not None:
-            set_("gamma", as_float("gamma", self.gamma))
-        if self.stepsize is not None:
-            set_("stepsize", as_int("stepsize", self.stepsize, 1))
-        if self.stepvalue is not None:
-            values = tuple(as_int("stepvalue", v, 1) for v in as_tuple(self.stepvalue))
-            if not values:
-                raise InputError("stepvalue needs at least one iteration")
-            for a, b in zip(values, values[1:]):
-                if b <= a:
-                    raise InputError(f"stepvalue must be strictly increasing, got {','.join(map(str, values))}")
-            set_("stepvalue", values)
-        if self.power is not None:
-            set_("power", as_float("power", self.power))
-        for name in ("min_lr", "max_lr", "period_mult", "peak_at", "anneal_ratio", "warmup_start"):
-            if getattr(self, name) is not None:
-                set_(name, as_float(name, getattr(self, name), ge=0))
-        for name, lowest in (("period", 1), ("patience", 1), ("cooldown", 0), ("warmup_iter", 1)):
-            if getattr(self, name) is not None:
-                set_(name, as_int(name, getattr(self, name), lowest))
+        for f in _SCHEDULE_KNOBS:
+            set_(f.name, coerce(f.name, str(f.type), getattr(self, f.name), f.metadata.get("minimum")))
+        if self.warmup_start is not None:
+            set_("warmup_start", as_float("warmup_start", self.warmup_start, ge=0))
+        if self.warmup_iter is not None:
+            set_("warmup_iter", as_int("warmup_iter", self.warmup_iter, 1))
         for name in ("net", "snapshot_prefix"):
             value = getattr(self, name)
             value = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
@@ -284,16 +256,10 @@ class SolverOptions:
         pol = self.lr_policy
         if chained(pol):
             check_params(pol, self.base_lr, self.max_iter, p)
-            base, _ = base_of(pol)
-            if base not in POLICIES:
+            pol, _ = base_of(pol)
+            if pol not in POLICIES:
                 return
-            pol = base
-        if pol in ("step", "exp", "multistep") and not p["gamma"] > 0:
-            raise InputError(f"lr_policy {pol} needs gamma > 0, got {p['gamma']!r}")
-        if pol == "inv" and not p["gamma"] >= 0:
-            raise InputError(f"lr_policy inv needs gamma >= 0, got {p['gamma']!r}")
-        if pol == "poly" and not p["power"] >= 0:
-            raise InputError(f"lr_policy poly needs power >= 0, got {p['power']!r}")
+        check_policy(pol, p)
 
     def policy_params(self) -> dict[str, Any]:
         """The schedule's parameters: defaults from max_iter, overridden by given values (Caffe's own policies: the
@@ -351,7 +317,7 @@ class SolverOptions:
         """Every field as it will be written (derived values filled in, unused ones None); an unset test_iter is
         the fallback :func:`test_iter_for` of ``test_batch`` (the net's TEST batch, default 16)."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for key in ("gamma", "stepsize", "stepvalue", "power", "momentum", "momentum2", "delta", "rms_decay"):
+        for key in POLICY_FIELDS + ("momentum", "momentum2", "delta", "rms_decay"):
             d[key] = None
         if self.is_chain:   # the solver file of its first segment (the chain writes the others as it goes)
             first = self.pieces()[0]
@@ -366,6 +332,25 @@ class SolverOptions:
         if d["test_iter"] is None:
             d["test_iter"] = test_iter_for(None, test_batch or NetOptions.__dataclass_fields__["test_batch"].default)
         return d
+
+
+_HEAD = ("base_lr", "lr_policy", "max_iter")
+
+
+def _build_solver_options() -> type:
+    """SolverOptions: the solver's own fields with every schedule's knobs after ``max_iter`` (one field per name,
+    its help naming the schedules that read it: :func:`~caffegen.prototxt.knobs.merged`), so a schedule's
+    parameters are declared once, in its own module, and the flags, the spec's typing and ``--help`` follow."""
+    own = [(f.name, str(f.type), dataclasses.field(default=f.default, metadata=f.metadata))
+           for f in dataclasses.fields(_SolverFields)]
+    knobs = merged(schedule_knobs())
+    fields = [f for f in own if f[0] in _HEAD] + knobs + [f for f in own if f[0] not in _HEAD]
+    return dataclasses.make_dataclass("SolverOptions", fields, bases=(_Solver,), frozen=True,
+                                      namespace={"__module__": __name__, "__doc__": _Solver.__doc__})
+
+
+SolverOptions = _build_solver_options()
+_SCHEDULE_KNOBS = tuple(f for f in dataclasses.fields(SolverOptions) if f.name in {n for n, _, _ in merged(schedule_knobs())})
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from .policies.base import f32
 
 POLICIES: tuple[str, ...] = tuple(REGISTRY)        # Caffe's order: fixed, step, exp, inv, multistep, poly, sigmoid
 
-# Which SolverParameter fields each policy reads (everything else is left out of its solver).
+# Which SolverParameter fields each policy reads (everything else is left out of its solver), and all of them.
 POLICY_PARAMS: dict[str, tuple[str, ...]] = {name: policy.fields for name, policy in REGISTRY.items()}
+POLICY_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(f for fields in POLICY_PARAMS.values() for f in fields))
 
 
 def resolve_policy(name: str) -> str:
@@ -47,6 +48,11 @@ def policy_defaults(policy: str, max_iter: int) -> dict:
     if n < 1:
         raise InputError(f"max_iter must be >= 1, got {max_iter}")
     return REGISTRY[policy].defaults(n)
+
+
+def check_policy(policy: str, params: dict) -> None:
+    """One InputError line for a parameter ``policy`` cannot use (its plug-in's ``check``)."""
+    REGISTRY[resolve_policy(policy)].check(params)
 
 
 def learning_rate(policy: str, it: int, base_lr: float, *, gamma: float = 0.0, stepsize: int = 0,

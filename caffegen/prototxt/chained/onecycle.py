@@ -2,9 +2,12 @@
 annihilation to ``anneal_ratio`` x base_lr; three straight lines (exact)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ...errors import InputError
+from ..knobs import knob
 from .base import Chained
 from .pieces import line
 
@@ -18,9 +21,16 @@ def knots(n: int, peak_at: float) -> tuple[int, int]:
     return up, min(n - 1, 2 * up)
 
 
+@dataclass(frozen=True)
+class OneCycleKnobs:
+    max_lr: float | None = knob(None, "the peak lr.", derived="10 x base_lr", minimum=0)
+    peak_at: float | None = knob(None, "the fraction of the run at the peak.", derived="0.45", minimum=0)
+    anneal_ratio: float | None = knob(None, "the final lr as a fraction of base_lr.", derived="0.01", minimum=0)
+
+
 class OneCycle(Chained):
     name = "onecycle"
-    params = ("max_lr", "peak_at", "anneal_ratio")
+    Knobs = OneCycleKnobs
     stretched = True
 
     def defaults(self, max_iter, base_lr):

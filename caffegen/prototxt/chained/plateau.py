@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import InputError
+from ..knobs import knob
 from .base import Chained
 from .pieces import Piece
 
@@ -68,9 +69,17 @@ def plateau_next(base_lr: float, p: dict[str, Any], tests: Sequence[tuple[int, f
     return Piece(at, end, "fixed", s.lr, note=why)
 
 
+@dataclass(frozen=True)
+class PlateauKnobs:
+    gamma: float | None = knob(None, "the factor each drop multiplies the lr by, in (0, 1).", derived="0.1")
+    patience: int | None = knob(None, "test passes without a gain before a drop.", derived="2", minimum=1)
+    cooldown: int | None = knob(None, "test passes after a drop before the next can come.", derived="0", minimum=0)
+    min_lr: float | None = knob(None, "its floor.", derived="base_lr/1000", minimum=0)
+
+
 class Plateau(Chained):
     name = "plateau"
-    params = ("gamma", "patience", "cooldown", "min_lr")
+    Knobs = PlateauKnobs
     planned = False
     extends = "it keeps deciding"
     warmup = False

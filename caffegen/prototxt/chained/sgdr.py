@@ -2,10 +2,13 @@
 one ``period_mult`` times longer, each a cosine from base_lr to ``min_lr``."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ...errors import InputError
-from .base import ToMinLr
+from ..knobs import knob
+from .base import ToMinLr, ToMinLrKnobs
 from .pieces import cosine_curve, polyline
 
 SGDR_CYCLES = 3              # period max_iter / 7, then 2x and 4x: three restarts fill the run
@@ -23,9 +26,15 @@ def cycles(n: int, period: int, mult: float) -> list[tuple[int, int]]:
     return out
 
 
+@dataclass(frozen=True)
+class SgdrKnobs(ToMinLrKnobs):
+    period: int | None = knob(None, "the first cycle's length in iterations.", derived="N/7", minimum=1)
+    period_mult: float | None = knob(None, "each cycle this many times longer than the last.", derived="2", minimum=0)
+
+
 class Sgdr(ToMinLr):
     name = "sgdr"
-    params = ("min_lr", "period", "period_mult")
+    Knobs = SgdrKnobs
     extends = "its cycles go on"
 
     def defaults(self, max_iter, base_lr):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ...errors import InputError
+from ..knobs import knob
 from .base import Chained
 from .pieces import line
 
@@ -14,9 +17,15 @@ TRIANGULAR_PEAK = 4.0        # max_lr = 4 x base_lr
 TRIANGULAR_CYCLES = 2        # two whole cycles per run: stepsize = max_iter / 4
 
 
+@dataclass(frozen=True)
+class TriangularKnobs:
+    max_lr: float | None = knob(None, "the peak lr.", derived="4 x base_lr", minimum=0)
+    stepsize: int | None = knob(None, "a half-cycle in iterations.", derived="N/4", minimum=1)
+
+
 class Triangular(Chained):
     name = "triangular"
-    params = ("max_lr", "stepsize")
+    Knobs = TriangularKnobs
     extends = "its cycles go on"
 
     def defaults(self, max_iter, base_lr):

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..knobs import NoKnobs, knob_names
+
 __all__ = ["Policy", "Params", "f32", "multistep_switches"]
 
 
@@ -49,11 +51,21 @@ def multistep_switches(stepvalue: Sequence[int]) -> list[int]:
 
 
 class Policy:
-    """One of Caffe's ``lr_policy`` values. Subclasses set ``name`` and ``fields`` and implement ``defaults``,
-    ``rate`` and ``curve``; the registry (:mod:`caffegen.prototxt.policies`) makes every caller see it."""
+    """One of Caffe's ``lr_policy`` values. Subclasses set ``name`` and ``Knobs`` (a dataclass of
+    :func:`~caffegen.prototxt.knobs.knob` s: the SolverParameter fields it reads, with their help) and implement
+    ``defaults``, ``rate`` and ``curve`` (``check`` when a parameter has a range); the registry
+    (:mod:`caffegen.prototxt.policies`) makes every caller see it."""
 
     name: ClassVar[str] = ""
-    fields: ClassVar[tuple[str, ...]] = ()      # the SolverParameter fields it reads (the others are left out)
+    Knobs: ClassVar[type] = NoKnobs
+    fields: ClassVar[tuple[str, ...]] = ()      # the Knobs' names: the fields its solver writes (the others are left out)
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.fields = knob_names(cls.Knobs)
+
+    def check(self, p: dict[str, Any]) -> None:
+        """One InputError line for a parameter Caffe would refuse or misread."""
 
     def defaults(self, max_iter: int) -> dict[str, Any]:
         """Parameters that make this policy a fair contender over ``max_iter`` iterations."""

@@ -8,7 +8,6 @@ from .base import Params, Policy, f32
 
 class Fixed(Policy):
     name = "fixed"
-    fields = ()
 
     def rate(self, it, p: Params):
         return f32(p.base_lr)

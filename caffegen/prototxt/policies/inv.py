@@ -1,17 +1,31 @@
 """``inv``: base_lr x (1 + gamma x iter) ^ -power (the base formed in float arithmetic)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ...errors import InputError
+from ..knobs import knob
 from .base import Params, Policy, f32
 
 INV_POWER = 0.75            # Caffe's LeNet example power ...
 INV_END_RATIO = 0.1         # ... with gamma chosen so that lr reaches base_lr/10 at max_iter
 
 
+@dataclass(frozen=True)
+class InvKnobs:
+    gamma: float | None = knob(None, "lr = base_lr (1 + gamma iter)^-power (gamma >= 0).", derived="to base_lr/10 at N")
+    power: float | None = knob(None, "the exponent.", derived="0.75")
+
+
 class Inv(Policy):
     name = "inv"
-    fields = ("gamma", "power")
+    Knobs = InvKnobs
+
+    def check(self, p):
+        if not p["gamma"] >= 0:
+            raise InputError(f"lr_policy inv needs gamma >= 0, got {p['gamma']!r}")
 
     def defaults(self, max_iter):
         return {"gamma": (INV_END_RATIO ** (-1.0 / INV_POWER) - 1.0) / max_iter, "power": INV_POWER}

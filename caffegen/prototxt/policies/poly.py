@@ -3,15 +3,27 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from ...errors import InputError
+from ..knobs import knob
 from .base import Params, Policy, f32
 
 POLY_POWER = 1.0            # linear decay to 0 at max_iter
 
 
+@dataclass(frozen=True)
+class PolyKnobs:
+    power: float | None = knob(None, "the exponent.", derived="1")
+
+
 class Poly(Policy):
     name = "poly"
-    fields = ("power",)
+    Knobs = PolyKnobs
+
+    def check(self, p):
+        if not p["power"] >= 0:
+            raise InputError(f"lr_policy poly needs power >= 0, got {p['power']!r}")
 
     def defaults(self, max_iter):
         return {"power": POLY_POWER}

@@ -3,16 +3,25 @@ from __future__ import annotations
 
 import math
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..knobs import knob
 from .base import Params, Policy, f32
 
 SIGMOID_END_RATIO = 1e-3    # centred at max_iter/2, ~base_lr at 0 and ~base_lr/1000 at max_iter
 
 
+@dataclass(frozen=True)
+class SigmoidKnobs:
+    gamma: float | None = knob(None, "the slope (negative: the lr decays).", derived="to base_lr/1000 at N")
+    stepsize: int | None = knob(None, "the iteration at the sigmoid's centre.", derived="N/2", minimum=1)
+
+
 class Sigmoid(Policy):
     name = "sigmoid"
-    fields = ("gamma", "stepsize")
+    Knobs = SigmoidKnobs
 
     def defaults(self, max_iter):
         # lr = base / (1 + exp(-gamma (it - stepsize))); at it = 0 and it = n the ratio is 999:1.

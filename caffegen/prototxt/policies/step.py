@@ -5,15 +5,32 @@ import math
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from ...errors import InputError
+from ..knobs import knob
 from .base import Params, Policy, f32
 
 STEP_GAMMA = 0.1            # step / multistep: divide by 10 at each step
 
 
+@dataclass(frozen=True)
+class StepKnobs:
+    gamma: float | None = knob(None, "the factor each step multiplies the lr by (> 0).", derived="0.1")
+    stepsize: int | None = knob(None, "iterations per step.", derived="ceil(N/3)", minimum=1)
+
+
+def positive_gamma(name: str, p: dict) -> None:
+    if not p["gamma"] > 0:
+        raise InputError(f"lr_policy {name} needs gamma > 0, got {p['gamma']!r}")
+
+
 class Step(Policy):
     name = "step"
-    fields = ("gamma", "stepsize")
+    Knobs = StepKnobs
+
+    def check(self, p):
+        positive_gamma(self.name, p)
 
     def defaults(self, max_iter):
         return {"gamma": STEP_GAMMA, "stepsize": max(1, math.ceil(max_iter / 3))}
