@@ -53,7 +53,8 @@ def test_the_search_table_passes_the_seed_noise_to_the_pruner():
     import optuna
 
     from caffegen.errors import InputError
-    from caffegen.sweep.search import RunShape, make_pruner, parse_search
+    from caffegen.sweep.search import parse_search
+    from caffegen.sweep.strategies import RunShape, make_pruner
 
     fields = {"base_lr": "float", "lr_policy": "str"}
     space = {"base_lr": {"low": 1e-3, "high": 0.1, "log": True}}
@@ -125,13 +126,17 @@ def test_candidates_leave_out_pruned_and_valueless_trials_and_repeats():
 # -- the replay on a hand-made table -------------------------------------------------------------------------------
 
 
-def _table(noise: float = 0.0):
-    """3 base_lr x 2 schedules x 3 seeds at 90 and 30 iterations. The truth: 0.01 poly is best (0.80); 0.1 diverges
-    early (chance); 0.001 learns slowly. Each run costs 10 s per test pass after a 5-s start."""
+HAND = {(0.001, "step"): 0.40, (0.001, "poly"): 0.45, (0.01, "step"): 0.70, (0.01, "poly"): 0.80,
+        (0.1, "step"): 0.1, (0.1, "poly"): 0.1}
+
+
+def _table(noise: float = 0.0, final: dict | None = None, suggested: float = 0.01, blew_up_at: float | None = 0.5):
+    """3 base_lr x 2 schedules x 3 seeds at 90 and 30 iterations (``final``: another truth, the same way). The truth:
+    0.01 poly is best (0.80); 0.1 diverges early (chance); 0.001 learns slowly. Each run costs 10 s per test pass
+    after a 5-s start. The range test suggests ``suggested``."""
     from caffegen.tune.table import Curve, CurveTable
 
-    final = {(0.001, "step"): 0.40, (0.001, "poly"): 0.45, (0.01, "step"): 0.70, (0.01, "poly"): 0.80,
-             (0.1, "step"): 0.1, (0.1, "poly"): 0.1}
+    final = final or HAND
     curves = []
     for iters, passes in ((90, 12), (30, 6)):
         steps = [round(i * iters / passes) for i in range(passes + 1)]
@@ -139,7 +144,7 @@ def _table(noise: float = 0.0):
             for seed in range(3):
                 jitter = noise * (seed - 1)
                 values = [0.1 + (top + jitter - 0.1) * math.sqrt(s / iters) for s in steps]
-                if lr == 0.1:
+                if top <= 0.1:       # diverged
                     values = [0.1] + [float("nan")] * passes
                 times = [5 + 10 * i for i in range(passes + 1)]
                 curves.append(Curve(lr, policy, seed, iters, tuple(steps), tuple(values), tuple([1.0] * len(steps)),
@@ -148,7 +153,8 @@ def _table(noise: float = 0.0):
                                           "figure_s": 0.1, "wall_s": 30.0}}
     problem = {"name": "hand", "classes": 10, "val_images": 1000, "train_images": 1000, "iters": 90,
                "search_iters": 30, "maximize": True}
-    lrfind = [{"seed": s, "suggested": 0.01, "blew_up_at": 0.5, "suggestions": {}, "wall_s": 20.0} for s in range(3)]
+    lrfind = [{"seed": s, "suggested": suggested, "blew_up_at": blew_up_at, "suggestions": {}, "wall_s": 20.0}
+              for s in range(3)]
     return CurveTable(problem, meta, curves, lrfind)
 
 
@@ -178,6 +184,59 @@ def test_the_replayed_tune_finds_the_known_best_within_its_budget():
     # the same seed replays the same tune; another seed may differ in its trials, not in its answer here
     again = replay(t, Method("tune", chains=False, budget="12runs"), 0)
     assert (again.chosen, again.compute_s, again.trials) == (out.chosen, out.compute_s, out.trials)
+
+
+def test_the_search_range_follows_its_best_trials_past_the_range_tests_guess():
+    from caffegen.tune.replay import Method, replay
+
+    # the higher the rate the better, up to 0.1; the range test's valley (0.001) gives the range 1e-4 .. 0.01
+    rates, policies = (1e-4, 3.16e-4, 0.001, 0.00316, 0.01, 0.0316, 0.1), ("step", "poly", "exp", "inv")
+    rising = {(lr, p): 0.30 + 0.08 * i + 0.01 * j for i, lr in enumerate(rates) for j, p in enumerate(policies)}
+    t = _table(final=rising, suggested=0.001, blew_up_at=None)
+    fixed = [replay(t, Method("tune", chains=False, budget="20runs", follow=False), s) for s in range(4)]
+    followed = [replay(t, Method("tune", chains=False, budget="20runs"), s) for s in range(4)]
+    assert all(o.chosen[0] <= 0.01 and o.regret > 0.1 for o in fixed)      # a range's top is as far as it goes
+    assert all(o.chosen[0] >= 0.0316 for o in followed)                     # the trials took it up
+    assert sum(o.regret for o in followed) < sum(o.regret for o in fixed) / 3
+
+
+def test_a_range_moves_half_a_decade_when_its_best_trials_crowd_an_end():
+    from caffegen.sweep.ranges import STEP, followed
+
+    within = (1e-5, 0.1)
+    # the best three within half a decade of the top: one step up, and no further on the same evidence
+    assert followed(1e-4, 0.01, within, [0.005, 0.008, 0.009, 5e-4], [0.009, 0.008, 0.005]) == \
+        pytest.approx((1e-4, 0.01 * STEP))
+    assert followed(1e-4, 0.01, within, [0.005, 0.008, 5e-4], [0.008, 5e-4, 0.005]) == (1e-4, 0.01)   # split: stays
+    assert followed(1e-4, 0.01, within, [1e-4, 1.2e-4, 2e-4], [1e-4, 1.2e-4, 2e-4]) == pytest.approx((1e-4 / STEP, 0.01))
+    assert followed(1e-4, 0.01, within, [0.009, 0.009], [0.009, 0.009]) == (1e-4, 0.01)     # two trials: noise
+    # it always covers what was sampled (a resumed driver sees the range the trials came from), never past within
+    assert followed(1e-4, 0.01, within, [0.05], []) == pytest.approx((1e-4, 0.1))
+    assert followed(1e-4, 0.01, within, [0.09, 0.095, 0.099], [0.099, 0.095, 0.09]) == pytest.approx((1e-4, 0.1))
+
+
+def test_a_sweeps_study_asks_from_the_range_its_trials_moved(tmp_path):
+    import optuna
+
+    from caffegen.errors import InputError
+    from caffegen.sweep.search import Study, parse_search
+
+    fields = {"base_lr": "float", "lr_policy": "str"}
+    space = {"base_lr": {"low": 1e-4, "high": 0.01, "log": True, "within": [1e-5, 0.1]}, "lr_policy": ["poly"]}
+    spec = parse_search({"sampler": "random", "trials": 9, "space": space}, fields, "spec.toml")
+    study = Study(spec, tmp_path, "s", maximize=True, min_resource=1)
+    assert study.distributions()["base_lr"].high == pytest.approx(0.01)
+    for lr, v in ((0.006, 0.7), (0.008, 0.72), (0.009, 0.71), (0.0002, 0.3)):
+        study.study.add_trial(optuna.trial.create_trial(
+            params={"base_lr": lr, "lr_policy": "poly"}, value=v, distributions=study.distributions()))
+    assert study.distributions()["base_lr"].high == pytest.approx(0.0316, rel=1e-3)
+    number, name, params = study.ask(lambda n, p: f"t{n}")
+    assert 1e-4 <= params["base_lr"] <= 0.0317
+    for bad, why in (({"low": 1e-4, "high": 0.01, "within": [1e-5, 0.1]}, "log-scaled"),
+                     ({"low": 1e-4, "high": 0.01, "log": True, "within": [1e-3, 0.1]}, "must hold the range"),
+                     ({"low": 1e-4, "high": 0.01, "log": True, "within": 0.1}, "two numbers")):
+        with pytest.raises(InputError, match=why):
+            parse_search({"sampler": "random", "trials": 9, "space": {"base_lr": bad}}, fields, "spec.toml")
 
 
 def test_a_replayed_search_stops_at_its_compute_budget_and_prunes_on_the_clock():
@@ -231,6 +290,21 @@ def test_distinct_candidates_count_near_rates_of_one_schedule_once():
     assert [t.name for t in candidates(trials, maximize=True, k=2)] == ["lr0.0066_poly", "lr0.0073_poly"]
     got = candidates(trials, maximize=True, k=3, distinct=True)
     assert [t.name for t in got] == ["lr0.0066_poly", "lr0.0029_inv", "lr0.0021_poly"]   # 0.0021: another half-decade
+
+
+def test_the_short_horizon_candidates_take_the_last_places_unless_already_there():
+    from caffegen.tune.decide import longer_horizon
+
+    trials = [SearchOutcome("lr0.003_poly", {"base_lr": 0.003, "lr_policy": "poly"}, 0.90),
+              SearchOutcome("lr0.002_inv", {"base_lr": 0.002, "lr_policy": "inv"}, 0.89),
+              SearchOutcome("lr0.03_poly", {"base_lr": 0.03, "lr_policy": "poly"}, 0.88),
+              SearchOutcome("lr0.001_step", {"base_lr": 0.001, "lr_policy": "step"}, 0.87)]
+    assert longer_horizon(trials, k=3, factors=()) == trials[:3]
+    got = longer_horizon(trials, k=4, factors=(10 ** 0.5,))
+    assert [t.name for t in got] == ["lr0.003_poly", "lr0.002_inv", "lr0.03_poly", "lr0.00949_poly"]
+    assert got[-1].value is None and got[-1].runs == ()          # a configuration no trial ran: fresh seeds only
+    # 10x the best is lr0.03_poly's half-decade: already a candidate, nothing replaced
+    assert longer_horizon(trials, k=4, factors=(10.0,)) == trials[:4]
 
 
 def test_each_stage_decision_round_trips_through_tune_json_and_a_newer_format_is_refused(tmp_path):

@@ -319,7 +319,7 @@ def study_figures(sweep_dir: Path, name: str) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ..sweep.search import optuna_or_error
+    from ..sweep.strategies import optuna_or_error
 
     optuna = optuna_or_error()
     import optuna.visualization.matplotlib as views

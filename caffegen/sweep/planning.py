@@ -12,7 +12,8 @@ from ..data.sources import augmented, prepare_data
 from ..layout import SWEEP_DB, TRAIN_LOG
 from ..run.folder import read_manifest
 from .runs import RunPlan, plan_run
-from .search import RunShape, Study, TrialSource, trial_name
+from .search import Study, TrialSource, trial_name
+from .strategies import RunShape
 from .spec import RunSettings, SweepSpec, Variant, grid_space, point
 from ..logs.curves import is_loss_metric
 from ..run.status import FINAL

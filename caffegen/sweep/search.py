@@ -34,10 +34,10 @@ from ..errors import InputError
 from ..layout import study_storage
 from ..prototxt.chains import parse_schedules
 from ..run.status import PRUNED, WITH_RESULT
+from .strategies import PRUNERS, SAMPLERS, RunShape, make_pruner, make_sampler, optuna_or_error
 from .values import typed
 
-__all__ = ["SearchSpec", "parse_search", "Study", "RunShape", "SAMPLERS", "PRUNERS", "optuna_or_error", "make_sampler",
-           "make_pruner", "distributions"]
+__all__ = ["SearchSpec", "parse_search", "Study", "TrialSource", "distributions", "trial_name"]
 
 
 
@@ -66,16 +66,6 @@ class SearchSpec:
     def uses_study(self) -> bool:
         """Whether runs go through an Optuna study (a sampler picks them, or a pruner compares them)."""
         return self.sampled or self.pruner != "none"
-
-
-def optuna_or_error():
-    """The optuna module, or the one line that says how to get it."""
-    try:
-        import optuna
-    except ImportError:
-        raise InputError("[search] needs Optuna: pip install 'caffegen[search]' (or pip install optuna)") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
 
 
 def parse_search(raw: dict[str, Any] | None, fields: dict[str, str], source: str) -> SearchSpec | None:
@@ -149,8 +139,9 @@ def _distribution(name: str, value: Any, fields: dict[str, str], source: str) ->
         if len(set(map(repr, choices))) != len(choices):
             raise InputError(f"{where}: lists a choice twice")
         return choices
-    if not isinstance(value, dict) or set(value) - {"low", "high", "log", "step"} or not {"low", "high"} <= set(value):
-        raise InputError(f"{where}: give {{ low = ..., high = ... }} (optionally log = true) or a list of choices")
+    if not isinstance(value, dict) or set(value) - {"low", "high", "log", "step", "within"} or not {"low", "high"} <= set(value):
+        raise InputError(f"{where}: give {{ low = ..., high = ... }} (optionally log = true, within = [a, b]) or a "
+                         "list of choices")
     low, high = value["low"], value["high"]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
         raise InputError(f"{where}: low and high must be numbers, got {low!r} and {high!r}")
@@ -165,7 +156,24 @@ def _distribution(name: str, value: Any, fields: dict[str, str], source: str) ->
     if not (kind.startswith("int") or kind.startswith("float")):
         raise InputError(f"{where}: a range needs a numeric parameter; give {name} a list of choices")
     integer = kind.startswith("int")
-    return {"low": low, "high": high, "log": log, "int": integer, **({"step": value["step"]} if "step" in value else {})}
+    within = _within(where, value.get("within"), low, high, log and not integer and "step" not in value)
+    return {"low": low, "high": high, "log": log, "int": integer, **({"step": value["step"]} if "step" in value else {}),
+            **({"within": within} if within else {})}
+
+
+def _within(where: str, within: Any, low: float, high: float, log_float: bool) -> list[float] | None:
+    """``within = [a, b]``: the bounds a range that follows the evidence may move to (:mod:`.ranges`)."""
+    if within is None:
+        return None
+    if not log_float:
+        raise InputError(f"{where}: within goes with a log-scaled float range (log = true, no step)")
+    if (not isinstance(within, list) or len(within) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in within)):
+        raise InputError(f"{where}: within must be [a, b], two numbers, got {within!r}")
+    a, b = float(within[0]), float(within[1])
+    if not 0 < a <= low or b < high:
+        raise InputError(f"{where}: within [{a:g}, {b:g}] must hold the range {low:g} .. {high:g} (and a > 0)")
+    return [a, b]
 
 
 def distributions(space: dict[str, Any]):
@@ -183,83 +191,6 @@ def distributions(space: dict[str, Any]):
             out[name] = d.FloatDistribution(float(spec["low"]), float(spec["high"]), log=spec["log"],
                                             step=spec.get("step"))
     return out
-
-
-def _random(spec: SearchSpec, seed: int):
-    return optuna_or_error().samplers.RandomSampler(seed=seed)
-
-
-def _tpe(spec: SearchSpec, seed: int):
-    startup = {} if spec.startup is None else {"n_startup_trials": spec.startup}
-    # constant_liar: trials are asked while others run
-    return optuna_or_error().samplers.TPESampler(seed=seed, constant_liar=True, **startup)
-
-
-def _qmc(spec: SearchSpec, seed: int):
-    # a scrambled sequence: its points come in order, so the seed stays the spec's
-    return optuna_or_error().samplers.QMCSampler(seed=spec.seed, scramble=True)
-
-
-# [search] sampler: name -> (spec, seed) -> an Optuna sampler. The grid enqueues every trial with its point (nothing
-# is sampled: a random sampler stands by).
-SAMPLERS: dict[str, Callable[[SearchSpec, int], Any]] = {"grid": _random, "random": _random, "tpe": _tpe, "qmc": _qmc}
-
-
-def make_sampler(spec: SearchSpec, made: int = 0):
-    """The sampler, seeded from the spec's seed and the number of trials the study already ``made``: a resumed
-    study draws on from where it was, not the first draws again (they would repeat its first trials)."""
-    return SAMPLERS[spec.sampler](spec, spec.seed + 7919 * made)
-
-
-@dataclass(frozen=True)
-class RunShape:
-    """What a pruner needs to know of the sweep's runs: their length, test interval, the images a test pass
-    evaluates, and, for a trial's parameters, the decades of lr decay its schedule still has ahead at an iteration."""
-
-    max_iter: int
-    test_interval: int
-    test_images: int | None
-    decay_left: Any = None    # Callable[[dict, int], float]
-
-
-def _noise(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
-    from .pruning import NoisePruner
-
-    if shape is None:
-        raise InputError("[search] pruner \"noise\" needs the runs' shape (max_iter, test_interval)")
-    return NoisePruner(max_iter=shape.max_iter, test_interval=shape.test_interval, min_resource=spec.min_resource,
-                       eta=spec.reduction_factor, maximize=maximize, test_images=shape.test_images,
-                       decay_left=shape.decay_left or (lambda params, it: 0.0), seed_sd=spec.seed_sd or 0.0)
-
-
-def _asha(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
-    return optuna_or_error().pruners.SuccessiveHalvingPruner(min_resource=spec.min_resource or min_resource,
-                                                             reduction_factor=spec.reduction_factor)
-
-
-def _hyperband(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
-    return optuna_or_error().pruners.HyperbandPruner(min_resource=spec.min_resource or min_resource,
-                                                     reduction_factor=spec.reduction_factor)
-
-
-def _median(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
-    return optuna_or_error().pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=spec.min_resource or min_resource)
-
-
-def _nop(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):  # noqa: ARG001
-    return optuna_or_error().pruners.NopPruner()
-
-
-# [search] pruner: name -> (spec, min_resource, maximize, the runs' shape) -> an Optuna pruner ("noise":
-# caffegen.sweep.pruning.NoisePruner; the others Optuna's own).
-PRUNERS: dict[str, Callable[[SearchSpec, int, bool, RunShape | None], Any]] = {
-    "none": _nop, "noise": _noise, "asha": _asha, "hyperband": _hyperband, "median": _median}
-
-
-def make_pruner(spec: SearchSpec, min_resource: int, maximize: bool, shape: RunShape | None):
-    """The study's pruner (Optuna's, or caffegen's noise pruner): what the live sweep and the tune's replay
-    (:mod:`caffegen.tune.replay`) both use."""
-    return PRUNERS[spec.pruner](spec, min_resource, maximize, shape)
 
 
 class Study:
@@ -283,6 +214,14 @@ class Study:
     def trials(self):
         return self.study.get_trials(deepcopy=False)
 
+    def distributions(self, *, widest: bool = False) -> dict[str, Any]:
+        """The space's distributions now: a range with ``within`` as the trials so far moved it (:mod:`.ranges`);
+        ``widest``: at its bounds."""
+        from .ranges import followed_distributions
+
+        return followed_distributions(self.spec.space, self.trials(), self.study.direction.name == "MAXIMIZE",
+                                      widest=widest)
+
     def variants_of(self, states: tuple[str, ...]) -> list[tuple[int, str, dict[str, Any]]]:
         """(number, variant, params) of the trials in these states (names of optuna.trial.TrialState)."""
         want = {getattr(self._optuna.trial.TrialState, s) for s in states}
@@ -301,7 +240,7 @@ class Study:
         ts = self._optuna.trial.TrialState
         if fixed is not None and not any(t.state == ts.WAITING for t in self.trials()):
             self.study.enqueue_trial(fixed)  # (a point an earlier driver enqueued but never asked for goes first)
-        trial = self.study.ask(dists if dists is not None else distributions(self.spec.space))
+        trial = self.study.ask(dists if dists is not None else self.distributions())
         name = name_for(trial.number, trial.params)
         if name is None:
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
@@ -422,7 +361,7 @@ class TrialSource:
         opt = study._optuna.distributions
         self.grid_dists = {k: opt.CategoricalDistribution(v) for k, v in (grid_space or {}).items()}
         if restore:
-            study.restore(restore, self.grid_dists if grid is not None else distributions(study.spec.space))
+            study.restore(restore, self.grid_dists if grid is not None else study.distributions(widest=True))
         for _, name, _ in study.variants_of(("RUNNING",)):  # finished runs whose trial was never told
             if name in final:
                 self.end(name, *final[name])
@@ -430,7 +369,7 @@ class TrialSource:
             self.pending = [p for p in grid if p.variant.name not in final]
             study.adopt_orphans(self._pending_named, self.grid_dists)
             return
-        study.adopt_orphans(trial_name, distributions(study.spec.space))
+        study.adopt_orphans(trial_name, study.distributions())
         self.pending = []
         for number, name, params in study.variants_of(("RUNNING",)):  # resumed from their snapshots
             if name not in final and (plan := self._made(number, name, params)) is not None:

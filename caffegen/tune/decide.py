@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SearchOutcome", "candidates", "confirm_round", "choose", "Verdict"]
+__all__ = ["SearchOutcome", "candidates", "longer_horizon", "confirm_round", "choose", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,26 @@ def candidates(trials: Sequence[SearchOutcome], *, maximize: bool, k: int,
         seen.add(key)
         out.append(t)
     return out[:k]
+
+
+def longer_horizon(cands: Sequence[SearchOutcome], *, k: int, factors: Sequence[float]) -> list[SearchOutcome]:
+    """The confirm's ``k`` candidates with the short-horizon bias answered: a search of short runs favours small
+    rates (Wu et al. 2018; on the demo the search length's best rates are 3-10x below the full length's), so the
+    best trial's configuration at each of ``factors`` x its base_lr takes one of the last places, unless a candidate
+    already is that configuration (its schedule, that half-decade). No factors: the candidates as they are."""
+    from ..prototxt.options import variant_name
+
+    if not cands or not isinstance(cands[0].point.get("base_lr"), (int, float)):
+        return list(cands[:k])
+    best = cands[0]
+    extra: list[SearchOutcome] = []
+    for f in factors:
+        point = {**best.point, "base_lr": float(f"{best.point['base_lr'] * f:.3g}")}
+        e = SearchOutcome(variant_name(point), point, None)
+        if all(_kind(c) != _kind(e) for c in [*cands[:k], *extra]):
+            extra.append(e)
+    extra = extra[:max(0, k - 1)]
+    return list(cands[:k - len(extra)]) + extra
 
 
 def _mean(vs: Mapping[int, float]) -> float:

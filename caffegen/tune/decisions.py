@@ -86,10 +86,13 @@ class Searched(Decision):
 
     stage: ClassVar[str] = "search"
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    lr_range: list[float] | None = None     # where the base_lr range stood at the end (it follows the best trials)
 
     def describe(self) -> str:
         return (f"{len(self.candidates)} finished trials; the best at the search length: "
-                + ", ".join(f"{c['name']} ({c['value']:.3f})" for c in self.candidates[:3]))
+                + ", ".join(f"{c['name']} ({c['value']:.3f})" for c in self.candidates[:3])
+                + (f"; base_lr range at the end {self.lr_range[0]:.3g} .. {self.lr_range[1]:.3g}"
+                   if self.lr_range else ""))
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ class Method:
     first_rung: float | None = SEARCH_FIRST_RUNG  # tune: the search's pruner judges runs from this share of them
                                                   # on (None: the noise pruner's default rungs)
     startup: int | None = None        # tune: TPE's random trials before its model (None: the tune's rule)
+    horizon: tuple[float, ...] = ()   # tune: the best at these x its rate take the confirm's last places
+                                      # (decide.longer_horizon)
+    follow: bool = True               # tune: the search's base_lr range follows its best trials (caffegen.sweep.ranges)
     search_full: bool = False         # tune: search (12 passes) and confirm at the full length, pruned; a lever
                                       # of the replay, not (yet) a live option
     final: bool = True                # tune: the winner retrained at the full length
@@ -115,7 +118,7 @@ def speed_of(table: CurveTable, slots: int):
     return Speed(probe.iter_s * k, probe.test_s * k, probe.start_s * k, slots, probe.check_s, probe.figure_s)
 
 
-class _Clock:
+class Clock:
     """Runs on a virtual clock with ``slots``: each started run is a recorded curve; events are its test passes."""
 
     def __init__(self, slots: int, t0: float = 0.0):
@@ -211,12 +214,13 @@ def _name(params: dict[str, Any] | Config) -> str:
     return variant_name({"base_lr": params["base_lr"], "lr_policy": params["lr_policy"]})
 
 
-def _search(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int, role: Callable[[Config, int], int],
-            truth_regret: Callable[[Config], float], clock: _Clock, anytime: list,
+def search_on_clock(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int, role: Callable[[Config, int], int],
+            truth_regret: Callable[[Config], float], clock: Clock, anytime: list,
             compute0: float) -> tuple[list, int, int]:
     """One search (``tables``' [search], parsed by the sweep's own parser) replayed on ``clock``: its trials as
     :class:`~caffegen.tune.decide.SearchOutcome`, how many started and how many were pruned."""
-    from ..sweep.search import RunShape, distributions, make_pruner, make_sampler, optuna_or_error
+    from ..sweep.ranges import followed_distributions
+    from ..sweep.strategies import RunShape, make_pruner, make_sampler, optuna_or_error
     from .decide import SearchOutcome
 
     optuna = optuna_or_error()
@@ -227,7 +231,6 @@ def _search(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int
     maximize = table.maximize
     study = optuna.create_study(sampler=make_sampler(spec), pruner=make_pruner(spec, interval, maximize, shape),
                                 direction="maximize" if maximize else "minimize")
-    dists = distributions(spec.space)
     out: list[SearchOutcome] = []
     started = pruned = 0
     sign = 1.0 if maximize else -1.0
@@ -238,7 +241,7 @@ def _search(table: CurveTable, tables: dict[str, Any], *, iters: int, slots: int
 
     while True:
         while clock.free() > 0 and asking():
-            trial = study.ask(dists)
+            trial = study.ask(followed_distributions(spec.space, study.get_trials(deepcopy=False), maximize))
             params = dict(trial.params)
             config = table.config(params["base_lr"], params["lr_policy"])
             curve = table.curve(*config, role(config, 0), iters)
@@ -296,16 +299,14 @@ def replay(table: CurveTable, method: Method, seed: int, *, slots: int = 2) -> O
 
     if method.kind == "tune":
         return _replay_tune(table, method, seed, slots, role, regret)
-    if method.kind == "search":
-        return _replay_search(table, method, seed, slots, role, regret)
-    if method.kind == "grid":
-        return _replay_grid(table, method, seed, slots, role, regret)
-    if method.kind == "oneshot":
-        return _replay_oneshot(table, method, seed, slots, role, regret)
-    raise ValueError(f"unknown method kind {method.kind!r}")
+    from .baselines import BASELINES
+
+    if method.kind not in BASELINES:
+        raise ValueError(f"unknown method kind {method.kind!r}")
+    return BASELINES[method.kind](table, method, seed, slots, role, regret)
 
 
-def _policies(method: Method, table: CurveTable) -> list[str]:
+def policies_of(method: Method, table: CurveTable) -> list[str]:
     """The schedules the method searches (the tune's space, or Caffe's seven), those the table recorded."""
     from ..prototxt.schedule import POLICIES
     from .specs import TUNE_SCHEDULES
@@ -314,12 +315,12 @@ def _policies(method: Method, table: CurveTable) -> list[str]:
     return [p for p in (TUNE_SCHEDULES if method.chains else POLICIES) if p in have]
 
 
-def _outcome(method: Method, seed: int, chosen: Config, table: CurveTable, regret, compute: float, wall: float,
+def outcome_of(method: Method, seed: int, chosen: Config, table: CurveTable, regret, compute: float, wall: float,
              **kw) -> Outcome:
     return Outcome(method.name, seed, chosen, table.truth(*chosen), regret(chosen), compute, wall, **kw)
 
 
-def _lrfind(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
+def lrfind_of(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
     seeds = table.seeds()
     s = role(("lr-find", "-"), seed_role) if seeds else 0
     return next((f for f in table.lrfind if f["seed"] == s), table.lrfind[0])
@@ -327,9 +328,9 @@ def _lrfind(table: CurveTable, role, seed_role: int = 0) -> dict[str, Any]:
 
 def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
     from .budget import make_plan, parse_budget, search_seconds
-    from .decide import candidates, choose
+    from .decide import candidates, choose, longer_horizon
     from .specs import (FALLBACK_RANGE, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables, lr_range,
-                        search_tables)
+                        lr_within, search_tables)
     from .stages import LRFIND_ITERS, SANITY_ITERS
 
     speed = speed_of(table, slots)
@@ -340,7 +341,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     short = base_tables("search", iters=search_iters,
                         passes=TEST_PASSES_FINAL if method.search_full else TEST_PASSES_SEARCH, **common)
     full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **common)
-    policies = _policies(method, table)
+    policies = policies_of(method, table)
     measure_s = table.meta["speed"]["wall_s"]
     plan = make_plan(parse_budget(method.budget), speed, iters=iters,
                      search_iters=search_iters, test_interval=full["solver"]["test_interval"],
@@ -351,7 +352,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     stages: dict[str, float] = {"measure": measure_s}
     planned = {s.name: s.seconds for s in plan.stages}
     stages["sanity"] = planned.get("sanity", 0.0)
-    found = _lrfind(table, role)
+    found = lrfind_of(table, role)
     stages["lr-find"] = found["wall_s"]
     low, high = lr_range(found["suggested"], found.get("blew_up_at")) if found.get("suggested") else FALLBACK_RANGE
     wall = sum(stages.values())
@@ -361,15 +362,17 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     seconds = search_seconds(plan, speed, spent=wall, run_s=speed.run_s(search_iters, short["solver"]["test_interval"]))
     tables = search_tables(short, lr=(low, high), policies=policies, trials=plan.trials, seconds=seconds, seed=seed,
                            seed_sd=_pruner_sd(table, method, search_iters), first_rung=method.first_rung,
+                           within=lr_within(low, high, found.get("blew_up_at")) if method.follow else None,
                            startup=method.startup, run_s=speed.run_s(search_iters, short["solver"]["test_interval"]))
-    clock = _Clock(slots)
+    clock = Clock(slots)
     anytime: list[tuple[float, float]] = []
     compute0 = sum(stages.values())
-    trials, started, pruned = _search(table, tables, iters=search_iters, slots=slots, role=role, truth_regret=regret,
+    trials, started, pruned = search_on_clock(table, tables, iters=search_iters, slots=slots, role=role, truth_regret=regret,
                                       clock=clock, anytime=anytime, compute0=compute0)
     stages["search"] = clock.finished_s + clock.overhead_s + speed.sweep_s
     wall += clock.now + speed.sweep_s
-    cands = candidates(trials, maximize=table.maximize, k=method.candidates, distinct=method.distinct)
+    cands = longer_horizon(candidates(trials, maximize=table.maximize, k=len(trials), distinct=method.distinct),
+                           k=method.candidates, factors=method.horizon)
     if not cands:
         raise RuntimeError("no search trial produced a value")
     configs = {c.name: table.config(c.point["base_lr"], c.point["lr_policy"]) for c in cands}
@@ -397,7 +400,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     wall += stages["look"]
     compute = sum(stages.values())
     anytime.append((compute, regret(chosen)))
-    return _outcome(method, seed, chosen, table, regret, compute, wall, stages=stages, anytime=anytime,
+    return outcome_of(method, seed, chosen, table, regret, compute, wall, stages=stages, anytime=anytime,
                     trials=started, pruned=pruned)
 
 
@@ -459,7 +462,7 @@ def _replay_repeated_grid(table: CurveTable, method: Method, seed: int, slots: i
     stages["search"] = compute + speed.sweep_s
     stages["look"] = planned.get("look", 0.0)
     total = sum(stages.values())
-    return _outcome(method, seed, chosen, table, regret, total, wall + compute / slots + stages["look"],
+    return outcome_of(method, seed, chosen, table, regret, total, wall + compute / slots + stages["look"],
                     stages=stages, anytime=[(total, regret(chosen))], trials=len(points) * GRID_REPEATS)
 
 
@@ -475,70 +478,6 @@ def _pruner_sd(table: CurveTable, method: Method, iters: int) -> float | None:
     return prior_seed_sd(table.problem["val_images"])
 
 
-def _replay_search(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
-    """An Optuna search of full-length runs (ASHA's design: a pruned run is a prefix of a full one) at a compute
-    budget, the best value found wins."""
-    from .specs import TEST_PASSES_FINAL, TuneNet, base_tables
-
-    iters = table.iters
-    common = dict(data={"train_list": "train.txt", "val_list": "val.txt"}, net=TuneNet(), classes=table.problem["classes"],
-                  val_images=table.problem["val_images"], run={"backend": "local"})
-    full = base_tables("search", iters=iters, passes=TEST_PASSES_FINAL, **common)
-    lrs = table.lrs()
-    budget = method.compute or table.compute_of() / 10
-    search = {"sampler": method.sampler, "trials": 10_000, "seed": seed, "pruner": method.pruner,
-              "seconds": round(budget, 1),
-              "space": {"base_lr": {"low": lrs[0], "high": lrs[-1], "log": True}, "lr_policy": _policies(method, table)}}
-    if method.pruner in ("asha", "hyperband"):
-        search["min_resource"] = max(1, math.ceil(iters / 9))
-        search["reduction_factor"] = 3
-    clock = _Clock(slots)
-    anytime: list[tuple[float, float]] = []
-    trials, started, pruned = _search(table, {**full, "search": search}, iters=iters, slots=slots, role=role,
-                                      truth_regret=regret, clock=clock, anytime=anytime, compute0=0.0)
-    from .decide import candidates
-
-    best = candidates(trials, maximize=table.maximize, k=1)
-    if not best:
-        raise RuntimeError("no trial finished")
-    chosen = table.config(best[0].point["base_lr"], best[0].point["lr_policy"])
-    compute = clock.finished_s + clock.overhead_s
-    return _outcome(method, seed, chosen, table, regret, compute, clock.now, stages={"search": compute},
-                    anytime=anytime, trials=started, pruned=pruned)
-
-
-def _replay_grid(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
-    """The one-seed grid a practitioner runs by hand: 3 base_lr a decade apart (the table's highest, a decade and two
-    below) x Caffe's seven, best value wins."""
-    sign = 1.0 if table.maximize else -1.0
-    best, compute, anytime = None, 0.0, []
-    top = table.lrs()[-1]
-    from ..prototxt.schedule import POLICIES
-
-    for policy in [p for p in POLICIES if p in table.policies()]:
-        for lr in (top, top / 10, top / 100):
-            config = table.config(lr, policy)
-            c = table.curve(*config, role(config, 0))
-            compute += c.wall_s + c.overhead_s
-            v = c.best(table.maximize)
-            if v is not None and (best is None or sign * v > sign * best[0]):
-                best = (v, config)
-                anytime.append((compute, regret(config)))
-    return _outcome(method, seed, best[1], table, regret, compute, compute / slots, stages={"grid": compute},
-                    anytime=anytime, trials=21)
-
-
-def _replay_oneshot(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
-    """lr-find's valley suggestion with poly, one full-length run: the cheapest answer a practitioner gets."""
-    found = _lrfind(table, role)
-    lr = found.get("suggested") or 0.01
-    chosen = table.config(lr, "poly")
-    c = table.curve(*chosen, role(chosen, 0))
-    compute = found["wall_s"] + c.wall_s + c.overhead_s
-    return _outcome(method, seed, chosen, table, regret, compute, compute, stages={"lr-find": found["wall_s"],
-                    "final": c.wall_s + c.overhead_s}, anytime=[(compute, regret(chosen))], trials=1)
-
-
 def repeated_grid_compute(table: CurveTable, method: Method) -> float:
     """The compute (slot-seconds) of the repeated grid over ``method``'s space, as the live plan counts it
     (:func:`caffegen.tune.budget.repeated_grid_runs` x one full-length run, the table's mean): what a tune's
@@ -546,7 +485,7 @@ def repeated_grid_compute(table: CurveTable, method: Method) -> float:
     from .budget import repeated_grid_runs
 
     walls = [c.wall_s for c in table.curves if c.iters == table.iters]
-    return repeated_grid_runs(len(_policies(method, table))) * sum(walls) / len(walls)
+    return repeated_grid_runs(len(policies_of(method, table))) * sum(walls) / len(walls)
 
 
 def short_horizon(table: CurveTable) -> float:

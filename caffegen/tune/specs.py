@@ -13,7 +13,7 @@ from ..prototxt.schedule import POLICIES
 from .budget import SEARCH_FIRST_RUNG
 
 __all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables",
-           "final_tables", "test_batch_for", "lr_range", "template_net", "spec_tables", "SPEC_TABLES", "TUNE_OWNED",
+           "final_tables", "test_batch_for", "lr_range", "lr_within", "template_net", "spec_tables", "SPEC_TABLES", "TUNE_OWNED",
            "tpe_startup", "TUNE_SCHEDULES",
            "in_tune_terms", "size_text"]
 
@@ -166,6 +166,16 @@ def lr_range(suggested: float, blew_up_at: float | None) -> tuple[float, float]:
     return float(f"{low:.3g}"), float(f"{high:.3g}")
 
 
+def lr_within(low: float, high: float, blew_up_at: float | None) -> tuple[float, float]:
+    """How far the search's range may follow its best trials (:mod:`caffegen.sweep.ranges`): a decade past either end
+    of :func:`lr_range`, never past a third of where the loss blew up. The range test's valley is a guess that can
+    sit a decade low (the demo's best rates are 15-40x its valley, its range ends 10x above): the trials correct it."""
+    top = high * 10
+    if blew_up_at:
+        top = max(high, min(top, blew_up_at / 3))
+    return float(f"{low / 10:.3g}"), float(f"{top:.3g}")
+
+
 def prior_seed_sd(val_images: int) -> float:
     """The seed-to-seed sd of a top-1 the search's pruner assumes before any repeat is run: twice the binomial sd
     of a top-1 near 0.5 on ``val_images`` (the seed noise measured on the bench problems runs at 1.5-3x the
@@ -180,11 +190,12 @@ def tpe_startup(trials: int) -> int:
 
 
 def search_tables(base: dict[str, Any], *, lr: tuple[float, float], policies: list[str], trials: int,
-                  seconds: float, seed: int, seed_sd: float | None = None,
+                  seconds: float, seed: int, seed_sd: float | None = None, within: tuple[float, float] | None = None,
                   first_rung: float | None = SEARCH_FIRST_RUNG, startup: int | None = None,
                   run_s: float | None = None) -> dict[str, Any]:
     """TPE over base_lr (log) x the schedules, pruned by the noise pruner (with the seed noise ``seed_sd`` beside
-    the val set's) from ``first_rung`` of the run on (None: the pruner's own first rung), its model from
+    the val set's) from ``first_rung`` of the run on (None: the pruner's own first rung), its base_lr range following
+    its best trials ``within`` these bounds (None: fixed), its model from
     :func:`tpe_startup` random trials on (of the trials ``seconds`` buys at ``run_s`` a run; ``startup``: another
     number), within a compute budget."""
     first = {} if first_rung is None else {"min_resource": max(1, math.ceil(base["solver"]["max_iter"] * first_rung))}
@@ -192,7 +203,8 @@ def search_tables(base: dict[str, Any], *, lr: tuple[float, float], policies: li
                                "startup": startup or tpe_startup(min(trials, int(seconds // run_s) if run_s else trials)),
                                "reduction_factor": 3, **first, "seconds": round(seconds, 1),
                                **({"seed_sd": seed_sd} if seed_sd else {}),
-                               "space": {"base_lr": {"low": lr[0], "high": lr[1], "log": True},
+                               "space": {"base_lr": {"low": lr[0], "high": lr[1], "log": True,
+                                                     **({"within": list(within)} if within else {})},
                                          "lr_policy": list(policies)}}}
 
 

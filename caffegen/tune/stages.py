@@ -18,7 +18,7 @@ from ..run.status import PRUNED, WITH_RESULT
 from .budget import DISTINCT_CANDIDATES, GRID_REPEATS, Plan, Speed, grid_lrs, make_plan
 from .decide import SearchOutcome, candidates
 from .decisions import Confirmed, Decision, FinalRun, Looked, LrRange, Measured, SanityCheck, Searched
-from .specs import FALLBACK_RANGE, final_tables, lr_range, prior_seed_sd, search_tables, size_text
+from .specs import FALLBACK_RANGE, final_tables, lr_range, lr_within, prior_seed_sd, search_tables, size_text
 
 if TYPE_CHECKING:
     from .tuner import TuneData, Tuner
@@ -200,6 +200,7 @@ class SearchStage(Stage):
         ctx.search_spec = t._write_spec("search", search_tables(
             ctx.short, lr=(lr.low, lr.high), policies=list(o.policies), trials=t.state.plan["trials"],
             seconds=entry["seconds"], seed=o.seed, seed_sd=prior_seed_sd(ctx.data.val_images),
+            within=lr_within(lr.low, lr.high, lr.blew_up_at),
             run_s=ctx.speed.run_s(ctx.search_iters, ctx.short["solver"]["test_interval"])))
 
     def run(self, t, ctx, entry):
@@ -210,10 +211,20 @@ class SearchStage(Stage):
         else:
             t.log(f"[tune] the study: optuna-dashboard {study_storage(search_dir)}")
         t._sweep(ctx.search_spec, search_dir, "search")
-        return Searched(search_candidates(search_dir))
+        found, moved = search_candidates(search_dir), None
+        if not ctx.grid_mode:
+            from ..sweep.ranges import study_range
+
+            spec = ctx.search_spec
+            moved = list(study_range(search_dir, spec.name, spec.search.space, "base_lr",
+                                     maximize=found[0]["maximize"] if found else True))
+        return Searched(found, moved)
 
     def after(self, t, ctx, decision):
         ctx.candidates = decision.candidates
+        if decision.lr_range and (decision.lr_range[0] < ctx.lr.low or decision.lr_range[1] > ctx.lr.high):
+            t.log(f"[tune] the search range followed its best trials: base_lr {decision.lr_range[0]:.3g} .. "
+                  f"{decision.lr_range[1]:.3g} (it began at {ctx.lr.low:g} .. {ctx.lr.high:g})")
         if not ctx.candidates:
             raise StopTune(1, f"no trial of the search produced a test result (see {t.out / 'search' / REPORT_HTML})")
 
