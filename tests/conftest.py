@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, settings
 
 from caffegen.errors import CaffeNotFound
 from helpers import make_imageset, write_list
+from ray_cluster import LocalCluster
 
 # CI machines are shared: slow example generation under load is not a bug, so it must not fail a run.
 settings.register_profile("caffegen", suppress_health_check=[HealthCheck.too_slow])
@@ -32,3 +33,19 @@ def tiny_imageset(tmp_path_factory):
     train = write_list(root / "train.txt", items)
     val = write_list(root / "val.txt", items[::4])
     return {"root": root, "train": train, "val": val, "classes": 3, "items": items}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real two-node Ray cluster on 127.0.0.1 (one CPU each) for a test module (tests/ray_cluster.py)."""
+    import os
+
+    c = LocalCluster(cpus_per_node=1)
+    try:
+        os.environ.update(c.auth)     # before Ray is imported here: it reads the auth mode once (stop() takes it out)
+        pytest.importorskip("ray")    # (the test without Ray needs no cluster)
+        c.start(workers=1)
+        yield c
+    finally:
+        c.stop()
+        assert not c.leftovers(), c.leftovers()

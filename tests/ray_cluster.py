@@ -9,6 +9,7 @@ that joins it (a ``caffegen sweep``, the tests' own driver) must get :attr:`Loca
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -245,3 +246,24 @@ class LocalCluster:
             if n is not None:
                 out += [_cmdline(p) for p in _pids_of_session(n.proc.pid)]
         return out
+
+
+def caffes(under: Path) -> dict[int, Path]:
+    """{pid: run folder} of the caffe processes whose working directory is inside ``under``."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "exe").resolve().name not in ("caffe", "caffe.bin"):
+                continue
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd.is_relative_to(under):
+            out[int(entry.name)] = cwd
+    return out
+
+
+def manifest(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())

@@ -4,7 +4,6 @@ error line. One cluster for the module; a test that kills a node starts a new wo
 test first makes sure the cluster has its worker, so the tests do not depend on their order."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -17,45 +16,11 @@ import pytest
 from caffegen.logs import LogFollower
 from helpers import write_spec
 from sweep_state import store_rows as rows, wait_for, writers
-from ray_cluster import LocalCluster, ancestors
+from ray_cluster import ancestors, caffes, manifest
 
 CAFFEGEN = [sys.executable, "-m", "caffegen"]
 # the cluster notices a dead node by 1-s health checks: alone on the machine (`make test` runs these after the rest)
 pytestmark = pytest.mark.quiet
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    c = LocalCluster(cpus_per_node=1)
-    try:
-        os.environ.update(c.auth)     # before Ray is imported here: it reads the auth mode once (stop() takes it out)
-        pytest.importorskip("ray")    # (the test without Ray needs no cluster)
-        c.start(workers=1)
-        yield c
-    finally:
-        c.stop()
-        assert not c.leftovers(), c.leftovers()
-
-
-def caffes(under: Path) -> dict[int, Path]:
-    """{pid: run folder} of the caffe processes whose working directory is inside ``under``."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "exe").resolve().name not in ("caffe", "caffe.bin"):
-                continue
-            cwd = Path(os.readlink(entry / "cwd"))
-        except OSError:
-            continue
-        if cwd.is_relative_to(under):
-            out[int(entry.name)] = cwd
-    return out
-
-
-def manifest(run: Path) -> dict:
-    return json.loads((run / "manifest.json").read_text())
 
 
 @pytest.mark.caffe

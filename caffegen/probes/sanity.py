@@ -220,7 +220,7 @@ def _one(spec: SweepSpec, data: PreparedData, items: list[tuple[str, int]], run_
         plan = dataclasses.replace(plan, wired=dataclasses.replace(plan.wired, text=_no_mirror(plan.wired.text)))
     frozen = frozen_classifier(plan.net_text, str(run_dir / TRAIN_VAL))
     rule = LossBelow(threshold, after=WINDOW)
-    run = train_once(plan, run_dir, caffe, rule=rule, gpus=gpus, name=run_dir.name, log=log)
+    run = train_once(plan, run_dir, caffe, rule=rule, gpus=gpus, name=run_dir.name, log=log, where=spec.run)
     rule.read(run.follower)     # the lines logged after the last poll: a fast net can finish before the first one
     reached = rule.reached
     losses = [p for p in run.follower.loss_history if reached is None or p[0] <= reached]

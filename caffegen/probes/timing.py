@@ -77,7 +77,7 @@ def measure(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, iters: int =
     check = time.time() - t0
     t0 = time.time()
     run = train_once(plan, out_dir / "timing", caffe, rule=None, gpus=gpus, name="timing", log=log,
-                     check=False, share=slots)
+                     check=False, share=slots, where=spec.run)
     wall = time.time() - t0
     status, reason = run.outcome
     if status == FAILED:

@@ -19,13 +19,16 @@ __all__ = ["Backend", "BACKENDS", "make_executor", "slot_count"]
 class Backend:
     """``make(run)``: the executor for ``[run]`` settings; ``slots(run)``: how many runs go at once;
     ``require(address)``: what it needs before anything starts (an InputError line with the fix when it is missing:
-    Ray not installed, no cluster answering at the address)."""
+    Ray not installed, no cluster answering at the address); ``preflight(run, folder)``: what a tune needs of
+    where its runs go, before anything trains (a cluster: CPUs, a caffe on every node, ``folder`` seen by every
+    node)."""
 
     make: Callable[[Any], Executor]
     slots: Callable[[Any], int]
     about: str
     address: bool = False       # takes ``[run] address`` (--address): a cluster's
     require: Callable[[str | None], Any] = lambda address: None
+    preflight: Callable[[Any, Any], Any] = lambda run, folder: None
 
 
 def _local(run: Any) -> Executor:
@@ -41,6 +44,12 @@ def _require_ray(address: str | None) -> None:
     reachable(address)
 
 
+def _check_ray(run: Any, folder: Any) -> None:
+    from .ray_executor import check_cluster
+
+    return check_cluster(run.address, folder, gpu=bool(run.gpus))
+
+
 def _ray(run: Any) -> Executor:
     from .ray_executor import RayExecutor      # Ray is an extra: imported only when a spec names it
 
@@ -49,8 +58,8 @@ def _ray(run: Any) -> Executor:
 
 BACKENDS: dict[str, Backend] = {
     "local": Backend(_local, lambda run: len(_local(run).slots()), "child processes on this machine"),
-    "ray": Backend(_ray, lambda run: run.jobs or 2, "Ray actors on a cluster (the cluster decides the rest)",
-                   address=True, require=_require_ray),
+    "ray": Backend(_ray, lambda run: len(_ray(run).slots()), "Ray actors on a cluster (its CPUs or GPUs make the "
+                   "slots)", address=True, require=_require_ray, preflight=_check_ray),
 }
 
 

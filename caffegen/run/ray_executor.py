@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -403,12 +404,18 @@ class RayExecutor:
 # --------------------------------------------------------------------------- caffegen doctor --backend ray
 
 
-def _probe() -> dict[str, Any]:
-    """On one node: the Caffe caffegen would drive there, its version, and the GPUs the node shows."""
+def _probe(mark: str | None = None, token: str | None = None) -> dict[str, Any]:
+    """On one node: the Caffe caffegen would drive there, its version, the GPUs the node shows, and (``mark``)
+    whether the node reads ``token`` in that file: the driver's folder is on a filesystem it shares."""
     from ..toolchain.build import visible_gpus
     from ..toolchain.locate import find
 
     out: dict[str, Any] = {"host": socket.gethostname(), "gpus_seen": visible_gpus()}
+    if mark is not None:
+        try:
+            out["sees"] = Path(mark).read_text() == token
+        except OSError:
+            out["sees"] = False
     try:
         inst = find()
     except CaffegenError as exc:
@@ -417,16 +424,17 @@ def _probe() -> dict[str, Any]:
             "gpu_build": inst.gpu_build}
 
 
-def survey(address: str | None) -> tuple[str, list[dict[str, Any]]]:
+def survey(address: str | None, mark: tuple[str, str] | None = None) -> tuple[str, list[dict[str, Any]]]:
     """One task per alive node (pinned there with NodeAffinitySchedulingStrategy): where the cluster is, and per
-    node its id, IP, CPUs, GPUs and what :func:`_probe` found (or ``error``)."""
+    node its id, IP, CPUs, GPUs and what :func:`_probe` found (or ``error``); ``mark``: (a file, its text) each node
+    is asked to read (``sees``)."""
     ray, where = connect(address)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
     nodes = _alive_nodes(ray)
-    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
-            for n in nodes]
+    refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+            *(mark or ())) for n in nodes]
     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
     out = []
     for n, ref in zip(nodes, refs):
@@ -442,3 +450,35 @@ def survey(address: str | None) -> tuple[str, list[dict[str, Any]]]:
                 row["error"] = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         out.append(row)
     return where, out
+
+
+SHARED_MARK = ".caffegen-shared"
+
+
+def check_cluster(address: str | None, folder: Path, *, gpu: bool = False) -> str:
+    """What a tune needs of a cluster before anything trains, one InputError line for the first that fails: every
+    node that can take a run (CPUs; GPUs with ``gpu``) has a caffe caffegen can drive, and sees ``folder`` at the same
+    path (the runs write their folders there: this backend moves no files, so the folder must be on a filesystem
+    every node mounts, NFS or the like); the cluster has resources for runs at all. Returns how many slots it has."""
+    folder = Path(folder).absolute()
+    token = secrets.token_hex(8)
+    mark = folder / SHARED_MARK
+    mark.write_text(token)
+    try:
+        where, nodes = survey(address, (str(mark), token))
+    finally:
+        mark.unlink(missing_ok=True)
+    doctor = f"`caffegen doctor --backend ray{f' --address {address}' if address else ''}` lists every node"
+    for n in nodes:
+        if not (n["gpus"] if gpu else n["cpus"]):
+            continue      # takes no run (a head started with --num-cpus 0): needs nothing
+        name = f"Ray node {n['id'][:8]} ({n.get('host') or n['ip']})"
+        if n.get("error"):
+            raise InputError(f"{name} has no caffe caffegen can drive ({n['error']}): install it there or take the "
+                             f"node out of the cluster ({doctor})")
+        if not n.get("sees"):
+            raise InputError(f"{name} does not see {folder}: runs on a cluster write their folders where the driver "
+                             "reads them, so --out must be on a filesystem every node mounts at the same path "
+                             "(NFS or the like)")
+    slots = RayExecutor(address=address, gpu=gpu).plan().slots    # no CPUs (GPUs) for runs: its own line
+    return f"{where}: {len(nodes)} nodes, {slots} slots"

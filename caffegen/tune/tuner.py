@@ -363,7 +363,14 @@ class Tuner:
 
     def _run(self) -> TuneResult:
         """The stages in order (:data:`.stages.PIPELINE`): a finished one's decision is read back, not run again."""
-        ctx = self._context()
+        from ..run.backends import BACKENDS
+        from ..sweep.spec import RunSettings
+
+        run = RunSettings(**{k: tuple(v) if k == "gpus" else v for k, v in self._run_table().items()})
+        where = BACKENDS[run.backend].preflight(run, self.out)    # a cluster: CPUs, a caffe on each node, --out seen
+        ctx = self._context()                                        # by each: one line if not, before anything
+        if where:
+            self.log(f"[tune] runs on {where}")
         for stage in PIPELINE:
             if not stage.wanted(self, ctx):
                 continue
