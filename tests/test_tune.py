@@ -110,10 +110,15 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     spent = sum(s["spent_s"] for s in state["stages"].values())
     assert spent <= 1.1 * state["plan"]["wall_s"], (spent, state["plan"]["wall_s"])    # the budget holds
     # the search: none lost, none run twice, the sampler drew on, the killed trials resumed
+    from caffegen.tune.specs import lr_within
+
     lr = state["stages"]["lr-find"]["decision"]
+    low, high = lr_within(lr["low"], lr["high"], lr.get("blew_up_at"))     # the range may follow the best trials
     trials = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'search' / 'sweep.db'}").get_trials()
     names = [t.user_attrs.get("variant") for t in trials]
-    assert len(trials) >= 6 and all(lr["low"] <= t.params["base_lr"] <= lr["high"] for t in trials)
+    assert len(trials) >= 6 and all(low <= t.params["base_lr"] <= high for t in trials)
+    moved = state["stages"]["search"]["decision"]["lr_range"]           # where the range stood at the end
+    assert low <= moved[0] <= lr["low"] and lr["high"] <= moved[1] <= high
     assert [t.number for t in trials] == list(range(len(trials)))
     assert len(set(names)) == len(names) and None not in names
     assert len({(t.params["base_lr"], t.params["lr_policy"]) for t in trials}) == len(trials)

@@ -16,6 +16,10 @@ load drifts alike for them:
 * ``ray-local``: ``--backend ray`` with no address: caffegen starts a local Ray instance itself (its start is in the
   wall time); after the others, with the cluster stopped.
 
+``--tune``: instead, the same ``caffegen tune`` (a tiny net of your own on a 3-class demo set, 60 iterations, every
+stage, ``--budget 2m``) once on the local executor (``-j 2``) and once on the two-node cluster: the wall-time ratio,
+each stage's seconds on both, the slots each plan counted. Writes bench/cluster/tune.json.
+
 Measured: each sweep command's wall time; per run, the seconds from the driver's launch (actor creation) to caffe's
 start on its node (``manifest.json`` ``node.launch_s``), and the wall-time difference to the local sweep divided by
 the runs; each run's best top-1 and the winner (best top-1, ties broken by the lower final loss, as the report
@@ -38,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import tiny_net  # noqa: E402  (the tests' narrow net)
+from helpers import tiny_net  # noqa: E402  (the tests' narrow net)
 from ray_cluster import LocalCluster  # noqa: E402
 
 CHILD_KILL = "RAY_kill_child_processes_on_worker_exit"
@@ -87,11 +91,66 @@ def sweep(spec: Path, out: Path, *extra: str, env: dict | None = None) -> dict:
             "launch_s_max": round(max(launches), 3) if launches else None}
 
 
+def tune(tmp: Path, name: str, *extra: str, env: dict | None = None) -> dict:
+    """One ``caffegen tune`` of the tiny net on the demo set: its wall time and what tune.json says it spent."""
+    from caffegen.prototxt import NetOptions, render_net
+
+    net, data = tmp / "train_val.prototxt", tmp / "images"
+    if not net.exists():
+        net.write_text(render_net(NetOptions(num_classes=3, resize=36, test_resize=32, crop=32, train_batch=8,
+                                             test_batch=4, conv_widths=(8, 8, 16, 16, 16), batchnorm=True)))
+        subprocess.run([sys.executable, "-m", "caffegen", "demo-data", str(data), "--classes", "3", "--per-class",
+                        "40"], check=True, capture_output=True)
+    out = tmp / name
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "caffegen", "tune", str(net), "--data", str(data), "--iters", "60",
+                           "--search-iters", "30", "--budget", "2m", "--out", str(out), *extra], cwd=tmp,
+                          capture_output=True, text=True, timeout=1800, env=env)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"tune {name} failed ({done.returncode}): {done.stderr[-2000:]}")
+    state = json.loads((out / "tune.json").read_text())
+    slots = next((ln for ln in done.stderr.splitlines() if "runs at once" in ln), "")
+    return {"wall_s": round(wall, 2), "plan_wall_s": state["plan"]["wall_s"],
+            "spent_s": round(sum(s["spent_s"] for s in state["stages"].values()), 2),
+            "stages": {k: round(v["spent_s"], 2) for k, v in state["stages"].items()},
+            "winner": state["stages"]["confirm"]["decision"]["winner"]["name"], "plan_line": slots.strip()}
+
+
+def main_tune() -> int:
+    load_before = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="cg-cluster-tune-"))
+    local = tune(tmp, "local", "-j", "2")
+    print(f"[bench] local tune: {local['wall_s']} s ({local['plan_line']})", flush=True)
+    cluster = LocalCluster(cpus_per_node=1, fast_failure_detection=False)
+    cluster.env[CHILD_KILL] = "0"
+    try:
+        cluster.start(workers=1)
+        on = tune(tmp, "ray", "--backend", "ray", "--address", cluster.address, env=cluster.env)
+    finally:
+        cluster.stop()
+    print(f"[bench] cluster tune: {on['wall_s']} s ({on['plan_line']})", flush=True)
+    out = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+           "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                    text=True).stdout.strip(),
+           "machine": {"cores": len(os.sched_getaffinity(0)), "load_before": [round(x, 2) for x in load_before],
+                       "load_after": [round(x, 2) for x in os.getloadavg()]},
+           "ray": __import__("ray").__version__, "local": local, "cluster": on,
+           "wall_ratio": round(on["wall_s"] / local["wall_s"], 3)}
+    path = ROOT / "bench" / "cluster" / "tune.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({k: out[k] for k in ("wall_ratio", "local", "cluster")}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--iters", type=int, default=300)
+    ap.add_argument("--tune", action="store_true", help="the same tune locally and on the cluster (bench/cluster/tune.json)")
     args = ap.parse_args(argv)
+    if args.tune:
+        return main_tune()
     load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="cg-cluster-bench-"))
     spec = tmp / "cluster.toml"

@@ -176,6 +176,9 @@ LEVERS = (        # the tuner's own design choices, each replayed at the same bu
     Method("a fixed base_lr range (the range test's, not followed)", follow=False),
     Method("the confirm's last place: the best at 10x its rate (short-horizon bias)", horizon=(10.0,)),
     Method("the confirm's last two: the best at 3.16x and 10x its rate", horizon=(10 ** 0.5, 10.0)),
+    Method("range centred between the valley and the steepest suggestion", range_centre="between"),
+    Method("range centred between the valley and the steepest suggestion, search at the full length",
+           range_centre="between", search_full=True),
     Method("pruner from half the run", first_rung=0.5),
     Method("pruner's own rungs (from a ninth of the run)", first_rung=None),
     Method("no pruning", first_rung=1.0),
@@ -193,11 +196,13 @@ LEVERS = (        # the tuner's own design choices, each replayed at the same bu
 )
 
 
-def levers(name: str, seeds: int, tables: Path = TABLES) -> dict:
+def levers(name: str, seeds: int, tables: Path = TABLES, only: list[str] | None = None) -> dict:
     table = load_table(tables / f"{name}.json.gz", version=__version__)
     g = grid_facts(table)
     out = {}
     for m in LEVERS:
+        if only and not any(word in m.name for word in only):
+            continue
         try:
             out[m.name] = summary(run_method(table, m, seeds), g["compute_s"], g["seed_sd"])
         except InputError as exc:      # the plan refuses this design at this budget
@@ -235,6 +240,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=400)
     ap.add_argument("--tables", type=Path, default=TABLES, help="where the tables are [default: bench/tables]")
     ap.add_argument("--levers", action="store_true", help="replay the tuner's design choices instead (LEVERS)")
+    ap.add_argument("--lever", nargs="*", default=None, metavar="WORDS",
+                    help="with --levers: only the variants whose name holds one of these (and 'as shipped')")
     args = ap.parse_args()
     names = args.problem or [p for p in TABLE_PROBLEMS if (args.tables / f"{p}.json.gz").exists()]
     for n in names:
@@ -252,7 +259,8 @@ def main() -> None:
             print(f"\n{n}: the tuner's levers, {args.seeds} seeds each\n| variant | median regret (sd) | p90 regret | "
                   "P(regret <= 1 sd) | compute | trials (pruned) |\n|---|---|---|---|---|---|")
             try:
-                results["problems"][n] = levers(n, args.seeds, args.tables)
+                results["problems"][n] = levers(n, args.seeds, args.tables,
+                                                ["as shipped", *args.lever] if args.lever else None)
             except InputError as exc:
                 print(f"bench/tune: {exc}", file=sys.stderr)
                 sys.exit(2)

@@ -53,6 +53,8 @@ class Method:
     startup: int | None = None        # tune: TPE's random trials before its model (None: the tune's rule)
     horizon: tuple[float, ...] = ()   # tune: the best at these x its rate take the confirm's last places
                                       # (decide.longer_horizon)
+    range_centre: str = "valley"      # tune: the range test's valley centres the range (live), or "between" it and
+                                      # the steepest suggestion (their geometric mean): a lever of the replay
     follow: bool = True               # tune: the search's base_lr range follows its best trials (caffegen.sweep.ranges)
     search_full: bool = False         # tune: search (12 passes) and confirm at the full length, pruned; a lever
                                       # of the replay, not (yet) a live option
@@ -353,6 +355,9 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     planned = {s.name: s.seconds for s in plan.stages}
     stages["sanity"] = planned.get("sanity", 0.0)
     found = lrfind_of(table, role)
+    if method.range_centre == "between" and found.get("suggested"):
+        top = max([found["suggested"], *[v for v in (found.get("suggestions") or {}).values() if v]])
+        found = {**found, "suggested": (found["suggested"] * top) ** 0.5}
     stages["lr-find"] = found["wall_s"]
     low, high = lr_range(found["suggested"], found.get("blew_up_at")) if found.get("suggested") else FALLBACK_RANGE
     wall = sum(stages.values())
