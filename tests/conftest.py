@@ -35,9 +35,11 @@ def tiny_imageset(tmp_path_factory):
     return {"root": root, "train": train, "val": val, "classes": 3, "items": items}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster():
-    """A real two-node Ray cluster on 127.0.0.1 (one CPU each) for a test module (tests/ray_cluster.py)."""
+    """A real two-node Ray cluster on 127.0.0.1 (one CPU each; tests/ray_cluster.py), one for the session: this
+    process joins it as a driver, and Ray reads a cluster's auth token once per process. A test that kills a node
+    starts a new worker before it returns, and each test first makes sure the cluster has its worker."""
     import os
 
     c = LocalCluster(cpus_per_node=1)

@@ -1,7 +1,6 @@
 """`caffegen sweep --backend ray` on a real two-node Ray cluster (two `ray start` on 127.0.0.1, one CPU each) with
 the real caffe: runs spread over the nodes, a node killed mid-run loses nothing, and without Ray the flag is one
-error line. One cluster for the module; a test that kills a node starts a new worker before it returns, and each
-test first makes sure the cluster has its worker, so the tests do not depend on their order."""
+error line. One cluster for the session (conftest's ``cluster``), so the tests do not depend on their order."""
 from __future__ import annotations
 
 import os
