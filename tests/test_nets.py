@@ -215,7 +215,7 @@ def test_a_model_zoo_sized_net_sweeps_at_crop_64_and_the_report_says_so(tmp_path
 
 
 def test_crop_is_refused_for_a_fixed_size_head_naming_the_layer(tmp_path):
-    from caffegen.toolchain.build import caffe_models_dir
+    from caffegen.toolchain.upstream import caffe_models_dir
 
     net = caffe_models_dir() / "bvlc_alexnet" / "train_val.prototxt"
     extra = 'num_classes = 3\ncrop = 64\nmean = [104, 117, 123]\ndata = "imagedata"'   # its LMDB input: the lists
@@ -229,7 +229,7 @@ def test_crop_is_refused_for_a_fixed_size_head_naming_the_layer(tmp_path):
 
 def corpus() -> list[Path]:
     """Every train_val / train_test net of the Caffe source tree the project builds (models/ and examples/)."""
-    from caffegen.toolchain.build import caffe_models_dir
+    from caffegen.toolchain.upstream import caffe_models_dir
 
     src = caffe_models_dir().parent
     found = [p for sub in ("models", "examples") for p in sorted((src / sub).rglob("*.prototxt"))

@@ -41,7 +41,7 @@ def caffe_parse_log(log: Path, tmp: Path) -> tuple[list[dict], list[dict]]:
     It is Python 2 code: one ``print 'Wrote %s'`` statement fails under Python 3, so a copy with that
     single line turned into a function call runs from a temp dir; the cache is left untouched.
     """
-    from caffegen.toolchain.build import caffe_tools_extra
+    from caffegen.toolchain.upstream import caffe_tools_extra
 
     extra = caffe_tools_extra()
     work = tmp / "caffe_tools"

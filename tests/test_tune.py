@@ -273,7 +273,7 @@ def test_tune_takes_the_nets_a_sweep_takes_at_the_size_asked_or_says_which_flag_
     file replaced through --spec), a global-pool head at a small --crop and --batch, and the source package's CaffeNet
     with its mean file (found through --spec's root): each ends with a winner, or exit 2 with one line naming a flag
     of `caffegen tune` (never a spec table it cannot set). (The BatchNorm/Scale net: the tests above tune one.)"""
-    from caffegen.toolchain.build import caffe_models_dir
+    from caffegen.toolchain.upstream import caffe_models_dir
 
     quick = ["--policies", "step", "--iters", "20", "--budget", "20m"]     # every stage, sanity included
     lenet = tmp_path / "lenet.prototxt"

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.caffe
 
 @pytest.fixture(scope="module")
 def models() -> Path:
-    from caffegen.toolchain.build import caffe_models_dir
+    from caffegen.toolchain.upstream import caffe_models_dir
 
     return caffe_models_dir()
 

@@ -51,7 +51,7 @@ def build_log(dst: Path, lines: int) -> int:
 
 
 def load_caffe_parse_log(tmp: Path):
-    from caffegen.toolchain.build import caffe_tools_extra
+    from caffegen.toolchain.upstream import caffe_tools_extra
 
     extra = caffe_tools_extra()
     (tmp / "extract_seconds.py").write_text((extra / "extract_seconds.py").read_text())

@@ -45,8 +45,9 @@ from problems import TABLE_PROBLEMS  # noqa: E402
 
 from caffegen import __version__  # noqa: E402
 from caffegen.errors import InputError  # noqa: E402
-from caffegen.tune.replay import METHODS, Method, repeated_grid_compute, replay, short_horizon  # noqa: E402
-from caffegen.tune.table import CurveTable, load_table  # noqa: E402
+from caffegen.tune.baselines import repeated_grid_compute  # noqa: E402
+from caffegen.tune.replay import METHODS, Method, replay  # noqa: E402
+from caffegen.tune.table import CurveTable, load_table, short_horizon  # noqa: E402
 
 TABLES = ROOT / "bench" / "tables"
 FIGURES = ROOT / "docs" / "benchmarks"

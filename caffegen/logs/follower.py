@@ -101,8 +101,10 @@ class LogFollower:
         return b.test_rows + ([b.test_row] if b.test_row else [])
 
     def test_history(self, metric: str) -> list[tuple[int, float]]:
-        """(iteration, value) of one test metric, in log order."""
-        return [(r["NumIters"], r[metric]) for r in self.test_rows_seen() if r.get(metric) is not None]
+        """(iteration, value) of one test metric, in log order; a test output whose iteration is not known (-1: no
+        ``Testing net`` line before it since the run's start) is left out: it has no place on a curve."""
+        return [(r["NumIters"], r[metric]) for r in self.test_rows_seen()
+                if r.get(metric) is not None and r["NumIters"] >= 0]
 
     def best_test(self, metric: str) -> tuple[float, int] | None:
         """(best value, iteration): max for accuracy-like metrics, min for losses; None before any finite value."""

@@ -5,6 +5,7 @@
 * :mod:`.decisions` what each stage decided, typed: saved to and read from ``tune.json``;
 * :mod:`.budget`  ``--budget`` parsed and split over the stages from this net's measured speed; the plan;
 * :mod:`.specs`   the spec of each stage as TOML tables (written into the tune folder);
+* :mod:`.confirm` the confirm stage's rounds of fresh seeds on real runs, and the repeated grid's verdict;
 * :mod:`.decide`  the decisions, pure: the candidates, the confirm rule, the choice (the replay calls them too);
 * :mod:`.state`   ``tune.json``: the decisions and what each stage spent;
 * :mod:`.report`  the tune's own report: the answer first, the plan, each stage's decision, the bill, the links;

@@ -9,7 +9,7 @@ from typing import Callable
 from .replay import Method, Outcome, Clock, lrfind_of, outcome_of, policies_of, search_on_clock
 from .table import CurveTable
 
-__all__ = ["BASELINES"]
+__all__ = ["BASELINES", "repeated_grid_compute"]
 
 
 def _replay_search(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
@@ -79,3 +79,13 @@ def _replay_oneshot(table: CurveTable, method: Method, seed: int, slots: int, ro
 # Method.kind -> its replay (the tune's own is :func:`caffegen.tune.replay._replay_tune`)
 BASELINES: dict[str, Callable[..., Outcome]] = {"search": _replay_search, "grid": _replay_grid,
                                                "oneshot": _replay_oneshot}
+
+
+def repeated_grid_compute(table: CurveTable, method: Method) -> float:
+    """The compute (slot-seconds) of the repeated grid over ``method``'s space, as the live plan counts it
+    (:func:`caffegen.tune.budget.repeated_grid_runs` x one full-length run, the table's mean): what a tune's
+    compute is a fraction of, in the plan, the bill and bench/tune alike."""
+    from .budget import repeated_grid_runs
+
+    walls = [c.wall_s for c in table.curves if c.iters == table.iters]
+    return repeated_grid_runs(len(policies_of(method, table))) * sum(walls) / len(walls)

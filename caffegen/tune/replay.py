@@ -28,7 +28,7 @@ from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_B
                      SEARCH_FIRST_RUNG)
 from .table import Config, Curve, CurveTable
 
-__all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of", "short_horizon", "repeated_grid_compute"]
+__all__ = ["Method", "Outcome", "replay", "METHODS", "speed_of"]
 
 
 @dataclass(frozen=True)
@@ -481,27 +481,3 @@ def _pruner_sd(table: CurveTable, method: Method, iters: int) -> float | None:
     if method.seed_sd == "table":
         return round(table.seed_sd(iters), 4)
     return prior_seed_sd(table.problem["val_images"])
-
-
-def repeated_grid_compute(table: CurveTable, method: Method) -> float:
-    """The compute (slot-seconds) of the repeated grid over ``method``'s space, as the live plan counts it
-    (:func:`caffegen.tune.budget.repeated_grid_runs` x one full-length run, the table's mean): what a tune's
-    compute is a fraction of, in the plan, the bill and bench/tune alike."""
-    from .budget import repeated_grid_runs
-
-    walls = [c.wall_s for c in table.curves if c.iters == table.iters]
-    return repeated_grid_runs(len(policies_of(method, table))) * sum(walls) / len(walls)
-
-
-def short_horizon(table: CurveTable) -> float:
-    """Spearman's rank correlation between each configuration's seed-mean best value at the search length and at
-    the full length: 1 means the search's ranking is the full length's (no short-horizon bias)."""
-    from scipy import stats
-
-    worst = table.worst
-    xs, ys = [], []
-    for config in table.configs():
-        short = [table.curve(*config, s, table.search_iters).best(table.maximize) for s in table.seeds()]
-        xs.append(sum(worst if v is None else v for v in short) / len(short))
-        ys.append(table.truth(*config))
-    return float(stats.spearmanr(xs, ys).statistic)

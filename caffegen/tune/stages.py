@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..layout import REPORT_HTML, study_storage
 from ..prototxt.options import variant_name
 from ..run.status import PRUNED, WITH_RESULT
+from .confirm import confirm, confirm_run, grid_verdict
 from .budget import DISTINCT_CANDIDATES, GRID_REPEATS, Plan, Speed, grid_lrs, make_plan
 from .decide import SearchOutcome, candidates
 from .decisions import Confirmed, Decision, FinalRun, Looked, LrRange, Measured, SanityCheck, Searched
@@ -236,8 +237,8 @@ class ConfirmStage(Stage):
 
     def run(self, t, ctx, entry):
         if ctx.grid_mode:
-            return t._grid_verdict(t.out / "search", ctx.candidates)
-        return t._confirm(entry, ctx.full if ctx.plan.confirm_full else ctx.short, ctx.candidates, ctx.speed,
+            return grid_verdict(t.out / "search", ctx.candidates)
+        return confirm(t, entry, ctx.full if ctx.plan.confirm_full else ctx.short, ctx.candidates, ctx.speed,
                           ctx.plan)
 
     def after(self, t, ctx, decision):
@@ -282,7 +283,7 @@ class LookStage(Stage):
         final = t.state.stage("final").get("decision") or {}
         how = final.get("how") or ("confirm" if ctx.plan.confirm_full and winner.get("seeds") else t.opts.final)
         if how == "confirm":       # the winner's best fresh-seed run, in its confirm round's folder
-            where = t._confirm_run(winner)
+            where = confirm_run(t, winner)
         else:
             where = t.out / "final" if how == "retrain" else t.out / "search"
         return Looked(**t._look(where, winner))

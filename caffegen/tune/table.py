@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["FORMAT", "Curve", "CurveTable", "load_table", "save_table", "Config"]
+__all__ = ["FORMAT", "Curve", "CurveTable", "load_table", "save_table", "Config", "short_horizon"]
 
 FORMAT = 1
 Config = tuple[float, str]     # (base_lr, lr_policy)
@@ -244,3 +244,17 @@ def load_table(path: Path, *, version: str | None = None) -> CurveTable:
         raise InputError(f"{path}: recorded by caffegen {made_by}, this is caffegen {version}: record it again "
                          "(bench/tables/record.py) or use the caffegen that made it")
     return CurveTable(raw["problem"], raw["meta"], [_curve(d) for d in raw["curves"]], raw.get("lrfind", []))
+
+
+def short_horizon(table: CurveTable) -> float:
+    """Spearman's rank correlation between each configuration's seed-mean best value at the search length and at
+    the full length: 1 means the search's ranking is the full length's (no short-horizon bias)."""
+    from scipy import stats
+
+    worst = table.worst
+    xs, ys = [], []
+    for config in table.configs():
+        short = [table.curve(*config, s, table.search_iters).best(table.maximize) for s in table.seeds()]
+        xs.append(sum(worst if v is None else v for v in short) / len(short))
+        ys.append(table.truth(*config))
+    return float(stats.spearmanr(xs, ys).statistic)

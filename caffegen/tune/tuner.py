@@ -25,17 +25,13 @@ from typing import Any, Callable
 
 from ..errors import CaffegenError, InputError, Interrupted, ValidationError
 from ..layout import SWEEP_DB, TENSORBOARD, TUNE_LOCK, TUNE_SPECS, default_out
-from ..logs.curves import metric_label
 from ..paths import exclusive
-from ..prototxt.options import variant_name
 from ..prototxt.usernet import MATCHING_RESIZE
 from ..toolchain import CaffeInstall
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_ROUNDS, DEFAULT_BUDGET, Plan, Speed, confirm_round_fits, duration,
-                     parse_budget, search_seconds)
-from .decide import choose, confirm_round
+from .budget import DEFAULT_BUDGET, Plan, Speed, duration, parse_budget, search_seconds
 from .decisions import Confirmed, decision_of
-from .specs import (TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TUNE_SCHEDULES, TuneNet, base_tables, confirm_tables,
-                    in_tune_terms, size_text, spec_tables, test_batch_for)
+from .specs import (TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TUNE_SCHEDULES, TuneNet, base_tables, in_tune_terms,
+                    size_text, spec_tables, test_batch_for)
 from .stages import PIPELINE, Context, StopTune
 from .state import TuneState
 
@@ -389,86 +385,6 @@ class Tuner:
         return search_seconds(plan, speed, spent=self.state.spent(),
                               run_s=speed.run_s(plan.search_iters, short["solver"]["test_interval"]))
 
-    def _confirm(self, entry: dict[str, Any], short: dict[str, Any], candidates: list[dict[str, Any]], speed: Speed,
-                 plan: Plan) -> Confirmed:
-        """Run the candidates with fresh seeds 1, 2, ... (never their search run: its score was selected for being
-        high): after each round :func:`.decide.confirm_round` drops the ones that cannot be the best; stop when one
-        is left, the rounds are done, or the budget would not hold. :func:`.decide.choose` names the winner."""
-        rounds = entry.setdefault("rounds", [])
-        alive = [c["name"] for c in candidates[:CONFIRM_CANDIDATES]]
-        by_name = {c["name"]: c for c in candidates}
-        values: dict[str, dict[int, float]] = {n: {} for n in alive}
-        maximize = candidates[0]["maximize"]
-        for done in rounds:        # a resumed confirm: the rounds already run
-            for name, v in done["values"].items():
-                values.setdefault(name, {})[int(done["seed"])] = v
-            alive = [n for n in alive if n in done["alive"]]
-        run_s = speed.run_s(short["solver"]["max_iter"], short["solver"]["test_interval"])
-        final_s = sum(s.seconds for s in plan.stages if s.name == "final")
-        searched = len(_rows(self.out / "search"))
-        method = "no confirm round: the search's best"
-        for seed in range(len(rounds) + 1, CONFIRM_ROUNDS + 1):
-            if len(alive) < 2:
-                break
-            fits, cost = confirm_round_fits(
-                speed, wall_s=plan.wall_s, spent=self.state.spent() + (time.time() - self.stage_t0),
-                alive=len(alive), run_s=run_s, final_s=final_s, runs_before=sum(len(r["values"]) for r in rounds),
-                rounds_before=len(rounds), final=self.opts.final != "none" and not plan.confirm_full,
-                searched=searched)
-            if not fits:
-                self.log(f"[tune] confirm: no round {seed}: {duration(cost)} would not fit the budget")
-                break
-            spec = self._write_spec(f"confirm-seed{seed}", confirm_tables(
-                {**short, "name": f"confirm-seed{seed}"}, [by_name[n]["point"] for n in alive], seed))
-            out = self.out / "confirm" / f"seed{seed}"
-            self._sweep(spec, out, "confirm")
-            got = _round_values(out, [by_name[n] for n in alive], seed)
-            for name, v in got.items():
-                values[name][seed] = v
-            alive, method = confirm_round(values, alive, maximize=maximize)
-            rounds.append({"seed": seed, "values": got, "alive": list(alive), "method": method})
-            self.state.save()
-        metric = metric_label(candidates[0]["metric"])
-        have = [n for n in alive if values.get(n)]
-        if have:
-            v = choose(values, have, maximize=maximize)
-            win, mean, n, tied = by_name[v.winner], v.mean, v.seeds, v.tied
-            what = (f"mean best {metric} {mean:.3f} over {n} fresh seed{'s' * (n > 1)} at "
-                    f"{short['solver']['max_iter']} iterations")
-        else:     # no round fitted the budget: the search's best, on its search score alone
-            win, mean, n, tied = by_name[alive[0]], by_name[alive[0]]["value"], 0, []
-            what = (f"best {metric} {mean:.3f} in the search at {short['solver']['max_iter']} iterations (no fresh "
-                    "seed: the confirm stage did not fit)")
-        head = (f"winner {win['name']}: {what}"
-                + (f"; tied with {', '.join(tied)} (not separated at this noise: {method})" if tied else
-                   f", separated from the other candidates ({method})" if len(candidates) > 1 and n else ""))
-        return Confirmed({**win, "mean": mean, "seeds": n}, head, list(tied), method, values)
-
-    def _confirm_run(self, winner: dict[str, Any]) -> Path:
-        """The winner's best confirm run (its fresh seed with the best value)."""
-        values = self.state.stage("confirm")["decision"]["values"][winner["name"]]
-        sign = 1.0 if winner["maximize"] else -1.0
-        seed = max(values, key=lambda s: sign * values[s])
-        return self.out / "confirm" / f"seed{seed}" / f"{variant_name(winner['point'])}_seed{seed}"
-
-    def _grid_verdict(self, grid_dir: Path, candidates: list[dict[str, Any]]) -> Confirmed:
-        """The repeated grid's verdict, by the confirm stage's own rule (:func:`.decide.confirm_round` over every
-        configuration's seeds, :func:`.decide.choose`): no run of its own."""
-        by_name = {c["name"]: c for c in candidates}
-        values: dict[str, dict[int, float]] = {}
-        for r in _rows(grid_dir):
-            name = variant_name({k: r.axes[k] for k in ("base_lr", "lr_policy") if k in r.axes})
-            if name in by_name and r["best_top1"] is not None:
-                values.setdefault(name, {})[int(r["seed"] or 0)] = r["best_top1"]
-        maximize = candidates[0]["maximize"]
-        alive, method = confirm_round(values, list(values), maximize=maximize)
-        v = choose(values, alive, maximize=maximize)
-        metric = metric_label(candidates[0]["metric"])
-        head = (f"winner {v.winner}: mean best {metric} {v.mean:.3f} over {v.seeds} seeds of the repeated grid at the "
-                "full length" + (f"; tied with {', '.join(v.tied)} (not separated at this noise: {method})" if v.tied
-                                 else f", separated from the other {len(values) - 1} configurations ({method})"))
-        return Confirmed({**by_name[v.winner], "mean": v.mean, "seeds": v.seeds}, head, list(v.tied), method, values)
-
     def _look(self, sweep_dir: Path, winner: dict[str, Any]) -> dict[str, Any]:
         from ..evaluate import evaluate_sweep
         from ..export.tensorboard import export_tensorboard
@@ -513,32 +429,12 @@ class Tuner:
         return TuneResult(self.out, 0, "\n".join(headline_lines(self.out, self.state)), verdict.winner, report, bill)
 
 
-def _rows(sweep_dir: Path) -> list:
-    from ..sweep.store import read_sweep
-
-    return read_sweep(sweep_dir)[0]
-
-
 def _compute(sweep_dir: Path) -> float:
     """The slot-seconds a sweep's runs trained (the sum of their wall times)."""
     from ..sweep.store import read_sweep
 
     rows, _ = read_sweep(sweep_dir)
     return sum(r["wall_s"] or 0.0 for r in rows)
-
-
-def _round_values(out: Path, alive: list[dict[str, Any]], seed: int) -> dict[str, float]:
-    """Each candidate's best value in a confirm round (its run of that seed)."""
-    from ..sweep.store import read_sweep
-
-    rows, _ = read_sweep(out)
-    got = {}
-    for c in alive:
-        name = f"{variant_name(c['point'])}_seed{seed}"
-        row = next((r for r in rows if r.variant == name), None)
-        if row is not None and row["best_top1"] is not None:
-            got[c["name"]] = row["best_top1"]
-    return got
 
 
 def tune(opts: TuneOptions, caffe: CaffeInstall | None = None, *, log: Callable[[str], None] = print,
