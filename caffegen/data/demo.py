@@ -95,26 +95,26 @@ def _shape_polys(shape: str) -> list[tuple[str, list[tuple[float, float]]]]:
     if shape == "crescent":
         return [("ellipse", [(-1, -1), (1, 1)]), ("cut_ellipse", [(-0.55, -1.05), (1.25, 0.75)])]
     if shape == "square":
-        return [("poly", _regular(4, 1.0, math.pi / 4))]
+        return [("polygon", _regular(4, 1.0, math.pi / 4))]
     if shape == "triangle":
-        return [("poly", _regular(3, 1.0))]
+        return [("polygon", _regular(3, 1.0))]
     if shape == "star":
         pts = []
         for i in range(10):
             rr = 1.0 if i % 2 == 0 else 0.42
             a = -math.pi / 2 + math.pi * i / 5
             pts.append((rr * math.cos(a), rr * math.sin(a)))
-        return [("poly", pts)]
+        return [("polygon", pts)]
     if shape == "cross":
         w = 0.32
-        return [("poly", [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w),
+        return [("polygon", [(-w, -1), (w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w),
                           (-1, w), (-1, -w), (-w, -w)])]
     if shape == "bar":
-        return [("poly", [(-1, -0.28), (1, -0.28), (1, 0.28), (-1, 0.28)])]
+        return [("polygon", [(-1, -0.28), (1, -0.28), (1, 0.28), (-1, 0.28)])]
     if shape == "chevron":
-        return [("poly", [(-0.9, -0.8), (0.1, 0.0), (-0.9, 0.8), (-0.4, 0.8), (0.6, 0.0), (-0.4, -0.8)])]
+        return [("polygon", [(-0.9, -0.8), (0.1, 0.0), (-0.9, 0.8), (-0.4, 0.8), (0.6, 0.0), (-0.4, -0.8)])]
     if shape == "bowtie":
-        return [("poly", [(-0.95, -0.8), (0.0, 0.0), (-0.95, 0.8)]), ("poly", [(0.95, -0.8), (0.0, 0.0), (0.95, 0.8)])]
+        return [("polygon", [(-0.95, -0.8), (0.0, 0.0), (-0.95, 0.8)]), ("polygon", [(0.95, -0.8), (0.0, 0.0), (0.95, 0.8)])]
     raise ValueError(shape)
 
 
@@ -128,7 +128,7 @@ def _mask(shape: str, r: int, sx: float, sy: float, angle: float):
     d = ImageDraw.Draw(m)
     for kind, pts in _shape_polys(shape):
         xy = [(c + x * r * sx, c + y * r * sy) for x, y in pts]
-        if kind == "poly":
+        if kind == "polygon":
             d.polygon(xy, fill=255)
         elif kind == "ellipse":
             d.ellipse(xy, fill=255)

@@ -48,13 +48,16 @@ class Extended:
 
 def policy_note(solver, from_iter: int, new_max: int) -> str:
     """What extending does to this solver's lr schedule (recorded in the manifest, printed)."""
+    from ..prototxt.policies import REGISTRY
+
     policy, old = solver.lr_policy, solver.max_iter
-    if policy != "poly":
+    if not REGISTRY[policy].stretched:
         return f"{policy}: its parameters are kept as written; the schedule continues as it was defined"
-    before = learning_rate("poly", from_iter, solver.base_lr, power=solver.power, max_iter=old)
-    after = learning_rate("poly", from_iter, solver.base_lr, power=solver.power, max_iter=new_max)
-    return (f"poly: Caffe computes it from max_iter itself, so the remaining decay is stretched to {new_max}: the "
-            f"lr at iteration {from_iter} goes from {before:.3g} to {after:.3g}")
+    params = {k: tuple(getattr(solver, k)) if k == "stepvalue" else getattr(solver, k) for k in REGISTRY[policy].fields}
+    before = learning_rate(policy, from_iter, solver.base_lr, **params, max_iter=old)
+    after = learning_rate(policy, from_iter, solver.base_lr, **params, max_iter=new_max)
+    return (f"{policy}: Caffe computes it from max_iter itself, so the remaining decay is stretched to {new_max}: "
+            f"the lr at iteration {from_iter} goes from {before:.3g} to {after:.3g}")
 
 
 def _solver_options(run_dir: Path):

@@ -241,7 +241,7 @@ def extended(opts: SolverOptions, at: int, new_max: int) -> tuple[SolverOptions,
         s0, s1 = at + round((a - at) * k), at + round((p.end - at) * k)
         if s1 <= s0:
             continue
-        if p.policy == "inv" and p.power == -1.0:
+        if p.straight:
             la, lb = float(chain_lr([p], [a])[0]), p.base_lr * (1 + p.gamma * p.end)
             out.append(line(s0, s1, (s0, la), (s1, lb), f"{p.note}, stretched"))
         else:   # a curved piece: a polyline of it, stretched

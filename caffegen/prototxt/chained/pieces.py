@@ -27,6 +27,11 @@ class Piece:
     stepvalue: tuple[int, ...] = ()
     note: str = ""
 
+    @property
+    def straight(self) -> bool:
+        """Whether its lr is a straight line (a :func:`line`: ``inv`` with power -1), which stretches exactly."""
+        return self.policy == "inv" and self.power == -1.0
+
     def solver_fields(self) -> dict[str, Any]:
         """The SolverParameter fields of this piece (the policy's own only)."""
         from ..policies import REGISTRY

@@ -58,6 +58,7 @@ class Policy:
 
     name: ClassVar[str] = ""
     Knobs: ClassVar[type] = NoKnobs
+    stretched: ClassVar[bool] = False     # Caffe computes it from max_iter: a longer run stretches what is left
     fields: ClassVar[tuple[str, ...]] = ()      # the Knobs' names: the fields its solver writes (the others are left out)
 
     def __init_subclass__(cls, **kw: Any) -> None:

@@ -20,6 +20,7 @@ class PolyKnobs:
 class Poly(Policy):
     name = "poly"
     Knobs = PolyKnobs
+    stretched = True
 
     def check(self, p):
         if not p["power"] >= 0:
