@@ -44,7 +44,7 @@ def _require_ray(address: str | None) -> None:
     reachable(address)
 
 
-def _check_ray(run: Any, folder: Any) -> None:
+def _check_ray(run: Any, folder: Any) -> str:
     from .ray_executor import check_cluster
 
     return check_cluster(run.address, folder, gpu=bool(run.gpus))

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from ..layout import REPORT_HTML, study_storage
 from ..prototxt.options import variant_name
 from ..run.status import PRUNED, WITH_RESULT
-from .confirm import confirm, confirm_run, grid_verdict
 from .budget import DISTINCT_CANDIDATES, GRID_REPEATS, Plan, Speed, grid_lrs, make_plan
+from .confirm import confirm, confirm_run, grid_verdict
 from .decide import SearchOutcome, candidates
 from .decisions import Confirmed, Decision, FinalRun, Looked, LrRange, Measured, SanityCheck, Searched
 from .specs import FALLBACK_RANGE, final_tables, lr_range, lr_within, prior_seed_sd, search_tables, size_text
@@ -239,7 +239,7 @@ class ConfirmStage(Stage):
         if ctx.grid_mode:
             return grid_verdict(t.out / "search", ctx.candidates)
         return confirm(t, entry, ctx.full if ctx.plan.confirm_full else ctx.short, ctx.candidates, ctx.speed,
-                          ctx.plan)
+                       ctx.plan)
 
     def after(self, t, ctx, decision):
         ctx.verdict = decision
