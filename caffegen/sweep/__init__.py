@@ -8,7 +8,7 @@
 * :mod:`.leftovers`  one writer per run folder: what an earlier, dead driver left training;
 * :mod:`.search`     the ``[search]`` table, the Optuna study in ``sweep.db`` and its trials as runs;
 * :mod:`.strategies` the samplers and pruners a ``[search]`` names (registries: Optuna's, and the noise pruner);
-* :mod:`.ranges`     a search range that follows the evidence (moves when the best trials crowd one end);
+* :mod:`.ranges`     a ``[search.space]``'s Optuna distributions, and a range that follows the evidence;
 * :mod:`.pruning`    the noise pruner: successive halving that cuts only beyond the noise, like with like;
 * :mod:`.store`      ``sweep.db`` (one row per run), the spec record, the lock, and the rebuild of a damaged store;
 * :mod:`.progress`   what a sweep shows: one view per run, the live table, ``caffegen status``;

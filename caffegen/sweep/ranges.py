@@ -1,5 +1,5 @@
-"""A search range that follows the evidence: a log-scaled parameter given ``within = [a, b]`` in ``[search.space]``
-starts on its ``low .. high`` and moves half a decade at a time towards ``a`` or ``b`` when the best finished trials
+"""The Optuna distributions of a ``[search.space]``, and a search range that follows the evidence: a log-scaled
+parameter given ``within = [a, b]`` starts on its ``low .. high`` and moves half a decade at a time towards ``a`` or ``b`` when the best finished trials
 crowd one end of it (what an expert does when a grid's best point is its edge: extend the grid that way).
 
 The range is a pure function of the trials so far (so a resumed driver and the tune's replay,
@@ -13,7 +13,9 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["followed", "followed_distributions", "study_range", "STEP", "TOP"]
+from .strategies import optuna_or_error
+
+__all__ = ["followed", "distributions", "followed_distributions", "study_range", "STEP", "TOP"]
 
 STEP = 10 ** 0.5     # half a decade per move
 TOP = 3              # the finished trials that must agree before the range moves (one best trial is noise)
@@ -44,12 +46,26 @@ def followed(low: float, high: float, within: tuple[float, float], sampled: Iter
     return lo, hi
 
 
+def distributions(space: dict[str, Any]):
+    """The Optuna distributions of a checked space, as the spec gives it."""
+    optuna = optuna_or_error()
+    d = optuna.distributions
+    out = {}
+    for name, spec in space.items():
+        if isinstance(spec, list):
+            out[name] = d.CategoricalDistribution(spec)
+        elif spec["int"]:
+            out[name] = d.IntDistribution(int(spec["low"]), int(spec["high"]), log=spec["log"],
+                                          step=int(spec.get("step", 1)))
+        else:
+            out[name] = d.FloatDistribution(float(spec["low"]), float(spec["high"]), log=spec["log"],
+                                            step=spec.get("step"))
+    return out
+
+
 def followed_distributions(space: dict[str, Any], trials: list, maximize: bool, *, widest: bool = False) -> dict:
     """The Optuna distributions of a checked space after ``trials`` (Optuna FrozenTrials): each range with
     ``within`` followed (:func:`followed`); ``widest``: at its bounds (what any trial of the study may hold)."""
-    from .search import distributions
-    from .strategies import optuna_or_error
-
     out = distributions(space)
     moving = {name: spec for name, spec in space.items() if isinstance(spec, dict) and spec.get("within")}
     if not moving:
@@ -73,7 +89,6 @@ def study_range(sweep_dir, name: str, space: dict[str, Any], param: str, maximiz
     """Where ``param``'s range stands after the trials of the sweep's study (its ``sweep.db``): what the last trial
     was sampled from, or the next one would be."""
     from ..layout import study_storage
-    from .strategies import optuna_or_error
 
     optuna = optuna_or_error()
     study = optuna.load_study(study_name=name, storage=study_storage(sweep_dir))

@@ -34,10 +34,11 @@ from ..errors import InputError
 from ..layout import study_storage
 from ..prototxt.chains import parse_schedules
 from ..run.status import PRUNED, WITH_RESULT
+from .ranges import followed_distributions
 from .strategies import PRUNERS, SAMPLERS, RunShape, make_pruner, make_sampler, optuna_or_error
 from .values import typed
 
-__all__ = ["SearchSpec", "parse_search", "Study", "TrialSource", "distributions", "trial_name"]
+__all__ = ["SearchSpec", "parse_search", "Study", "TrialSource", "trial_name"]
 
 
 
@@ -176,23 +177,6 @@ def _within(where: str, within: Any, low: float, high: float, log_float: bool) -
     return [a, b]
 
 
-def distributions(space: dict[str, Any]):
-    """The Optuna distributions of a checked space."""
-    optuna = optuna_or_error()
-    d = optuna.distributions
-    out = {}
-    for name, spec in space.items():
-        if isinstance(spec, list):
-            out[name] = d.CategoricalDistribution(spec)
-        elif spec["int"]:
-            out[name] = d.IntDistribution(int(spec["low"]), int(spec["high"]), log=spec["log"],
-                                          step=int(spec.get("step", 1)))
-        else:
-            out[name] = d.FloatDistribution(float(spec["low"]), float(spec["high"]), log=spec["log"],
-                                            step=spec.get("step"))
-    return out
-
-
 class Study:
     """The sweep's Optuna study in its ``sweep.db``: trials asked, reported to and told, each one a run."""
 
@@ -217,8 +201,6 @@ class Study:
     def distributions(self, *, widest: bool = False) -> dict[str, Any]:
         """The space's distributions now: a range with ``within`` as the trials so far moved it (:mod:`.ranges`);
         ``widest``: at its bounds."""
-        from .ranges import followed_distributions
-
         return followed_distributions(self.spec.space, self.trials(), self.study.direction.name == "MAXIMIZE",
                                       widest=widest)
 

@@ -11,7 +11,8 @@
 * :mod:`.report`  the tune's own report: the answer first, the plan, each stage's decision, the bill, the links;
 * :mod:`.figures` the report's pictures: the trials, the confirm values, the final curves, best so far, the lr;
 * :mod:`.table`   recorded learning curves of a problem (a tabular benchmark, ``bench/tables``);
-* :mod:`.replay`  the tune's own decisions replayed on a table on a virtual clock;
+* :mod:`.clock`   what a replay is made of: the methods, the virtual clock, one search run on it;
+* :mod:`.replay`  the tune's own decisions replayed on a table on that clock;
 * :mod:`.baselines` random search, TPE + ASHA / Hyperband, the one-seed grid, lr-find + poly on the same clock.
 """
 from .tuner import TuneOptions, TuneResult, tune

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .replay import Method, Outcome, Clock, lrfind_of, outcome_of, policies_of, search_on_clock
+from .clock import Clock, Method, Outcome, lrfind_of, outcome_of, policies_of, search_on_clock
 from .table import CurveTable
 
 __all__ = ["BASELINES", "repeated_grid_compute"]
