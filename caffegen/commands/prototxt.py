@@ -10,9 +10,8 @@ from typing import Any
 import click
 
 from ..errors import InputError
-from ..prototxt.options import NetOptions, SolverOptions
-from ..prototxt.chains import describe_chain_defaults, schedule_knobs
-from ..prototxt.knobs import merged
+from ..prototxt.options import SCHEDULE_KNOBS, NetOptions, SolverOptions
+from ..prototxt.chains import describe_chain_defaults
 from ..prototxt.schedule import POLICIES, describe_policy_defaults
 from .options import dataclass_options, pick
 
@@ -175,8 +174,7 @@ def solvers(lr: str, policy: str, out: str, net_file: Path | None, base_solver: 
 
 # every schedule's knobs (their owners declare them: caffegen.prototxt.knobs), the warm-up's, and the test passes
 # plateau decides at
-_SCHEDULE_OPTIONS = tuple(name for name, _, _ in merged(schedule_knobs())) + ("warmup_iter", "warmup_start",
-                                                                             "test_interval")
+_SCHEDULE_OPTIONS = SCHEDULE_KNOBS + ("warmup_iter", "warmup_start", "test_interval")
 
 
 @click.command(epilog=POLICY_HELP)

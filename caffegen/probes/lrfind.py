@@ -146,8 +146,8 @@ def lr_find(spec: SweepSpec, out_dir: Path, caffe: CaffeInstall, *, start: float
     run_dir = out_dir / "lr-find"
     log(f"[lr-find] lr {start:g} -> {end:g} over {iters} iterations (exp, gamma {gamma:.6g}); "
         f"log: {run_dir / TRAIN_LOG}")
-    run = train_once(plan, run_dir, caffe, rule=LossBlowsUp(lambda losses: blown_up(smooth(losses))), gpus=gpus, name="lr-find", log=log,
-                     where=spec.run)
+    run = train_once(plan, run_dir, caffe, rule=LossBlowsUp(lambda losses: blown_up(smooth(losses))), gpus=gpus,
+                     name="lr-find", log=log, where=spec.run)
     losses, logfile = list(run.follower.loss_history), run.log_path
     status, reason = run.outcome
     if status == FAILED:

@@ -23,7 +23,7 @@ from .knobs import coerce, knob, merged
 from .schedule import POLICIES, POLICY_FIELDS, POLICY_PARAMS, check_policy, learning_rate, policy_defaults
 from .text import prototxt_string
 
-__all__ = ["NetOptions", "SolverOptions", "SOLVER_TYPES", "SOLVER_MODES", "TYPE_DEFAULTS", "DEFAULT_VAL_IMAGES",
+__all__ = ["NetOptions", "SolverOptions", "SCHEDULE_KNOBS", "SOLVER_TYPES", "SOLVER_MODES", "TYPE_DEFAULTS", "DEFAULT_VAL_IMAGES",
            "knob", "test_iter_for", "Coverage", "coverage", "coverage_note", "variant_name", "spatial_after_convs"]
 
 SOLVER_TYPES: tuple[str, ...] = ("SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam")
@@ -335,6 +335,8 @@ class _Solver:
 
 
 _HEAD = ("base_lr", "lr_policy", "max_iter")
+_KNOBS = merged(schedule_knobs())
+SCHEDULE_KNOBS: tuple[str, ...] = tuple(name for name, _, _ in _KNOBS)   # every schedule's knob, once per name
 
 
 def _build_solver_options() -> type:
@@ -343,14 +345,13 @@ def _build_solver_options() -> type:
     parameters are declared once, in its own module, and the flags, the spec's typing and ``--help`` follow."""
     own = [(f.name, str(f.type), dataclasses.field(default=f.default, metadata=f.metadata))
            for f in dataclasses.fields(_SolverFields)]
-    knobs = merged(schedule_knobs())
-    fields = [f for f in own if f[0] in _HEAD] + knobs + [f for f in own if f[0] not in _HEAD]
+    fields = [f for f in own if f[0] in _HEAD] + _KNOBS + [f for f in own if f[0] not in _HEAD]
     return dataclasses.make_dataclass("SolverOptions", fields, bases=(_Solver,), frozen=True,
                                       namespace={"__module__": __name__, "__doc__": _Solver.__doc__})
 
 
 SolverOptions = _build_solver_options()
-_SCHEDULE_KNOBS = tuple(f for f in dataclasses.fields(SolverOptions) if f.name in {n for n, _, _ in merged(schedule_knobs())})
+_SCHEDULE_KNOBS = tuple(f for f in dataclasses.fields(SolverOptions) if f.name in SCHEDULE_KNOBS)
 
 
 @dataclass(frozen=True)

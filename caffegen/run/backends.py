@@ -47,7 +47,7 @@ def _require_ray(address: str | None) -> None:
 def _check_ray(run: Any, folder: Any) -> str:
     from .ray_executor import check_cluster
 
-    return check_cluster(run.address, folder, gpu=bool(run.gpus))
+    return check_cluster(run.address, folder, gpu=bool(run.gpus), jobs=run.jobs)
 
 
 def _ray(run: Any) -> Executor:

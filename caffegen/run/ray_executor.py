@@ -455,11 +455,12 @@ def survey(address: str | None, mark: tuple[str, str] | None = None) -> tuple[st
 SHARED_MARK = ".caffegen-shared"
 
 
-def check_cluster(address: str | None, folder: Path, *, gpu: bool = False) -> str:
+def check_cluster(address: str | None, folder: Path, *, gpu: bool = False, jobs: int | None = None) -> str:
     """What a tune needs of a cluster before anything trains, one InputError line for the first that fails: every
     node that can take a run (CPUs; GPUs with ``gpu``) has a caffe caffegen can drive, and sees ``folder`` at the same
     path (the runs write their folders there: this backend moves no files, so the folder must be on a filesystem
-    every node mounts, NFS or the like); the cluster has resources for runs at all. Returns how many slots it has."""
+    every node mounts, NFS or the like); the cluster has resources for runs at all. Returns a line: where, how many
+    nodes, how many slots (``jobs``: the runs asked for at once, else the cluster's own count)."""
     folder = Path(folder).absolute()
     token = secrets.token_hex(8)
     mark = folder / SHARED_MARK
@@ -480,5 +481,5 @@ def check_cluster(address: str | None, folder: Path, *, gpu: bool = False) -> st
             raise InputError(f"{name} does not see {folder}: runs on a cluster write their folders where the driver "
                              "reads them, so --out must be on a filesystem every node mounts at the same path "
                              "(NFS or the like)")
-    slots = RayExecutor(address=address, gpu=gpu).plan().slots    # no CPUs (GPUs) for runs: its own line
+    slots = RayExecutor(address=address, jobs=jobs, gpu=gpu).plan().slots    # no CPUs (GPUs) for runs: its own line
     return f"{where}: {len(nodes)} nodes, {slots} slots"

@@ -144,7 +144,7 @@ def _distribution(name: str, value: Any, fields: dict[str, str], source: str) ->
         raise InputError(f"{where}: give {{ low = ..., high = ... }} (optionally log = true, within = [a, b]) or a "
                          "list of choices")
     low, high = value["low"], value["high"]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+    if not _numbers(low, high):
         raise InputError(f"{where}: low and high must be numbers, got {low!r} and {high!r}")
     if low > high:
         raise InputError(f"{where}: low {low:g} is above high {high:g}")
@@ -162,14 +162,18 @@ def _distribution(name: str, value: Any, fields: dict[str, str], source: str) ->
             **({"within": within} if within else {})}
 
 
+def _numbers(*values: Any) -> bool:
+    """Every value a finite int or float (not a bool)."""
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
 def _within(where: str, within: Any, low: float, high: float, log_float: bool) -> list[float] | None:
     """``within = [a, b]``: the bounds a range that follows the evidence may move to (:mod:`.ranges`)."""
     if within is None:
         return None
     if not log_float:
         raise InputError(f"{where}: within goes with a log-scaled float range (log = true, no step)")
-    if (not isinstance(within, list) or len(within) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in within)):
+    if not isinstance(within, list) or len(within) != 2 or not _numbers(*within):
         raise InputError(f"{where}: within must be [a, b], two numbers, got {within!r}")
     a, b = float(within[0]), float(within[1])
     if not 0 < a <= low or b < high:
