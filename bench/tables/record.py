@@ -6,7 +6,7 @@
 For each problem of bench/problems.py (``TABLE_PROBLEMS``), the net ``caffegen tune`` trains without a NET, on the
 problem's lists, with the tune's own solver (``caffegen.tune.specs.base_tables``):
 
-* base_lr 1e-4 .. 0.0316 at half-decade steps (6 values, 2.5 decades; the demo on to 0.316, ``MORE_LRS``) x Caffe's seven policies and the chained linear,
+* base_lr 1e-4 .. 0.0316 at half-decade steps (6 values, 2.5 decades; the demo on to 0.316, digits and textures to 0.1: ``MORE_LRS``) x Caffe's seven policies and the chained linear,
   cosine and onecycle x seeds 0..S-1, **at both lengths the tuner trains**: the full length (4 epochs, 12 test
   passes; `caffegen tune --iters` that length) and the search's (a third of it, its schedule fitted to that length, 6 test passes); every run's whole
   curve is kept, so a prefix of a full-length run (what ASHA trains) is in the table too;
@@ -43,8 +43,9 @@ from problems import TABLE_PROBLEMS, epochs_iters, problem_lists  # noqa: E402
 
 LRS = [float(f"{10 ** (e / 2):.3g}") for e in range(-8, -2)]      # 1e-4, 3.16e-4, ..., 0.0316: 2.5 decades
 # Rates a problem needs above the common 2.5 decades: the demo's best runs sat at the top one (0.0316) and the tune's
-# range follows the evidence upward (caffegen.tune.specs), so its table reaches 0.316 (its truth is read, not clamped).
-MORE_LRS = {"demo": [0.1, 0.316]}
+# range follows the evidence upward (caffegen.tune.specs), so its table reaches 0.316 (its truth is read, not clamped);
+# digits and textures to 0.1, where a search that follows its trials upward (or a ladder of higher rates) can go.
+MORE_LRS = {"demo": [0.1, 0.316], "digits": [0.1], "textures": [0.1]}
 
 
 def lrs_of(name: str) -> list[float]:
