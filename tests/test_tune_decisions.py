@@ -130,17 +130,18 @@ HAND = {(0.001, "step"): 0.40, (0.001, "poly"): 0.45, (0.01, "step"): 0.70, (0.0
         (0.1, "step"): 0.1, (0.1, "poly"): 0.1}
 
 
-def _table(noise: float = 0.0, final: dict | None = None, suggested: float = 0.01, blew_up_at: float | None = 0.5):
-    """3 base_lr x 2 schedules x 3 seeds at 90 and 30 iterations (``final``: another truth, the same way). The truth:
-    0.01 poly is best (0.80); 0.1 diverges early (chance); 0.001 learns slowly. Each run costs 10 s per test pass
-    after a 5-s start. The range test suggests ``suggested``."""
+def _table(noise: float = 0.0, final: dict | None = None, suggested: float = 0.01, blew_up_at: float | None = 0.5,
+           short: dict | None = None):
+    """3 base_lr x 2 schedules x 3 seeds at 90 and 30 iterations (``final``: another truth, the same way; ``short``:
+    another at 30 iterations). The truth: 0.01 poly is best (0.80); 0.1 diverges early (chance); 0.001 learns
+    slowly. Each run costs 10 s per test pass after a 5-s start. The range test suggests ``suggested``."""
     from caffegen.tune.table import Curve, CurveTable
 
     final = final or HAND
     curves = []
     for iters, passes in ((90, 12), (30, 6)):
         steps = [round(i * iters / passes) for i in range(passes + 1)]
-        for (lr, policy), top in final.items():
+        for (lr, policy), top in (final if iters == 90 or short is None else short).items():
             for seed in range(3):
                 jitter = noise * (seed - 1)
                 values = [0.1 + (top + jitter - 0.1) * math.sqrt(s / iters) for s in steps]
@@ -193,8 +194,9 @@ def test_the_search_range_follows_its_best_trials_past_the_range_tests_guess():
     rates, policies = (1e-4, 3.16e-4, 0.001, 0.00316, 0.01, 0.0316, 0.1), ("step", "poly", "exp", "inv")
     rising = {(lr, p): 0.30 + 0.08 * i + 0.01 * j for i, lr in enumerate(rates) for j, p in enumerate(policies)}
     t = _table(final=rising, suggested=0.001, blew_up_at=None)
-    fixed = [replay(t, Method("tune", chains=False, budget="20runs", follow=False), s) for s in range(4)]
-    followed = [replay(t, Method("tune", chains=False, budget="20runs"), s) for s in range(4)]
+    # (no ladder: it would climb above the range too)
+    fixed = [replay(t, Method("tune", chains=False, budget="20runs", follow=False, ladder=()), s) for s in range(4)]
+    followed = [replay(t, Method("tune", chains=False, budget="20runs", ladder=()), s) for s in range(4)]
     assert all(o.chosen[0] <= 0.01 and o.regret > 0.1 for o in fixed)      # a range's top is as far as it goes
     assert all(o.chosen[0] >= 0.0316 for o in followed)                     # the trials took it up
     assert sum(o.regret for o in followed) < sum(o.regret for o in fixed) / 3
@@ -305,6 +307,48 @@ def test_the_short_horizon_candidates_take_the_last_places_unless_already_there(
     assert got[-1].value is None and got[-1].runs == ()          # a configuration no trial ran: fresh seeds only
     # 10x the best is lr0.03_poly's half-decade: already a candidate, nothing replaced
     assert longer_horizon(trials, k=4, factors=(10.0,)) == trials[:4]
+
+
+def test_the_ladder_climbs_from_the_leader_and_skips_what_was_tried():
+    from caffegen.tune.decide import ladder
+
+    lead = SearchOutcome("lr0.003_poly", {"base_lr": 0.003, "lr_policy": "poly"}, 0.90)
+    tried = [lead, SearchOutcome("lr0.03_poly", {"base_lr": 0.03, "lr_policy": "poly"}, 0.88)]
+    got = ladder([lead], tried, (10 ** 0.5, 10.0))
+    assert [t.name for t in got] == ["lr0.00949_poly"]          # 10x is lr0.03_poly's half-decade: already tried
+    assert got[0].value is None and got[0].point == {"base_lr": 0.00949, "lr_policy": "poly"}
+    assert ladder([lead], [lead], ()) == []
+    assert [t.name for t in ladder([lead], [lead], (10 ** 0.5, 10.0), ceiling=0.01)] == ["lr0.00949_poly"]   # no higher
+
+
+def test_the_ladder_finds_the_rate_a_short_search_ranks_too_low():
+    from caffegen.tune.replay import Method, replay, speed_of
+
+    # a third of the run prefers 0.001 (the short-horizon bias); the full run's best is 10x higher, at 0.01
+    rates = (0.001, 0.00316, 0.01, 0.0316, 0.1)
+    short = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.60, 0.55, 0.45, 0.30, 0.1))
+             for p in ("step", "poly")}
+    full = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.55, 0.70, 0.78, 0.60, 0.1))
+            for p in ("step", "poly")}
+    t = _table(final=full, short=short, suggested=0.003, blew_up_at=None)
+    without = [replay(t, Method("tune", chains=False, budget="15runs", ladder=()), s) for s in range(3)]
+    laddered = [replay(t, Method("tune", chains=False, budget="15runs"), s) for s in range(3)]
+    assert all(o.chosen[0] <= 0.00316 and o.regret > 0.05 for o in without)    # the search's rates, confirmed
+    assert all(o.chosen == (0.01, "poly") for o in laddered)
+    # the ladder's runs are paid for in the confirm stage, and the plan kept room for them: the budget holds
+    assert all(o.stages["confirm"] > w.stages["confirm"] for o, w in zip(laddered, without))
+    assert max(o.wall_s for o in laddered) <= 1.1 * 15 * speed_of(t, 2).run_s(90, 7) / 2
+
+
+def test_the_plan_keeps_room_for_the_ladder():
+    from caffegen.tune.budget import LADDER, Speed, make_plan, parse_budget
+
+    speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
+    kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
+              lrfind_iters=100, final="retrain")
+    on, off = make_plan(parse_budget("15runs"), speed, **kw), make_plan(parse_budget("15runs"), speed, ladder=0, **kw)
+    assert len(LADDER) == 2 and "then the winner's schedule at 3.16x and 10x its rate" in on.stages[-2].what
+    assert on.search_seconds < off.search_seconds and abs(on.compute_runs - off.compute_runs) < 1.0   # the search paid
 
 
 def test_each_stage_decision_round_trips_through_tune_json_and_a_newer_format_is_refused(tmp_path):

@@ -171,6 +171,9 @@ def problem(name: str, seeds: int, tables: Path = TABLES) -> dict:
 
 LEVERS = (        # the tuner's own design choices, each replayed at the same budget (the replay decides, not taste)
     Method("as shipped"),
+    Method("no ladder (the design before 2026-12-07 23:00)", ladder=()),
+    Method("the ladder at 10x only", ladder=(10.0,)),
+    Method("the ladder above the best two", ladder_top=2),
     Method("before: 2 candidates at the search length, pruner from half, Caffe's seven", candidates=2,
            confirm_full=False, first_rung=0.5, chains=False),
     Method("Caffe's seven only", chains=False),

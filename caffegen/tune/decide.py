@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SearchOutcome", "candidates", "longer_horizon", "confirm_round", "choose", "Verdict"]
+__all__ = ["SearchOutcome", "candidates", "longer_horizon", "ladder", "confirm_round", "choose", "Verdict"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,26 @@ def longer_horizon(cands: Sequence[SearchOutcome], *, k: int, factors: Sequence[
             extra.append(e)
     extra = extra[:max(0, k - 1)]
     return list(cands[:k - len(extra)]) + extra
+
+
+def ladder(leaders: Sequence[SearchOutcome], tried: Sequence[SearchOutcome], factors: Sequence[float],
+           ceiling: float | None = None) -> list[SearchOutcome]:
+    """Each leader's configuration at each of ``factors`` x its base_lr (the best leader first), but those already
+    tried (a schedule and its half-decade) and those above ``ceiling`` (as far as the search's range could follow:
+    :func:`caffegen.tune.specs.lr_within`): a full-length look above the rates a short search preferred (the
+    short-horizon bias)."""
+    from ..prototxt.options import variant_name
+
+    out: list[SearchOutcome] = []
+    for lead in leaders:
+        if not isinstance(lead.point.get("base_lr"), (int, float)):
+            continue
+        for f in factors:
+            point = {**lead.point, "base_lr": float(f"{lead.point['base_lr'] * f:.3g}")}
+            e = SearchOutcome(variant_name(point), point, None)
+            if (ceiling is None or point["base_lr"] <= ceiling) and all(_kind(c) != _kind(e) for c in [*tried, *out]):
+                out.append(e)
+    return out
 
 
 def _mean(vs: Mapping[int, float]) -> float:

@@ -68,6 +68,7 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
                      search_test_interval=short["solver"]["test_interval"], policies=len(policies),
                      sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final="retrain", spent=measure_s,
                      confirm_full=method.confirm_full or method.search_full, candidates=method.candidates,
+                     ladder=len(method.ladder) * method.ladder_top,
                      rounds=method.confirm_rounds)
     stages: dict[str, float] = {"measure": measure_s}
     planned = {s.name: s.seconds for s in plan.stages}
@@ -108,6 +109,10 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
         final_s = 0.0
     values, alive, wall, stages["confirm"] = _replay_confirm(
         table, method, slots, role, cands, configs, confirm_iters, speed, plan, run_s, final_s, wall, started)
+    if method.ladder and confirm_iters == iters and any(values[n] for n in alive):
+        wall, stages["confirm"] = _replay_ladder(table, method, slots, role, cands, configs, values, alive, speed,
+                                                 plan, run_s, wall, stages["confirm"], started,
+                                                 lr_within(low, high, found.get("blew_up_at"))[1])
     if any(values[n] for n in alive):
         verdict = choose(values, [n for n in alive if values[n]], maximize=table.maximize)
         winner = verdict.winner
@@ -147,12 +152,7 @@ def _replay_confirm(table: CurveTable, method: Method, slots: int, role, cands, 
                                      rounds_before=r - 1, final=bool(final_s), searched=searched)
         if not fits:
             break
-        # the round's wall: its runs in slots, longest first (what the live sweep does with equal runs)
-        lanes = [0.0] * slots
-        for c in sorted(curves.values(), key=lambda c: -c.wall_s):
-            i = lanes.index(min(lanes))
-            lanes[i] += c.wall_s
-        wall += max(lanes) + speed.sweep_s
+        wall += _round_wall(curves.values(), slots) + speed.sweep_s
         confirm_compute += sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s
         for n, c in curves.items():
             v = c.best(table.maximize)
@@ -160,6 +160,45 @@ def _replay_confirm(table: CurveTable, method: Method, slots: int, role, cands, 
                 values[n][r] = v
         alive, _ = confirm_round(values, alive, maximize=table.maximize)
     return values, alive, wall, confirm_compute
+
+
+def _round_wall(curves, slots: int) -> float:
+    """A round's wall: its runs in slots, longest first (what the live sweep does with equal runs)."""
+    lanes = [0.0] * slots
+    for c in sorted(curves, key=lambda c: -c.wall_s):
+        lanes[lanes.index(min(lanes))] += c.wall_s
+    return max(lanes)
+
+
+def _replay_ladder(table: CurveTable, method: Method, slots: int, role, cands, configs, values, alive: list, speed,
+                   plan, run_s: float, wall: float, compute: float, searched: int,
+                   ceiling: float) -> tuple[float, float]:
+    """The ladder after the confirm (:func:`~caffegen.tune.decide.ladder`): the winner's schedule at higher rates,
+    one fresh seed each (role 1, as the live ladder's seed 1), when it fits the budget (the live rule). Adds their
+    values to ``values`` and their names to ``alive``; returns the wall so far and the stage's compute."""
+    from .budget import confirm_round_fits
+    from .decide import choose, ladder
+
+    v = choose(values, [n for n in alive if values[n]], maximize=table.maximize)
+    leaders = [next(c for c in cands if c.name == n) for n in [v.winner, *v.tied][:method.ladder_top]]
+    steps = ladder(leaders, cands, method.ladder, ceiling)
+    fits, _ = confirm_round_fits(speed, wall_s=plan.wall_s, spent=wall, alive=len(steps), run_s=run_s, final_s=0.0,
+                                 runs_before=sum(len(v) for v in values.values()),
+                                 rounds_before=method.confirm_rounds, final=False, searched=searched)
+    if not steps or not fits:
+        return wall, compute
+    curves = {}
+    for e in steps:
+        configs[e.name] = table.config(e.point["base_lr"], e.point["lr_policy"])
+        curves[e.name] = table.curve(*configs[e.name], role(configs[e.name], 1), table.iters)
+    if curves:
+        wall += _round_wall(curves.values(), slots) + speed.sweep_s
+        compute += sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s
+    for n, c in curves.items():
+        v = c.best(table.maximize)
+        values[n] = {1: v} if v is not None else {}
+        alive.append(n)
+    return wall, compute
 
 
 def _replay_repeated_grid(table: CurveTable, method: Method, seed: int, slots: int, role, regret, stages, wall,
