@@ -194,9 +194,8 @@ def test_the_search_range_follows_its_best_trials_past_the_range_tests_guess():
     rates, policies = (1e-4, 3.16e-4, 0.001, 0.00316, 0.01, 0.0316, 0.1), ("step", "poly", "exp", "inv")
     rising = {(lr, p): 0.30 + 0.08 * i + 0.01 * j for i, lr in enumerate(rates) for j, p in enumerate(policies)}
     t = _table(final=rising, suggested=0.001, blew_up_at=None)
-    # (no ladder: it would climb above the range too)
-    fixed = [replay(t, Method("tune", chains=False, budget="20runs", follow=False, ladder=()), s) for s in range(4)]
-    followed = [replay(t, Method("tune", chains=False, budget="20runs", ladder=()), s) for s in range(4)]
+    fixed = [replay(t, Method("tune", chains=False, budget="20runs", follow=False), s) for s in range(4)]
+    followed = [replay(t, Method("tune", chains=False, budget="20runs"), s) for s in range(4)]
     assert all(o.chosen[0] <= 0.01 and o.regret > 0.1 for o in fixed)      # a range's top is as far as it goes
     assert all(o.chosen[0] >= 0.0316 for o in followed)                     # the trials took it up
     assert sum(o.regret for o in followed) < sum(o.regret for o in fixed) / 3
@@ -331,8 +330,9 @@ def test_the_ladder_finds_the_rate_a_short_search_ranks_too_low():
     full = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.55, 0.70, 0.78, 0.60, 0.1))
             for p in ("step", "poly")}
     t = _table(final=full, short=short, suggested=0.003, blew_up_at=None)
-    without = [replay(t, Method("tune", chains=False, budget="15runs", ladder=()), s) for s in range(3)]
-    laddered = [replay(t, Method("tune", chains=False, budget="15runs"), s) for s in range(3)]
+    without = [replay(t, Method("tune", chains=False, budget="15runs"), s) for s in range(3)]
+    laddered = [replay(t, Method("tune", chains=False, budget="15runs", ladder=(10 ** 0.5, 10.0)), s)
+                for s in range(3)]
     assert all(o.chosen[0] <= 0.00316 and o.regret > 0.05 for o in without)    # the search's rates, confirmed
     assert all(o.chosen == (0.01, "poly") for o in laddered)
     # the ladder's runs are paid for in the confirm stage, and the plan kept room for them: the budget holds
@@ -341,13 +341,13 @@ def test_the_ladder_finds_the_rate_a_short_search_ranks_too_low():
 
 
 def test_the_plan_keeps_room_for_the_ladder():
-    from caffegen.tune.budget import LADDER, Speed, make_plan, parse_budget
+    from caffegen.tune.budget import Speed, make_plan, parse_budget
 
     speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
     kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
               lrfind_iters=100, final="retrain")
-    on, off = make_plan(parse_budget("15runs"), speed, **kw), make_plan(parse_budget("15runs"), speed, ladder=0, **kw)
-    assert len(LADDER) == 2 and "then the winner's schedule at 3.16x and 10x its rate" in on.stages[-2].what
+    on, off = make_plan(parse_budget("15runs"), speed, ladder=2, **kw), make_plan(parse_budget("15runs"), speed, **kw)
+    assert "then 2 runs of the leader at higher rates" in on.stages[-2].what and "higher" not in off.stages[-2].what
     assert on.search_seconds < off.search_seconds and abs(on.compute_runs - off.compute_runs) < 1.0   # the search paid
 
 

@@ -171,9 +171,11 @@ def problem(name: str, seeds: int, tables: Path = TABLES) -> dict:
 
 LEVERS = (        # the tuner's own design choices, each replayed at the same budget (the replay decides, not taste)
     Method("as shipped"),
-    Method("no ladder (the design before 2026-12-07 23:00)", ladder=()),
+    Method("the ladder: then the leader's schedule at 3.16x and 10x its rate, full length", ladder=(10 ** 0.5, 10.0)),
     Method("the ladder at 10x only", ladder=(10.0,)),
-    Method("the ladder above the best two", ladder_top=2),
+    Method("the ladder above the best two", ladder=(10 ** 0.5, 10.0), ladder_top=2),
+    Method("the ladder only when the leader has the highest rate tried", ladder=(10 ** 0.5, 10.0),
+           ladder_when="rising"),
     Method("before: 2 candidates at the search length, pruner from half, Caffe's seven", candidates=2,
            confirm_full=False, first_rung=0.5, chains=False),
     Method("Caffe's seven only", chains=False),
@@ -197,6 +199,7 @@ LEVERS = (        # the tuner's own design choices, each replayed at the same bu
     Method("no confirm (the search's best, retrained)", candidates=1, confirm_full=False),
     Method("search and confirm at the full length", search_full=True),
     Method("budget 15%", budget="15%"),
+    Method("budget 20%", budget="20%"),
 )
 
 

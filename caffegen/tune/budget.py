@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "LADDER", "DISTINCT_CANDIDATES", "SEARCH_FIRST_RUNG", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
+__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "DISTINCT_CANDIDATES", "SEARCH_FIRST_RUNG", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
            "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
            "grid_lrs", "confirm_round_fits"]
 
@@ -24,9 +24,6 @@ __all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "LADDER", "DISTINCT_CANDIDATES", "S
 # the search's length: P(regret <= 1 sd) 0.46 on textures; 4 at the full length: 0.92).
 CONFIRM_CANDIDATES = 4      # the search's best runs that the confirm stage runs again
 CONFIRM_ROUNDS = 1          # fresh seeds for them (each a round: a verdict between rounds may end it early)
-LADDER: tuple[float, ...] = (10 ** 0.5, 10.0)   # then the confirm's winner's schedule at these x its rate, one fresh
-                            # seed each at the full length: a search of a third of the run prefers rates 3-10x below
-                            # the full run's best (the short-horizon bias, Wu et al. 2018: measured on the demo table)
 DEFAULT_BUDGET = "10%"      # of the repeated grid's compute, everything counted: the product's promise
 DISTINCT_CANDIDATES = True  # the confirm compares different answers: near rates of one schedule count as one (replay)
 CONFIRM_FULL = True         # the rounds at the full length (the winner's runs then are the final ones); chosen by
@@ -190,12 +187,13 @@ class Plan:
 def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, test_interval: int,
               search_test_interval: int, policies: int, sanity_iters: int, lrfind_iters: int, final: str,
               skip_sanity: bool = False, spent: float = 0.0, confirm_full: bool = CONFIRM_FULL,
-              candidates: int = CONFIRM_CANDIDATES, rounds: int = CONFIRM_ROUNDS, ladder: int = len(LADDER)) -> Plan:
+              candidates: int = CONFIRM_CANDIDATES, rounds: int = CONFIRM_ROUNDS, ladder: int = 0) -> Plan:
     """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run when
     the confirm stage does not train at the full length); then the confirm stage (``candidates`` x ``rounds`` runs:
     of the full length with ``confirm_full``, the default, so the winner needs no final run; else of
-    ``search_iters``), and the ``ladder`` runs after it (the winner at higher rates, at the full length, when the
-    confirm is); the search gets the rest, as a compute budget for its study and a number of trials
+    ``search_iters``), and ``ladder`` full-length runs after it (a lever of the replay: the leader at higher
+    rates, :func:`caffegen.tune.decide.ladder`); the search gets the rest, as a compute budget for its study and a
+    number of trials
     (unpruned: a pruned trial only gives time back). ``spent``: what the budget already paid (the measure stage). A
     budget too small for sanity, lr-find, a minimal search and one full-length run is refused (one line)."""
     full = speed.run_s(iters, test_interval)
@@ -258,8 +256,7 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
         Stage("confirm", f"the best {candidates} run again with up to {rounds} fresh seed{'s' * (rounds > 1)}"
                          + (f" at the full length ({iters} iterations: the winner's runs are the final ones)"
                             if confirm_full else "")
-                         + (f", then the winner's schedule at {' and '.join(f'{f:.3g}x' for f in LADDER[:ladder])} its "
-                            "rate (a short search prefers low rates)" if ladder else ""),
+                         + (f", then {ladder} run{'s' * (ladder > 1)} of the leader at higher rates" if ladder else ""),
               confirm, confirm * speed.slots / full),
     ]
     if final != "none":

@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES, LADDER,
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES,
                      SEARCH_FIRST_RUNG)
 from .table import Config, Curve, CurveTable
 
@@ -44,9 +44,11 @@ class Method:
     follow: bool = True               # tune: the search's base_lr range follows its best trials (caffegen.sweep.ranges)
     search_full: bool = False         # tune: search (12 passes) and confirm at the full length, pruned; a lever
                                       # of the replay, not (yet) a live option
-    ladder: tuple[float, ...] = LADDER  # tune: after the confirm, the winner's schedule at these x its rate, one fresh
-                                      # seed each at the full length (decide.ladder): the short-horizon bias
+    ladder: tuple[float, ...] = ()    # tune: after the confirm, the leader's schedule at these x its rate, one fresh
+                                      # seed each at the full length (decide.ladder): the short-horizon bias; a
+                                      # lever of the replay, not a live option (it lost on textures and digits)
     ladder_top: int = 1               # tune: the ladder above this many of the confirm's best
+    ladder_when: str = "always"       # tune: "rising": only when the confirm's leader has the highest rate tried
     final: bool = True                # tune: the winner retrained at the full length
     budget: str = DEFAULT_BUDGET      # tune: --budget, as the command reads it
     compute: float | None = None      # search: the compute budget in slot-seconds (None: set to match the tune's)
@@ -56,7 +58,6 @@ METHODS = (                  # every search over the tune's space at the tune's 
     Method("caffegen tune"),
     Method("tune, Caffe's seven only", chains=False),
     Method("tune, pruner without seed noise", seed_sd="none"),
-    Method("tune without the ladder", ladder=()),
     Method("random search", kind="search", sampler="random", pruner="none"),
     Method("random search, Caffe's seven", kind="search", sampler="random", pruner="none", chains=False),
     Method("TPE + ASHA", kind="search", sampler="tpe", pruner="asha"),

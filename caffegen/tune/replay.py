@@ -173,14 +173,19 @@ def _round_wall(curves, slots: int) -> float:
 def _replay_ladder(table: CurveTable, method: Method, slots: int, role, cands, configs, values, alive: list, speed,
                    plan, run_s: float, wall: float, compute: float, searched: int,
                    ceiling: float) -> tuple[float, float]:
-    """The ladder after the confirm (:func:`~caffegen.tune.decide.ladder`): the winner's schedule at higher rates,
-    one fresh seed each (role 1, as the live ladder's seed 1), when it fits the budget (the live rule). Adds their
-    values to ``values`` and their names to ``alive``; returns the wall so far and the stage's compute."""
+    """A lever of the replay, not a live stage: after the confirm, the leader's schedule at higher rates
+    (:func:`~caffegen.tune.decide.ladder`, none above ``ceiling``), one fresh seed each (role 1, the confirm round's),
+    when it fits the budget (the live confirm's rule). Adds their values to ``values`` and their names to ``alive``;
+    returns the wall so far and the stage's compute."""
     from .budget import confirm_round_fits
     from .decide import choose, ladder
 
     v = choose(values, [n for n in alive if values[n]], maximize=table.maximize)
     leaders = [next(c for c in cands if c.name == n) for n in [v.winner, *v.tied][:method.ladder_top]]
+    if method.ladder_when == "rising":
+        rates = {c.name: c.point["base_lr"] for c in cands if values.get(c.name)}
+        if rates[v.winner] < max(rates.values()):
+            return wall, compute
     steps = ladder(leaders, cands, method.ladder, ceiling)
     fits, _ = confirm_round_fits(speed, wall_s=plan.wall_s, spent=wall, alive=len(steps), run_s=run_s, final_s=0.0,
                                  runs_before=sum(len(v) for v in values.values()),
@@ -195,8 +200,8 @@ def _replay_ladder(table: CurveTable, method: Method, slots: int, role, cands, c
         wall += _round_wall(curves.values(), slots) + speed.sweep_s
         compute += sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s
     for n, c in curves.items():
-        v = c.best(table.maximize)
-        values[n] = {1: v} if v is not None else {}
+        best = c.best(table.maximize)
+        values[n] = {1: best} if best is not None else {}
         alive.append(n)
     return wall, compute
 

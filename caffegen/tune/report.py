@@ -14,7 +14,6 @@ from ..layout import (REPORT_FIGURES, REPORT_HTML, REPORT_MD, SOLVER, SWEEP_DB, 
 from ..prototxt.options import variant_name
 from ..paths import write_atomic
 from .budget import duration
-from .confirm import confirm_path
 from .decisions import decision_of
 from .state import TuneState
 
@@ -93,7 +92,7 @@ def winner_run(folder: Path, state: TuneState) -> Path | None:
         values = confirm["values"].get(winner["name"]) or {}
         sign = 1.0 if winner.get("maximize", True) else -1.0
         seed = max(values, key=lambda k: sign * values[k]) if values else 1
-        found = [confirm_path(folder, winner["point"], seed)]
+        found = [folder / "confirm" / f"seed{seed}" / f"{name}_seed{seed}"]
     else:       # the grid, or no final run: the search's own
         found = sorted((folder / "search").glob(f"{name}*")) + [folder / "search" / r for r in winner.get("runs", [])]
     return next((d for d in found if (d / SOLVER).is_file()), None)

@@ -239,7 +239,7 @@ class ConfirmStage(Stage):
         if ctx.grid_mode:
             return grid_verdict(t.out / "search", ctx.candidates)
         return confirm(t, entry, ctx.full if ctx.plan.confirm_full else ctx.short, ctx.candidates, ctx.speed,
-                       ctx.plan, lr_within(ctx.lr.low, ctx.lr.high, ctx.lr.blew_up_at)[1])
+                       ctx.plan)
 
     def after(self, t, ctx, decision):
         ctx.verdict = decision
