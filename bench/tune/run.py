@@ -47,6 +47,7 @@ from caffegen import __version__  # noqa: E402
 from caffegen.errors import InputError  # noqa: E402
 from caffegen.tune.baselines import repeated_grid_compute  # noqa: E402
 from caffegen.tune.replay import METHODS, Method, replay  # noqa: E402
+from caffegen.tune.clock import policies_of  # noqa: E402
 from caffegen.tune.table import CurveTable, load_table, short_horizon  # noqa: E402
 
 TABLES = ROOT / "bench" / "tables"
@@ -87,6 +88,25 @@ def random_pick(table: CurveTable, sd: float) -> dict:
     best = table.best_config()[1]
     regrets = [abs(best - table.truth(*c)) for c in table.configs()]
     return {"median_regret": statistics.median(regrets), "p_within_sd": sum(r <= sd for r in regrets) / len(regrets)}
+
+
+def rate_known(table: CurveTable, sd: float, draws: int = 2000) -> dict:
+    """An oracle for the rate: every schedule of the tune's space at the best configuration's base_lr, one recorded
+    seed each (drawn), the best value kept. What choosing the schedule alone scores once the rate is right (runs:
+    the schedules' count of full-length runs)."""
+    import random
+
+    rng = random.Random(0)
+    (lr, _), best = table.best_config()
+    configs = [table.config(lr, p) for p in policies_of(METHODS[0], table)]
+    sign = 1.0 if table.maximize else -1.0
+    regrets = []
+    for _ in range(draws):
+        vals = {c: table.curve(*c, rng.choice(table.seeds())).best(table.maximize) for c in configs}
+        win = max((c for c in configs if vals[c] is not None), key=lambda c: sign * vals[c])
+        regrets.append(sign * (best - table.truth(*win)))
+    return {"runs": len(configs), "median_regret": statistics.median(regrets),
+            "p_within_sd": sum(r <= sd for r in regrets) / draws}
 
 
 def run_method(table: CurveTable, method: Method, seeds: int) -> list:
@@ -154,7 +174,8 @@ def problem(name: str, seeds: int, tables: Path = TABLES) -> dict:
     g = grid_facts(table)
     sd, grid_s = g["seed_sd"], g["compute_s"]
     out = {"table": {k: table.meta.get(k) for k in ("commit", "caffegen", "date", "machine", "load")},
-           "problem": table.problem, "grid": g, "random_pick": random_pick(table, sd), "methods": {}}
+           "problem": table.problem, "grid": g, "random_pick": random_pick(table, sd),
+           "rate_known": rate_known(table, sd), "methods": {}}
     curves = {}
     t0 = time.time()
     tune = run_method(table, METHODS[0], seeds)
@@ -232,7 +253,9 @@ def print_problem(name: str, r: dict) -> None:
           f"could be the best (MCB on the blocked sd); search vs full rank correlation "
           f"{g['short_horizon_spearman']:.2f}; the table resolves truths to {g['truth_resolution_sd']:.2f} seed sd; "
           f"random pick: median regret {r['random_pick']['median_regret']:.4f}, "
-          f"P(<= 1 sd) {r['random_pick']['p_within_sd']:.2f}")
+          f"P(<= 1 sd) {r['random_pick']['p_within_sd']:.2f}; rate known (every schedule at the best rate, one seed "
+          f"each, {r['rate_known']['runs']} full-length runs): median regret {r['rate_known']['median_regret']:.4f}, "
+          f"P(<= 1 sd) {r['rate_known']['p_within_sd']:.2f}")
     print("| method | median regret (sd) | p90 regret | P(regret <= 1 sd) | compute (median, max) | trials (pruned) |")
     print("|---|---|---|---|---|---|")
     for m, s in r["methods"].items():
