@@ -193,9 +193,9 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     of the full length with ``confirm_full``, the default, so the winner needs no final run; else of
     ``search_iters``), and ``ladder`` full-length runs after it (a lever of the replay: the leader at higher
     rates, :func:`caffegen.tune.decide.ladder`); the search gets the rest, as a compute budget for its study and a
-    number of trials
-    (unpruned: a pruned trial only gives time back). ``spent``: what the budget already paid (the measure stage). A
-    budget too small for sanity, lr-find, a minimal search and one full-length run is refused (one line)."""
+    number of trials (unpruned: a pruned trial only gives time back). ``spent``: what the budget already paid (the
+    measure stage). A budget too small for sanity, lr-find, a minimal search and one full-length run is refused (one
+    line)."""
     full = speed.run_s(iters, test_interval)
     short = speed.run_s(search_iters, search_test_interval)
     sanity = 0.0 if skip_sanity else speed.start_s + sanity_iters * speed.iter_s
