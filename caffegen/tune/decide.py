@@ -63,18 +63,7 @@ def longer_horizon(cands: Sequence[SearchOutcome], *, k: int, factors: Sequence[
     rates (Wu et al. 2018; on the demo the search length's best rates are 3-10x below the full length's), so the
     best trial's configuration at each of ``factors`` x its base_lr takes one of the last places, unless a candidate
     already is that configuration (its schedule, that half-decade). No factors: the candidates as they are."""
-    from ..prototxt.options import variant_name
-
-    if not cands or not isinstance(cands[0].point.get("base_lr"), (int, float)):
-        return list(cands[:k])
-    best = cands[0]
-    extra: list[SearchOutcome] = []
-    for f in factors:
-        point = {**best.point, "base_lr": float(f"{best.point['base_lr'] * f:.3g}")}
-        e = SearchOutcome(variant_name(point), point, None)
-        if all(_kind(c) != _kind(e) for c in [*cands[:k], *extra]):
-            extra.append(e)
-    extra = extra[:max(0, k - 1)]
+    extra = ladder(cands[:1], cands[:k], factors)[:max(0, k - 1)]
     return list(cands[:k - len(extra)]) + extra
 
 
