@@ -206,11 +206,8 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
         speed.look_s(candidates * rounds + 1, 4, SEARCH_TRIALS_MIN)
     total = _wall_of(budget, speed, full, grid_runs, single)
     wall = total - spent
-    measured = [Stage("measure", "this net timed here (done)", spent, spent / full)] if spent else []
-    if not skip_sanity:
-        measured.append(Stage("sanity", f"overfit a tiny subset (at most {sanity_iters} iterations)", sanity,
-                              sanity / full))
-    measured.append(Stage("lr-find", f"LR range test, {lrfind_iters} iterations", lrfind, lrfind / full))
+    measured = _probe_stages(spent, sanity, lrfind, full, sanity_iters=sanity_iters, lrfind_iters=lrfind_iters,
+                             skip_sanity=skip_sanity)
     grid_wall = grid_s + speed.sweep_s
     grid_look = speed.look_s(grid_runs, 1)
     if sanity + lrfind + grid_wall + grid_look <= wall:
@@ -221,9 +218,7 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     final_s = full + speed.sweep_s if final != "none" else 0.0
     ladder = ladder if confirm_full and candidates > 1 else 0
     confirm_runs = candidates * rounds + ladder
-    confirm_run = full if confirm_full else short
-    confirm = rounds * (math.ceil(candidates / speed.slots) * confirm_run + speed.sweep_s) if candidates > 1 else 0.0
-    confirm += math.ceil(ladder / speed.slots) * full + speed.sweep_s if ladder else 0.0
+    confirm = _confirm_wall(speed, candidates, rounds, full if confirm_full else short, ladder, full)
     search_min = math.ceil(SEARCH_TRIALS_MIN / speed.slots) * short + speed.sweep_s
     sweeps = 1 + rounds + (final != "none") + bool(ladder)
     look = speed.look_s(confirm_runs + 1, sweeps, SEARCH_TRIALS_MIN)
@@ -265,6 +260,23 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     stages.append(Stage("look", "evaluate per class, every stage's report, TensorBoard", look, look / full))
     return Plan(budget, total, speed, stages, grid_s, grid_runs, min(cap, 2 * trials), search_iters,
                 iters, test_interval, search_seconds, confirm_full=confirm_full)
+
+
+def _probe_stages(spent: float, sanity: float, lrfind: float, full: float, *, sanity_iters: int, lrfind_iters: int,
+                  skip_sanity: bool) -> list[Stage]:
+    """The stages before the search: the measure stage (already paid), sanity at its worst, the range test."""
+    out = [Stage("measure", "this net timed here (done)", spent, spent / full)] if spent else []
+    if not skip_sanity:
+        out.append(Stage("sanity", f"overfit a tiny subset (at most {sanity_iters} iterations)", sanity, sanity / full))
+    out.append(Stage("lr-find", f"LR range test, {lrfind_iters} iterations", lrfind, lrfind / full))
+    return out
+
+
+def _confirm_wall(speed: Speed, candidates: int, rounds: int, run_s: float, ladder: int, full: float) -> float:
+    """The confirm stage's wall: ``rounds`` of the ``candidates`` (runs of ``run_s``) in the slots, each a sweep,
+    and the ``ladder``'s full-length runs in one more; nothing to confirm with a single candidate."""
+    confirm = rounds * (math.ceil(candidates / speed.slots) * run_s + speed.sweep_s) if candidates > 1 else 0.0
+    return confirm + (math.ceil(ladder / speed.slots) * full + speed.sweep_s if ladder else 0.0)
 
 
 def _wall_of(budget: Budget, speed: Speed, full: float, grid_runs: int, single: float) -> float:

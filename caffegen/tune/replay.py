@@ -19,6 +19,7 @@ configuration), so its spread is the seed noise the live tune meets.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from .baselines import BASELINES
 from .clock import (METHODS, Clock, Method, Outcome, config_name, lrfind_of, outcome_of, policies_of, roles_of,
@@ -47,38 +48,20 @@ def replay(table: CurveTable, method: Method, seed: int, *, slots: int = 2) -> O
 
 
 def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role, regret) -> Outcome:
-    from .budget import make_plan, parse_budget, search_seconds
+    from .budget import search_seconds
     from .decide import candidates, choose, longer_horizon
-    from .specs import (FALLBACK_RANGE, TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables, lr_range,
-                        lr_within, search_tables)
-    from .stages import LRFIND_ITERS, SANITY_ITERS
+    from .specs import lr_within, search_tables
 
     speed = speed_of(table, slots)
     iters = table.iters
-    search_iters = iters if method.search_full else table.search_iters     # --search-iters N (the full length)
-    common = dict(data={"train_list": "train.txt", "val_list": "val.txt"}, net=TuneNet(), classes=table.problem["classes"],
-                  val_images=table.problem["val_images"], run={"backend": "local"})
-    short = base_tables("search", iters=search_iters,
-                        passes=TEST_PASSES_FINAL if method.search_full else TEST_PASSES_SEARCH, **common)
-    full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **common)
-    policies = policies_of(method, table)
+    plan, short, full, policies = _plan_of(table, method, speed)
+    search_iters = short["solver"]["max_iter"]
     measure_s = table.meta["speed"]["wall_s"]
-    plan = make_plan(parse_budget(method.budget), speed, iters=iters,
-                     search_iters=search_iters, test_interval=full["solver"]["test_interval"],
-                     search_test_interval=short["solver"]["test_interval"], policies=len(policies),
-                     sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final="retrain", spent=measure_s,
-                     confirm_full=method.confirm_full or method.search_full, candidates=method.candidates,
-                     ladder=len(method.ladder) * method.ladder_top,
-                     rounds=method.confirm_rounds)
     stages: dict[str, float] = {"measure": measure_s}
     planned = {s.name: s.seconds for s in plan.stages}
     stages["sanity"] = planned.get("sanity", 0.0)
-    found = lrfind_of(table, role)
-    if method.range_centre == "between" and found.get("suggested"):
-        top = max([found["suggested"], *[v for v in (found.get("suggestions") or {}).values() if v]])
-        found = {**found, "suggested": (found["suggested"] * top) ** 0.5}
+    found, (low, high) = _range_of(table, method, role)
     stages["lr-find"] = found["wall_s"]
-    low, high = lr_range(found["suggested"], found.get("blew_up_at")) if found.get("suggested") else FALLBACK_RANGE
     wall = sum(stages.values())
     if plan.mode == "grid":
         return _replay_repeated_grid(table, method, seed, slots, role, regret, stages, wall, (low, high), policies,
@@ -130,6 +113,45 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     anytime.append((compute, regret(chosen)))
     return outcome_of(method, seed, chosen, table, regret, compute, wall, stages=stages, anytime=anytime,
                     trials=started, pruned=pruned)
+
+
+def _plan_of(table: CurveTable, method: Method, speed) -> tuple[Any, dict, dict, list[str]]:
+    """The live tune's plan for this problem at the table's speed, with the search's and the full length's tables
+    (as :func:`~caffegen.tune.specs.base_tables` writes them) and the schedules searched."""
+    from .budget import make_plan, parse_budget
+    from .specs import TEST_PASSES_FINAL, TEST_PASSES_SEARCH, TuneNet, base_tables
+    from .stages import LRFIND_ITERS, SANITY_ITERS
+
+    iters = table.iters
+    search_iters = iters if method.search_full else table.search_iters     # --search-iters N (the full length)
+    common = dict(data={"train_list": "train.txt", "val_list": "val.txt"}, net=TuneNet(), classes=table.problem["classes"],
+                  val_images=table.problem["val_images"], run={"backend": "local"})
+    short = base_tables("search", iters=search_iters,
+                        passes=TEST_PASSES_FINAL if method.search_full else TEST_PASSES_SEARCH, **common)
+    full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **common)
+    policies = policies_of(method, table)
+    plan = make_plan(parse_budget(method.budget), speed, iters=iters,
+                     search_iters=search_iters, test_interval=full["solver"]["test_interval"],
+                     search_test_interval=short["solver"]["test_interval"], policies=len(policies),
+                     sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final="retrain",
+                     spent=table.meta["speed"]["wall_s"], confirm_full=method.confirm_full or method.search_full,
+                     candidates=method.candidates, ladder=len(method.ladder) * method.ladder_top,
+                     rounds=method.confirm_rounds)
+    return plan, short, full, policies
+
+
+def _range_of(table: CurveTable, method: Method, role) -> tuple[dict, tuple[float, float]]:
+    """The lr-find stage on the table: the range test of the seed that plays it, and the search's base_lr range
+    (:func:`~caffegen.tune.specs.lr_range`, centred ``between`` the valley and the steepest suggestion as a lever)."""
+    from .specs import FALLBACK_RANGE, lr_range
+
+    found = lrfind_of(table, role)
+    if method.range_centre == "between" and found.get("suggested"):
+        top = max([found["suggested"], *[v for v in (found.get("suggestions") or {}).values() if v]])
+        found = {**found, "suggested": (found["suggested"] * top) ** 0.5}
+    if not found.get("suggested"):
+        return found, FALLBACK_RANGE
+    return found, lr_range(found["suggested"], found.get("blew_up_at"))
 
 
 def _replay_confirm(table: CurveTable, method: Method, slots: int, role, cands, configs, confirm_iters: int, speed,
