@@ -77,7 +77,8 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "t"
-    args = [net(tmp_path), "--data", folder, *FAST, "--policies", "all", "--budget", "70s", "--out", out]
+    args = [net(tmp_path), "--data", folder, *FAST, "--policies", "all", "--strategy", "search", "--budget", "70s",
+            "--out", out]
     first = tmp_path / "first.log"      # a file, not a pipe: nothing blocks the tune when nobody reads it
     proc = subprocess.Popen(CAFFEGEN + ["tune", *map(str, args)], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=first.open("w"))
@@ -150,6 +151,41 @@ def test_tune_killed_9_in_its_search_resumes_and_runs_every_stage_within_its_bud
     other = tune(tmp_path, *args[:-4], "--budget", "80s", "--out", out)
     lines = other.stderr.strip().splitlines()
     assert other.returncode == 2 and len(lines) == 1 and "holds a tune with other arguments (budget" in lines[0]
+
+
+@pytest.mark.caffe
+def test_tune_scans_the_rate_at_the_full_length_then_trains_the_schedules_at_it(folder, tmp_path):
+    """The default strategy where the budget fits it: poly and cosine at 4 rates up from the range test's valley
+    (one seed), the rate they like best, then the schedules there with a fresh seed; the best of those wins and
+    its run is the final one."""
+    from caffegen.tune.decide import scan_candidates, scan_rate, scan_rates
+    from caffegen.tune.specs import SCAN_FALLBACK
+
+    out = tmp_path / "t"
+    proc = tune(tmp_path, net(tmp_path), "--data", folder, "--iters", "2000", "--policies", "poly,cosine,step,exp",
+                "--budget", "50runs", "--out", out)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    state = json.loads((out / "tune.json").read_text())
+    assert state["plan"]["mode"] == "scan" and state["plan"]["at_rate"] == 4
+    lr = state["stages"]["lr-find"]["decision"]
+    rates = scan_rates(lr["suggestions"].get("valley") or SCAN_FALLBACK, lr.get("blew_up_at"))
+    scan = store_rows(out / "search")
+    assert sorted((r["axes"]["base_lr"], r["axes"]["lr_policy"]) for r in scan.values()) == \
+        sorted((x, p) for x in rates for p in ("poly", "cosine"))
+    assert all(r["status"] == "done" and r["last_iter"] == 2000 for r in scan.values())
+    rate = scan_rate({(r["axes"]["base_lr"], r["axes"]["lr_policy"]): r["best_top1"] for r in scan.values()},
+                     maximize=True)
+    assert f"[tune] the rate scan chose base_lr {rate:g}" in proc.stderr
+    fresh = store_rows(out / "confirm" / "seed1")              # every schedule at that rate, a fresh seed
+    assert sorted(fresh) == sorted(f"{n}_seed1" for n, _ in scan_candidates(rate, ("poly", "cosine", "step", "exp"), 4))
+    assert all(r["last_iter"] == 2000 for r in fresh.values())
+    verdict = state["stages"]["confirm"]["decision"]
+    best = max(fresh, key=lambda n: fresh[n]["best_top1"])
+    assert f"{verdict['winner']['name']}_seed1" == best and verdict["winner"]["point"]["base_lr"] == rate
+    assert "one fresh seed each" in verdict["headline"]
+    assert state["stages"]["final"]["decision"]["how"] == "confirm" and not (out / "final").exists()
+    page = (out / "report.md").read_text()
+    assert "the rate scan's runs over base_lr x schedule" in page and verdict["winner"]["name"] in page
 
 
 @pytest.mark.parametrize("args, message", [

@@ -172,7 +172,7 @@ def test_the_replayed_tune_finds_the_known_best_within_its_budget():
     from caffegen.tune.replay import Method, replay, speed_of
 
     t = _table()
-    out = replay(t, Method("tune", chains=False, budget="12runs"), 0)
+    out = replay(t, Method("tune", chains=False, scan=False, budget="12runs"), 0)
     assert out.chosen == (0.01, "poly") and out.regret == pytest.approx(0.0)
     assert out.trials >= 6
     # the budget: 12 full-length runs' worth of wall on 2 slots, as the live plan reads --budget 12runs (+-10%)
@@ -180,10 +180,10 @@ def test_the_replayed_tune_finds_the_known_best_within_its_budget():
     assert out.wall_s <= 1.1 * 12 * full / 2
     # the candidates trained again at the full length: the winner's run there is the final one (no retrain)
     assert out.stages["search"] > 0 and out.stages["confirm"] >= 2 * 126.0 and "final" not in out.stages
-    short = replay(t, Method("tune", chains=False, budget="12runs", confirm_full=False), 0)
+    short = replay(t, Method("tune", chains=False, scan=False, budget="12runs", confirm_full=False), 0)
     assert short.chosen == (0.01, "poly") and short.stages["final"] >= 126.0     # confirmed short, then retrained
     # the same seed replays the same tune; another seed may differ in its trials, not in its answer here
-    again = replay(t, Method("tune", chains=False, budget="12runs"), 0)
+    again = replay(t, Method("tune", chains=False, scan=False, budget="12runs"), 0)
     assert (again.chosen, again.compute_s, again.trials) == (out.chosen, out.compute_s, out.trials)
 
 
@@ -194,8 +194,8 @@ def test_the_search_range_follows_its_best_trials_past_the_range_tests_guess():
     rates, policies = (1e-4, 3.16e-4, 0.001, 0.00316, 0.01, 0.0316, 0.1), ("step", "poly", "exp", "inv")
     rising = {(lr, p): 0.30 + 0.08 * i + 0.01 * j for i, lr in enumerate(rates) for j, p in enumerate(policies)}
     t = _table(final=rising, suggested=0.001, blew_up_at=None)
-    fixed = [replay(t, Method("tune", chains=False, budget="20runs", follow=False), s) for s in range(4)]
-    followed = [replay(t, Method("tune", chains=False, budget="20runs"), s) for s in range(4)]
+    fixed = [replay(t, Method("tune", chains=False, scan=False, budget="20runs", follow=False), s) for s in range(4)]
+    followed = [replay(t, Method("tune", chains=False, scan=False, budget="20runs"), s) for s in range(4)]
     assert all(o.chosen[0] <= 0.01 and o.regret > 0.1 for o in fixed)      # a range's top is as far as it goes
     assert all(o.chosen[0] >= 0.0316 for o in followed)                     # the trials took it up
     assert sum(o.regret for o in followed) < sum(o.regret for o in fixed) / 3
@@ -259,7 +259,7 @@ def test_when_the_repeated_grid_fits_the_budget_the_replay_runs_it():
     from caffegen.tune.replay import Method, replay
 
     t = _table(noise=0.02)
-    out = replay(t, Method("tune", chains=False, budget="400runs"), 1)
+    out = replay(t, Method("tune", chains=False, scan=False, budget="400runs"), 1)
     # lr-find's range (0.001 .. 0.1): 5 rates a half-decade apart x 2 schedules x 3 seeds, each trained and paid for
     # (the table reads 0.00316 as 0.001 or 0.01, its nearest)
     assert out.trials == 5 * 2 * 3 and "confirm" not in out.stages
@@ -273,9 +273,9 @@ def test_a_confirm_at_the_full_length_needs_no_final_run():
     speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
     kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
               lrfind_iters=100, final="retrain")
-    short = make_plan(parse_budget("15runs"), speed, confirm_full=False, **kw)
-    full = make_plan(parse_budget("15runs"), speed, confirm_full=True, **kw)
-    assert make_plan(parse_budget("15runs"), speed, **kw).confirm_full          # the shipped design
+    short = make_plan(parse_budget("15runs"), speed, confirm_full=False, scan=False, **kw)
+    full = make_plan(parse_budget("15runs"), speed, confirm_full=True, scan=False, **kw)
+    assert make_plan(parse_budget("15runs"), speed, scan=False, **kw).confirm_full     # the search design
     assert "final" in [s.name for s in short.stages] and "final" not in [s.name for s in full.stages]
     confirm = {s.name: s for s in full.stages}["confirm"]
     assert "at the full length (600 iterations" in confirm.what
@@ -330,8 +330,8 @@ def test_the_ladder_finds_the_rate_a_short_search_ranks_too_low():
     full = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.55, 0.70, 0.78, 0.60, 0.1))
             for p in ("step", "poly")}
     t = _table(final=full, short=short, suggested=0.003, blew_up_at=None)
-    without = [replay(t, Method("tune", chains=False, budget="15runs"), s) for s in range(3)]
-    laddered = [replay(t, Method("tune", chains=False, budget="15runs", ladder=(10 ** 0.5, 10.0)), s)
+    without = [replay(t, Method("tune", chains=False, scan=False, budget="15runs"), s) for s in range(3)]
+    laddered = [replay(t, Method("tune", chains=False, scan=False, budget="15runs", ladder=(10 ** 0.5, 10.0)), s)
                 for s in range(3)]
     assert all(o.chosen[0] <= 0.00316 and o.regret > 0.05 for o in without)    # the search's rates, confirmed
     assert all(o.chosen == (0.01, "poly") for o in laddered)
@@ -346,7 +346,8 @@ def test_the_plan_keeps_room_for_the_ladder():
     speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
     kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
               lrfind_iters=100, final="retrain")
-    on, off = make_plan(parse_budget("15runs"), speed, ladder=2, **kw), make_plan(parse_budget("15runs"), speed, **kw)
+    on, off = (make_plan(parse_budget("15runs"), speed, ladder=2, scan=False, **kw),
+               make_plan(parse_budget("15runs"), speed, scan=False, **kw))
     assert "then 2 runs of the leader at higher rates" in on.stages[-2].what and "higher" not in off.stages[-2].what
     assert on.search_seconds < off.search_seconds and abs(on.compute_runs - off.compute_runs) < 1.0   # the search paid
 
@@ -390,3 +391,80 @@ def test_a_tune_folder_made_before_the_size_flags_resumes(tmp_path):
     first = TuneOptions(data="images", spec=str(spec), crop=64).identity()
     spec.write_text("[solver]\nweight_decay = 0.0001\n")
     assert first["crop"] == 64 and first != TuneOptions(data="images", spec=str(spec), crop=64).identity()
+
+
+# -- the rate scan (the plan's scan mode) --------------------------------------------------------------------------
+
+
+def test_the_scan_goes_up_from_the_valley_in_half_decades_and_stays_below_a_blow_up():
+    from caffegen.tune.decide import scan_rates
+
+    assert scan_rates(0.001) == [0.001, 0.00316, 0.01, 0.0316]
+    assert scan_rates(0.001, blew_up_at=0.02) == [0.001, 0.00316]          # a third of 0.02: 0.0067
+    assert scan_rates(0.001, blew_up_at=0.002) == [0.000667]               # never above it, one rate at least
+
+
+def test_the_scan_trains_poly_and_cosine_and_orders_the_rest():
+    from caffegen.tune.decide import scan_candidates, scan_schedules
+    from caffegen.tune.specs import TUNE_SCHEDULES
+
+    scanned, others = scan_schedules(TUNE_SCHEDULES)
+    assert scanned == ["poly", "cosine"]
+    assert others == ["linear", "onecycle", "sigmoid", "step", "multistep", "inv", "exp", "fixed"]
+    assert scan_schedules(("exp", "step", "warmup_poly")) == (["step", "exp"], ["warmup_poly"])   # no poly, cosine
+    got = scan_candidates(0.0316, TUNE_SCHEDULES, 4)
+    assert [n for n, _ in got] == ["lr0.0316_poly", "lr0.0316_cosine", "lr0.0316_linear", "lr0.0316_onecycle"]
+    assert got[2][1] == {"base_lr": 0.0316, "lr_policy": "linear"}
+
+
+def test_the_scan_chooses_the_rate_both_schedules_like_a_failed_run_counting_as_the_worst():
+    from caffegen.tune.decide import scan_best, scan_rate
+
+    runs = {(0.001, "poly"): 0.50, (0.001, "cosine"): 0.52, (0.0316, "poly"): 0.62, (0.0316, "cosine"): 0.48,
+            (0.01, "poly"): 0.56, (0.01, "cosine"): 0.57}
+    assert scan_rate(runs, maximize=True) == 0.01             # pooled 0.565 beats 0.55: one high run is not a rate
+    assert scan_rate({**runs, (0.01, "cosine"): None}, maximize=True) == 0.0316       # diverged: the worst
+    losses = {(0.001, "poly"): 1.2, (0.001, "cosine"): 1.0, (0.01, "poly"): 0.9, (0.01, "cosine"): 1.3}
+    assert scan_rate(losses, maximize=False) == 0.001         # a loss: lowest pooled; equal: the lower rate
+    assert scan_best(runs, 0.01, maximize=True) == (0.01, "cosine")
+    with pytest.raises(ValueError):
+        scan_rate({}, maximize=True)
+
+
+def test_the_replayed_scan_finds_the_rate_a_short_search_ranks_too_low():
+    from caffegen.tune.replay import Method, replay, speed_of
+
+    # as the ladder's table: a third of the run prefers 0.001, the full run's best is 10x higher, at 0.01
+    rates = (0.001, 0.00316, 0.01, 0.0316, 0.1)
+    short = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.60, 0.55, 0.45, 0.30, 0.1))
+             for p in ("step", "poly")}
+    full = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.55, 0.70, 0.78, 0.60, 0.1))
+            for p in ("step", "poly")}
+    t = _table(final=full, short=short, suggested=0.003, blew_up_at=None)
+    scanned = [replay(t, Method("tune", chains=False, budget="15runs"), s) for s in range(3)]
+    searched = [replay(t, Method("tune", chains=False, scan=False, budget="15runs"), s) for s in range(3)]
+    assert all(o.regret > 0.05 for o in searched)
+    assert all(o.chosen == (0.01, "poly") and o.regret == pytest.approx(0.0) for o in scanned)
+    # 4 rates x 2 schedules, then both schedules again at the rate with a fresh seed: no final run, within budget
+    run = 126.0
+    assert all(o.trials == 10 and o.stages["search"] >= 8 * run and o.stages["confirm"] >= 2 * run
+               and "final" not in o.stages for o in scanned)
+    assert max(o.wall_s for o in scanned) <= 1.1 * 15 * speed_of(t, 2).run_s(90, 7) / 2
+
+
+def test_the_plan_scans_where_the_budget_fits_it_and_searches_where_it_does_not():
+    from caffegen.tune.budget import SCAN_AT_RATE_MIN, Speed, make_plan, parse_budget
+
+    speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
+    kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=10, sanity_iters=300,
+              lrfind_iters=100, final="retrain")
+    plan = make_plan(parse_budget("10%"), speed, **kw)
+    assert plan.mode == "scan" and plan.confirm_full and SCAN_AT_RATE_MIN <= plan.at_rate <= 10
+    stages = {s.name: s for s in plan.stages}
+    assert "poly and cosine at 4 base_lr" in stages["search"].what and "final" not in stages
+    assert stages["search"].runs == pytest.approx(8, abs=0.1) and plan.of_grid <= 0.10
+    assert make_plan(parse_budget("10%"), speed, scan=False, **kw).mode == "search"
+    small = make_plan(parse_budget("8runs"), speed, **kw)          # no room for 8 + 4 full-length runs
+    assert small.mode == "search"
+    bigger = make_plan(parse_budget("20runs"), speed, **kw)
+    assert bigger.mode == "scan" and bigger.at_rate > plan.at_rate and bigger.to_json()["at_rate"] == bigger.at_rate

@@ -27,6 +27,11 @@ from .sweep import _gpus
 @click.option("--search-iters", type=click.IntRange(10), default=None, metavar="H",
               help="The length of the search's runs [default: N/3: iterate fast; the confirm stage trains its "
                    "candidates at the full length].")
+@click.option("--strategy", type=click.Choice(["scan", "search"]), default="scan", show_default=True,
+              help="scan: base_lr scanned at the full length on poly and cosine, then the other schedules at the "
+                   "rate they liked best (where the budget fits it: 12 full-length runs or so; else the search). "
+                   "search: TPE over short runs, then the best 4 at the full length (docs/tune.md: which wins "
+                   "where).")
 @click.option("--final", type=click.Choice(["retrain", "extend", "none"]), default="retrain", show_default=True,
               help="The winner at the full length, when the confirm stage did not train it there (it does by "
                    "default): retrained from scratch, or its search run extended from its snapshot.")
@@ -52,8 +57,8 @@ from .sweep import _gpus
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
               help="A TOML file with the [data], [net], [solver], [run] tables a sweep takes, for everything the "
                    "flags do not set (the flags win).")
-def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sanity, seed, policies, jobs, gpus,
-         backend, address, resize, crop, batch, spec_file) -> int:
+def tune(net, data, weights, solver, budget, out, iters, search_iters, strategy, final, sanity, seed, policies, jobs,
+         gpus, backend, address, resize, crop, batch, spec_file) -> int:
     """From a net and an image folder to a trusted answer, in one command.
 
     \b
@@ -104,7 +109,7 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, final, sa
     from ..tune import tune as run_tune
 
     opts = TuneOptions(data=data, net=net, weights=weights, solver=solver, budget=budget, out=out, iters=iters,
-                       search_iters=search_iters, final=final, sanity=sanity, seed=seed,
+                       search_iters=search_iters, strategy=strategy, final=final, sanity=sanity, seed=seed,
                        policies=tuple(parse_schedules(policies)) if policies else TUNE_SCHEDULES, jobs=jobs,
                        gpus=gpus or (), backend=backend, address=address, resize=resize, crop=crop, batch=batch,
                        spec=str(spec_file.expanduser().resolve()) if spec_file else None)

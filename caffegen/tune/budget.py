@@ -14,9 +14,9 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "DISTINCT_CANDIDATES", "SEARCH_FIRST_RUNG", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
+__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "SCAN", "SCAN_AT_RATE_MIN", "DISTINCT_CANDIDATES", "SEARCH_FIRST_RUNG", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
            "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
-           "grid_lrs", "confirm_round_fits"]
+           "grid_lrs", "confirm_round_fits", "round_that_fits"]
 
 # The split the replay chose (bench/tune --levers on the recorded tables, docs/BENCHMARKS.md): the search-length
 # ranking is biased (textures: Spearman 0.58 between a third of the run and the whole), so the search's best 4 are
@@ -31,6 +31,9 @@ CONFIRM_FULL = True         # the rounds at the full length (the winner's runs t
 SEARCH_FIRST_RUNG = 1 / 3   # the search's pruner judges a run from a third of its length on (a ninth in, with the
                             # short confirm of before, the cuts removed the best configurations; with 4 full-length
                             # candidates behind the search, a ninth, a third and half score alike: bench/tune levers)
+SCAN = True                 # the plan's "scan" mode where it fits: the rate scanned at the full length, then the
+                            # schedules at that rate (caffegen.tune.decide.scan_rates); chosen by bench/tune's replay
+SCAN_AT_RATE_MIN = 4        # ... when the budget has room for at least this many schedules at the scan's rate
 SEARCH_TRIALS_MIN = 6       # a search of fewer trials is refused: too few to model anything
 SEARCH_TRIALS_MAX = 200
 GRID_LRS = 5                # the repeated grid a tune is measured against: base_lr a half-decade apart over the
@@ -144,7 +147,9 @@ class Plan:
     iters: int
     test_interval: int
     search_seconds: float                # the search stage's compute budget ([search] seconds), slot-seconds
-    mode: str = "search"                 # "grid": the repeated grid fits the budget and is run instead of a search
+    mode: str = "search"                 # "grid": the repeated grid fits the budget and is run instead of a search;
+                                         # "scan": the rate scanned at the full length, then the schedules at it
+    at_rate: int = 0                     # scan: the schedules the confirm stage trains at the scan's rate
     confirm_full: bool = False           # the confirm stage's fresh seeds at the full length (no final run)
 
     @property
@@ -181,13 +186,14 @@ class Plan:
                 "stages": [asdict(s) for s in self.stages], "grid_s": self.grid_s, "grid_runs": self.grid_runs,
                 "trials": self.trials, "search_iters": self.search_iters, "iters": self.iters,
                 "test_interval": self.test_interval, "search_seconds": self.search_seconds, "mode": self.mode,
-                "confirm_full": self.confirm_full}
+                "confirm_full": self.confirm_full, "at_rate": self.at_rate}
 
 
 def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, test_interval: int,
               search_test_interval: int, policies: int, sanity_iters: int, lrfind_iters: int, final: str,
               skip_sanity: bool = False, spent: float = 0.0, confirm_full: bool = CONFIRM_FULL,
-              candidates: int = CONFIRM_CANDIDATES, rounds: int = CONFIRM_ROUNDS, ladder: int = 0) -> Plan:
+              candidates: int = CONFIRM_CANDIDATES, rounds: int = CONFIRM_ROUNDS, ladder: int = 0,
+              scan: bool = SCAN) -> Plan:
     """Split ``budget`` over the stages. Fixed costs first (sanity at its worst, the range test, the final run when
     the confirm stage does not train at the full length); then the confirm stage (``candidates`` x ``rounds`` runs:
     of the full length with ``confirm_full``, the default, so the winner needs no final run; else of
@@ -214,6 +220,11 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
         # the repeated grid fits: no search can beat its power for that compute (every schedule, every rate a
         # half-decade apart, 3 seeds each, at the full length): run it, and nothing shorter
         return _grid_plan(budget, total, speed, measured, grid_s, grid_runs, policies, iters, test_interval)
+    if scan:
+        plan = _scan_plan(budget, total, wall, speed, measured, grid_s, grid_runs, policies, iters, test_interval,
+                          sanity + lrfind)
+        if plan is not None:
+            return plan
     final = "none" if confirm_full else final
     final_s = full + speed.sweep_s if final != "none" else 0.0
     ladder = ladder if confirm_full and candidates > 1 else 0
@@ -304,6 +315,41 @@ def _grid_plan(budget: Budget, total: float, speed: Speed, measured: list[Stage]
                 mode="grid")
 
 
+def _scan_plan(budget: Budget, total: float, wall: float, speed: Speed, measured: list[Stage], grid_s: float,
+               grid_runs: int, policies: int, iters: int, test_interval: int, probes: float) -> Plan | None:
+    """The plan of the rate scan (:func:`caffegen.tune.decide.scan_rates`) when the budget has room for it and for
+    :data:`SCAN_AT_RATE_MIN` schedules at its rate with a fresh seed (None: it has not; the search then runs): as
+    many schedules there as fit, every run at the full length (the winner's is the final one)."""
+    from .decide import SCAN_SCHEDULES, SCAN_STEPS
+
+    full = speed.run_s(iters, test_interval)
+    scan_runs = SCAN_STEPS * min(len(SCAN_SCHEDULES), policies)
+    scan_wall = math.ceil(scan_runs / speed.slots) * full + speed.sweep_s
+
+    def confirm_wall(n: int) -> float:
+        return math.ceil(n / speed.slots) * full + speed.sweep_s
+
+    def look(n: int) -> float:
+        return speed.look_s(scan_runs + n, 2)
+
+    need = min(SCAN_AT_RATE_MIN, policies)
+    at_rate = next((n for n in range(policies, need - 1, -1) if probes + scan_wall + confirm_wall(n) + look(n) <= wall),
+                   0)
+    if policies < 2 or at_rate < need:
+        return None
+    stages = measured + [
+        Stage("search", f"the rate scan: {' and '.join(SCAN_SCHEDULES[:policies])} at {SCAN_STEPS} base_lr a "
+                        f"half-decade apart up from the range test's valley, at the full length ({scan_runs} runs of "
+                        f"{iters} iterations)", scan_wall, (scan_runs * full + speed.sweep_s) / full,
+              {"trials": scan_runs}),
+        Stage("confirm", f"{at_rate} schedules at the scan's best rate with a fresh seed, at the full length (the best "
+                         "wins; its run is the final one)", confirm_wall(at_rate),
+              (at_rate * full + speed.sweep_s) / full),
+        Stage("look", "evaluate per class, every stage's report, TensorBoard", look(at_rate), look(at_rate) / full)]
+    return Plan(budget, total, speed, stages, grid_s, grid_runs, scan_runs, iters, iters, test_interval, 0.0,
+                mode="scan", confirm_full=True, at_rate=at_rate)
+
+
 def confirm_round_fits(speed: Speed, *, wall_s: float, spent: float, alive: int, run_s: float, final_s: float,
                        runs_before: int, rounds_before: int, final: bool, searched: int) -> tuple[bool, float]:
     """Whether one more confirm round of ``alive`` candidates fits the budget's wall ``wall_s`` (within 5%) after
@@ -311,6 +357,17 @@ def confirm_round_fits(speed: Speed, *, wall_s: float, spent: float, alive: int,
     cost = math.ceil(alive / speed.slots) * run_s + speed.sweep_s
     reserve = final_s + speed.look_s(runs_before + alive + 1, 2 + rounds_before + final, searched)
     return spent + cost + reserve <= 1.05 * wall_s, cost
+
+
+def round_that_fits(speed: Speed, *, wall_s: float, spent: float, want: int, run_s: float, searched: int) -> int:
+    """How many of ``want`` candidates one confirm round of runs of ``run_s`` can train now within the budget
+    (:func:`confirm_round_fits`; the scan's confirm: a machine slower than measured trains fewer schedules at the
+    scan's rate rather than overrun); 0 when not even two fit (nothing to compare)."""
+    for n in range(want, 1, -1):
+        if confirm_round_fits(speed, wall_s=wall_s, spent=spent, alive=n, run_s=run_s, final_s=0.0, runs_before=0,
+                              rounds_before=0, final=False, searched=searched)[0]:
+            return n
+    return 0
 
 
 def grid_lrs(low: float, high: float) -> list[float]:

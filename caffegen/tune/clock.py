@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES,
+from .budget import (CONFIRM_CANDIDATES, CONFIRM_FULL, CONFIRM_ROUNDS, DEFAULT_BUDGET, DISTINCT_CANDIDATES, SCAN,
                      SEARCH_FIRST_RUNG)
 from .table import Config, Curve, CurveTable
 
@@ -49,6 +49,7 @@ class Method:
                                       # lever of the replay, not a live option (it lost on textures and digits)
     ladder_top: int = 1               # tune: the ladder above this many of the confirm's best
     ladder_when: str = "always"       # tune: "rising": only when the confirm's leader has the highest rate tried
+    scan: bool = SCAN                 # tune: the plan's scan mode where it fits (else the search of short runs)
     final: bool = True                # tune: the winner retrained at the full length
     budget: str = DEFAULT_BUDGET      # tune: --budget, as the command reads it
     compute: float | None = None      # search: the compute budget in slot-seconds (None: set to match the tune's)

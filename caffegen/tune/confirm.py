@@ -28,12 +28,12 @@ def rows_of(sweep_dir: Path) -> list:
 
 
 def confirm(t: Tuner, entry: dict[str, Any], short: dict[str, Any], candidates: list[dict[str, Any]], speed: Speed,
-             plan: Plan) -> Confirmed:
-    """Run the candidates with fresh seeds 1, 2, ... (never their search run: its score was selected for being
-    high): after each round :func:`.decide.confirm_round` drops the ones that cannot be the best; stop when one
-    is left, the rounds are done, or the budget would not hold. :func:`.decide.choose` names the winner."""
+            plan: Plan, k: int = CONFIRM_CANDIDATES, found_in: str = "the search") -> Confirmed:
+    """Run the first ``k`` candidates with fresh seeds 1, 2, ... (never their search run: its score was selected
+    for being high): after each round :func:`.decide.confirm_round` drops the ones that cannot be the best; stop
+    when one is left, the rounds are done, or the budget would not hold. :func:`.decide.choose` names the winner."""
     rounds = entry.setdefault("rounds", [])
-    alive = [c["name"] for c in candidates[:CONFIRM_CANDIDATES]]
+    alive = [c["name"] for c in candidates[:k]]
     by_name = {c["name"]: c for c in candidates}
     values: dict[str, dict[int, float]] = {n: {} for n in alive}
     maximize = candidates[0]["maximize"]
@@ -75,11 +75,15 @@ def confirm(t: Tuner, entry: dict[str, Any], short: dict[str, Any], candidates: 
                 f"{short['solver']['max_iter']} iterations")
     else:     # no round fitted the budget: the search's best, on its search score alone
         win, mean, n, tied = by_name[alive[0]], by_name[alive[0]]["value"], 0, []
-        what = (f"best {metric} {mean:.3f} in the search at {short['solver']['max_iter']} iterations (no fresh "
-                "seed: the confirm stage did not fit)")
-    head = (f"winner {win['name']}: {what}"
-            + (f"; tied with {', '.join(tied)} (not separated at this noise: {method})" if tied else
-               f", separated from the other candidates ({method})" if len(candidates) > 1 and n else ""))
+        what = (f"best {metric} {mean:.3f} in {found_in} (no fresh seed: the confirm stage did not fit)")
+    head = f"winner {win['name']}: {what}"
+    if n and len(have) > 1 and all(len(values[h]) == 1 for h in have):
+        head += (f", the best of {len(have)} (one fresh seed each: no repeats to estimate the seed noise from, so "
+                 "no claim of separation)")
+    elif tied:
+        head += f"; tied with {', '.join(tied)} (not separated at this noise: {method})"
+    elif n and len(have) > 1:
+        head += f", separated from the other candidates ({method})"
     return Confirmed({**win, "mean": mean, "seeds": n}, head, list(tied), method, values)
 
 def confirm_run(t: Tuner, winner: dict[str, Any]) -> Path:

@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SearchOutcome", "candidates", "longer_horizon", "ladder", "confirm_round", "choose", "Verdict"]
+__all__ = ["SearchOutcome", "candidates", "longer_horizon", "ladder", "confirm_round", "choose", "Verdict", "SCAN_SCHEDULES",
+           "SCAN_STEPS", "SCHEDULE_ORDER", "scan_rates", "scan_schedules", "scan_rate",
+           "scan_candidates", "scan_best"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,66 @@ def choose(values: Mapping[str, Mapping[int, float]], alive: Sequence[str], *, m
         raise ValueError("no candidate has a confirm value")
     win = ranked[0]
     return Verdict(win, _mean(values[win]), len(values[win]), ranked[1:])
+
+
+# The rate scan (the plan's "scan" mode). The recorded tables' lesson (docs/BENCHMARKS.md): once the rate is right,
+# the schedule is cheap to choose, and the rate must be chosen at the full length (a third of the run prefers rates
+# 3-10x lower on the demo). So two reference schedules train at the full length at rates a half-decade apart from the
+# range test's valley up (the valley is a lower bound: the demo's best rate sits 15-40x above it), the rate is the
+# one their pooled value likes best (the rate's effect is shared across schedules, so two runs a rate measure it
+# better than one), and the confirm stage then trains the schedules at that rate with a fresh seed (the scan's own
+# runs there are left out: they were selected for scoring high at that rate), the best of them winning.
+SCAN_SCHEDULES = ("poly", "cosine")   # Caffe's most used decaying schedule and the modern default
+SCAN_STEPS = 4                        # valley x 1, 3.16, 10, 31.6
+# the order the other schedules take when the budget has room for only some: the ones that decay smoothly to zero
+# first, then Caffe's stepwise and gamma-set ones, the constant rate last (seed 002: decay the rate)
+SCHEDULE_ORDER = ("poly", "cosine", "linear", "onecycle", "sigmoid", "step", "multistep", "inv", "exp", "fixed")
+
+
+def scan_rates(anchor: float, blew_up_at: float | None = None, steps: int = SCAN_STEPS) -> list[float]:
+    """The scan's base_lr values: ``anchor`` (the range test's valley) x 10^(k/2) for k < ``steps``, none above a
+    third of where the range test's loss blew up (3 significant digits; at least the anchor)."""
+    ceiling = blew_up_at / 3 if blew_up_at else math.inf
+    out = [float(f"{anchor * 10 ** (k / 2):.3g}") for k in range(steps) if anchor * 10 ** (k / 2) <= ceiling]
+    return out or [float(f"{min(anchor, ceiling):.3g}")]
+
+
+def scan_schedules(policies: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The schedules the rate is scanned with (:data:`SCAN_SCHEDULES` where the space has them, else its first
+    two) and the others, in :data:`SCHEDULE_ORDER` (schedules it does not name after, in the order given)."""
+    rank = {p: i for i, p in enumerate(SCHEDULE_ORDER)}
+    ordered = sorted(policies, key=lambda p: (rank.get(p, len(rank)), list(policies).index(p)))
+    scan = [p for p in ordered if p in SCAN_SCHEDULES]
+    scan += [p for p in ordered if p not in scan][:len(SCAN_SCHEDULES) - len(scan)]
+    return scan, [p for p in ordered if p not in scan]
+
+
+def scan_rate(values: Mapping[tuple[float, str], float | None], *, maximize: bool) -> float:
+    """The rate of the scan whose runs' values, pooled over the schedules scanned, are best (a run with no value,
+    diverged or failed, counts as the worst; equal means: the lower rate)."""
+    sign = 1.0 if maximize else -1.0
+    pooled: dict[float, list[float]] = {}
+    for (lr, _), v in values.items():
+        pooled.setdefault(lr, []).append(-math.inf if v is None or not math.isfinite(v) else sign * v)
+    if not pooled:
+        raise ValueError("the rate scan has no runs")
+    return max(sorted(pooled), key=lambda lr: sum(pooled[lr]) / len(pooled[lr]))
+
+
+def scan_candidates(rate: float, policies: Sequence[str], k: int) -> list[tuple[str, dict[str, Any]]]:
+    """The confirm stage's candidates after a scan: the first ``k`` schedules (the scanned ones first, then
+    :data:`SCHEDULE_ORDER`) at the scan's ``rate``, as (name, point)."""
+    from ..prototxt.options import variant_name
+
+    scanned, others = scan_schedules(policies)
+    points = [{"base_lr": rate, "lr_policy": p} for p in [*scanned, *others][:k]]
+    return [(variant_name(p), p) for p in points]
+
+
+def scan_best(values: Mapping[tuple[float, str], float | None], rate: float, *, maximize: bool) -> tuple[float, str]:
+    """The scan's best run at ``rate`` (the answer when no confirm round fits the budget)."""
+    sign = 1.0 if maximize else -1.0
+    at = [(k, v) for k, v in values.items() if k[0] == rate and v is not None and math.isfinite(v)]
+    if not at:
+        raise ValueError(f"no run of the scan at base_lr {rate:g} has a value")
+    return max(at, key=lambda kv: sign * kv[1])[0]

@@ -66,6 +66,8 @@ def _replay_tune(table: CurveTable, method: Method, seed: int, slots: int, role,
     if plan.mode == "grid":
         return _replay_repeated_grid(table, method, seed, slots, role, regret, stages, wall, (low, high), policies,
                                      speed, planned)
+    if plan.mode == "scan":
+        return _replay_scan(table, method, seed, slots, role, regret, stages, wall, found, policies, plan, planned)
     seconds = search_seconds(plan, speed, spent=wall, run_s=speed.run_s(search_iters, short["solver"]["test_interval"]))
     tables = search_tables(short, lr=(low, high), policies=policies, trials=plan.trials, seconds=seconds, seed=seed,
                            seed_sd=_pruner_sd(table, method, search_iters), first_rung=method.first_rung,
@@ -136,7 +138,7 @@ def _plan_of(table: CurveTable, method: Method, speed) -> tuple[Any, dict, dict,
                      sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final="retrain",
                      spent=table.meta["speed"]["wall_s"], confirm_full=method.confirm_full or method.search_full,
                      candidates=method.candidates, ladder=len(method.ladder) * method.ladder_top,
-                     rounds=method.confirm_rounds)
+                     rounds=method.confirm_rounds, scan=method.scan)
     return plan, short, full, policies
 
 
@@ -226,6 +228,43 @@ def _replay_ladder(table: CurveTable, method: Method, slots: int, role, cands, c
         values[n] = {1: best} if best is not None else {}
         alive.append(n)
     return wall, compute
+
+
+def _replay_scan(table: CurveTable, method: Method, seed: int, slots: int, role, regret, stages: dict[str, float],
+                 wall: float, found: dict, policies: list[str], plan, planned: dict[str, float]) -> Outcome:
+    """The plan's scan mode: the scanned schedules at the scan's rates (:func:`~caffegen.tune.decide.scan_rates`
+    from the range test's valley) with the search's seed (role 0), the rate their pooled values like best
+    (:func:`~caffegen.tune.decide.scan_rate`), then the confirm stage (:func:`_replay_confirm`, as live) on the
+    plan's schedules at that rate with fresh seeds, the best winning."""
+    from .budget import round_that_fits
+    from .decide import SearchOutcome, choose, scan_best, scan_candidates, scan_rate, scan_rates, scan_schedules
+    from .specs import SCAN_FALLBACK
+
+    speed = speed_of(table, slots)
+    scanned, _ = scan_schedules(policies)
+    points = [(x, p) for x in scan_rates(found.get("suggested") or SCAN_FALLBACK, found.get("blew_up_at"))
+              for p in scanned]
+    curves = {k: table.curve(*table.config(*k), role(table.config(*k), 0)) for k in points}
+    wall += _round_wall(curves.values(), slots) + speed.sweep_s
+    stages["search"] = sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s
+    scanned_values = {k: c.best(table.maximize) for k, c in curves.items()}
+    rate = scan_rate(scanned_values, maximize=table.maximize)
+    run_s = speed.run_s(table.iters, plan.test_interval)
+    k = round_that_fits(speed, wall_s=plan.wall_s, spent=wall, want=plan.at_rate, run_s=run_s, searched=len(points))
+    cands = [SearchOutcome(n, point, None) for n, point in scan_candidates(rate, policies, k)]
+    configs = {c.name: table.config(rate, c.point["lr_policy"]) for c in cands}
+    values, alive, wall, stages["confirm"] = _replay_confirm(table, method, slots, role, cands, configs, table.iters,
+                                                             speed, plan, run_s, 0.0, wall, len(points))
+    if any(values[n] for n in alive):
+        chosen = configs[choose(values, [n for n in alive if values[n]], maximize=table.maximize).winner]
+    else:     # no confirm round fitted: the scan's best run at its rate
+        chosen = table.config(*scan_best(scanned_values, rate, maximize=table.maximize))
+    stages["look"] = planned.get("look", 0.0)
+    wall += stages["look"]
+    compute = sum(stages.values())
+    return outcome_of(method, seed, chosen, table, regret, compute, wall, stages=stages,
+                      anytime=[(compute - stages["look"], regret(chosen)), (compute, regret(chosen))],
+                      trials=len(points) + sum(len(v) for v in values.values()))
 
 
 def _replay_repeated_grid(table: CurveTable, method: Method, seed: int, slots: int, role, regret, stages, wall,

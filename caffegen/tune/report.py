@@ -21,7 +21,7 @@ __all__ = ["write_tune_report", "bill_of", "headline_lines", "winner_run"]
 
 
 SWEEP_STAGES = ("search", "confirm", "final")
-FULL_LENGTH = ("retrain", "extend", "confirm", "grid")   # the final stage's "how": the winner has a full-length run
+FULL_LENGTH = ("retrain", "extend", "confirm", "grid", "scan")   # the final stage's "how": the winner has a full-length run
 
 
 def grid_compute_s(plan: dict[str, Any]) -> float:
@@ -152,7 +152,11 @@ def headline_lines(folder: Path, state: TuneState) -> list[str]:
     seeds = winner.get("seeds") or 0
     length = "the full length" if plan.get("mode") == "grid" or plan.get("confirm_full") else \
         f"the search length ({plan.get('search_iters', '?')} iterations)"
-    if tied:
+    if plan.get("mode") == "scan" and seeds == 1:
+        lines.append(f"how sure: the best of {len(confirm.get('values') or {})} schedules at the rate scan's base_lr "
+                     f"{winner['point']['base_lr']:g}, one fresh seed each at the full length (no repeats: nothing "
+                     "to estimate the seed noise from; a larger --budget adds seeds)")
+    elif tied:
         lines.append(f"how sure: as good as {', '.join(tied)} at this noise ({seeds} seed{'s' * (seeds != 1)} each at "
                      f"{length}); more seeds or val images would separate them")
     elif seeds:
@@ -192,10 +196,16 @@ def _figures(folder: Path, state: TuneState) -> list[tuple[str, str]]:
     run = winner_run(folder, state)
     how = ((state.stages.get("final") or {}).get("decision") or {}).get("how")
     search_run = (search_dir / confirm["winner"]["runs"][0]) if confirm and confirm["winner"].get("runs") else None
+    scan = plan.get("mode") == "scan"
+    if scan and confirm:     # the confirm's candidates: the schedules at the scan's rate (the scanned ones scored)
+        scored = {c["name"]: c["value"] for c in cands}
+        cands = [{"name": n, "value": scored.get(n)} for n in confirm["values"]]
     drawn = {
-        "trials": ("the search's trials over base_lr x schedule (crosses: pruned)",
+        "trials": ("the rate scan's runs over base_lr x schedule, at the full length" if scan else
+                   "the search's trials over base_lr x schedule (crosses: pruned)",
                    lambda: figures.trials_figure(rows, metric, plan.get("search_iters", 0))),
-        "confirm": ("the candidates' fresh-seed values beside their search scores",
+        "confirm": ("the schedules at the scan's rate: fresh-seed values beside the scan's own runs" if scan else
+                    "the candidates' fresh-seed values beside their search scores",
                     lambda: figures.confirm_figure(cands, confirm["values"], metric, plan.get(
                         "iters" if plan.get("confirm_full") else "search_iters", 0), plan.get("search_iters"))
                     if confirm and plan.get("mode") != "grid" else None),

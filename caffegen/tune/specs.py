@@ -12,7 +12,7 @@ from ..prototxt.options import coverage
 from ..prototxt.schedule import POLICIES
 from .budget import SEARCH_FIRST_RUNG
 
-__all__ = ["TuneNet", "base_tables", "search_tables", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables",
+__all__ = ["TuneNet", "base_tables", "search_tables", "scan_tables", "SCAN_FALLBACK", "prior_seed_sd", "FALLBACK_RANGE", "confirm_tables",
            "final_tables", "test_batch_for", "lr_range", "lr_within", "template_net", "spec_tables", "SPEC_TABLES", "TUNE_OWNED",
            "tpe_startup", "TUNE_SCHEDULES",
            "in_tune_terms", "size_text"]
@@ -155,6 +155,10 @@ def base_tables(name: str, data: dict[str, str], net: TuneNet, *, classes: int, 
 FALLBACK_RANGE = (1e-4, 0.1)   # the seed's range, when the range test had too few finite losses to suggest a rate
 
 
+SCAN_FALLBACK = 0.001      # the rate scan's first rate when the range test suggests none (the seed's 1e-4..0.1, its
+                           # lower half: the scan goes up from there)
+
+
 def lr_range(suggested: float, blew_up_at: float | None) -> tuple[float, float]:
     """The base_lr range the search covers around the range test's suggestion: a decade either side (seed 002's x10
     moves; a single suggestion is known to be unreliable), never past a third of where the loss blew up."""
@@ -211,6 +215,12 @@ def search_tables(base: dict[str, Any], *, lr: tuple[float, float], policies: li
 def confirm_tables(base: dict[str, Any], points: list[dict[str, Any]], seed: int) -> dict[str, Any]:
     """The candidates, listed point by point, run with one more random seed."""
     return {**base, "grid": {"points": [dict(p) for p in points], "random_seed": [seed]}}
+
+
+def scan_tables(base: dict[str, Any], rates: list[float], policies: list[str]) -> dict[str, Any]:
+    """The rate scan: every rate x the scanned schedules at the full length, the solver's seed (one for all: the
+    rates are compared on the same seed)."""
+    return {**base, "name": "search", "grid": {"base_lr": list(rates), "lr_policy": list(policies)}}
 
 
 def final_tables(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from ..prototxt.options import variant_name
 from ..run.status import PRUNED, WITH_RESULT
 from .budget import DISTINCT_CANDIDATES, GRID_REPEATS, Plan, Speed, grid_lrs, make_plan
 from .confirm import confirm, confirm_run, grid_verdict
-from .decide import SearchOutcome, candidates
+from .decide import SearchOutcome, candidates, scan_best, scan_candidates, scan_rate, scan_rates, scan_schedules
 from .decisions import Confirmed, Decision, FinalRun, Looked, LrRange, Measured, SanityCheck, Searched
-from .specs import FALLBACK_RANGE, final_tables, lr_range, lr_within, prior_seed_sd, search_tables, size_text
+from .specs import (FALLBACK_RANGE, SCAN_FALLBACK, final_tables, lr_range, lr_within, prior_seed_sd, scan_tables,
+                    search_tables, size_text)
 
 if TYPE_CHECKING:
     from .tuner import TuneData, Tuner
@@ -59,7 +60,7 @@ class Context:
     candidates: list[dict[str, Any]] = field(default_factory=list)
     verdict: Confirmed | None = None
 
-    mode: str = ""                  # the stored plan's: "grid" or "search" (a resume keeps the first run's)
+    mode: str = ""                  # the stored plan's: "grid", "scan" or "search" (a resume keeps the first run's)
 
     @property
     def grid_mode(self) -> bool:
@@ -113,7 +114,8 @@ class MeasureStage(Stage):
                              search_test_interval=ctx.short["solver"]["test_interval"], policies=len(t.opts.policies),
                              sanity_iters=SANITY_ITERS, lrfind_iters=LRFIND_ITERS, final=t.opts.final,
                              skip_sanity=not ctx.sanity, spent=state.spent("measure"),
-                             confirm_full=CONFIRM_FULL if state.plan is None else state.plan.get("confirm_full", False))
+                             confirm_full=CONFIRM_FULL if state.plan is None else state.plan.get("confirm_full", False),
+                             scan=t.opts.strategy == "scan")
         if state.plan is None:
             state.plan = {**ctx.plan.to_json(), "trains_at": size_text(ctx.net)}
             state.save()
@@ -179,7 +181,10 @@ class LrFindStage(Stage):
 
     def after(self, t, ctx, decision):
         ctx.lr = decision
-        t.log(f"[tune] search range: base_lr {decision.low:g} .. {decision.high:g} ({decision.why})")
+        if ctx.mode == "scan":
+            t.log(f"[tune] the rate scan starts at the range test's valley: base_lr {_scan_rates(decision)[0]:g}")
+        else:
+            t.log(f"[tune] search range: base_lr {decision.low:g} .. {decision.high:g} ({decision.why})")
 
 
 class SearchStage(Stage):
@@ -191,6 +196,9 @@ class SearchStage(Stage):
     def before(self, t, ctx):
         entry = t.state.stage("search")
         o, lr = t.opts, ctx.lr
+        if ctx.mode == "scan":
+            ctx.search_spec = t._write_spec("search", scan_tables(ctx.full, _scan_rates(lr), scan_schedules(o.policies)[0]))
+            return
         if ctx.grid_mode:
             ctx.search_spec = t._write_spec("search", {**ctx.full, "name": "search", "grid": {
                 "base_lr": grid_lrs(lr.low, lr.high), "lr_policy": list(o.policies), "repeats": GRID_REPEATS}})
@@ -209,11 +217,16 @@ class SearchStage(Stage):
         if ctx.grid_mode:
             t.log("[tune] the repeated grid fits the budget: it runs instead of a search (more power for that "
                   "compute than any search)")
+        elif ctx.mode == "scan":
+            scanned, rates = scan_schedules(t.opts.policies)[0], _scan_rates(ctx.lr)
+            t.log(f"[tune] the rate scan: {' and '.join(scanned)} at base_lr {', '.join(f'{x:g}' for x in rates)} "
+                  f"(a half-decade apart up from the range test's valley), at the full length ({ctx.iters} "
+                  "iterations); the schedules then train at the rate they like best")
         else:
             t.log(f"[tune] the study: optuna-dashboard {study_storage(search_dir)}")
         t._sweep(ctx.search_spec, search_dir, "search")
         found, moved = search_candidates(search_dir), None
-        if not ctx.grid_mode:
+        if ctx.mode == "search":
             from ..sweep.ranges import study_range
 
             spec = ctx.search_spec
@@ -238,6 +251,8 @@ class ConfirmStage(Stage):
     def run(self, t, ctx, entry):
         if ctx.grid_mode:
             return grid_verdict(t.out / "search", ctx.candidates)
+        if ctx.mode == "scan":
+            return _confirm_scan(t, ctx, entry)
         return confirm(t, entry, ctx.full if ctx.plan.confirm_full else ctx.short, ctx.candidates, ctx.speed,
                        ctx.plan)
 
@@ -259,6 +274,9 @@ class FinalStage(Stage):
         confirmed = ctx.plan.confirm_full and winner.get("seeds")
         if ctx.grid_mode:     # the winner already ran at the full length, with every seed of the grid
             t.log("[tune] final: the grid trained the winner at the full length (3 seeds): nothing to retrain")
+        elif ctx.mode == "scan" and not confirmed:     # no confirm round fitted: the scan's run is the final one
+            t.log("[tune] final: the rate scan trained the winner at the full length: nothing to retrain")
+            return FinalRun("scan", ctx.iters)
         elif confirmed:
             t.log("[tune] final: the confirm stage trained the winner at the full length "
                   f"({winner['seeds']} fresh seeds): nothing to retrain")
@@ -284,6 +302,8 @@ class LookStage(Stage):
         how = final.get("how") or ("confirm" if ctx.plan.confirm_full and winner.get("seeds") else t.opts.final)
         if how == "confirm":       # the winner's best fresh-seed run, in its confirm round's folder
             where = confirm_run(t, winner)
+        elif how == "scan":        # its run of the rate scan
+            where = t.out / "search" / winner["runs"][0]
         else:
             where = t.out / "final" if how == "retrain" else t.out / "search"
         return Looked(**t._look(where, winner))
@@ -291,6 +311,43 @@ class LookStage(Stage):
 
 PIPELINE: tuple[Stage, ...] = (MeasureStage(), SanityStage(), LrFindStage(), SearchStage(), ConfirmStage(),
                                FinalStage(), LookStage())
+
+
+def _scan_rates(lr: LrRange) -> list[float]:
+    """The rate scan's base_lr: up from the range test's valley (:func:`.decide.scan_rates`)."""
+    return scan_rates(lr.suggestions.get("valley") or SCAN_FALLBACK, lr.blew_up_at)
+
+
+def _confirm_scan(t: Tuner, ctx: Context, entry: dict[str, Any]) -> Confirmed:
+    """After the rate scan: the rate its runs like best (:func:`.decide.scan_rate`; a run with no result counts as
+    the worst), then the plan's schedules at that rate with a fresh seed (as many as still fit the budget), the
+    best winning (:func:`.confirm.confirm`). When none fits: the scan's best run at that rate."""
+    from ..prototxt.options import variant_name
+    from .budget import round_that_fits
+
+    got = {(c["point"]["base_lr"], c["point"]["lr_policy"]): c["value"] for c in ctx.candidates}
+    points = [(x, p) for x in _scan_rates(ctx.lr) for p in scan_schedules(t.opts.policies)[0]]
+    values = {k: got.get(k) for k in points}
+    maximize = ctx.candidates[0]["maximize"]
+    rate = scan_rate(values, maximize=maximize)
+    if "k" not in entry:     # fixed when it starts (a resume trains the same schedules)
+        entry["k"] = round_that_fits(ctx.speed, wall_s=ctx.plan.wall_s, spent=t.state.spent(), want=ctx.plan.at_rate,
+                                     run_s=ctx.speed.run_s(ctx.iters, ctx.full["solver"]["test_interval"]),
+                                     searched=len(points))
+        t.state.save()
+    t.log(f"[tune] the rate scan chose base_lr {rate:g} (" + ", ".join(
+        f"{x:g}: {' '.join('-' if values[(x, p)] is None else f'{values[(x, p)]:.3f}' for p in scan_schedules(t.opts.policies)[0])}"
+        for x in dict.fromkeys(x for x, _ in points)) + ")")
+    meta = {"metric": ctx.candidates[0]["metric"], "maximize": maximize}
+    cands = [{"name": n, "point": point, "value": None, "runs": [], **meta}
+             for n, point in scan_candidates(rate, t.opts.policies, entry["k"])]
+    if len(cands) >= 2:
+        return confirm(t, entry, ctx.full, cands, ctx.speed, ctx.plan, k=len(cands), found_in="the rate scan")
+    best = scan_best(values, rate, maximize=maximize)
+    win = next(c for c in ctx.candidates if (c["point"]["base_lr"], c["point"]["lr_policy"]) == best)
+    head = (f"winner {variant_name(win['point'])}: best {ctx.candidates[0]['metric']} {win['value']:.3f} in the rate "
+            "scan at the full length (no fresh seed: the confirm stage did not fit the budget)")
+    return Confirmed({**win, "mean": win["value"], "seeds": 0}, head, [], "no confirm round", {})
 
 
 def search_candidates(search_dir: Path) -> list[dict[str, Any]]:

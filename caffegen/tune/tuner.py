@@ -39,6 +39,7 @@ __all__ = ["TuneOptions", "TuneResult", "tune", "STAGES"]
 
 STAGES = tuple(stage.name for stage in PIPELINE)
 FINALS = ("retrain", "extend", "none")
+STRATEGIES = ("scan", "search")
 DEFAULT_EPOCHS = 6
 
 
@@ -67,6 +68,8 @@ class TuneOptions:
     crop: int | None = None
     batch: int | None = None
     spec: str | None = None                    # --spec FILE: [data], [net], [solver], [run] for the rest
+    strategy: str = "scan"                     # "scan": the rate scanned at the full length, then the schedules
+                                               # at it (where the budget fits it; else the search); "search"
 
     def identity(self) -> dict[str, Any]:
         """What defines the tune (a rerun must match it): not where or how wide it runs; paths absolute (a rerun
@@ -76,6 +79,8 @@ class TuneOptions:
         for k in ("resize", "crop", "batch", "spec"):      # unset: as a folder made before these flags has it
             if out[k] is None:
                 del out[k]
+        if out["strategy"] == "scan":      # the default: as a folder made before the flag has it
+            del out["strategy"]
         if self.spec and Path(self.spec).is_file():      # its content: an edited file is another tune
             from ..paths import sha256_file
 
@@ -188,6 +193,8 @@ class Tuner:
         o = self.opts
         if o.final not in FINALS:
             raise InputError(f"--final must be one of {', '.join(FINALS)}, got {o.final!r}")
+        if o.strategy not in STRATEGIES:
+            raise InputError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {o.strategy!r}")
         self.budget = parse_budget(o.budget)
         from ..run.backends import BACKENDS
 
