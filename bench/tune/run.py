@@ -190,8 +190,8 @@ def problem(name: str, seeds: int, tables: Path = TABLES) -> dict:
     return out
 
 
-LEVERS = (        # the tuner's own design choices, each replayed at the same budget (the replay decides, not taste)
-    Method("as shipped"),
+SEARCH_LEVERS = (   # the search strategy's (--strategy search) own design choices
+    Method("as it is"),
     Method("the ladder: then the leader's schedule at 3.16x and 10x its rate, full length", ladder=(10 ** 0.5, 10.0)),
     Method("the ladder at 10x only", ladder=(10.0,)),
     Method("the ladder above the best two", ladder=(10 ** 0.5, 10.0), ladder_top=2),
@@ -221,6 +221,13 @@ LEVERS = (        # the tuner's own design choices, each replayed at the same bu
     Method("search and confirm at the full length", search_full=True),
     Method("budget 15%", budget="15%"),
     Method("budget 20%", budget="20%"),
+)
+LEVERS = (        # the tuner's own design choices, each replayed at the same budget (the replay decides, not taste)
+    Method("as shipped"),
+    Method("the rate scan, Caffe's seven only", chains=False),
+    Method("the rate scan, budget 15%", budget="15%"),
+    Method("the rate scan, budget 20%", budget="20%"),
+    *(replace(m, name=f"--strategy search: {m.name}", scan=False) for m in SEARCH_LEVERS),
 )
 
 

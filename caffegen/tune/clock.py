@@ -57,8 +57,8 @@ class Method:
 
 METHODS = (                  # every search over the tune's space at the tune's compute, but the hand-made ones
     Method("caffegen tune"),
+    Method("tune --strategy search", scan=False),
     Method("tune, Caffe's seven only", chains=False),
-    Method("tune, pruner without seed noise", seed_sd="none"),
     Method("random search", kind="search", sampler="random", pruner="none"),
     Method("random search, Caffe's seven", kind="search", sampler="random", pruner="none", chains=False),
     Method("TPE + ASHA", kind="search", sampler="tpe", pruner="asha"),
