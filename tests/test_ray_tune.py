@@ -39,8 +39,8 @@ def data(tmp_path_factory) -> tuple[Path, Path]:
 def tune_args(data: tuple[Path, Path], out: Path, address: str, budget: str = "100s") -> list[str]:
     folder, net = data
     return CAFFEGEN + ["tune", str(net), "--data", str(folder), "--iters", "60", "--search-iters", "30",
-                       "--policies", "all", "--budget", budget, "--out", str(out), "--backend", "ray",
-                       "--address", address]
+                       "--policies", "all", "--strategy", "search", "--budget", budget, "--out", str(out),
+                       "--backend", "ray", "--address", address]
 
 
 @pytest.mark.caffe

@@ -37,7 +37,8 @@ from .sweep import _gpus
                    "default): retrained from scratch, or its search run extended from its snapshot.")
 @click.option("--sanity/--no-sanity", default=True, show_default=True,
               help="Check first that the net can overfit a tiny subset (a FAIL stops the tune).")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="The search's sampler seed.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="The tune's seed: the search's sampler and the runs' random_seed (the confirm's fresh seeds are "
+                   "the next ones).")
 @click.option("--policies", default=None, metavar="all|step,poly,...",
               help="The schedules the search compares: a list, 'all' (Caffe's seven) or 'every' (and every chained one) "
                    "[default: Caffe's seven, linear, cosine, onecycle].")
@@ -68,14 +69,17 @@ def tune(net, data, weights, solver, budget, out, iters, search_iters, strategy,
                budget too small is refused here; one the repeated grid
                fits runs that grid instead of a search)
       sanity   can the net overfit 2 images per class? FAIL stops, with causes
-      lr-find  the LR range test sets the base_lr decades to search
-      search   TPE over base_lr x the schedules (Caffe's seven, linear,
-               cosine, onecycle), runs of a third of the length; a run is
-               pruned only when it is behind beyond the val set's and the
-               seeds' noise, against runs at the same stage of their schedule
-      confirm  the best 4 different answers trained at the full length with
-               a fresh seed (a short run's ranking is biased, its own score
-               biased up); the best full-length value wins
+      lr-find  the LR range test finds the valley of the loss
+      search   the rate scan (--strategy scan, the default where the budget
+               fits it): poly and cosine at 4 base_lr a half-decade apart up
+               from the valley, at the full length; the rate they score best
+               at, pooled. (--strategy search, or a budget too small: TPE
+               over base_lr x the schedules, runs of a third of the length,
+               pruned only when behind beyond the val set's and the seeds'
+               noise)
+      confirm  the schedules at that rate (after a search: its best 4
+               different answers) trained at the full length with a fresh
+               seed; the best full-length value wins
       final    that run is the final one (--final retrain|extend: when the
                confirm stage could not run)
       look     evaluated per class; reports; TensorBoard log; the bill

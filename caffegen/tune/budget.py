@@ -351,21 +351,24 @@ def _scan_plan(budget: Budget, total: float, wall: float, speed: Speed, measured
 
 
 def confirm_round_fits(speed: Speed, *, wall_s: float, spent: float, alive: int, run_s: float, final_s: float,
-                       runs_before: int, rounds_before: int, final: bool, searched: int) -> tuple[bool, float]:
-    """Whether one more confirm round of ``alive`` candidates fits the budget's wall ``wall_s`` (within 5%) after
-    ``spent``, keeping the final run and the look in reserve; and the round's estimated wall."""
+                       runs_before: int, rounds_before: int, final: bool, searched: int,
+                       slack: float = 1.05) -> tuple[bool, float]:
+    """Whether one more confirm round of ``alive`` candidates fits the budget's wall ``wall_s`` (within ``slack``:
+    5%) after ``spent``, keeping the final run and the look in reserve; and the round's estimated wall."""
     cost = math.ceil(alive / speed.slots) * run_s + speed.sweep_s
     reserve = final_s + speed.look_s(runs_before + alive + 1, 2 + rounds_before + final, searched)
-    return spent + cost + reserve <= 1.05 * wall_s, cost
+    return spent + cost + reserve <= slack * wall_s, cost
 
 
-def round_that_fits(speed: Speed, *, wall_s: float, spent: float, want: int, run_s: float, searched: int) -> int:
-    """How many of ``want`` candidates one confirm round of runs of ``run_s`` can train now within the budget
-    (:func:`confirm_round_fits`; the scan's confirm: a machine slower than measured trains fewer schedules at the
-    scan's rate rather than overrun); 0 when not even two fit (nothing to compare)."""
+def round_that_fits(speed: Speed, *, wall_s: float, spent: float, want: int, planned: int, run_s: float,
+                    searched: int) -> int:
+    """How many of ``want`` candidates one confirm round of runs of ``run_s`` trains, sized again when it starts
+    from what the stages before it really took (the scan's confirm): up to the plan's ``planned`` within the
+    budget's 5%, more only when they fit it outright (a machine faster than measured), fewer rather than overrun
+    (a slower one); 0 when not even two fit (nothing to compare)."""
     for n in range(want, 1, -1):
         if confirm_round_fits(speed, wall_s=wall_s, spent=spent, alive=n, run_s=run_s, final_s=0.0, runs_before=0,
-                              rounds_before=0, final=False, searched=searched)[0]:
+                              rounds_before=0, final=False, searched=searched, slack=1.05 if n <= planned else 1.0)[0]:
             return n
     return 0
 

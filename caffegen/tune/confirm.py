@@ -29,9 +29,10 @@ def rows_of(sweep_dir: Path) -> list:
 
 def confirm(t: Tuner, entry: dict[str, Any], short: dict[str, Any], candidates: list[dict[str, Any]], speed: Speed,
             plan: Plan, k: int = CONFIRM_CANDIDATES, found_in: str = "the search") -> Confirmed:
-    """Run the first ``k`` candidates with fresh seeds 1, 2, ... (never their search run: its score was selected
-    for being high): after each round :func:`.decide.confirm_round` drops the ones that cannot be the best; stop
-    when one is left, the rounds are done, or the budget would not hold. :func:`.decide.choose` names the winner."""
+    """Run the first ``k`` candidates with fresh seeds (the tune's seed + 1, + 2, ...; never their search run: its
+    score was selected for being high): after each round :func:`.decide.confirm_round` drops the ones that cannot
+    be the best; stop when one is left, the rounds are done, or the budget would not hold. :func:`.decide.choose`
+    names the winner."""
     rounds = entry.setdefault("rounds", [])
     alive = [c["name"] for c in candidates[:k]]
     by_name = {c["name"]: c for c in candidates}
@@ -45,7 +46,8 @@ def confirm(t: Tuner, entry: dict[str, Any], short: dict[str, Any], candidates: 
     final_s = sum(s.seconds for s in plan.stages if s.name == "final")
     searched = len(rows_of(t.out / "search"))
     method = "no confirm round: the search's best"
-    for seed in range(len(rounds) + 1, CONFIRM_ROUNDS + 1):
+    first = int(short["solver"].get("random_seed", 0)) + 1     # the runs before trained with the tune's seed
+    for seed in range(first + len(rounds), first + CONFIRM_ROUNDS):
         if len(alive) < 2:
             break
         fits, cost = confirm_round_fits(

@@ -250,7 +250,8 @@ def _replay_scan(table: CurveTable, method: Method, seed: int, slots: int, role,
     scanned_values = {k: c.best(table.maximize) for k, c in curves.items()}
     rate = scan_rate(scanned_values, maximize=table.maximize)
     run_s = speed.run_s(table.iters, plan.test_interval)
-    k = round_that_fits(speed, wall_s=plan.wall_s, spent=wall, want=plan.at_rate, run_s=run_s, searched=len(points))
+    k = round_that_fits(speed, wall_s=plan.wall_s, spent=wall, want=len(policies), planned=plan.at_rate, run_s=run_s,
+                        searched=len(points))
     cands = [SearchOutcome(n, point, None) for n, point in scan_candidates(rate, policies, k)]
     configs = {c.name: table.config(rate, c.point["lr_policy"]) for c in cands}
     values, alive, wall, stages["confirm"] = _replay_confirm(table, method, slots, role, cands, configs, table.iters,

@@ -130,10 +130,12 @@ def interval(iters: int, passes: int) -> int:
 
 
 def base_tables(name: str, data: dict[str, str], net: TuneNet, *, classes: int, val_images: int, iters: int,
-                passes: int, run: dict[str, Any], extra: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+                passes: int, run: dict[str, Any], extra: dict[str, dict[str, Any]] | None = None,
+                seed: int = 0) -> dict[str, Any]:
     """The tables every stage shares: the data (``[data]``'s keys: the tune's own lists, or two LMDBs), the net at
-    its size, the solver (``iters`` with ``passes`` test passes, seed 0), how to run; ``extra``: ``--spec``'s tables
-    (the tune's defaults < the file < the flags)."""
+    its size, the solver (``iters`` with ``passes`` test passes, random_seed ``seed``: the tune's --seed; the
+    confirm's fresh seeds follow it), how to run; ``extra``: ``--spec``'s tables (the tune's defaults < the file <
+    the flags)."""
     extra = extra or {}
     if net.prototxt is None:
         net_table = template_net(classes, val_images)
@@ -146,7 +148,7 @@ def base_tables(name: str, data: dict[str, str], net: TuneNet, *, classes: int, 
     if net.batch:       # the TEST batch follows the coverage rule, near the train batch
         net_table["test_batch"] = test_batch_for(val_images, net.batch)
     solver = {**solver, **extra.get("solver", {}), "max_iter": iters, "test_interval": interval(iters, passes),
-              "random_seed": 0}
+              "random_seed": seed}
     solver.setdefault("display", max(1, iters // 20))
     data = {**extra.get("data", {}), **{k: str(v) for k, v in data.items()}}
     return {"name": name, "data": data, "net": net_table, "solver": solver, "run": {**extra.get("run", {}), **run}}

@@ -331,7 +331,8 @@ def _confirm_scan(t: Tuner, ctx: Context, entry: dict[str, Any]) -> Confirmed:
     maximize = ctx.candidates[0]["maximize"]
     rate = scan_rate(values, maximize=maximize)
     if "k" not in entry:     # fixed when it starts (a resume trains the same schedules)
-        entry["k"] = round_that_fits(ctx.speed, wall_s=ctx.plan.wall_s, spent=t.state.spent(), want=ctx.plan.at_rate,
+        entry["k"] = round_that_fits(ctx.speed, wall_s=ctx.plan.wall_s, spent=t.state.spent(),
+                                     want=len(t.opts.policies), planned=ctx.plan.at_rate,
                                      run_s=ctx.speed.run_s(ctx.iters, ctx.full["solver"]["test_interval"]),
                                      searched=len(points))
         t.state.save()

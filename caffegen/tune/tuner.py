@@ -2,10 +2,12 @@
 
     measure  a short real run times this net on this hardware: the plan and its budget are printed first;
     sanity   can the net overfit a tiny subset? (a FAIL stops here, with its causes);
-    lr-find  the range test sets the decade(s) of base_lr to search;
-    search   TPE over base_lr x the schedules, pruned only beyond the val set's noise (``sweep.pruning``);
-    confirm  the best few repeated with more seeds, round by round, until the pooled seed-noise test separates a
-             winner (Hsu's comparisons with the best) or the stage's budget ends: then the verdict says "tied";
+    lr-find  the range test finds the valley of the loss;
+    search   the rate scan (the default where the budget fits it): poly and cosine at 4 base_lr a half-decade apart
+             up from the valley, at the full length; or (``--strategy search``, a small budget) TPE over base_lr x
+             the schedules in short runs, pruned only beyond the val set's and the seeds' noise (``sweep.pruning``);
+    confirm  the schedules at the scan's rate (or the search's best 4) with fresh seeds at the full length, round
+             by round: with repeats, Hsu's comparisons with the best separate a winner or say "tied";
     final    the winner retrained (or extended) to the full length;
     look     it evaluated per class, every stage's report, a TensorBoard log, the tune's own report (plan and bill).
 
@@ -57,7 +59,8 @@ class TuneOptions:
     search_iters: int | None = None            # the search's length [default: iters / 3]
     final: str = "retrain"
     sanity: bool = True
-    seed: int = 0                              # the search's sampler seed
+    seed: int = 0                              # the search's sampler seed and the runs' random_seed (the confirm's
+                                               # fresh seeds follow it)
     policies: tuple[str, ...] = TUNE_SCHEDULES
     val_fraction: float = 0.2
     jobs: int | None = None
@@ -358,7 +361,7 @@ class Tuner:
         if search_iters > iters:
             raise InputError(f"--search-iters {search_iters} is above --iters {iters}")
         tables = dict(data=data.tables, net=net, classes=data.classes, val_images=val_images, run=self._run_table(),
-                      extra=extra)
+                      extra=extra, seed=o.seed)
         short = base_tables("search", iters=search_iters, passes=TEST_PASSES_SEARCH, **tables)
         full = base_tables("final", iters=iters, passes=TEST_PASSES_FINAL, **tables)
         probe_spec = self._write_spec("probe", {**short, "name": "probe", "grid": {"base_lr": [0.01]}})
