@@ -226,7 +226,7 @@ def test_the_plan_counts_what_the_measure_stage_spent_and_names_the_budget_that_
 
     speed = Speed(iter_s=0.05, test_s=0.5, start_s=0.4, slots=2, check_s=1.0, figure_s=0.3)
     kw = dict(iters=600, search_iters=200, test_interval=50, search_test_interval=33, policies=7, sanity_iters=300,
-              lrfind_iters=100, final="retrain")
+              lrfind_iters=100, final="retrain", scan=False)     # the search's plan (--strategy search)
     fresh = make_plan(parse_budget("4m"), speed, **kw)      # (below the cap of 35 trials: 5 rates x 7 schedules)
     measured = make_plan(parse_budget("4m"), speed, spent=60.0, **kw)
     assert measured.stages[0].name == "measure" and measured.stages[0].seconds == 60.0
@@ -251,9 +251,11 @@ def test_a_budget_the_repeated_grid_fits_runs_the_grid_not_hundreds_of_tiny_tria
     text = "\n".join(plan.lines())
     assert "the repeated grid fits the budget, so it runs instead of a search" in text
     assert "trials of 12 iterations" not in text
-    # a budget the grid does not fit: a search, costing less than the grid it replaces
+    # a budget the grid does not fit: the rate scan (or with --strategy search a search), costing less than the grid
     small = make_plan(parse_budget("40runs"), speed, spent=5.0, **kw)
-    assert small.mode == "search" and small.of_grid < 1.0
+    assert small.mode == "scan" and small.of_grid < 1.0
+    searched = make_plan(parse_budget("40runs"), speed, spent=5.0, scan=False, **kw)
+    assert searched.mode == "search" and searched.of_grid < 1.0
 
 
 @pytest.mark.caffe
