@@ -198,7 +198,8 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     the confirm stage does not train at the full length); then the confirm stage (``candidates`` x ``rounds`` runs:
     of the full length with ``confirm_full``, the default, so the winner needs no final run; else of
     ``search_iters``), and ``ladder`` full-length runs after it (a lever of the replay: the leader at higher
-    rates, :func:`caffegen.tune.decide.ladder`); the search gets the rest, as a compute budget for its study and a
+    rates, :func:`caffegen.tune.decide.ladder`); the search gets the rest (with ``scan``: the rate scan instead
+    where it fits, :func:`_scan_plan`; the repeated grid where that fits), as a compute budget for its study and a
     number of trials (unpruned: a pruned trial only gives time back). ``spent``: what the budget already paid (the
     measure stage). A budget too small for sanity, lr-find, a minimal search and one full-length run is refused (one
     line)."""
@@ -214,17 +215,11 @@ def make_plan(budget: Budget, speed: Speed, *, iters: int, search_iters: int, te
     wall = total - spent
     measured = _probe_stages(spent, sanity, lrfind, full, sanity_iters=sanity_iters, lrfind_iters=lrfind_iters,
                              skip_sanity=skip_sanity)
-    grid_wall = grid_s + speed.sweep_s
-    grid_look = speed.look_s(grid_runs, 1)
-    if sanity + lrfind + grid_wall + grid_look <= wall:
-        # the repeated grid fits: no search can beat its power for that compute (every schedule, every rate a
-        # half-decade apart, 3 seeds each, at the full length): run it, and nothing shorter
-        return _grid_plan(budget, total, speed, measured, grid_s, grid_runs, policies, iters, test_interval)
-    if scan:
-        plan = _scan_plan(budget, total, wall, speed, measured, grid_s, grid_runs, policies, iters, test_interval,
-                          sanity + lrfind)
-        if plan is not None:
-            return plan
+    whole = (budget, total, speed, measured, grid_s, grid_runs, policies, iters, test_interval)
+    if sanity + lrfind + grid_s + speed.sweep_s + speed.look_s(grid_runs, 1) <= wall:
+        return _grid_plan(*whole)     # no search can beat the repeated grid's power for that compute: run it
+    if scan and (plan := _scan_plan(*whole, wall=wall, probes=sanity + lrfind)) is not None:
+        return plan
     final = "none" if confirm_full else final
     final_s = full + speed.sweep_s if final != "none" else 0.0
     ladder = ladder if confirm_full and candidates > 1 else 0
@@ -301,7 +296,8 @@ def _wall_of(budget: Budget, speed: Speed, full: float, grid_runs: int, single: 
 
 def _grid_plan(budget: Budget, total: float, speed: Speed, measured: list[Stage], grid_s: float, grid_runs: int,
                policies: int, iters: int, test_interval: int) -> Plan:
-    """The plan when the repeated grid fits the budget: that grid, judged by its own repeats."""
+    """The plan when the repeated grid fits the budget: that grid (every schedule, every rate a half-decade apart, 3
+    seeds each, at the full length), judged by its own repeats, and nothing shorter."""
     full = speed.run_s(iters, test_interval)
     grid_wall = grid_s + speed.sweep_s
     grid_look = speed.look_s(grid_runs, 1)
@@ -315,8 +311,8 @@ def _grid_plan(budget: Budget, total: float, speed: Speed, measured: list[Stage]
                 mode="grid")
 
 
-def _scan_plan(budget: Budget, total: float, wall: float, speed: Speed, measured: list[Stage], grid_s: float,
-               grid_runs: int, policies: int, iters: int, test_interval: int, probes: float) -> Plan | None:
+def _scan_plan(budget: Budget, total: float, speed: Speed, measured: list[Stage], grid_s: float, grid_runs: int,
+               policies: int, iters: int, test_interval: int, *, wall: float, probes: float) -> Plan | None:
     """The plan of the rate scan (:func:`caffegen.tune.decide.scan_rates`) when the budget has room for it and for
     :data:`SCAN_AT_RATE_MIN` schedules at its rate with a fresh seed (None: it has not; the search then runs): as
     many schedules there as fit, every run at the full length (the winner's is the final one)."""

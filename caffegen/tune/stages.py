@@ -339,6 +339,9 @@ def _confirm_scan(t: Tuner, ctx: Context, entry: dict[str, Any]) -> Confirmed:
     t.log(f"[tune] the rate scan chose base_lr {rate:g} (" + ", ".join(
         f"{x:g}: {' '.join('-' if values[(x, p)] is None else f'{values[(x, p)]:.3f}' for p in scan_schedules(t.opts.policies)[0])}"
         for x in dict.fromkeys(x for x, _ in points)) + ")")
+    if rate == max(x for x, _ in points) and len(points) > 2:
+        t.log(f"caffegen: note: the rate scan liked its highest rate best ({rate:g}): a higher one may be better "
+              f"still (put higher rates in {t.out / 'specs' / 'search.toml'} and run it with caffegen sweep)")
     meta = {"metric": ctx.candidates[0]["metric"], "maximize": maximize}
     cands = [{"name": n, "point": point, "value": None, "runs": [], **meta}
              for n, point in scan_candidates(rate, t.opts.policies, entry["k"])]
