@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SearchOutcome", "candidates", "longer_horizon", "ladder", "confirm_round", "choose", "Verdict", "SCAN_SCHEDULES",
-           "SCAN_STEPS", "SCHEDULE_ORDER", "scan_rates", "scan_schedules", "scan_rate",
+__all__ = ["SearchOutcome", "candidates", "longer_horizon", "ladder", "confirm_round", "choose", "Verdict",
+           "SCAN_SCHEDULES", "SCAN_STEPS", "SCHEDULE_ORDER", "scan_rates", "scan_schedules", "scan_rate",
            "scan_candidates", "scan_best"]
 
 
@@ -165,14 +165,14 @@ def scan_schedules(policies: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def scan_rate(values: Mapping[tuple[float, str], float | None], *, maximize: bool) -> float:
     """The rate of the scan whose runs' values, pooled over the schedules scanned, are best (a run with no value,
-    diverged or failed, counts as the worst; equal means: the lower rate)."""
+    diverged or failed, counts as the worst; equal means: the better single run, then the lower rate)."""
     sign = 1.0 if maximize else -1.0
     pooled: dict[float, list[float]] = {}
     for (lr, _), v in values.items():
         pooled.setdefault(lr, []).append(-math.inf if v is None or not math.isfinite(v) else sign * v)
     if not pooled:
         raise ValueError("the rate scan has no runs")
-    return max(sorted(pooled), key=lambda lr: sum(pooled[lr]) / len(pooled[lr]))
+    return max(sorted(pooled), key=lambda lr: (sum(pooled[lr]) / len(pooled[lr]), max(pooled[lr])))
 
 
 def scan_candidates(rate: float, policies: Sequence[str], k: int) -> list[tuple[str, dict[str, Any]]]:

@@ -197,7 +197,8 @@ class SearchStage(Stage):
         entry = t.state.stage("search")
         o, lr = t.opts, ctx.lr
         if ctx.mode == "scan":
-            ctx.search_spec = t._write_spec("search", scan_tables(ctx.full, _scan_rates(lr), scan_schedules(o.policies)[0]))
+            ctx.search_spec = t._write_spec("search", scan_tables(ctx.full, _scan_rates(lr),
+                                                                  scan_schedules(o.policies)[0]))
             return
         if ctx.grid_mode:
             ctx.search_spec = t._write_spec("search", {**ctx.full, "name": "search", "grid": {
@@ -326,7 +327,8 @@ def _confirm_scan(t: Tuner, ctx: Context, entry: dict[str, Any]) -> Confirmed:
     from .budget import round_that_fits
 
     got = {(c["point"]["base_lr"], c["point"]["lr_policy"]): c["value"] for c in ctx.candidates}
-    points = [(x, p) for x in _scan_rates(ctx.lr) for p in scan_schedules(t.opts.policies)[0]]
+    scanned = scan_schedules(t.opts.policies)[0]
+    points = [(x, p) for x in _scan_rates(ctx.lr) for p in scanned]
     values = {k: got.get(k) for k in points}
     maximize = ctx.candidates[0]["maximize"]
     rate = scan_rate(values, maximize=maximize)
@@ -336,9 +338,9 @@ def _confirm_scan(t: Tuner, ctx: Context, entry: dict[str, Any]) -> Confirmed:
                                      run_s=ctx.speed.run_s(ctx.iters, ctx.full["solver"]["test_interval"]),
                                      searched=len(points))
         t.state.save()
-    t.log(f"[tune] the rate scan chose base_lr {rate:g} (" + ", ".join(
-        f"{x:g}: {' '.join('-' if values[(x, p)] is None else f'{values[(x, p)]:.3f}' for p in scan_schedules(t.opts.policies)[0])}"
-        for x in dict.fromkeys(x for x, _ in points)) + ")")
+    shown = {k: "-" if v is None else f"{v:.3f}" for k, v in values.items()}
+    t.log(f"[tune] the rate scan chose base_lr {rate:g} ({' and '.join(scanned)} at each rate: " + ", ".join(
+        f"{x:g}: {' '.join(shown[(x, p)] for p in scanned)}" for x in dict.fromkeys(x for x, _ in points)) + ")")
     if rate == max(x for x, _ in points) and len(points) > 2:
         t.log(f"caffegen: note: the rate scan liked its highest rate best ({rate:g}): a higher one may be better "
               f"still (put higher rates in {t.out / 'specs' / 'search.toml'} and run it with caffegen sweep)")
