@@ -165,14 +165,19 @@ def scan_schedules(policies: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def scan_rate(values: Mapping[tuple[float, str], float | None], *, maximize: bool) -> float:
     """The rate of the scan whose runs' values, pooled over the schedules scanned, are best (a run with no value,
-    diverged or failed, counts as the worst; equal means: the better single run, then the lower rate)."""
+    diverged or failed, counts as the worst; equal means: the lower rate; when every rate has a failed run, the
+    rate of the best run)."""
     sign = 1.0 if maximize else -1.0
     pooled: dict[float, list[float]] = {}
     for (lr, _), v in values.items():
         pooled.setdefault(lr, []).append(-math.inf if v is None or not math.isfinite(v) else sign * v)
     if not pooled:
         raise ValueError("the rate scan has no runs")
-    return max(sorted(pooled), key=lambda lr: (sum(pooled[lr]) / len(pooled[lr]), max(pooled[lr])))
+    def score(lr: float) -> tuple[float, float]:
+        mean = sum(pooled[lr]) / len(pooled[lr])
+        return mean, (max(pooled[lr]) if mean == -math.inf else 0.0)
+
+    return max(sorted(pooled), key=score)
 
 
 def scan_candidates(rate: float, policies: Sequence[str], k: int) -> list[tuple[str, dict[str, Any]]]:
