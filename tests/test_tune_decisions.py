@@ -464,7 +464,8 @@ def test_the_plan_scans_where_the_budget_fits_it_and_searches_where_it_does_not(
     plan = make_plan(parse_budget("10%"), speed, **kw)
     assert plan.mode == "scan" and plan.confirm_full and SCAN_AT_RATE_MIN <= plan.at_rate <= 10
     stages = {s.name: s for s in plan.stages}
-    assert "poly and cosine at 4 base_lr" in stages["search"].what and "final" not in stages
+    assert "4 base_lr a half-decade apart up from the range test's valley x poly and cosine" in stages["search"].what
+    assert "final" not in stages
     assert stages["search"].runs == pytest.approx(8, abs=0.1) and plan.of_grid <= 0.10
     assert make_plan(parse_budget("10%"), speed, scan=False, **kw).mode == "search"
     small = make_plan(parse_budget("8runs"), speed, **kw)          # no room for 8 + 4 full-length runs

@@ -14,7 +14,8 @@ from typing import Any
 
 from ..errors import InputError
 
-__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "SCAN", "SCAN_AT_RATE_MIN", "DISTINCT_CANDIDATES", "SEARCH_FIRST_RUNG", "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
+__all__ = ["CONFIRM_FULL", "DEFAULT_BUDGET", "SCAN", "SCAN_AT_RATE_MIN", "DISTINCT_CANDIDATES", "SEARCH_FIRST_RUNG",
+           "Budget", "parse_budget", "Speed", "Stage", "Plan", "make_plan", "CONFIRM_CANDIDATES", "SEARCH_TRIALS_MIN",
            "duration", "search_seconds", "repeated_grid_runs", "GRID_LRS", "GRID_REPEATS",
            "grid_lrs", "confirm_round_fits", "round_that_fits"]
 
@@ -334,9 +335,9 @@ def _scan_plan(budget: Budget, total: float, speed: Speed, measured: list[Stage]
     if policies < 2 or at_rate < need:
         return None
     stages = measured + [
-        Stage("search", f"the rate scan: {' and '.join(SCAN_SCHEDULES[:policies])} at {SCAN_STEPS} base_lr a "
-                        f"half-decade apart up from the range test's valley, at the full length ({scan_runs} runs of "
-                        f"{iters} iterations)", scan_wall, (scan_runs * full + speed.sweep_s) / full,
+        Stage("search", f"the rate scan: {SCAN_STEPS} base_lr a half-decade apart up from the range test's valley x "
+                        f"{' and '.join(SCAN_SCHEDULES)} (or the space's first two), at the full length ({scan_runs} "
+                        f"runs of {iters} iterations)", scan_wall, (scan_runs * full + speed.sweep_s) / full,
               {"trials": scan_runs}),
         Stage("confirm", f"{at_rate} schedules at the scan's best rate with a fresh seed, at the full length (the best "
                          "wins; its run is the final one)", confirm_wall(at_rate),

@@ -21,7 +21,7 @@ __all__ = ["write_tune_report", "bill_of", "headline_lines", "winner_run"]
 
 
 SWEEP_STAGES = ("search", "confirm", "final")
-FULL_LENGTH = ("retrain", "extend", "confirm", "grid", "scan")   # the final stage's "how": the winner has a full-length run
+FULL_LENGTH = ("retrain", "extend", "confirm", "grid", "scan")   # the final's "how": the winner has a full-length run
 
 
 def grid_compute_s(plan: dict[str, Any]) -> float:
@@ -155,7 +155,8 @@ def headline_lines(folder: Path, state: TuneState) -> list[str]:
     if plan.get("mode") == "scan" and seeds == 1:
         lines.append(f"how sure: the best of {len(confirm.get('values') or {})} schedules at the rate scan's base_lr "
                      f"{winner['point']['base_lr']:g}, one fresh seed each at the full length (no repeats: nothing "
-                     "to estimate the seed noise from; a larger --budget adds seeds)")
+                     "to estimate the seed noise from; a budget the repeated grid fits runs every configuration "
+                     "with 3 seeds)")
     elif tied:
         lines.append(f"how sure: as good as {', '.join(tied)} at this noise ({seeds} seed{'s' * (seeds != 1)} each at "
                      f"{length}); more seeds or val images would separate them")
