@@ -25,8 +25,8 @@ from .sweep import _gpus
 @click.option("--iters", type=click.IntRange(10), default=None, metavar="N",
               help="The full length the winner trains to [default: 6 epochs of the train list].")
 @click.option("--search-iters", type=click.IntRange(10), default=None, metavar="H",
-              help="The length of the search's runs [default: N/3: iterate fast; the confirm stage trains its "
-                   "candidates at the full length].")
+              help="With --strategy search (or a budget too small for the scan): the length of the search's runs "
+                   "[default: N/3: iterate fast; the confirm stage trains its candidates at the full length].")
 @click.option("--strategy", type=click.Choice(["scan", "search"]), default="scan", show_default=True,
               help="scan: base_lr scanned at the full length on poly and cosine, then the other schedules at the "
                    "rate they liked best (where the budget fits it: 12 full-length runs or so; else the search). "
