@@ -320,16 +320,21 @@ def test_the_ladder_climbs_from_the_leader_and_skips_what_was_tried():
     assert [t.name for t in ladder([lead], [lead], (10 ** 0.5, 10.0), ceiling=0.01)] == ["lr0.00949_poly"]   # no higher
 
 
-def test_the_ladder_finds_the_rate_a_short_search_ranks_too_low():
-    from caffegen.tune.replay import Method, replay, speed_of
-
-    # a third of the run prefers 0.001 (the short-horizon bias); the full run's best is 10x higher, at 0.01
+def _short_horizon_table():
+    """A third of the run prefers 0.001 (the short-horizon bias); the full run's best is 10x higher, at 0.01 (poly
+    0.02 above step everywhere); the range test's valley at 0.003."""
     rates = (0.001, 0.00316, 0.01, 0.0316, 0.1)
     short = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.60, 0.55, 0.45, 0.30, 0.1))
              for p in ("step", "poly")}
     full = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.55, 0.70, 0.78, 0.60, 0.1))
             for p in ("step", "poly")}
-    t = _table(final=full, short=short, suggested=0.003, blew_up_at=None)
+    return _table(final=full, short=short, suggested=0.003, blew_up_at=None)
+
+
+def test_the_ladder_finds_the_rate_a_short_search_ranks_too_low():
+    from caffegen.tune.replay import Method, replay, speed_of
+
+    t = _short_horizon_table()
     without = [replay(t, Method("tune", chains=False, scan=False, budget="15runs"), s) for s in range(3)]
     laddered = [replay(t, Method("tune", chains=False, scan=False, budget="15runs", ladder=(10 ** 0.5, 10.0)), s)
                 for s in range(3)]
@@ -437,13 +442,7 @@ def test_the_scan_chooses_the_rate_both_schedules_like_a_failed_run_counting_as_
 def test_the_replayed_scan_finds_the_rate_a_short_search_ranks_too_low():
     from caffegen.tune.replay import Method, replay, speed_of
 
-    # as the ladder's table: a third of the run prefers 0.001, the full run's best is 10x higher, at 0.01
-    rates = (0.001, 0.00316, 0.01, 0.0316, 0.1)
-    short = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.60, 0.55, 0.45, 0.30, 0.1))
-             for p in ("step", "poly")}
-    full = {(lr, p): v + 0.02 * (p == "poly") for lr, v in zip(rates, (0.55, 0.70, 0.78, 0.60, 0.1))
-            for p in ("step", "poly")}
-    t = _table(final=full, short=short, suggested=0.003, blew_up_at=None)
+    t = _short_horizon_table()
     scanned = [replay(t, Method("tune", chains=False, budget="15runs"), s) for s in range(3)]
     searched = [replay(t, Method("tune", chains=False, scan=False, budget="15runs"), s) for s in range(3)]
     assert all(o.regret > 0.05 for o in searched)
