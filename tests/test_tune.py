@@ -159,7 +159,6 @@ def test_tune_scans_the_rate_at_the_full_length_then_trains_the_schedules_at_it(
     (one seed), the rate they like best, then the schedules there with a fresh seed; the best of those wins and
     its run is the final one."""
     from caffegen.tune.decide import scan_candidates, scan_rate, scan_rates
-    from caffegen.tune.specs import SCAN_FALLBACK
 
     out = tmp_path / "t"
     proc = tune(tmp_path, net(tmp_path), "--data", folder, "--iters", "2000", "--policies", "poly,cosine,step,exp",
@@ -168,7 +167,7 @@ def test_tune_scans_the_rate_at_the_full_length_then_trains_the_schedules_at_it(
     state = json.loads((out / "tune.json").read_text())
     assert state["plan"]["mode"] == "scan" and state["plan"]["at_rate"] == 4
     lr = state["stages"]["lr-find"]["decision"]
-    rates = scan_rates(lr["suggestions"].get("valley") or SCAN_FALLBACK, lr.get("blew_up_at"))
+    rates = scan_rates(lr["suggestions"].get("valley"), lr.get("blew_up_at"))
     scan = store_rows(out / "search")
     assert sorted((r["axes"]["base_lr"], r["axes"]["lr_policy"]) for r in scan.values()) == \
         sorted((x, p) for x in rates for p in ("poly", "cosine"))

@@ -405,6 +405,7 @@ def test_the_scan_goes_up_from_the_valley_in_half_decades_and_stays_below_a_blow
     from caffegen.tune.decide import scan_rates
 
     assert scan_rates(0.001) == [0.001, 0.00316, 0.01, 0.0316]
+    assert scan_rates(None) == scan_rates(0.001)                           # no suggestion: up from 0.001
     assert scan_rates(0.001, blew_up_at=0.02) == [0.001, 0.00316]          # a third of 0.02: 0.0067
     assert scan_rates(0.001, blew_up_at=0.002) == [0.000667]               # never above it, one rate at least
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["SearchOutcome", "candidates", "longer_horizon", "ladder", "confirm_round", "choose", "Verdict",
-           "SCAN_SCHEDULES", "SCAN_STEPS", "SCHEDULE_ORDER", "scan_rates", "scan_schedules", "scan_rate",
+           "SCAN_SCHEDULES", "SCAN_STEPS", "SCAN_FALLBACK", "SCHEDULE_ORDER", "scan_rates", "scan_points", "scan_schedules", "scan_rate",
            "scan_candidates", "scan_best"]
 
 
@@ -140,17 +140,25 @@ def choose(values: Mapping[str, Mapping[int, float]], alive: Sequence[str], *, m
 # runs there are left out: they were selected for scoring high at that rate), the best of them winning.
 SCAN_SCHEDULES = ("poly", "cosine")   # Caffe's most used decaying schedule and the modern default
 SCAN_STEPS = 4                        # valley x 1, 3.16, 10, 31.6
+SCAN_FALLBACK = 0.001                 # the first rate when the range test suggests none: up to 0.0316 from there,
+                                      # the upper half of the seed's 1e-4..0.1
 # the order the other schedules take when the budget has room for only some: the ones that decay smoothly to zero
 # first, then Caffe's stepwise and gamma-set ones, the constant rate last (seed 002: decay the rate)
 SCHEDULE_ORDER = ("poly", "cosine", "linear", "onecycle", "sigmoid", "step", "multistep", "inv", "exp", "fixed")
 
 
-def scan_rates(anchor: float, blew_up_at: float | None = None, steps: int = SCAN_STEPS) -> list[float]:
-    """The scan's base_lr values: ``anchor`` (the range test's valley) x 10^(k/2) for k < ``steps``, none above a
-    third of where the range test's loss blew up (3 significant digits; at least the anchor)."""
+def scan_rates(valley: float | None, blew_up_at: float | None = None, steps: int = SCAN_STEPS) -> list[float]:
+    """The scan's base_lr values: the range test's ``valley`` (None: :data:`SCAN_FALLBACK`) x 10^(k/2) for k <
+    ``steps``, none above a third of where the range test's loss blew up (3 significant digits; at least one)."""
+    anchor = valley or SCAN_FALLBACK
     ceiling = blew_up_at / 3 if blew_up_at else math.inf
     out = [float(f"{anchor * 10 ** (k / 2):.3g}") for k in range(steps) if anchor * 10 ** (k / 2) <= ceiling]
     return out or [float(f"{min(anchor, ceiling):.3g}")]
+
+
+def scan_points(valley: float | None, blew_up_at: float | None, policies: Sequence[str]) -> list[tuple[float, str]]:
+    """The scan's runs: :func:`scan_rates` x the scanned schedules (:func:`scan_schedules`), rate by rate."""
+    return [(x, p) for x in scan_rates(valley, blew_up_at) for p in scan_schedules(policies)[0]]
 
 
 def scan_schedules(policies: Sequence[str]) -> tuple[list[str], list[str]]:

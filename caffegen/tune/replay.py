@@ -237,13 +237,10 @@ def _replay_scan(table: CurveTable, method: Method, seed: int, slots: int, role,
     (:func:`~caffegen.tune.decide.scan_rate`), then the confirm stage (:func:`_replay_confirm`, as live) on the
     plan's schedules at that rate with fresh seeds, the best winning."""
     from .budget import round_that_fits
-    from .decide import SearchOutcome, choose, scan_best, scan_candidates, scan_rate, scan_rates, scan_schedules
-    from .specs import SCAN_FALLBACK
+    from .decide import SearchOutcome, choose, scan_best, scan_candidates, scan_points, scan_rate
 
     speed = speed_of(table, slots)
-    scanned, _ = scan_schedules(policies)
-    points = [(x, p) for x in scan_rates(found.get("suggested") or SCAN_FALLBACK, found.get("blew_up_at"))
-              for p in scanned]
+    points = scan_points(found.get("suggested"), found.get("blew_up_at"), policies)
     curves = {k: table.curve(*table.config(*k), role(table.config(*k), 0)) for k in points}
     wall += _round_wall(curves.values(), slots) + speed.sweep_s
     stages["search"] = sum(c.wall_s + c.overhead_s for c in curves.values()) + speed.sweep_s

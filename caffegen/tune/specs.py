@@ -12,7 +12,7 @@ from ..prototxt.options import coverage
 from ..prototxt.schedule import POLICIES
 from .budget import SEARCH_FIRST_RUNG
 
-__all__ = ["TuneNet", "base_tables", "search_tables", "scan_tables", "SCAN_FALLBACK", "prior_seed_sd", "FALLBACK_RANGE",
+__all__ = ["TuneNet", "base_tables", "search_tables", "scan_tables", "prior_seed_sd", "FALLBACK_RANGE",
            "confirm_tables",
            "final_tables", "test_batch_for", "lr_range", "lr_within", "template_net", "spec_tables", "SPEC_TABLES", "TUNE_OWNED",
            "tpe_startup", "TUNE_SCHEDULES",
@@ -156,10 +156,6 @@ def base_tables(name: str, data: dict[str, str], net: TuneNet, *, classes: int, 
 
 
 FALLBACK_RANGE = (1e-4, 0.1)   # the seed's range, when the range test had too few finite losses to suggest a rate
-
-
-SCAN_FALLBACK = 0.001      # the rate scan's first rate when the range test suggests none: it goes up from there to
-                           # 0.0316, the upper half of the seed's 1e-4..0.1
 
 
 def lr_range(suggested: float, blew_up_at: float | None) -> tuple[float, float]:

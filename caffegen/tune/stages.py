@@ -17,9 +17,10 @@ from ..prototxt.options import variant_name
 from ..run.status import PRUNED, WITH_RESULT
 from .budget import DISTINCT_CANDIDATES, GRID_REPEATS, Plan, Speed, grid_lrs, make_plan
 from .confirm import confirm, confirm_run, grid_verdict
-from .decide import SearchOutcome, candidates, scan_best, scan_candidates, scan_rate, scan_rates, scan_schedules
+from .decide import (SearchOutcome, candidates, scan_best, scan_candidates, scan_points, scan_rate, scan_rates,
+                     scan_schedules)
 from .decisions import Confirmed, Decision, FinalRun, Looked, LrRange, Measured, SanityCheck, Searched
-from .specs import (FALLBACK_RANGE, SCAN_FALLBACK, final_tables, lr_range, lr_within, prior_seed_sd, scan_tables,
+from .specs import (FALLBACK_RANGE, final_tables, lr_range, lr_within, prior_seed_sd, scan_tables,
                     search_tables, size_text)
 
 if TYPE_CHECKING:
@@ -316,7 +317,7 @@ PIPELINE: tuple[Stage, ...] = (MeasureStage(), SanityStage(), LrFindStage(), Sea
 
 def _scan_rates(lr: LrRange) -> list[float]:
     """The rate scan's base_lr: up from the range test's valley (:func:`.decide.scan_rates`)."""
-    return scan_rates(lr.suggestions.get("valley") or SCAN_FALLBACK, lr.blew_up_at)
+    return scan_rates(lr.suggestions.get("valley"), lr.blew_up_at)
 
 
 def _confirm_scan(t: Tuner, ctx: Context, entry: dict[str, Any]) -> Confirmed:
@@ -328,7 +329,7 @@ def _confirm_scan(t: Tuner, ctx: Context, entry: dict[str, Any]) -> Confirmed:
 
     got = {(c["point"]["base_lr"], c["point"]["lr_policy"]): c["value"] for c in ctx.candidates}
     scanned = scan_schedules(t.opts.policies)[0]
-    points = [(x, p) for x in _scan_rates(ctx.lr) for p in scanned]
+    points = scan_points(ctx.lr.suggestions.get("valley"), ctx.lr.blew_up_at, t.opts.policies)
     values = {k: got.get(k) for k in points}
     maximize = ctx.candidates[0]["maximize"]
     rate = scan_rate(values, maximize=maximize)
